@@ -1,0 +1,46 @@
+"""Errors the domain raises and the API turns into 4xx answers."""
+
+from __future__ import annotations
+
+
+class OctoprovError(Exception):
+    """Base of the errors a caller can act on; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(OctoprovError):
+    """Input that fails validation. ``errors`` maps each offending field path to a reason.
+
+    Field paths use the request's own (camelCase) names, with dots for nesting and
+    ``[i]`` for list items: ``vm.disks[1].sizeGb``.
+    """
+
+    status = 400
+
+    def __init__(self, errors: dict[str, str], message: str = "Invalid request"):
+        super().__init__(message + ": " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = dict(errors)
+
+
+class NotFound(OctoprovError):
+    status = 404
+
+
+class Conflict(OctoprovError):
+    status = 409
+
+
+def field_path(location: tuple) -> str:
+    """Render a pydantic-style location tuple as ``a.b[2].c``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "body"

@@ -1,0 +1,193 @@
+"""The data model: the spec's five provisioning tables, plus nodes, task steps and API tokens.
+
+Column names follow the spec's schema. Changes go through Alembic migrations
+(``octoprov/migrations``); a test checks that models and migrations agree.
+Columns ending in ``_encrypted`` hold Fernet tokens (see ``octoprov.crypto``), never plain text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _created():
+    return mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+
+def _updated():
+    return mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Node(Base):
+    """A hypervisor host Octoprov drives, or a machine that provisioning produced."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # hypervisor | machine
+    kind: Mapped[str] = mapped_column(String(20))  # hyperv | kvm (hypervisors); windows | linux (machines)
+    endpoint: Mapped[str | None] = mapped_column(String(500))  # WinRM URL, libvirt URI
+    username: Mapped[str | None] = mapped_column(String(255))
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict | None] = mapped_column(JSONType)  # transport, certificate validation, ...
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    os_name: Mapped[str | None] = mapped_column(String(100))
+    mac_addresses: Mapped[list | None] = mapped_column(JSONType)
+    ip_addresses: Mapped[list | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Image(Base):
+    __tablename__ = "provisioning_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    os_type: Mapped[str] = mapped_column(String(50))  # windows | linux
+    os_version: Mapped[str | None] = mapped_column(String(100))
+    architecture: Mapped[str] = mapped_column(String(20), default="x64", server_default="x64")
+    image_path: Mapped[str] = mapped_column(String(500))
+    image_index: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    boot_wim_path: Mapped[str | None] = mapped_column(String(500))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    checksum_sha256: Mapped[str | None] = mapped_column(String(64))
+    editions: Mapped[list | None] = mapped_column(JSONType)  # filled by a WIM scan
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class DriverPack(Base):
+    __tablename__ = "provisioning_driver_packs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    vendor: Mapped[str | None] = mapped_column(String(100))
+    model_pattern: Mapped[str | None] = mapped_column(String(255))  # regex matched against SMBIOS model
+    os_type: Mapped[str] = mapped_column(String(50))
+    driver_path: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created()
+
+
+class Template(Base):
+    __tablename__ = "provisioning_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    default_cpu: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    default_memory_gb: Mapped[int] = mapped_column(Integer, default=16, server_default="16")
+    default_disks: Mapped[list | None] = mapped_column(JSONType)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_images.id"))
+    language: Mapped[str] = mapped_column(String(10), default="de-DE", server_default="de-DE")
+    timezone: Mapped[str] = mapped_column(
+        String(100), default="W. Europe Standard Time", server_default="W. Europe Standard Time"
+    )
+    domain_join: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    domain_name: Mapped[str | None] = mapped_column(String(255))
+    domain_ou: Mapped[str | None] = mapped_column(String(500))
+    domain_join_method: Mapped[str] = mapped_column(String(20), default="offline", server_default="offline")
+    post_install_packages: Mapped[list | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Task(Base):
+    __tablename__ = "provisioning_tasks"
+    __table_args__ = (
+        Index("ix_provisioning_tasks_status", "status"),
+        Index("ix_provisioning_tasks_mac_address", "mac_address"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    target_type: Mapped[str] = mapped_column(String(20))  # hyperv | kvm | baremetal
+    hypervisor_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
+    mac_address: Mapped[str | None] = mapped_column(String(17))  # canonical: 00:15:5d:01:02:03
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_templates.id"))
+    config_override: Mapped[dict | None] = mapped_column(JSONType)  # the request as sent, secrets removed
+    config: Mapped[dict | None] = mapped_column(JSONType)  # template merged with the request, secrets removed
+    secrets_encrypted: Mapped[str | None] = mapped_column(Text)  # the request's secrets, encrypted
+    domain_join_blob: Mapped[str | None] = mapped_column(Text)  # djoin output, encrypted
+    status: Mapped[str] = mapped_column(String(50), default="pending", server_default="pending")
+    current_step: Mapped[str | None] = mapped_column(String(100))
+    progress_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
+
+    steps: Mapped[list[TaskStep]] = relationship(
+        back_populates="task", order_by="TaskStep.position", cascade="all, delete-orphan"
+    )
+
+
+class TaskStep(Base):
+    """One line of the task detail view: what the step is, how far it got, how long it took."""
+
+    __tablename__ = "provisioning_task_steps"
+    __table_args__ = (UniqueConstraint("task_id", "position", name="uq_task_step_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("provisioning_tasks.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))  # stable key, e.g. create_vm
+    title: Mapped[str] = mapped_column(String(255))  # shown to people, e.g. "Create VM"
+    status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    task: Mapped[Task] = relationship(back_populates="steps")
+
+
+class TaskLog(Base):
+    __tablename__ = "provisioning_task_logs"
+    __table_args__ = (Index("ix_provisioning_task_logs_task_id", "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("provisioning_tasks.id", ondelete="CASCADE"))
+    timestamp: Mapped[datetime] = _created()
+    level: Mapped[str] = mapped_column(String(20), default="info", server_default="info")
+    step: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiToken(Base):
+    """A bearer token for the management API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

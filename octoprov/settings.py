@@ -1,0 +1,158 @@
+"""Typed settings read from ``OCTOPROV_*`` environment variables.
+
+Every setting is declared once here, with its type, default and a sentence for the
+operator; ``.env.example`` is generated from these declarations (``octoprov settings
+example``), so documentation and code cannot drift apart. Embedded defaults put
+everything under ``OCTOPROV_DATA_DIR`` and need no server: SQLite for the database and
+kombu's SQLAlchemy transport (on SQLite) for the Celery broker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "OCTOPROV_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _setting(default, doc: str, *, secret: bool = False, example: str | None = None):
+    return field(default=default, metadata={"doc": doc, "secret": secret, "example": example})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        Path("./var"), "Folder for everything Octoprov keeps locally: SQLite files, key, logs, uploads."
+    )
+    database_url: str = _setting(
+        "",
+        "SQLAlchemy URL of the database. Empty: SQLite at DATA_DIR/octoprov.sqlite.",
+        example="postgresql://octoprov:secret@127.0.0.1:5432/octoprov",
+    )
+    broker_url: str = _setting(
+        "",
+        "Celery broker URL. Empty: kombu's SQLAlchemy transport on DATA_DIR/broker.sqlite (no server).",
+        example="redis://127.0.0.1:6379/0",
+    )
+    secret_key: str = _setting(
+        "",
+        "Fernet key(s) encrypting secrets at rest, comma-separated, newest first (older keys still "
+        "decrypt, for rotation). Empty: a key generated on first start in DATA_DIR/secret.key (mode 0600).",
+        secret=True,
+    )
+    images_dir: Path | None = _setting(
+        None, "Folder holding WIM, ISO and kernel images. Empty: DATA_DIR/images."
+    )
+    drivers_dir: Path | None = _setting(None, "Folder holding driver packs. Empty: DATA_DIR/drivers.")
+    log_dir: Path | None = _setting(None, "Folder for log files. Empty: DATA_DIR/log.")
+    log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    api_host: str = _setting("127.0.0.1", "Address the API listens on.")
+    api_port: int = _setting(8080, "TCP port the API listens on.")
+    api_workers: int = _setting(2, "API server processes.")
+    api_threads: int = _setting(8, "Threads per API server process.")
+    public_url: str = _setting(
+        "",
+        "URL under which machines being provisioned reach the API. Empty: http://API_HOST:API_PORT.",
+        example="http://192.0.2.10:8080",
+    )
+    worker_concurrency: int = _setting(2, "Parallel task slots of one Celery worker process.")
+    upload_chunk_bytes: int = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
+    page_size_max: int = _setting(500, "Largest page a list endpoint returns.")
+
+    # -- derived locations -------------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'octoprov.sqlite').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def effective_images_dir(self) -> Path:
+        return (self.images_dir or self.data_dir / "images").resolve()
+
+    @property
+    def effective_drivers_dir(self) -> Path:
+        return (self.drivers_dir or self.data_dir / "drivers").resolve()
+
+    @property
+    def effective_log_dir(self) -> Path:
+        return (self.log_dir or self.data_dir / "log").resolve()
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir.resolve() / "secret.key"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    def ensure_dirs(self) -> None:
+        """Create the local folders the embedded defaults write to."""
+        for folder in (self.data_dir, self.effective_images_dir, self.effective_drivers_dir,
+                       self.effective_log_dir):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Read every declared setting from ``environ`` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            if name in environ:
+                values[f.name] = _convert(name, f.type, environ[name])
+        values.update(overrides)
+        return cls(**values)
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(name: str, type_name: str, raw: str):
+    raw = raw.strip()
+    if type_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if type_name in ("Path", "Path | None"):
+        return Path(raw) if raw else None if "None" in type_name else Path(".")
+    return raw
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every setting with its documentation and an example."""
+    lines = [
+        "# Octoprov settings. Generated by `octoprov settings example`; do not edit by hand.",
+        "# Every variable is optional: the defaults run everything locally under OCTOPROV_DATA_DIR.",
+        "",
+    ]
+    for f in dataclasses.fields(Settings):
+        doc = f.metadata["doc"]
+        lines.append(f"# {doc}")
+        example = f.metadata.get("example")
+        if f.metadata.get("secret"):
+            value = ""
+        elif example is not None:
+            value = example
+        elif f.default is None:
+            value = ""
+        else:
+            value = str(f.default)
+        commented = "" if example is None and not f.metadata.get("secret") else "# "
+        lines.append(f"{commented}{env_name(f.name)}={value}")
+        lines.append("")
+    return "\n".join(lines)
