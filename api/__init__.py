@@ -1,0 +1,48 @@
+"""The Flask application: management API under /api/v1 with its OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from api.docs import make_api
+from api.runtime import EXTENSION, Runtime
+from octoprov.errors import InvalidRequest, OctoprovError
+from octoprov.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
+    app.extensions[EXTENSION] = runtime or Runtime.from_settings(settings or Settings.from_env())
+
+    api = make_api()
+    _register_error_handlers(api)
+    from api.resources import drivers, hypervisors, images, tasks, templates
+
+    for module in (images, drivers, templates, tasks, hypervisors):
+        api.add_namespace(module.ns)
+    api.init_app(app)
+    return app
+
+
+def _register_error_handlers(api) -> None:
+    @api.errorhandler(OctoprovError)
+    def domain_error(error: OctoprovError):
+        body = {"message": error.message}
+        if isinstance(error, InvalidRequest):
+            body = {"message": "Invalid request", "errors": error.errors}
+        return body, error.status
+
+    @api.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return {"message": error.description or error.name}, error.code
+
+    @api.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unexpected error")
+        return {"message": "internal error; the server log has the details"}, 500

@@ -1,0 +1,26 @@
+"""Bearer-token authentication of the management API (the PXE endpoints stay open)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import request
+
+from api.runtime import session_scope
+from octoprov.tokens import verify_token
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="octoprov"'}
+
+
+def require_token(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return {"message": "an API token is required: Authorization: Bearer <token>"}, 401, CHALLENGE
+        with session_scope() as session:
+            if verify_token(session, token.strip()) is None:
+                return {"message": "the API token is not valid"}, 401, CHALLENGE
+        return view(*args, **kwargs)
+
+    return wrapper

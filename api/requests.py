@@ -1,0 +1,51 @@
+"""Reading request bodies and query parameters into clear 400s."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+
+from octoprov.errors import InvalidRequest
+
+
+def json_body() -> object:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidRequest({"body": "a JSON object is required"})
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest({"body": f"not valid JSON: {exc}"}) from None
+
+
+def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest({name: "must be a whole number"}) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise InvalidRequest({name: f"must be {bound}"})
+    return value
+
+
+def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise InvalidRequest({name: "must be one of " + ", ".join(choices)})
+    return raw
+
+
+def text_arg(name: str, max_length: int = 255) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_length or any(ord(c) < 32 for c in raw):
+        raise InvalidRequest({name: f"must be at most {max_length} printable characters"})
+    return raw

@@ -1,0 +1,1 @@
+"""One flask-restx namespace per resource; business logic lives in ``octoprov``."""

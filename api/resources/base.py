@@ -1,0 +1,9 @@
+"""The base of every management resource: bearer token required."""
+
+from flask_restx import Resource
+
+from api.auth import require_token
+
+
+class ManagementResource(Resource):
+    method_decorators = [require_token]

@@ -1,0 +1,62 @@
+"""/provisioning/drivers: driver packs matched to hardware."""
+
+from __future__ import annotations
+
+from flask_restx import Namespace
+from sqlalchemy import select
+
+from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.requests import json_body
+from api.resources.base import ManagementResource
+from api.runtime import runtime, session_scope
+from octoprov import drivers
+from octoprov.models import DriverPack
+from octoprov.pages import paginate
+from octoprov.specs import parse
+
+ns = Namespace("drivers", path="/provisioning/drivers", description="Driver packs injected into WinPE and Windows")
+spec_model = schema_model(ns, drivers.DriverPackSpec)
+view = view_model(ns, drivers.DriverPackView)
+page = page_model(ns, drivers.DriverPackView)
+
+
+@ns.route("")
+class DriverPackList(ManagementResource):
+    @ns.doc(params=PAGE_PARAMS)
+    @ns.response(200, "Driver packs", page)
+    @errors(ns, 400)
+    def get(self):
+        """List driver packs."""
+        number, size = page_args()
+        with session_scope() as session:
+            query = select(DriverPack).order_by(DriverPack.id)
+            return page_json(paginate(session, query, number, size), drivers.DriverPackView)
+
+    @ns.expect(spec_model)
+    @ns.response(201, "Added", view)
+    @errors(ns, 400)
+    def post(self):
+        """Add a driver pack: a folder inside the drivers folder."""
+        spec = parse(drivers.DriverPackSpec, json_body())
+        root = runtime().settings.effective_drivers_dir
+        with session_scope() as session:
+            return drivers.DriverPackView.of(drivers.add_driver_pack(session, root, spec)).to_json(), 201
+
+
+@ns.route("/<int:pack_id>")
+@ns.param("pack_id", "Driver pack id")
+class DriverPackItem(ManagementResource):
+    @ns.response(200, "The driver pack", view)
+    @errors(ns, 404)
+    def get(self, pack_id: int):
+        """Get a driver pack."""
+        with session_scope() as session:
+            return drivers.DriverPackView.of(drivers.get_driver_pack(session, pack_id)).to_json()
+
+    @ns.response(204, "Deleted (the folder stays)")
+    @errors(ns, 404)
+    def delete(self, pack_id: int):
+        """Delete a driver pack registration."""
+        with session_scope() as session:
+            drivers.delete_driver_pack(session, pack_id)
+        return "", 204

@@ -1,0 +1,117 @@
+"""/provisioning/tasks: create, list, inspect and cancel provisioning tasks; read their logs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import request
+from flask_restx import Namespace
+from octoprov.validation.macs import canonical_mac
+
+from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.requests import choice_arg, int_arg, json_body, text_arg
+from api.resources.base import ManagementResource
+from api.runtime import runtime, session_scope
+from octoprov import states, tasks, taskspec
+from octoprov.errors import InvalidRequest
+
+ns = Namespace("tasks", path="/provisioning/tasks", description="Provisioning tasks")
+request_model = schema_model(ns, taskspec.TaskSpec)
+view = view_model(ns, tasks.TaskView)
+page = page_model(ns, tasks.TaskSummaryView)
+logs_model = ns.schema_model("TaskLogList", {"type": "array", "items": view_model(ns, tasks.LogView).__schema__})
+
+LIST_PARAMS = {
+    **PAGE_PARAMS,
+    "status": {"in": "query", "type": "string", "enum": list(states.ALL)},
+    "targetType": {"in": "query", "type": "string", "enum": list(tasks.TARGET_TYPES)},
+    "hostname": {"in": "query", "type": "string", "maxLength": 255, "description": "Part of the host name"},
+    "hypervisorNodeId": {"in": "query", "type": "integer", "minimum": 1},
+    "macAddress": {"in": "query", "type": "string", "maxLength": 17},
+}
+LOG_PARAMS = {
+    "since": {"in": "query", "type": "string", "format": "date-time",
+              "description": "Only entries at or after this time (ISO 8601)"},
+    "afterId": {"in": "query", "type": "integer", "minimum": 0,
+                "description": "Only entries after this log id (for tailing)"},
+    "limit": {"in": "query", "type": "integer", "minimum": 1, "maximum": 1000, "default": 500},
+}
+
+
+@ns.route("")
+class TaskList(ManagementResource):
+    @ns.doc(params=LIST_PARAMS)
+    @ns.response(200, "Tasks, newest first", page)
+    @errors(ns, 400)
+    def get(self):
+        """List tasks, with filters and pagination."""
+        number, size = page_args()
+        mac = text_arg("macAddress", 17)
+        if mac:
+            try:
+                mac = canonical_mac(mac)
+            except ValueError as exc:
+                raise InvalidRequest({"macAddress": str(exc)}) from None
+        where = tasks.TaskFilter(
+            status=choice_arg("status", states.ALL),
+            target_type=choice_arg("targetType", tasks.TARGET_TYPES),
+            hostname=text_arg("hostname"),
+            hypervisor_node_id=int_arg("hypervisorNodeId"),
+            mac_address=mac,
+        )
+        with session_scope() as session:
+            return page_json(tasks.list_tasks(session, where, number, size), tasks.TaskSummaryView)
+
+    @ns.expect(request_model)
+    @ns.response(201, "Created; the task is pending", view)
+    @errors(ns, 400)
+    def post(self):
+        """Create a provisioning task: the request is merged over its template's defaults and stored."""
+        body = json_body()
+        with session_scope() as session:
+            return tasks.TaskView.of(tasks.create_task(session, runtime().vault, body)).to_json(), 201
+
+
+@ns.route("/<int:task_id>")
+@ns.param("task_id", "Task id")
+class TaskItem(ManagementResource):
+    @ns.response(200, "The task with its steps (secrets masked)", view)
+    @errors(ns, 404)
+    def get(self, task_id: int):
+        """Get a task's status, steps and configuration."""
+        with session_scope() as session:
+            return tasks.TaskView.of(tasks.get_task(session, task_id)).to_json()
+
+    @ns.response(200, "Cancelled", view)
+    @errors(ns, 404, 409)
+    def delete(self, task_id: int):
+        """Cancel a task that has not finished."""
+        with session_scope() as session:
+            return tasks.TaskView.of(tasks.cancel_task(session, task_id)).to_json()
+
+
+@ns.route("/<int:task_id>/logs")
+@ns.param("task_id", "Task id")
+class TaskLogs(ManagementResource):
+    @ns.doc(params=LOG_PARAMS)
+    @ns.response(200, "Log entries, oldest first", logs_model)
+    @errors(ns, 400, 404)
+    def get(self, task_id: int):
+        """Get a task's log; `afterId` or `since` tail it."""
+        since = _timestamp_arg("since")
+        after_id = int_arg("afterId", minimum=0)
+        limit = int_arg("limit", 500, maximum=1000)
+        with session_scope() as session:
+            entries = tasks.task_logs(session, task_id, since, after_id, limit)
+            return [tasks.LogView.of(entry).to_json() for entry in entries]
+
+
+def _timestamp_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest({name: "must be an ISO 8601 date and time"}) from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,69 @@
+"""/provisioning/templates: named defaults that tasks start from."""
+
+from __future__ import annotations
+
+from flask_restx import Namespace
+from sqlalchemy import select
+
+from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.requests import json_body
+from api.resources.base import ManagementResource
+from api.runtime import session_scope
+from octoprov import taskspec, templates
+from octoprov.models import Template
+from octoprov.pages import paginate
+
+ns = Namespace("templates", path="/provisioning/templates", description="Task templates (defaults)")
+spec_model = schema_model(ns, taskspec.TemplateSpec)
+view = view_model(ns, templates.TemplateView)
+page = page_model(ns, templates.TemplateView)
+
+
+@ns.route("")
+class TemplateList(ManagementResource):
+    @ns.doc(params=PAGE_PARAMS)
+    @ns.response(200, "Templates", page)
+    @errors(ns, 400)
+    def get(self):
+        """List templates."""
+        number, size = page_args()
+        with session_scope() as session:
+            query = select(Template).order_by(Template.id)
+            return page_json(paginate(session, query, number, size), templates.TemplateView)
+
+    @ns.expect(spec_model)
+    @ns.response(201, "Created", view)
+    @errors(ns, 400)
+    def post(self):
+        """Create a template."""
+        body = json_body()
+        with session_scope() as session:
+            return templates.TemplateView.of(templates.create_template(session, body)).to_json(), 201
+
+
+@ns.route("/<int:template_id>")
+@ns.param("template_id", "Template id")
+class TemplateItem(ManagementResource):
+    @ns.response(200, "The template", view)
+    @errors(ns, 404)
+    def get(self, template_id: int):
+        """Get a template."""
+        with session_scope() as session:
+            return templates.TemplateView.of(templates.get_template(session, template_id)).to_json()
+
+    @ns.expect(spec_model)
+    @ns.response(200, "Updated", view)
+    @errors(ns, 400, 404)
+    def put(self, template_id: int):
+        """Update a template: the fields sent replace the stored ones."""
+        body = json_body()
+        with session_scope() as session:
+            return templates.TemplateView.of(templates.update_template(session, template_id, body)).to_json()
+
+    @ns.response(204, "Deleted")
+    @errors(ns, 404, 409)
+    def delete(self, template_id: int):
+        """Delete a template; refused while an open task uses it."""
+        with session_scope() as session:
+            templates.delete_template(session, template_id)
+        return "", 204

@@ -1,0 +1,37 @@
+"""Serving the API with gunicorn (threads; request bodies are streamed, not buffered)."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+from octoprov.settings import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from api import create_app
+
+        return create_app(Settings.from_env())
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    log_dir = settings.effective_log_dir
+    _Gunicorn({
+        "bind": f"{host}:{port}",
+        "workers": settings.api_workers,
+        "worker_class": "gthread",
+        "threads": settings.api_threads,
+        "timeout": 0,  # uploads of several GB may take long; clients time out on their own
+        "accesslog": str(log_dir / "access.log"),
+        "errorlog": str(log_dir / "api.log"),
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "octoprov-api",
+    }).run()

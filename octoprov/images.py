@@ -1,0 +1,169 @@
+"""OS images: registering files already in the images folder, and streamed uploads.
+
+Images are stored by path relative to the images folder, so the folder can be mounted
+elsewhere (``/images`` in a container) without touching the database. WIMs are several
+GB: uploads go to disk chunk by chunk, hashing on the way, and only a complete file is
+renamed into place and registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from pydantic import Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov import states
+from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.models import Image, Task, Template
+from octoprov.paths import confined, relative_name
+from octoprov.specs import Spec, Timestamp, View
+
+OsType = Literal["windows", "linux"]
+Architecture = Literal["x64", "arm64", "x86"]
+
+
+class ImageSpec(Spec):
+    """Register a file that is already in the images folder."""
+
+    name: str = Field(min_length=1, max_length=255)
+    os_type: OsType
+    os_version: str | None = Field(default=None, max_length=100)
+    architecture: Architecture = "x64"
+    image_path: str = Field(min_length=1, max_length=500, description="Path relative to the images folder")
+    image_index: int = Field(default=1, ge=1, le=1000, description="WIM index of the edition to install")
+    boot_wim_path: str | None = Field(default=None, max_length=500, description="WinPE boot.wim, relative")
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class UploadSpec(ImageSpec):
+    """Metadata of an upload; ``imagePath`` is where the file is written inside the images folder."""
+
+    sha256: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$", description="Expected checksum")
+
+
+class ImageView(View):
+    id: int
+    name: str
+    os_type: str
+    os_version: str | None
+    architecture: str
+    image_path: str
+    image_index: int
+    boot_wim_path: str | None
+    size_bytes: int | None
+    checksum_sha256: str | None
+    editions: list | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+def _file_in(root: Path, value: str, field: str) -> Path:
+    try:
+        path = confined(root, value)
+    except ValueError as exc:
+        raise InvalidRequest({field: str(exc)}) from None
+    if not path.is_file():
+        raise InvalidRequest({field: f"no file {value!r} in the images folder"})
+    return path
+
+
+def sha256_of(path: Path, chunk: int = 1024 * 1024) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _new_image(root: Path, spec: ImageSpec, path: Path, size: int, checksum: str) -> Image:
+    boot_wim = None
+    if spec.boot_wim_path:
+        boot_wim = relative_name(root, _file_in(root, spec.boot_wim_path, "bootWimPath"))
+    return Image(
+        name=spec.name, os_type=spec.os_type, os_version=spec.os_version, architecture=spec.architecture,
+        image_path=relative_name(root, path), image_index=spec.image_index, boot_wim_path=boot_wim,
+        size_bytes=size, checksum_sha256=checksum,
+    )
+
+
+def register_image(session: Session, root: Path, spec: ImageSpec) -> Image:
+    path = _file_in(root, spec.image_path, "imagePath")
+    size, checksum = sha256_of(path)
+    image = _new_image(root, spec, path, size, checksum)
+    session.add(image)
+    session.flush()
+    return image
+
+
+def upload_image(
+    session: Session, root: Path, spec: UploadSpec, stream: BinaryIO, length: int | None, chunk: int
+) -> Image:
+    """Write ``stream`` to the images folder and register it; nothing remains if anything fails."""
+    try:
+        target = confined(root, spec.image_path)
+    except ValueError as exc:
+        raise InvalidRequest({"imagePath": str(exc)}) from None
+    if target.exists():
+        raise Conflict(f"imagePath: {spec.image_path!r} already exists in the images folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(partial, "xb") as out:
+            while block := stream.read(chunk):
+                digest.update(block)
+                out.write(block)
+                size += len(block)
+        if length is not None and size != length:
+            raise InvalidRequest({"body": f"upload ended after {size} of {length} bytes"})
+        checksum = digest.hexdigest()
+        if spec.sha256 and spec.sha256.lower() != checksum:
+            raise InvalidRequest({"sha256": f"upload has checksum {checksum}"})
+        try:
+            os.link(partial, target)  # fails instead of overwriting a file that appeared meanwhile
+        except FileExistsError:
+            raise Conflict(f"imagePath: {spec.image_path!r} already exists in the images folder") from None
+        try:
+            image = _new_image(root, spec, target, size, checksum)
+            session.add(image)
+            session.flush()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return image
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def get_image(session: Session, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image with id {image_id}")
+    return image
+
+
+def delete_image(session: Session, image_id: int) -> None:
+    """Forget an image (its file stays); refused while a template or an open task uses it."""
+    image = get_image(session, image_id)
+    template = session.scalar(select(Template.id).where(Template.image_id == image_id).limit(1))
+    if template is not None:
+        raise Conflict(f"image {image_id} is used by template {template}")
+    for task_id, config in session.execute(
+        select(Task.id, Task.config).where(Task.status.in_(states.ACTIVE))
+    ):
+        if (config or {}).get("os", {}).get("imageId") == image_id:
+            raise Conflict(f"image {image_id} is used by task {task_id}")
+    session.delete(image)

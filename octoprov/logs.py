@@ -1,0 +1,68 @@
+"""Process logging to files under the log folder, with secrets kept out of them.
+
+Secrets are never passed to a logger on purpose; the redaction filter is the second
+line of defence, masking any value registered as secret and ``password=…``-style pairs
+should one slip through (for example inside a library's exception text).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from logging.handlers import WatchedFileHandler
+from pathlib import Path
+
+_PAIR = re.compile(r"(?i)(password|passwd|secret|token|productkey|product_key|authorization)"
+                   r"(['\"]?\s*[:=]\s*['\"]?)([^'\"\s,;&}]+)")
+MASK = "********"
+
+
+class SecretRedactor(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def register(self, *values: str | None) -> None:
+        with self._lock:
+            self._values.update(v for v in values if v and len(v) >= 4)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            text = text.replace(value, MASK)
+        return _PAIR.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+redactor = SecretRedactor()
+
+
+def configure(log_dir: Path, name: str, level: str = "INFO") -> Path:
+    """Send this process's logs to ``log_dir/<name>.log`` (and stderr), through the redactor."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{name}.log"
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in list(root.handlers):
+        if getattr(handler, "_octoprov", False):
+            root.removeHandler(handler)
+    for handler in (WatchedFileHandler(path), logging.StreamHandler()):
+        handler._octoprov = True
+        handler.setFormatter(formatter)
+        handler.addFilter(redactor)
+        root.addHandler(handler)
+    return path

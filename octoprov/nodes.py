@@ -1,0 +1,181 @@
+"""Hypervisor nodes: the Hyper-V and KVM hosts Octoprov creates machines on.
+
+Credentials are encrypted at rest and never leave through a view; a view only says
+whether credentials are set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from octoprov import states
+from octoprov.crypto import Vault
+from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.models import Node, Task
+from octoprov.specs import Spec, Timestamp, View
+
+HYPERVISOR = "hypervisor"
+HYPERVISOR_KINDS = ("hyperv", "kvm")
+LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+class WinRmOptions(Spec):
+    """How a Hyper-V host is reached over WinRM."""
+
+    transport: Literal["ntlm", "kerberos", "credssp", "certificate"] = "ntlm"
+    ssl: bool = True
+    port: int | None = Field(default=None, ge=1, le=65535)
+    validate_certificate: bool = True
+
+
+class HypervisorSpec(Spec):
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")
+    kind: Literal["hyperv", "kvm"]
+    endpoint: str = Field(
+        min_length=1, max_length=500,
+        description="Hyper-V: host name or https URL of WinRM. KVM: libvirt URI such as qemu+ssh://user@host/system",
+    )
+    username: str | None = Field(default=None, min_length=1, max_length=255)
+    password: str | None = Field(default=None, min_length=1, max_length=1024, description="Stored encrypted")
+    private_key: str | None = Field(
+        default=None, min_length=1, max_length=16384, description="SSH key for qemu+ssh, stored encrypted"
+    )
+    winrm: WinRmOptions | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_fits_kind(self):
+        if self.kind == "kvm":
+            scheme = urlsplit(self.endpoint).scheme
+            if scheme not in LIBVIRT_SCHEMES or "://" not in self.endpoint:
+                raise InvalidRequest({"endpoint": "must be a libvirt URI (" + ", ".join(
+                    s + "://" for s in LIBVIRT_SCHEMES) + ")"})
+            if self.winrm is not None:
+                raise InvalidRequest({"winrm": "only for Hyper-V hosts"})
+        else:
+            parts = urlsplit(self.endpoint if "://" in self.endpoint else "//" + self.endpoint)
+            if "://" in self.endpoint and parts.scheme not in ("http", "https"):
+                raise InvalidRequest({"endpoint": "must be a host name or an http(s) WinRM URL"})
+            try:
+                host = parts.hostname
+                parts.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                host = None
+            if not host or not (_HOST.match(host) or _is_ip(host)):
+                raise InvalidRequest({"endpoint": "must be a host name or an http(s) WinRM URL"})
+            if self.private_key is not None:
+                raise InvalidRequest({"privateKey": "only for KVM hosts reached over qemu+ssh"})
+        return self
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HypervisorView(View):
+    id: int
+    name: str
+    kind: str
+    endpoint: str | None
+    username: str | None
+    has_credentials: bool
+    winrm: dict | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, node: Node) -> HypervisorView:
+        return cls(
+            id=node.id, name=node.name, kind=node.kind, endpoint=node.endpoint, username=node.username,
+            has_credentials=node.credentials_encrypted is not None, winrm=(node.options or {}).get("winrm"),
+            created_at=node.created_at, updated_at=node.updated_at,
+        )
+
+
+def _apply(node: Node, spec: HypervisorSpec, vault: Vault) -> None:
+    node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
+    node.options = {"winrm": spec.winrm.model_dump(by_alias=True)} if spec.winrm else None
+    secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
+    node.credentials_encrypted = vault.encrypt_json(secrets) if secrets else None
+
+
+def _flush(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"name: a node called {name!r} exists already") from None
+
+
+def _name_taken(session: Session, name: str, other_than: int | None = None) -> bool:
+    query = select(Node.id).where(Node.name == name)
+    if other_than is not None:
+        query = query.where(Node.id != other_than)
+    return session.scalar(query) is not None
+
+
+def register_hypervisor(session: Session, vault: Vault, spec: HypervisorSpec) -> Node:
+    if _name_taken(session, spec.name):
+        raise Conflict(f"name: a node called {spec.name!r} exists already")
+    node = Node(role=HYPERVISOR)
+    _apply(node, spec, vault)
+    session.add(node)
+    _flush(session, spec.name)
+    return node
+
+
+def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: HypervisorSpec) -> Node:
+    """Replace a node's settings. Credentials left out of the request are kept as they were."""
+    node = get_hypervisor(session, node_id)
+    if spec.kind != node.kind and _open_tasks(session, node_id):
+        raise InvalidRequest({"kind": "cannot change while tasks on this node are open"})
+    if _name_taken(session, spec.name, other_than=node_id):
+        raise Conflict(f"name: a node called {spec.name!r} exists already")
+    kept = vault.decrypt_json(node.credentials_encrypted) or {}
+    merged = spec.model_copy(update={
+        "password": spec.password or kept.get("password"),
+        "private_key": spec.private_key or kept.get("privateKey"),
+    })
+    _apply(node, merged, vault)
+    _flush(session, spec.name)
+    return node
+
+
+def _open_tasks(session: Session, node_id: int) -> list[int]:
+    return list(session.scalars(
+        select(Task.id).where(Task.hypervisor_node_id == node_id, Task.status.in_(states.ACTIVE))
+    ))
+
+
+def get_hypervisor(session: Session, node_id: int) -> Node:
+    node = session.get(Node, node_id)
+    if node is None or node.role != HYPERVISOR:
+        raise NotFound(f"no hypervisor node with id {node_id}")
+    return node
+
+
+def remove_hypervisor(session: Session, node_id: int) -> None:
+    """Remove a node; refused while a task references it (tasks keep their history)."""
+    node = get_hypervisor(session, node_id)
+    used = session.scalar(select(Task.id).where(Task.hypervisor_node_id == node_id).limit(1))
+    if used is not None:
+        raise Conflict(f"node {node_id} is referenced by task {used}")
+    session.delete(node)
+
+
+def credentials(node: Node, vault: Vault) -> dict:
+    """The decrypted credentials, for drivers that connect to the node."""
+    return vault.decrypt_json(node.credentials_encrypted) or {}

@@ -1,0 +1,57 @@
+"""Task states and the transitions allowed between them, declared once as data.
+
+Every change of a task's state goes through ``transition``: one conditional UPDATE
+(``WHERE id = :id AND status IN (:allowed)``), so two workers or a late callback can
+never both move the same task, and a task never moves backwards.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from octoprov.models import Task, utcnow
+
+PENDING = "pending"  # accepted, waiting for a worker to start it
+CREATING_VM = "creating_vm"  # the target is creating the machine and its boot configuration
+BOOTING = "booting"  # the machine is powered on and expected to network-boot
+INSTALLING = "installing"  # the installer reported in and is laying down the OS
+CONFIGURING = "configuring"  # first boot done: domain join and post-install run
+COMPLETED = "completed"  # final: the machine is ready
+FAILED = "failed"  # final (until retried): a step failed; error_message says which
+CANCELLED = "cancelled"  # final: stopped on request and rolled back
+
+ALL = (PENDING, CREATING_VM, BOOTING, INSTALLING, CONFIGURING, COMPLETED, FAILED, CANCELLED)
+FINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+ACTIVE = frozenset(ALL) - FINAL
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({CREATING_VM, FAILED, CANCELLED}),
+    CREATING_VM: frozenset({BOOTING, FAILED, CANCELLED}),
+    BOOTING: frozenset({INSTALLING, FAILED, CANCELLED}),
+    INSTALLING: frozenset({CONFIGURING, FAILED, CANCELLED}),
+    CONFIGURING: frozenset({COMPLETED, FAILED, CANCELLED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset({PENDING}),  # retry
+    CANCELLED: frozenset(),
+}
+
+
+def sources_of(target: str) -> frozenset[str]:
+    """The states from which ``target`` may be entered."""
+    return frozenset(state for state, targets in TRANSITIONS.items() if target in targets)
+
+
+def transition(session: Session, task_id: int, target: str, **values) -> bool:
+    """Move the task to ``target`` if its current state allows it; False when another writer won."""
+    if target not in TRANSITIONS:
+        raise ValueError(f"unknown state {target!r}")
+    if target in FINAL:
+        values.setdefault("completed_at", utcnow())
+    result = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(sources_of(target)))
+        .values(status=target, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1

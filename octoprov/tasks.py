@@ -1,0 +1,199 @@
+"""Provisioning tasks: creating them from a request, listing, inspecting, cancelling, logs.
+
+A task keeps the effective configuration it was created with (template merged with the
+request), so later edits of the template do not change what an existing task does.
+Secrets from the request are encrypted into ``secrets_encrypted``; the stored
+configuration carries a mask in their place, so no view can leak them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov import states, taskspec
+from octoprov.crypto import Vault
+from octoprov.errors import Conflict, NotFound
+from octoprov.models import Task, TaskLog, TaskStep, Template
+from octoprov.pages import Page, paginate
+from octoprov.references import DbReferences
+from octoprov.specs import MASK, Timestamp, View
+
+TARGET_TYPES = ("hyperv", "kvm", "baremetal")
+
+
+class StepView(View):
+    position: int
+    name: str
+    title: str
+    status: str
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    detail: str | None
+
+
+class TaskView(View):
+    id: int
+    hostname: str
+    target_type: str
+    hypervisor_node_id: int | None
+    mac_address: str | None
+    template_id: int | None
+    status: str
+    current_step: str | None
+    progress_percent: int
+    error_message: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    result_node_id: int | None
+    config: dict | None
+    steps: list[StepView]
+
+
+class TaskSummaryView(View):
+    """A task as lists show it: no configuration, no steps."""
+
+    id: int
+    hostname: str
+    target_type: str
+    hypervisor_node_id: int | None
+    mac_address: str | None
+    template_id: int | None
+    status: str
+    current_step: str | None
+    progress_percent: int
+    error_message: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+
+
+class LogView(View):
+    id: int
+    timestamp: Timestamp
+    level: str
+    step: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    status: str | None = None
+    target_type: str | None = None
+    hostname: str | None = None
+    hypervisor_node_id: int | None = None
+    mac_address: str | None = None
+
+
+def _lookup(data: object, path: tuple[str, ...]) -> object:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _with_mask(data: dict, paths: list[tuple[str, ...]]) -> dict:
+    """A copy of ``data`` with MASK at each of ``paths`` (missing containers are created)."""
+    result = copy.deepcopy(data)
+    for *parents, leaf in paths:
+        node = result
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[leaf] = MASK
+    return result
+
+
+def create_task(session: Session, vault: Vault, body: object) -> Task:
+    """Validate ``body`` against the request schema and the stored references, and store it."""
+    refs = DbReferences(session)
+    defaults = {}
+    if isinstance(body, dict) and isinstance(body.get("templateId"), int) and not isinstance(
+        body.get("templateId"), bool
+    ):
+        template = session.get(Template, body["templateId"])
+        if template is not None:
+            defaults = taskspec.template_defaults(template)
+    spec = taskspec.parse_task_request(body, defaults, refs)
+    secrets = spec.secrets()
+    task = Task(
+        hostname=spec.hostname,
+        target_type=spec.target_type,
+        hypervisor_node_id=spec.hypervisor_node_id,
+        mac_address=spec.mac_address,
+        template_id=spec.template_id,
+        config_override=_with_mask(body, [p for p in taskspec.SECRET_PATHS if _lookup(body, p) is not None]),
+        config=_with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets]),
+        secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
+        status=states.PENDING,
+    )
+    session.add(task)
+    session.flush()
+    add_log(session, task.id, "Task created", step="create")
+    return task
+
+
+def task_secrets(task: Task, vault: Vault) -> dict[str, str]:
+    """The decrypted secrets of a task, by dotted path (for the steps that need them)."""
+    return vault.decrypt_json(task.secrets_encrypted) or {}
+
+
+def add_log(session: Session, task_id: int, message: str, *, level: str = "info", step: str | None = None) -> None:
+    session.add(TaskLog(task_id=task_id, message=message, level=level, step=step))
+
+
+def get_task(session: Session, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"no task with id {task_id}")
+    return task
+
+
+def list_tasks(session: Session, where: TaskFilter, page: int, per_page: int) -> Page:
+    query = select(Task).order_by(Task.id.desc())
+    if where.status:
+        query = query.where(Task.status == where.status)
+    if where.target_type:
+        query = query.where(Task.target_type == where.target_type)
+    if where.hostname:
+        query = query.where(Task.hostname.ilike(f"%{_escape_like(where.hostname)}%", escape="\\"))
+    if where.hypervisor_node_id is not None:
+        query = query.where(Task.hypervisor_node_id == where.hypervisor_node_id)
+    if where.mac_address:
+        query = query.where(Task.mac_address == where.mac_address)
+    return paginate(session, query, page, per_page)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def cancel_task(session: Session, task_id: int) -> Task:
+    """Cancel a task that has not finished; a finished task cannot be cancelled (409)."""
+    task = get_task(session, task_id)
+    if not states.transition(session, task_id, states.CANCELLED):
+        session.refresh(task)
+        raise Conflict(f"task {task_id} is {task.status} and can no longer be cancelled")
+    add_log(session, task_id, "Task cancelled on request", step="cancel")
+    session.flush()
+    session.refresh(task)
+    return task
+
+
+def task_logs(session: Session, task_id: int, since: datetime | None, after_id: int | None, limit: int) -> list:
+    get_task(session, task_id)
+    query = select(TaskLog).where(TaskLog.task_id == task_id).order_by(TaskLog.id).limit(limit)
+    if since is not None:
+        query = query.where(TaskLog.timestamp >= since)
+    if after_id is not None:
+        query = query.where(TaskLog.id > after_id)
+    return list(session.scalars(query))
+
+
+def task_steps(session: Session, task_id: int) -> list[TaskStep]:
+    return list(session.scalars(select(TaskStep).where(TaskStep.task_id == task_id).order_by(TaskStep.position)))

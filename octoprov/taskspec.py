@@ -1,0 +1,494 @@
+"""The provisioning request (``POST /tasks``) and template bodies, validated before anything runs.
+
+A provisioning run takes an hour and fails far from the person who asked for it, so every
+mistake that can be seen in the request is reported up front, all at once, each under the
+request's own field path (``vm.disks[1].sizeGb``). Field rules come from
+``octoprov.validation``; this module adds types, defaults and the rules that tie fields together.
+
+Cross-field rules live in an after-validator of the smallest model holding all the fields
+involved. The ``targetType`` rules are field validators instead, so that a mistake elsewhere
+in the body does not hide them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from functools import partial
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from octoprov.errors import InvalidRequest, field_path
+from octoprov.validation import (
+    canonical_mac,
+    check_account_name,
+    check_display_name,
+    check_distinguished_name,
+    check_fqdn,
+    check_hostname,
+    check_ipv4,
+    check_language,
+    check_ou_in_domain,
+    check_parameter_name,
+    check_product_key,
+    check_script_name,
+    check_static_network,
+    check_timezone,
+)
+
+SECRET_PATHS = (("os", "adminPassword"), ("os", "productKey"), ("domain", "serviceAccount", "password"))
+
+VM_TARGETS = ("hyperv", "kvm")
+DEFAULT_LANGUAGE = "de-DE"
+DEFAULT_TIMEZONE = "W. Europe Standard Time"
+MAX_ID = 2**31 - 1  # database ids are 32-bit; a bigger number must not reach a query
+
+
+class References(Protocol):
+    """Look-ups the caller answers from the database."""
+
+    def image_os_type(self, image_id: int) -> str | None:
+        """The image's ``osType`` ("windows", "linux"), or None if there is no such image."""
+
+    def template_exists(self, template_id: int) -> bool: ...
+
+    def hypervisor_kind(self, node_id: int) -> str | None:
+        """ "hyperv" or "kvm", or None if there is no such hypervisor node."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        hide_input_in_errors=True,  # inputs include passwords
+    )
+
+
+def _field_errors(model: BaseModel, errors: dict[str, str]) -> ValidationError:
+    """A ValidationError putting each message on the named (camelCase) field of ``model``."""
+    details = [
+        InitErrorDetails(type=PydanticCustomError("invalid", "{reason}", {"reason": reason}), loc=(field,), input=None)
+        for field, reason in errors.items()
+    ]
+    return ValidationError.from_exception_data(type(model).__name__, details)
+
+
+def _one_os_disk(disks: list[DiskSpec]) -> list[DiskSpec]:
+    count = sum(disk.purpose == "os" for disk in disks)
+    if count != 1:
+        raise ValueError(f"needs exactly one disk with purpose os, found {count}")
+    return disks
+
+
+def _no_duplicates(items: list[int]) -> list[int]:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item} is listed twice")
+        seen.add(item)
+    return items
+
+
+def _check_parameter_value(value: Any) -> Any:
+    if isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    raise ValueError("must be a string, number or boolean")
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Cpu = Annotated[int, Field(ge=1, le=240)]
+MemoryGb = Annotated[int, Field(ge=1, le=12288)]
+Language = Annotated[str, AfterValidator(check_language)]
+TimeZone = Annotated[str, AfterValidator(check_timezone)]
+DisplayName = Annotated[str, AfterValidator(check_display_name)]
+Fqdn = Annotated[str, AfterValidator(check_fqdn)]
+DistinguishedName = Annotated[str, AfterValidator(check_distinguished_name)]
+JoinMethod = Literal["offline", "online"]
+Parameters = dict[
+    Annotated[str, AfterValidator(check_parameter_name)], Annotated[Any, AfterValidator(_check_parameter_value)]
+]
+
+
+class DiskSpec(_Spec):
+    size_gb: Annotated[int, Field(ge=1, le=65536)]
+    purpose: Literal["os", "data", "log", "tempdb", "backup", "other"]
+    type: Literal["dynamic", "fixed"] = "dynamic"
+
+
+Disks = Annotated[list[DiskSpec], Field(min_length=1, max_length=64), AfterValidator(_one_os_disk)]
+
+
+class VmNetworkSpec(_Spec):
+    vswitch: Annotated[str, AfterValidator(partial(check_display_name, max_len=255))] | None = None
+    vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
+
+
+class VmSpec(_Spec):
+    cpu: Cpu = 4
+    memory_gb: MemoryGb = 16
+    generation: Annotated[int, Field(ge=1, le=2)] = 2
+    secureboot: bool | None = None  # None: on for generation 2, off for generation 1
+    disks: Disks
+    network: VmNetworkSpec = Field(default_factory=VmNetworkSpec)
+    storage_path: Annotated[str, AfterValidator(partial(check_display_name, max_len=500))] | None = None
+
+    @model_validator(mode="after")
+    def _secureboot_needs_uefi(self) -> VmSpec:
+        if self.secureboot is None:
+            self.secureboot = self.generation == 2
+        elif self.secureboot and self.generation == 1:
+            raise _field_errors(self, {"secureboot": "needs generation 2: generation 1 VMs boot from BIOS"})
+        return self
+
+
+class OsSpec(_Spec):
+    image_id: Id
+    image_index: Id | None = None
+    language: Language = DEFAULT_LANGUAGE
+    timezone: TimeZone = DEFAULT_TIMEZONE
+    product_key: Annotated[str, AfterValidator(check_product_key)] | None = Field(None, repr=False)
+    admin_password: Annotated[str, Field(min_length=1, max_length=127)] | None = Field(None, repr=False)
+
+
+class NetworkSpec(_Spec):
+    mode: Literal["dhcp", "static"] = "dhcp"
+    ip: str | None = None
+    subnet: str | None = None
+    gateway: str | None = None
+    dns: Annotated[list[Annotated[str, AfterValidator(check_ipv4)]], Field(max_length=4)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _addresses_match_mode(self) -> NetworkSpec:
+        given = {name: getattr(self, name) for name in ("ip", "subnet", "gateway")}
+        if self.mode == "dhcp":
+            errors = {name: "not allowed when mode is dhcp" for name, value in given.items() if value is not None}
+        else:
+            errors = {name: "required when mode is static" for name in ("ip", "subnet") if given[name] is None}
+            errors = errors or check_static_network(self.ip, self.subnet, self.gateway)
+        if errors:
+            raise _field_errors(self, errors)
+        return self
+
+
+class ServiceAccountSpec(_Spec):
+    username: Annotated[str, AfterValidator(check_account_name)]
+    password: Annotated[str, Field(min_length=1, max_length=256)] = Field(repr=False)
+
+
+class DomainSpec(_Spec):
+    """When ``join`` is false the other fields are kept (templates carry them) but not checked."""
+
+    join: bool = False
+    name: str | None = None
+    ou: str | None = None
+    method: JoinMethod = "offline"
+    service_account: ServiceAccountSpec | None = None
+
+    @model_validator(mode="after")
+    def _join_needs_domain(self) -> DomainSpec:
+        if not self.join:
+            return self
+        errors = {}
+        if self.name is None:
+            errors["name"] = "required when join is true"
+        if self.method == "online" and self.service_account is None:
+            errors["serviceAccount"] = "required when method is online"
+        try:
+            if self.name is not None:
+                check_fqdn(self.name)
+        except ValueError as exc:
+            errors["name"] = str(exc)
+        try:
+            if self.ou is not None:
+                check_distinguished_name(self.ou)
+                if "name" not in errors:
+                    check_ou_in_domain(self.ou, self.name)
+        except ValueError as exc:
+            errors["ou"] = str(exc)
+        if errors:
+            raise _field_errors(self, errors)
+        return self
+
+
+class PackageRun(_Spec):
+    package_id: Id
+    parameters: Parameters = Field(default_factory=dict)
+
+
+class ScriptRun(_Spec):
+    name: Annotated[str, AfterValidator(check_script_name)]
+    parameters: Parameters = Field(default_factory=dict)
+
+
+class PostInstallSpec(_Spec):
+    install_agent: bool = True
+    add_to_groups: Annotated[list[Id], AfterValidator(_no_duplicates)] = Field(default_factory=list)
+    run_packages: list[PackageRun] = Field(default_factory=list)
+    run_scripts: list[ScriptRun] = Field(default_factory=list)
+
+
+class TaskOptions(_Spec):
+    keep_vm_on_failure: bool = False
+
+
+# field -> the targetTypes that need it, and those that refuse it
+_NEEDED_FOR = {"hypervisor_node_id": VM_TARGETS, "vm": VM_TARGETS, "mac_address": ("baremetal",)}
+_REFUSED_FOR = {"hypervisor_node_id": ("baremetal",), "vm": ("baremetal",), "mac_address": ()}
+
+
+class TaskSpec(_Spec):
+    """A provisioning request, merged with its template's defaults."""
+
+    hostname: str
+    target_type: Literal["hyperv", "kvm", "baremetal"]
+    hypervisor_node_id: Id | None = Field(None, validate_default=True)
+    mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = Field(None, validate_default=True)
+    template_id: Id | None = None
+    vm: VmSpec | None = Field(None, validate_default=True)
+    os: OsSpec = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]  # imageId is required
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    domain: DomainSpec = Field(default_factory=DomainSpec)
+    post_install: PostInstallSpec = Field(default_factory=PostInstallSpec)
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname_fits_os(cls, value: str, info: ValidationInfo) -> str:
+        """The OS type comes from the image, looked up by the caller and passed as context."""
+        context = info.context if isinstance(info.context, dict) else {}
+        return check_hostname(value, context.get("os_type") or "windows")
+
+    @field_validator("hypervisor_node_id", "mac_address", "vm", mode="before")
+    @classmethod
+    def _fits_target_type(cls, value: Any, info: ValidationInfo) -> Any:
+        target = info.data.get("target_type")
+        if target is None:  # targetType itself is wrong; that error is reported
+            return value
+        if value is None and target in _NEEDED_FOR[info.field_name]:
+            raise ValueError(f"required when targetType is {target}")
+        if value is not None and target in _REFUSED_FOR[info.field_name]:
+            raise ValueError(f"not allowed when targetType is {target}")
+        return value
+
+    def to_config(self) -> dict:
+        """The effective configuration as camelCase JSON, secrets set to None."""
+        config = self.model_dump(mode="json", by_alias=True)
+        for path in SECRET_PATHS:
+            parent = _lookup(config, path[:-1])
+            if isinstance(parent, dict) and path[-1] in parent:
+                parent[path[-1]] = None
+        return config
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets that are set, keyed by field path: ``{"os.adminPassword": ...}``."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        values = {".".join(path): _lookup(dumped, path) for path in SECRET_PATHS}
+        return {path: value for path, value in values.items() if value is not None}
+
+
+def _lookup(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def merge_defaults(defaults: dict, request: dict) -> dict:
+    """Deep-merge a template's defaults under a request: the request wins leaf by leaf,
+    lists are replaced whole. A baremetal request drops the defaults' ``vm`` section,
+    since templates are shared between VM and bare-metal targets."""
+    target = request.get("targetType", defaults.get("targetType"))
+    if target == "baremetal":
+        defaults = {key: value for key, value in defaults.items() if key != "vm"}
+    return _merge(defaults, request)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= MAX_ID
+
+
+def _check_references(request: dict, refs: References) -> tuple[str | None, dict[str, str]]:
+    """Look up the ids in the raw request; return the image's OS type and the errors."""
+    errors = {}
+    os_type = None
+    image_id = _lookup(request, ("os", "imageId"))
+    if _is_id(image_id):
+        os_type = refs.image_os_type(image_id)
+        if os_type is None:
+            errors["os.imageId"] = f"no image with id {image_id}"
+    template_id = request.get("templateId")
+    if _is_id(template_id) and not refs.template_exists(template_id):
+        errors["templateId"] = f"no template with id {template_id}"
+    node_id, target = request.get("hypervisorNodeId"), request.get("targetType")
+    if _is_id(node_id) and target in VM_TARGETS:
+        kind = refs.hypervisor_kind(node_id)
+        if kind is None:
+            errors["hypervisorNodeId"] = f"no hypervisor node with id {node_id}"
+        elif kind != target:
+            errors["hypervisorNodeId"] = f"node {node_id} is a {kind} host, but targetType is {target}"
+    return os_type, errors
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "model_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+}
+
+
+def _error_dict(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        path = field_path(tuple(part for part in error["loc"] if part != "[key]"))
+        if error["type"] == "value_error":
+            message = str(error["ctx"]["error"])
+        else:
+            message = _MESSAGES.get(error["type"], error["msg"])
+        if path not in errors:
+            errors[path] = message
+        elif message not in errors[path]:
+            errors[path] += "; " + message
+    return errors
+
+
+M = TypeVar("M", bound=_Spec)
+
+
+def _validate(model: type[M], data: dict, errors: dict[str, str], context: dict | None = None) -> M:
+    """Validate camelCase ``data`` (snake_case keys are unknown fields, as in JSON);
+    raise one InvalidRequest holding pydantic's errors and the ``errors`` found before."""
+    try:
+        spec = model.model_validate(data, by_alias=True, by_name=False, context=context)
+    except ValidationError as exc:
+        errors = {**errors, **_error_dict(exc)}
+        spec = None
+    if errors:
+        raise InvalidRequest(errors) from None
+    return spec
+
+
+def parse_task_request(body: object, defaults: dict, refs: References) -> TaskSpec:
+    """Merge ``body`` over ``defaults`` and validate the result; raise InvalidRequest with every error."""
+    if not isinstance(body, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    merged = merge_defaults(defaults, body)
+    os_type, errors = _check_references(merged, refs)
+    return _validate(TaskSpec, merged, errors, context={"os_type": os_type})
+
+
+class TemplatePackage(_Spec):
+    """A template's post-install entry: one package, or one group to join."""
+
+    package_id: Id | None = None
+    group_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TemplatePackage:
+        if (self.package_id is None) == (self.group_id is None):
+            raise ValueError("give exactly one of packageId or groupId")
+        return self
+
+
+class TemplateSpec(_Spec):
+    """A template body (``POST /templates``): defaults shared by the tasks made from it."""
+
+    _partial: ClassVar[bool] = False
+
+    name: DisplayName
+    description: Annotated[str, Field(max_length=4000)] | None = None
+    default_cpu: Cpu = 4
+    default_memory_gb: MemoryGb = 16
+    default_disks: Disks | None = None
+    image_id: Id | None = None
+    language: Language = DEFAULT_LANGUAGE
+    timezone: TimeZone = DEFAULT_TIMEZONE
+    domain_join: bool = False
+    domain_name: Fqdn | None = None
+    domain_ou: DistinguishedName | None = None
+    domain_join_method: JoinMethod = "offline"
+    post_install_packages: list[TemplatePackage] | None = None
+
+    def _given(self, *fields: str) -> bool:
+        """A partial body is checked only on what it carries; stored values fill the rest."""
+        return not self._partial or set(fields) <= self.model_fields_set
+
+    @model_validator(mode="after")
+    def _domain_consistent(self) -> TemplateSpec:
+        errors = {}
+        if self.domain_join and self.domain_name is None and self._given("domain_join", "domain_name"):
+            errors["domainName"] = "required when domainJoin is true"
+        if self.domain_ou and self.domain_name and self._given("domain_ou", "domain_name"):
+            try:
+                check_ou_in_domain(self.domain_ou, self.domain_name)
+            except ValueError as exc:
+                errors["domainOu"] = str(exc)
+        if errors:
+            raise _field_errors(self, errors)
+        return self
+
+
+class TemplatePatch(TemplateSpec):
+    """A template update (``PUT``): every field optional; ``model_fields_set`` says which were given."""
+
+    _partial: ClassVar[bool] = True
+
+    name: DisplayName = None  # type: ignore[assignment]  # absent: keep the stored name; null is refused
+
+
+def parse_template(body: object, refs: References, *, partial: bool = False) -> TemplateSpec:
+    """Validate a template body; with ``partial`` (PUT) only the fields given."""
+    if not isinstance(body, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    errors = {}
+    image_id = body.get("imageId")
+    if _is_id(image_id) and refs.image_os_type(image_id) is None:
+        errors["imageId"] = f"no image with id {image_id}"
+    return _validate(TemplatePatch if partial else TemplateSpec, body, errors)
+
+
+def template_defaults(t: Any) -> dict:
+    """The request-shaped (camelCase) defaults a template contributes to a task."""
+
+    def present(section: dict) -> dict:
+        return {key: value for key, value in section.items() if value is not None}
+
+    entries = t.post_install_packages or []
+    packages = [{"packageId": e["packageId"]} for e in entries if e.get("packageId") is not None]
+    groups = list(dict.fromkeys(e["groupId"] for e in entries if e.get("groupId") is not None))
+    defaults = {
+        "vm": present(
+            {"cpu": t.default_cpu, "memoryGb": t.default_memory_gb, "disks": copy.deepcopy(t.default_disks) or None}
+        ),
+        "os": present({"imageId": t.image_id, "language": t.language, "timezone": t.timezone}),
+        "domain": present(
+            {"join": t.domain_join, "name": t.domain_name, "ou": t.domain_ou, "method": t.domain_join_method}
+        ),
+        "postInstall": present({"runPackages": packages or None, "addToGroups": groups or None}),
+    }
+    return {section: values for section, values in defaults.items() if values}

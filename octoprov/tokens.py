@@ -1,0 +1,50 @@
+"""Bearer tokens for the management API. Only a SHA-256 of each token is stored.
+
+Tokens carry 256 bits of randomness, so a plain SHA-256 (not a slow password hash)
+is enough to make a stolen database useless for calling the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov.models import ApiToken, utcnow
+
+PREFIX = "opv_"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str) -> str:
+    """Store a new token under ``name`` and return it; it cannot be shown again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValueError("token name must be 1-100 characters")
+    token = PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=token_hash(token)))
+    session.flush()
+    return token
+
+
+def verify_token(session: Session, token: str) -> ApiToken | None:
+    """The stored token matching ``token``, or None. Marks it as used."""
+    if not token.startswith(PREFIX):
+        return None
+    found = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    if found is not None:
+        found.last_used_at = utcnow()
+    return found
+
+
+def revoke_token(session: Session, name: str) -> int:
+    """Delete every token called ``name``; returns how many were removed."""
+    tokens = session.scalars(select(ApiToken).where(ApiToken.name == name)).all()
+    for token in tokens:
+        session.delete(token)
+    return len(tokens)

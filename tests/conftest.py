@@ -1,0 +1,71 @@
+"""Shared fixtures: settings in a temporary data folder, a migrated database on each backend
+(SQLite and the throwaway PostgreSQL), the Flask app and client, and an API token."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from api import create_app
+from api.runtime import Runtime
+from octoprov import migrate
+from octoprov.crypto import Vault
+from octoprov.db import Database
+from octoprov.settings import Settings
+from octoprov.tokens import create_token
+from tests.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    s = Settings(data_dir=tmp_path / "var", secret_key=Fernet.generate_key().decode())
+    s.ensure_dirs()
+    return s
+
+
+def database_url_for(backend: str, settings: Settings, request) -> str:
+    if backend == "sqlite":
+        return settings.effective_database_url
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request, settings) -> Database:
+    db = Database(database_url_for(request.param, settings, request))
+    migrate.upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def runtime(settings, database) -> Runtime:
+    return Runtime(settings, database, Vault.from_settings(settings))
+
+
+@pytest.fixture
+def app(runtime):
+    flask_app = create_app(runtime=runtime)
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def token(database) -> str:
+    with database.session() as session:
+        return create_token(session, "tests")
+
+
+@pytest.fixture
+def client(app, token):
+    """A test client that sends the API token with every request."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return test_client
+
+
+@pytest.fixture
+def anonymous(app):
+    return app.test_client()

@@ -1,0 +1,47 @@
+"""The Celery application, configured from Octoprov's settings.
+
+Long provisioning steps, idempotent tasks: ``acks_late`` so a killed worker's message is
+redelivered, and a prefetch of one so a busy worker does not hoard messages. One queue
+per worker pool; a task goes to the pool of its target type.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from octoprov.settings import Settings
+
+QUEUES = ("default", "hyperv", "kvm", "baremetal")
+
+
+def result_backend_for(broker_url: str, settings: Settings) -> str:
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    return f"db+sqlite:///{(settings.data_dir / 'results.sqlite').resolve()}"
+
+
+def make_celery(settings: Settings) -> Celery:
+    settings.ensure_dirs()
+    broker = settings.effective_broker_url
+    app = Celery("octoprov", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=broker,
+        result_backend=result_backend_for(broker, settings),
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_celery(Settings.from_env())
