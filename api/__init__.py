@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.update(ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
+    app.config.update(RESTX_ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
     app.extensions[EXTENSION] = runtime or Runtime.from_settings(settings or Settings.from_env())
 
     api = make_api()
@@ -27,6 +27,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for module in (images, drivers, templates, tasks, hypervisors):
         api.add_namespace(module.ns)
     api.init_app(app)
+
+    @app.errorhandler(HTTPException)
+    def outside_the_api(error: HTTPException):
+        """Routing errors (no such URL, wrong method) answer in JSON like everything else."""
+        return {"message": error.description or error.name}, error.code
+
     return app
 
 

@@ -7,6 +7,7 @@ import json
 from flask import request
 
 from octoprov.errors import InvalidRequest
+from octoprov.models import MAX_ID
 
 
 def json_body() -> object:
@@ -19,7 +20,7 @@ def json_body() -> object:
         raise InvalidRequest({"body": f"not valid JSON: {exc}"}) from None
 
 
-def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum: int | None = None) -> int | None:
+def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum: int = MAX_ID) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -27,9 +28,8 @@ def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum:
         value = int(raw)
     except ValueError:
         raise InvalidRequest({name: "must be a whole number"}) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise InvalidRequest({name: f"must be {bound}"})
+    if not minimum <= value <= maximum:
+        raise InvalidRequest({name: f"must be between {minimum} and {maximum}"})
     return value
 
 

@@ -29,7 +29,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         "workers": settings.api_workers,
         "worker_class": "gthread",
         "threads": settings.api_threads,
-        "timeout": 0,  # uploads of several GB may take long; clients time out on their own
+        "timeout": 0,
+        # gunicorn's maximum: upload metadata travels in the query string
+        "limit_request_line": 8190,  # uploads of several GB may take long; clients time out on their own
         "accesslog": str(log_dir / "access.log"),
         "errorlog": str(log_dir / "api.log"),
         "loglevel": settings.log_level.lower(),

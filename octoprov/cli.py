@@ -137,8 +137,10 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     settings = _settings()
+    settings.ensure_dirs()
     database = _database(settings)
     migrate.upgrade(database.engine, revision)
+    Vault.from_settings(settings)  # first start with embedded defaults: create the key file now
     click.echo(f"database at revision {revision}: {_safe_url(database.url)}")
 
 

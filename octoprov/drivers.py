@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 
-from octoprov.errors import InvalidRequest, NotFound
+from octoprov.errors import InvalidRequest
+from octoprov.lookup import fetch
 from octoprov.models import DriverPack
-from octoprov.paths import confined, relative_name
+from octoprov.paths import LIBRARY_PATH_PATTERN, confined, relative_name
 from octoprov.specs import Spec, Timestamp, View
 
 
@@ -22,7 +23,9 @@ class DriverPackSpec(Spec):
         default=None, max_length=255, description="Regular expression matched against the SMBIOS product name"
     )
     os_type: Literal["windows", "linux"]
-    driver_path: str = Field(min_length=1, max_length=500, description="Folder relative to the drivers folder")
+    driver_path: str = Field(
+        min_length=1, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="Folder relative to the drivers folder"
+    )
 
     @field_validator("model_pattern")
     @classmethod
@@ -62,10 +65,7 @@ def add_driver_pack(session: Session, root: Path, spec: DriverPackSpec) -> Drive
 
 
 def get_driver_pack(session: Session, pack_id: int) -> DriverPack:
-    pack = session.get(DriverPack, pack_id)
-    if pack is None:
-        raise NotFound(f"no driver pack with id {pack_id}")
-    return pack
+    return fetch(session, DriverPack, pack_id, "driver pack")
 
 
 def delete_driver_pack(session: Session, pack_id: int) -> None:

@@ -19,10 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov import states
-from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.errors import Conflict, InvalidRequest
+from octoprov.lookup import fetch
 from octoprov.models import Image, Task, Template
-from octoprov.paths import confined, relative_name
+from octoprov.paths import LIBRARY_PATH_PATTERN, confined, relative_name
 from octoprov.specs import Spec, Timestamp, View
+from octoprov.wim import Edition, read_editions
 
 OsType = Literal["windows", "linux"]
 Architecture = Literal["x64", "arm64", "x86"]
@@ -35,9 +37,13 @@ class ImageSpec(Spec):
     os_type: OsType
     os_version: str | None = Field(default=None, max_length=100)
     architecture: Architecture = "x64"
-    image_path: str = Field(min_length=1, max_length=500, description="Path relative to the images folder")
+    image_path: str = Field(
+        min_length=1, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="Path relative to the images folder"
+    )
     image_index: int = Field(default=1, ge=1, le=1000, description="WIM index of the edition to install")
-    boot_wim_path: str | None = Field(default=None, max_length=500, description="WinPE boot.wim, relative")
+    boot_wim_path: str | None = Field(
+        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="WinPE boot.wim, relative"
+    )
 
     @field_validator("name")
     @classmethod
@@ -64,7 +70,7 @@ class ImageView(View):
     boot_wim_path: str | None
     size_bytes: int | None
     checksum_sha256: str | None
-    editions: list | None
+    editions: list[Edition] | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -119,7 +125,7 @@ def upload_image(
     if target.exists():
         raise Conflict(f"imagePath: {spec.image_path!r} already exists in the images folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    partial = target.with_name(f".upload-{secrets.token_hex(8)}.part")
     digest, size = hashlib.sha256(), 0
     try:
         with open(partial, "xb") as out:
@@ -149,9 +155,19 @@ def upload_image(
 
 
 def get_image(session: Session, image_id: int) -> Image:
-    image = session.get(Image, image_id)
-    if image is None:
-        raise NotFound(f"no image with id {image_id}")
+    return fetch(session, Image, image_id, "image")
+
+
+def scan_image(session: Session, root: Path, image_id: int) -> Image:
+    """Read the editions of a WIM image and store them on the image."""
+    image = get_image(session, image_id)
+    path = root / image.image_path
+    if not path.is_file():
+        raise Conflict(f"image {image_id}: its file {image.image_path!r} is no longer in the images folder")
+    image.editions = [edition.to_json() for edition in read_editions(path)]
+    if image.editions and image.image_index not in {e["index"] for e in image.editions}:
+        image.image_index = image.editions[0]["index"]
+    session.flush()
     return image
 
 

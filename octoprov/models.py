@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; a bigger number must never reach a query
 
 
 def utcnow() -> datetime:

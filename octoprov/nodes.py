@@ -20,7 +20,7 @@ from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.models import Node, Task
-from octoprov.specs import Spec, Timestamp, View
+from octoprov.specs import Spec, Timestamp, View, report
 
 HYPERVISOR = "hypervisor"
 HYPERVISOR_KINDS = ("hyperv", "kvm")
@@ -57,23 +57,23 @@ class HypervisorSpec(Spec):
         if self.kind == "kvm":
             scheme = urlsplit(self.endpoint).scheme
             if scheme not in LIBVIRT_SCHEMES or "://" not in self.endpoint:
-                raise InvalidRequest({"endpoint": "must be a libvirt URI (" + ", ".join(
+                report({"endpoint": "must be a libvirt URI (" + ", ".join(
                     s + "://" for s in LIBVIRT_SCHEMES) + ")"})
             if self.winrm is not None:
-                raise InvalidRequest({"winrm": "only for Hyper-V hosts"})
+                report({"winrm": "only for Hyper-V hosts"})
         else:
             parts = urlsplit(self.endpoint if "://" in self.endpoint else "//" + self.endpoint)
             if "://" in self.endpoint and parts.scheme not in ("http", "https"):
-                raise InvalidRequest({"endpoint": "must be a host name or an http(s) WinRM URL"})
+                report({"endpoint": "must be a host name or an http(s) WinRM URL"})
             try:
                 host = parts.hostname
                 parts.port  # noqa: B018 - raises ValueError on a bad port
             except ValueError:
                 host = None
             if not host or not (_HOST.match(host) or _is_ip(host)):
-                raise InvalidRequest({"endpoint": "must be a host name or an http(s) WinRM URL"})
+                report({"endpoint": "must be a host name or an http(s) WinRM URL"})
             if self.private_key is not None:
-                raise InvalidRequest({"privateKey": "only for KVM hosts reached over qemu+ssh"})
+                report({"privateKey": "only for KVM hosts reached over qemu+ssh"})
         return self
 
 

@@ -1,8 +1,15 @@
-"""Confining user-supplied paths to a library folder (images, drivers)."""
+"""Confining user-supplied paths to a library folder (images, drivers).
+
+Library paths are portable ASCII (letters, digits, space and ``._()+-/``): the same files are
+later served over HTTP, TFTP and SMB to iPXE and WinPE, which handle other names badly.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+
+LIBRARY_PATH_PATTERN = r"^[A-Za-z0-9._()+ /-]+$"
+NAME_MAX = 255  # longest file name component on Linux file systems
 
 
 def confined(root: Path, value: str) -> Path:
@@ -12,6 +19,8 @@ def confined(root: Path, value: str) -> Path:
     """
     if not value or "\x00" in value:
         raise ValueError("must be a non-empty path")
+    if any(len(part.encode()) > NAME_MAX for part in Path(value).parts):
+        raise ValueError(f"each folder or file name must be at most {NAME_MAX} bytes")
     root = Path(root).resolve()
     candidate = Path(value)
     resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()

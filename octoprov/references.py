@@ -18,6 +18,10 @@ class DbReferences:
     def image_os_type(self, image_id: int) -> str | None:
         return self.session.scalar(select(Image.os_type).where(Image.id == image_id))
 
+    def image_indexes(self, image_id: int) -> list[int] | None:
+        editions = self.session.scalar(select(Image.editions).where(Image.id == image_id))
+        return [edition["index"] for edition in editions or []]
+
     def template_exists(self, template_id: int) -> bool:
         return self.session.scalar(select(Template.id).where(Template.id == template_id)) is not None
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from octoprov.errors import InvalidRequest, field_path
 
@@ -23,7 +24,11 @@ class Spec(BaseModel):
     """Input: camelCase keys, unknown keys refused, no silent type coercion."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, str_strip_whitespace=True
+        alias_generator=to_camel,
+        populate_by_name=True,  # lets code build specs by Python name; parse() still takes camelCase only
+        extra="forbid",
+        strict=True,
+        hide_input_in_errors=True,  # inputs include passwords
     )
 
 
@@ -48,25 +53,61 @@ Timestamp = Annotated[
 ]
 
 
+def report(errors: dict[str | tuple, str | None]) -> None:
+    """Raise a ValidationError putting each message at its place: a (camelCase) field name of
+    the model being validated, or a location tuple relative to the value being validated.
+    None means that place is fine. Pydantic prefixes the locations of enclosing models."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("invalid", "{reason}", {"reason": reason}),
+            loc=where if isinstance(where, tuple) else (where,),
+            input=None,
+        )
+        for where, reason in errors.items()
+        if reason is not None
+    ]
+    if details:
+        raise ValidationError.from_exception_data("request", details)
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "model_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+}
+
+
 def errors_of(exc: ValidationError) -> dict[str, str]:
-    """Field path -> message for every error pydantic found (first message per path)."""
+    """Field path -> message for every error pydantic found (messages at one path joined)."""
     errors: dict[str, str] = {}
-    for error in exc.errors():
-        location = tuple(error["loc"])
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        errors.setdefault(field_path(location), message)
+    for error in exc.errors(include_url=False, include_input=False):
+        path = field_path(tuple(part for part in error["loc"] if part != "[key]"))
+        if error["type"] == "value_error":
+            message = str(error["ctx"]["error"])
+        else:
+            message = _MESSAGES.get(error["type"], error["msg"])
+        if path not in errors:
+            errors[path] = message
+        elif message not in errors[path]:
+            errors[path] += "; " + message
     return errors
 
 
-def parse(model: type[SpecT], body: object) -> SpecT:
-    """Validate a decoded JSON body against ``model``; InvalidRequest names every bad field."""
+def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None,
+          context: dict | None = None) -> SpecT:
+    """Validate a decoded JSON body against ``model``; one InvalidRequest names every bad field,
+    together with ``errors`` the caller found before (for example unknown references).
+
+    Only camelCase keys are accepted, as the API documents them: a snake_case key is an unknown field.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
+    errors = dict(errors or {})
     try:
-        return model.model_validate(body)
+        spec = model.model_validate(body, by_alias=True, by_name=False, context=context)
     except ValidationError as exc:
-        raise InvalidRequest(errors_of(exc)) from None
+        errors.update(errors_of(exc))
+    if errors:
+        raise InvalidRequest(errors)
+    return spec

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from octoprov import states, taskspec
 from octoprov.crypto import Vault
-from octoprov.errors import Conflict, NotFound
+from octoprov.errors import Conflict
+from octoprov.lookup import fetch
 from octoprov.models import Task, TaskLog, TaskStep, Template
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
@@ -36,25 +37,6 @@ class StepView(View):
     detail: str | None
 
 
-class TaskView(View):
-    id: int
-    hostname: str
-    target_type: str
-    hypervisor_node_id: int | None
-    mac_address: str | None
-    template_id: int | None
-    status: str
-    current_step: str | None
-    progress_percent: int
-    error_message: str | None
-    created_at: Timestamp
-    started_at: Timestamp | None
-    completed_at: Timestamp | None
-    result_node_id: int | None
-    config: dict | None
-    steps: list[StepView]
-
-
 class TaskSummaryView(View):
     """A task as lists show it: no configuration, no steps."""
 
@@ -71,6 +53,14 @@ class TaskSummaryView(View):
     created_at: Timestamp
     started_at: Timestamp | None
     completed_at: Timestamp | None
+
+
+class TaskView(TaskSummaryView):
+    """A task in full: its effective configuration (secrets masked) and its steps."""
+
+    result_node_id: int | None
+    config: dict | None
+    steps: list[StepView]
 
 
 class LogView(View):
@@ -148,10 +138,7 @@ def add_log(session: Session, task_id: int, message: str, *, level: str = "info"
 
 
 def get_task(session: Session, task_id: int) -> Task:
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound(f"no task with id {task_id}")
-    return task
+    return fetch(session, Task, task_id, "task")
 
 
 def list_tasks(session: Session, where: TaskFilter, page: int, per_page: int) -> Page:

@@ -13,24 +13,23 @@ in the body does not hide them.
 from __future__ import annotations
 
 import copy
+import functools
 import math
-from functools import partial
-from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from octoprov.errors import InvalidRequest, field_path
+from octoprov.errors import InvalidRequest
+from octoprov.models import MAX_ID
+from octoprov.specs import Spec, parse, report
 from octoprov.validation import (
     canonical_mac,
     check_account_name,
@@ -53,7 +52,6 @@ SECRET_PATHS = (("os", "adminPassword"), ("os", "productKey"), ("domain", "servi
 VM_TARGETS = ("hyperv", "kvm")
 DEFAULT_LANGUAGE = "de-DE"
 DEFAULT_TIMEZONE = "W. Europe Standard Time"
-MAX_ID = 2**31 - 1  # database ids are 32-bit; a bigger number must not reach a query
 
 
 class References(Protocol):
@@ -62,35 +60,34 @@ class References(Protocol):
     def image_os_type(self, image_id: int) -> str | None:
         """The image's ``osType`` ("windows", "linux"), or None if there is no such image."""
 
+    def image_indexes(self, image_id: int) -> list[int] | None:
+        """The edition indexes a scanned WIM holds; None or empty when not scanned."""
+
     def template_exists(self, template_id: int) -> bool: ...
 
     def hypervisor_kind(self, node_id: int) -> str | None:
-        """ "hyperv" or "kvm", or None if there is no such hypervisor node."""
+        """The node's kind, "hyperv" or "kvm", or None if there is no such hypervisor node."""
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        strict=True,
-        hide_input_in_errors=True,  # inputs include passwords
-    )
-
-
-def _field_errors(model: BaseModel, errors: dict[str, str]) -> ValidationError:
-    """A ValidationError putting each message on the named (camelCase) field of ``model``."""
-    details = [
-        InitErrorDetails(type=PydanticCustomError("invalid", "{reason}", {"reason": reason}), loc=(field,), input=None)
-        for field, reason in errors.items()
-    ]
-    return ValidationError.from_exception_data(type(model).__name__, details)
+def _problem(check: Callable[..., object], *args: Any) -> str | None:
+    """The message of the ValueError ``check(*args)`` raises, or None."""
+    try:
+        check(*args)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _one_os_disk(disks: list[DiskSpec]) -> list[DiskSpec]:
-    count = sum(disk.purpose == "os" for disk in disks)
-    if count != 1:
-        raise ValueError(f"needs exactly one disk with purpose os, found {count}")
+    """Exactly one disk holds the OS; a second one is also named at its ``purpose``."""
+    os_disks = [index for index, disk in enumerate(disks) if disk.purpose == "os"]
+    if len(os_disks) != 1:
+        report(
+            {
+                (): f"needs exactly one disk with purpose os, found {len(os_disks)}",
+                **{(index, "purpose"): "another disk already has purpose os" for index in os_disks[1:]},
+            }
+        )
     return disks
 
 
@@ -123,7 +120,7 @@ Parameters = dict[
 ]
 
 
-class DiskSpec(_Spec):
+class DiskSpec(Spec):
     size_gb: Annotated[int, Field(ge=1, le=65536)]
     purpose: Literal["os", "data", "log", "tempdb", "backup", "other"]
     type: Literal["dynamic", "fixed"] = "dynamic"
@@ -132,30 +129,30 @@ class DiskSpec(_Spec):
 Disks = Annotated[list[DiskSpec], Field(min_length=1, max_length=64), AfterValidator(_one_os_disk)]
 
 
-class VmNetworkSpec(_Spec):
-    vswitch: Annotated[str, AfterValidator(partial(check_display_name, max_len=255))] | None = None
+class VmNetworkSpec(Spec):
+    vswitch: Annotated[str, AfterValidator(functools.partial(check_display_name, max_len=255))] | None = None
     vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
 
 
-class VmSpec(_Spec):
+class VmSpec(Spec):
     cpu: Cpu = 4
     memory_gb: MemoryGb = 16
     generation: Annotated[int, Field(ge=1, le=2)] = 2
     secureboot: bool | None = None  # None: on for generation 2, off for generation 1
     disks: Disks
     network: VmNetworkSpec = Field(default_factory=VmNetworkSpec)
-    storage_path: Annotated[str, AfterValidator(partial(check_display_name, max_len=500))] | None = None
+    storage_path: Annotated[str, AfterValidator(functools.partial(check_display_name, max_len=500))] | None = None
 
     @model_validator(mode="after")
     def _secureboot_needs_uefi(self) -> VmSpec:
         if self.secureboot is None:
             self.secureboot = self.generation == 2
         elif self.secureboot and self.generation == 1:
-            raise _field_errors(self, {"secureboot": "needs generation 2: generation 1 VMs boot from BIOS"})
+            report({"secureboot": "needs generation 2: generation 1 VMs boot from BIOS"})
         return self
 
 
-class OsSpec(_Spec):
+class OsSpec(Spec):
     image_id: Id
     image_index: Id | None = None
     language: Language = DEFAULT_LANGUAGE
@@ -164,7 +161,7 @@ class OsSpec(_Spec):
     admin_password: Annotated[str, Field(min_length=1, max_length=127)] | None = Field(None, repr=False)
 
 
-class NetworkSpec(_Spec):
+class NetworkSpec(Spec):
     mode: Literal["dhcp", "static"] = "dhcp"
     ip: str | None = None
     subnet: str | None = None
@@ -173,23 +170,22 @@ class NetworkSpec(_Spec):
 
     @model_validator(mode="after")
     def _addresses_match_mode(self) -> NetworkSpec:
-        given = {name: getattr(self, name) for name in ("ip", "subnet", "gateway")}
+        given = {"ip": self.ip, "subnet": self.subnet, "gateway": self.gateway}
         if self.mode == "dhcp":
             errors = {name: "not allowed when mode is dhcp" for name, value in given.items() if value is not None}
         else:
             errors = {name: "required when mode is static" for name in ("ip", "subnet") if given[name] is None}
             errors = errors or check_static_network(self.ip, self.subnet, self.gateway)
-        if errors:
-            raise _field_errors(self, errors)
+        report(errors)
         return self
 
 
-class ServiceAccountSpec(_Spec):
+class ServiceAccountSpec(Spec):
     username: Annotated[str, AfterValidator(check_account_name)]
     password: Annotated[str, Field(min_length=1, max_length=256)] = Field(repr=False)
 
 
-class DomainSpec(_Spec):
+class DomainSpec(Spec):
     """When ``join`` is false the other fields are kept (templates carry them) but not checked."""
 
     join: bool = False
@@ -202,46 +198,35 @@ class DomainSpec(_Spec):
     def _join_needs_domain(self) -> DomainSpec:
         if not self.join:
             return self
-        errors = {}
-        if self.name is None:
-            errors["name"] = "required when join is true"
+        errors = {"name": "required when join is true" if self.name is None else _problem(check_fqdn, self.name)}
+        if self.ou is not None:
+            errors["ou"] = _problem(check_distinguished_name, self.ou)
+            if errors["ou"] is None and errors["name"] is None:
+                errors["ou"] = _problem(check_ou_in_domain, self.ou, self.name)
         if self.method == "online" and self.service_account is None:
             errors["serviceAccount"] = "required when method is online"
-        try:
-            if self.name is not None:
-                check_fqdn(self.name)
-        except ValueError as exc:
-            errors["name"] = str(exc)
-        try:
-            if self.ou is not None:
-                check_distinguished_name(self.ou)
-                if "name" not in errors:
-                    check_ou_in_domain(self.ou, self.name)
-        except ValueError as exc:
-            errors["ou"] = str(exc)
-        if errors:
-            raise _field_errors(self, errors)
+        report(errors)
         return self
 
 
-class PackageRun(_Spec):
+class PackageRun(Spec):
     package_id: Id
     parameters: Parameters = Field(default_factory=dict)
 
 
-class ScriptRun(_Spec):
+class ScriptRun(Spec):
     name: Annotated[str, AfterValidator(check_script_name)]
     parameters: Parameters = Field(default_factory=dict)
 
 
-class PostInstallSpec(_Spec):
+class PostInstallSpec(Spec):
     install_agent: bool = True
     add_to_groups: Annotated[list[Id], AfterValidator(_no_duplicates)] = Field(default_factory=list)
     run_packages: list[PackageRun] = Field(default_factory=list)
     run_scripts: list[ScriptRun] = Field(default_factory=list)
 
 
-class TaskOptions(_Spec):
+class TaskOptions(Spec):
     keep_vm_on_failure: bool = False
 
 
@@ -250,15 +235,15 @@ _NEEDED_FOR = {"hypervisor_node_id": VM_TARGETS, "vm": VM_TARGETS, "mac_address"
 _REFUSED_FOR = {"hypervisor_node_id": ("baremetal",), "vm": ("baremetal",), "mac_address": ()}
 
 
-class TaskSpec(_Spec):
+class TaskSpec(Spec):
     """A provisioning request, merged with its template's defaults."""
 
     hostname: str
     target_type: Literal["hyperv", "kvm", "baremetal"]
-    hypervisor_node_id: Id | None = Field(None, validate_default=True)
-    mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = Field(None, validate_default=True)
+    hypervisor_node_id: Id | None = None
+    mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = None
     template_id: Id | None = None
-    vm: VmSpec | None = Field(None, validate_default=True)
+    vm: VmSpec | None = None
     os: OsSpec = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]  # imageId is required
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     domain: DomainSpec = Field(default_factory=DomainSpec)
@@ -271,6 +256,17 @@ class TaskSpec(_Spec):
         """The OS type comes from the image, looked up by the caller and passed as context."""
         context = info.context if isinstance(info.context, dict) else {}
         return check_hostname(value, context.get("os_type") or "windows")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_means_null(cls, data: Any) -> Any:
+        """Spell out the target-dependent fields a body leaves out, so that their validator
+        runs and reports under the camelCase name (a validated default is reported under
+        the Python name)."""
+        if not isinstance(data, dict):
+            return data
+        absent = [name for name in _NEEDED_FOR if name not in data and to_camel(name) not in data]
+        return {**data, **{to_camel(name): None for name in absent}}
 
     @field_validator("hypervisor_node_id", "mac_address", "vm", mode="before")
     @classmethod
@@ -315,16 +311,15 @@ def merge_defaults(defaults: dict, request: dict) -> dict:
     target = request.get("targetType", defaults.get("targetType"))
     if target == "baremetal":
         defaults = {key: value for key, value in defaults.items() if key != "vm"}
-    return _merge(defaults, request)
+    return copy.deepcopy(_merge(defaults, request))
 
 
 def _merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
+    """Shallow: the result shares its leaves with the inputs."""
+    merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
+        both_dicts = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merge(base[key], value) if both_dicts else value
     return merged
 
 
@@ -341,6 +336,9 @@ def _check_references(request: dict, refs: References) -> tuple[str | None, dict
         os_type = refs.image_os_type(image_id)
         if os_type is None:
             errors["os.imageId"] = f"no image with id {image_id}"
+        index, known = _lookup(request, ("os", "imageIndex")), refs.image_indexes(image_id)
+        if known and _is_id(index) and index not in known:
+            errors["os.imageIndex"] = f"image {image_id} has editions {', '.join(map(str, known))}, not {index}"
     template_id = request.get("templateId")
     if _is_id(template_id) and not refs.template_exists(template_id):
         errors["templateId"] = f"no template with id {template_id}"
@@ -354,55 +352,16 @@ def _check_references(request: dict, refs: References) -> tuple[str | None, dict
     return os_type, errors
 
 
-_MESSAGES = {
-    "missing": "required",
-    "extra_forbidden": "unknown field",
-    "model_type": "must be a JSON object",
-    "dict_type": "must be a JSON object",
-}
-
-
-def _error_dict(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for error in exc.errors(include_url=False, include_input=False):
-        path = field_path(tuple(part for part in error["loc"] if part != "[key]"))
-        if error["type"] == "value_error":
-            message = str(error["ctx"]["error"])
-        else:
-            message = _MESSAGES.get(error["type"], error["msg"])
-        if path not in errors:
-            errors[path] = message
-        elif message not in errors[path]:
-            errors[path] += "; " + message
-    return errors
-
-
-M = TypeVar("M", bound=_Spec)
-
-
-def _validate(model: type[M], data: dict, errors: dict[str, str], context: dict | None = None) -> M:
-    """Validate camelCase ``data`` (snake_case keys are unknown fields, as in JSON);
-    raise one InvalidRequest holding pydantic's errors and the ``errors`` found before."""
-    try:
-        spec = model.model_validate(data, by_alias=True, by_name=False, context=context)
-    except ValidationError as exc:
-        errors = {**errors, **_error_dict(exc)}
-        spec = None
-    if errors:
-        raise InvalidRequest(errors) from None
-    return spec
-
-
 def parse_task_request(body: object, defaults: dict, refs: References) -> TaskSpec:
     """Merge ``body`` over ``defaults`` and validate the result; raise InvalidRequest with every error."""
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
     merged = merge_defaults(defaults, body)
     os_type, errors = _check_references(merged, refs)
-    return _validate(TaskSpec, merged, errors, context={"os_type": os_type})
+    return parse(TaskSpec, merged, errors, context={"os_type": os_type})
 
 
-class TemplatePackage(_Spec):
+class TemplatePackage(Spec):
     """A template's post-install entry: one package, or one group to join."""
 
     package_id: Id | None = None
@@ -415,10 +374,8 @@ class TemplatePackage(_Spec):
         return self
 
 
-class TemplateSpec(_Spec):
+class TemplateSpec(Spec):
     """A template body (``POST /templates``): defaults shared by the tasks made from it."""
-
-    _partial: ClassVar[bool] = False
 
     name: DisplayName
     description: Annotated[str, Field(max_length=4000)] | None = None
@@ -434,42 +391,24 @@ class TemplateSpec(_Spec):
     domain_join_method: JoinMethod = "offline"
     post_install_packages: list[TemplatePackage] | None = None
 
-    def _given(self, *fields: str) -> bool:
-        """A partial body is checked only on what it carries; stored values fill the rest."""
-        return not self._partial or set(fields) <= self.model_fields_set
-
     @model_validator(mode="after")
     def _domain_consistent(self) -> TemplateSpec:
         errors = {}
-        if self.domain_join and self.domain_name is None and self._given("domain_join", "domain_name"):
+        if self.domain_join and self.domain_name is None:
             errors["domainName"] = "required when domainJoin is true"
-        if self.domain_ou and self.domain_name and self._given("domain_ou", "domain_name"):
-            try:
-                check_ou_in_domain(self.domain_ou, self.domain_name)
-            except ValueError as exc:
-                errors["domainOu"] = str(exc)
-        if errors:
-            raise _field_errors(self, errors)
+        if self.domain_ou and self.domain_name:
+            errors["domainOu"] = _problem(check_ou_in_domain, self.domain_ou, self.domain_name)
+        report(errors)
         return self
 
 
-class TemplatePatch(TemplateSpec):
-    """A template update (``PUT``): every field optional; ``model_fields_set`` says which were given."""
-
-    _partial: ClassVar[bool] = True
-
-    name: DisplayName = None  # type: ignore[assignment]  # absent: keep the stored name; null is refused
-
-
-def parse_template(body: object, refs: References, *, partial: bool = False) -> TemplateSpec:
-    """Validate a template body; with ``partial`` (PUT) only the fields given."""
-    if not isinstance(body, dict):
-        raise InvalidRequest({"body": "must be a JSON object"})
+def parse_template(body: object, refs: References) -> TemplateSpec:
+    """Validate a template body, including that its image exists."""
     errors = {}
-    image_id = body.get("imageId")
+    image_id = body.get("imageId") if isinstance(body, dict) else None
     if _is_id(image_id) and refs.image_os_type(image_id) is None:
         errors["imageId"] = f"no image with id {image_id}"
-    return _validate(TemplatePatch if partial else TemplateSpec, body, errors)
+    return parse(TemplateSpec, body, errors)
 
 
 def template_defaults(t: Any) -> dict:

@@ -6,7 +6,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from octoprov import states, taskspec
-from octoprov.errors import Conflict, NotFound
+from octoprov.errors import Conflict
+from octoprov.lookup import fetch
 from octoprov.models import Task, Template
 from octoprov.references import DbReferences
 from octoprov.specs import Timestamp, View
@@ -76,10 +77,7 @@ def update_template(session: Session, template_id: int, body: object) -> Templat
 
 
 def get_template(session: Session, template_id: int) -> Template:
-    template = session.get(Template, template_id)
-    if template is None:
-        raise NotFound(f"no template with id {template_id}")
-    return template
+    return fetch(session, Template, template_id, "template")
 
 
 def delete_template(session: Session, template_id: int) -> None:

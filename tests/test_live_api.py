@@ -110,7 +110,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(backend, pos
             # these two connect to the host named in a node's endpoint; generated endpoints would
             # point anywhere, and tests reach only loopback. They are tested in test_api_library.py.
             "--exclude-path-regex", r"/hypervisors/\{node_id\}/(networks|storage)$",
-            "--phases", "examples,coverage,fuzzing",
+            "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", "40",
             "--workers", "2",
             "--request-timeout", "30",

@@ -10,7 +10,7 @@ from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
 from octoprov import drivers
-from octoprov.models import DriverPack
+from octoprov.models import MAX_ID, DriverPack
 from octoprov.pages import paginate
 from octoprov.specs import parse
 
@@ -43,7 +43,7 @@ class DriverPackList(ManagementResource):
             return drivers.DriverPackView.of(drivers.add_driver_pack(session, root, spec)).to_json(), 201
 
 
-@ns.route("/<int:pack_id>")
+@ns.route(f"/<int(max={MAX_ID}):pack_id>")
 @ns.param("pack_id", "Driver pack id")
 class DriverPackItem(ManagementResource):
     @ns.response(200, "The driver pack", view)

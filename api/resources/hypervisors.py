@@ -10,7 +10,7 @@ from api.requests import choice_arg, json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
 from octoprov import nodes
-from octoprov.models import Node
+from octoprov.models import MAX_ID, Node
 from octoprov.pages import paginate
 from octoprov.specs import parse
 from octoprov.targets import inventory_for
@@ -49,7 +49,7 @@ class HypervisorList(ManagementResource):
             return nodes.HypervisorView.of(nodes.register_hypervisor(session, runtime().vault, spec)).to_json(), 201
 
 
-@ns.route("/<int:node_id>")
+@ns.route(f"/<int(max={MAX_ID}):node_id>")
 @ns.param("node_id", "Node id")
 class HypervisorItem(ManagementResource):
     @ns.response(200, "The node", view)
@@ -84,7 +84,7 @@ def _inventory(node_id: int):
         return inventory_for(node.kind, node.endpoint or "", nodes.credentials(node, runtime().vault))
 
 
-@ns.route("/<int:node_id>/networks")
+@ns.route(f"/<int(max={MAX_ID}):node_id>/networks")
 @ns.param("node_id", "Node id")
 class HypervisorNetworks(ManagementResource):
     @ns.response(200, "Networks and bridges (KVM) or virtual switches (Hyper-V)", networks_model)
@@ -94,7 +94,7 @@ class HypervisorNetworks(ManagementResource):
         return as_json(_inventory(node_id).networks())
 
 
-@ns.route("/<int:node_id>/storage")
+@ns.route(f"/<int(max={MAX_ID}):node_id>/storage")
 @ns.param("node_id", "Node id")
 class HypervisorStorage(ManagementResource):
     @ns.response(200, "Storage pools with capacity and free space", storage_model)

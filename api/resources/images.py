@@ -12,8 +12,9 @@ from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
 from octoprov import images
 from octoprov.errors import InvalidRequest
-from octoprov.models import Image
+from octoprov.models import MAX_ID, Image
 from octoprov.pages import paginate
+from octoprov.paths import LIBRARY_PATH_PATTERN
 from octoprov.specs import parse
 
 ns = Namespace("images", path="/provisioning/images", description="OS images (WIM, ISO, kernels, cloud images)")
@@ -25,11 +26,12 @@ UPLOAD_PARAMS = {
     "name": {"in": "query", "type": "string", "required": True, "minLength": 1, "maxLength": 255},
     "osType": {"in": "query", "type": "string", "required": True, "enum": ["windows", "linux"]},
     "imagePath": {"in": "query", "type": "string", "required": True, "minLength": 1, "maxLength": 500,
+                  "pattern": LIBRARY_PATH_PATTERN,
                   "description": "Where to write the file, relative to the images folder"},
     "osVersion": {"in": "query", "type": "string", "maxLength": 100},
     "architecture": {"in": "query", "type": "string", "enum": ["x64", "arm64", "x86"]},
     "imageIndex": {"in": "query", "type": "integer", "minimum": 1, "maximum": 1000},
-    "bootWimPath": {"in": "query", "type": "string", "maxLength": 500},
+    "bootWimPath": {"in": "query", "type": "string", "maxLength": 500, "pattern": LIBRARY_PATH_PATTERN},
     "sha256": {"in": "query", "type": "string", "pattern": "^[0-9a-fA-F]{64}$",
                "description": "Expected checksum; the upload is refused if it differs"},
     "payload": {"in": "body", "required": True, "schema": {"type": "string", "format": "binary"},
@@ -82,7 +84,19 @@ class ImageUpload(ManagementResource):
             return images.ImageView.of(image).to_json(), 201
 
 
-@ns.route("/<int:image_id>")
+@ns.route(f"/<int(max={MAX_ID}):image_id>/scan")
+@ns.param("image_id", "Image id")
+class ImageScan(ManagementResource):
+    @ns.response(200, "The image with its editions", view)
+    @errors(ns, 404, 409, 501)
+    def post(self, image_id: int):
+        """Scan a WIM for its editions (index, name, edition ID, architecture, version, size)."""
+        with session_scope() as session:
+            image = images.scan_image(session, runtime().settings.effective_images_dir, image_id)
+            return images.ImageView.of(image).to_json()
+
+
+@ns.route(f"/<int(max={MAX_ID}):image_id>")
 @ns.param("image_id", "Image id")
 class ImageItem(ManagementResource):
     @ns.response(200, "The image", view)

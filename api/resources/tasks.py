@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from flask import request
 from flask_restx import Namespace
-from octoprov.validation.macs import canonical_mac
 
 from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import choice_arg, int_arg, json_body, text_arg
@@ -14,6 +13,8 @@ from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
 from octoprov import states, tasks, taskspec
 from octoprov.errors import InvalidRequest
+from octoprov.models import MAX_ID
+from octoprov.validation.macs import canonical_mac
 
 ns = Namespace("tasks", path="/provisioning/tasks", description="Provisioning tasks")
 request_model = schema_model(ns, taskspec.TaskSpec)
@@ -72,7 +73,7 @@ class TaskList(ManagementResource):
             return tasks.TaskView.of(tasks.create_task(session, runtime().vault, body)).to_json(), 201
 
 
-@ns.route("/<int:task_id>")
+@ns.route(f"/<int(max={MAX_ID}):task_id>")
 @ns.param("task_id", "Task id")
 class TaskItem(ManagementResource):
     @ns.response(200, "The task with its steps (secrets masked)", view)
@@ -90,7 +91,7 @@ class TaskItem(ManagementResource):
             return tasks.TaskView.of(tasks.cancel_task(session, task_id)).to_json()
 
 
-@ns.route("/<int:task_id>/logs")
+@ns.route(f"/<int(max={MAX_ID}):task_id>/logs")
 @ns.param("task_id", "Task id")
 class TaskLogs(ManagementResource):
     @ns.doc(params=LOG_PARAMS)

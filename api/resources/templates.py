@@ -10,7 +10,7 @@ from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
 from octoprov import taskspec, templates
-from octoprov.models import Template
+from octoprov.models import MAX_ID, Template
 from octoprov.pages import paginate
 
 ns = Namespace("templates", path="/provisioning/templates", description="Task templates (defaults)")
@@ -41,7 +41,7 @@ class TemplateList(ManagementResource):
             return templates.TemplateView.of(templates.create_template(session, body)).to_json(), 201
 
 
-@ns.route("/<int:template_id>")
+@ns.route(f"/<int(max={MAX_ID}):template_id>")
 @ns.param("template_id", "Template id")
 class TemplateItem(ManagementResource):
     @ns.response(200, "The template", view)

@@ -1,0 +1,93 @@
+# Octoprov developer and CI tasks (GNU make). `make` or `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+# Two targets may install Debian packages (system-packages, .venv): never let apt-get run twice at once.
+.NOTPARALLEL:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+
+# Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
+DEB_PACKAGES := postgresql redis-server wimtools
+# Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks
+# ensurepip) and the toolchain pip uses to compile libvirt-python, which PyPI ships only as source.
+VENV_DEB_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev
+
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS='-x -k api'`.
+PYTEST_ARGS ?=
+# `make run HOST=0.0.0.0 PORT=9000`: passed to `octoprov up` only when given on the make command line
+# (an exported PORT or HOST in the environment is ignored; octoprov's own defaults apply otherwise).
+UP_ARGS := $(if $(filter command line,$(origin HOST)),--host '$(HOST)') \
+           $(if $(filter command line,$(origin PORT)),--port '$(PORT)')
+
+# $(call ensure_deb_packages,PACKAGES): apt-get install those of PACKAGES that dpkg does not report as
+# installed (as root, else through sudo). Cheap when nothing is missing: one dpkg-query per package.
+define ensure_deb_packages
+missing=(); \
+if ! command -v dpkg-query >/dev/null; then \
+  echo "warning: not a Debian system; make sure these (or their equivalents) are installed: $(1)" >&2; \
+else \
+  for pkg in $(1); do \
+    if [ "$$pkg" = python3-venv ] && $(PYTHON) -c 'import ensurepip' 2>/dev/null; then continue; fi; \
+    status=$$(dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null || true); \
+    [ "$$status" = "install ok installed" ] || missing+=("$$pkg"); \
+  done; \
+fi; \
+if [ $${#missing[@]} -gt 0 ]; then \
+  if [ "$$(id -u)" -eq 0 ]; then as_root=(); \
+  elif command -v sudo >/dev/null; then as_root=(sudo); \
+  else \
+    echo "error: missing Debian packages: $${missing[*]}" >&2; \
+    echo "error: install them as root: apt-get install --no-install-recommends $${missing[*]}" >&2; \
+    exit 1; \
+  fi; \
+  echo "Installing missing Debian packages: $${missing[*]}"; \
+  "$${as_root[@]}" apt-get update; \
+  "$${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "$${missing[@]}"; \
+fi
+endef
+
+.PHONY: help system-packages .venv run test lint env-example clean
+
+help: ## list the targets (default goal)
+	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
+	@echo
+	@awk -F ':.*## ' '/^[A-Za-z0-9_.-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+system-packages: ## install the Debian packages the project needs, only those missing (apt-get; sudo if not root)
+	@$(call ensure_deb_packages,$(VENV_DEB_PACKAGES) $(DEB_PACKAGES))
+
+.venv: $(VENV)/.installed ## create .venv with the project and its test extras (redone when setup.cfg/pyproject.toml change)
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@$(call ensure_deb_packages,$(VENV_DEB_PACKAGES))
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+run: .venv ## set up and start the whole stack on http://127.0.0.1:8080 with embedded defaults (HOST=, PORT=)
+	$(VENV)/bin/octoprov db upgrade
+	exec $(VENV)/bin/octoprov up$(if $(strip $(UP_ARGS)), $(strip $(UP_ARGS)))
+
+test: system-packages .venv ## run linters and the whole test suite against SQLite, PostgreSQL and Redis
+	status=0; \
+	$(VENV)/bin/ruff check . || status=$$?; \
+	$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
+
+lint: .venv ## run ruff
+	$(VENV)/bin/ruff check .
+
+env-example: .venv ## regenerate .env.example from the settings
+	$(VENV)/bin/octoprov settings example > .env.example.tmp && mv .env.example.tmp .env.example \
+	  || { rm -f .env.example.tmp; exit 1; }
+
+clean: ## remove .venv, var/ and caches
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
