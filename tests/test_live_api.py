@@ -117,7 +117,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(backend, pos
             "--suppress-health-check", "all",
             "--seed", "1",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=live.env)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=live.env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     finally:
         live.stop()
