@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
 
+from octoprov import logs
 from octoprov.settings import Settings
 
 
@@ -19,7 +20,9 @@ class _Gunicorn(BaseApplication):
     def load(self):
         from api import create_app
 
-        return create_app(Settings.from_env())
+        settings = Settings.from_env()
+        logs.configure(settings.effective_log_dir, "api", settings.log_level)
+        return create_app(settings)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -33,7 +36,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         # gunicorn's maximum: upload metadata travels in the query string
         "limit_request_line": 8190,  # uploads of several GB may take long; clients time out on their own
         "accesslog": str(log_dir / "access.log"),
-        "errorlog": str(log_dir / "api.log"),
+        "errorlog": str(log_dir / "api-server.log"),  # gunicorn's own; the application logs to api.log
         "loglevel": settings.log_level.lower(),
         "proc_name": "octoprov-api",
     }).run()

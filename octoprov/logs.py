@@ -19,14 +19,23 @@ MASK = "********"
 
 
 class SecretRedactor(logging.Filter):
-    def __init__(self):
+    """Masks secret values this process has seen (the newest ``capacity`` of them) and
+    ``password=…``-style pairs in every record that reaches a handler."""
+
+    def __init__(self, capacity: int = 10_000):
         super().__init__()
-        self._values: set[str] = set()
+        self._values: dict[str, None] = {}  # insertion-ordered, so the oldest go first
+        self._capacity = capacity
         self._lock = threading.Lock()
 
     def register(self, *values: str | None) -> None:
         with self._lock:
-            self._values.update(v for v in values if v and len(v) >= 4)
+            for value in values:
+                if value and len(value) >= 4:
+                    self._values.pop(value, None)
+                    self._values[value] = None
+            while len(self._values) > self._capacity:
+                del self._values[next(iter(self._values))]
 
     def redact(self, text: str) -> str:
         with self._lock:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.logs import redactor
 from octoprov.models import Node, Task
 from octoprov.specs import Spec, Timestamp, View, report
 
@@ -109,6 +110,7 @@ def _apply(node: Node, spec: HypervisorSpec, vault: Vault) -> None:
     node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
     node.options = {"winrm": spec.winrm.model_dump(by_alias=True)} if spec.winrm else None
     secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
+    redactor.register(*secrets.values())
     node.credentials_encrypted = vault.encrypt_json(secrets) if secrets else None
 
 

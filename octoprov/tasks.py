@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from octoprov import states, taskspec
 from octoprov.crypto import Vault
 from octoprov.errors import Conflict
+from octoprov.logs import redactor
 from octoprov.lookup import fetch
 from octoprov.models import Task, TaskLog, TaskStep, Template
 from octoprov.pages import Page, paginate
@@ -111,6 +112,7 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
             defaults = taskspec.template_defaults(template)
     spec = taskspec.parse_task_request(body, defaults, refs)
     secrets = spec.secrets()
+    redactor.register(*secrets.values())
     task = Task(
         hostname=spec.hostname,
         target_type=spec.target_type,

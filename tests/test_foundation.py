@@ -52,6 +52,12 @@ def test_redactor_masks_registered_values_and_pairs():
     assert "abc" not in r.redact('{"adminPassword": "abc"}')
 
 
+def test_redactor_keeps_only_the_newest_values():
+    r = SecretRedactor(capacity=2)
+    r.register("first-secret", "second-secret", "third-secret")
+    assert r.redact("first-secret third-secret") == "first-secret ********"
+
+
 def test_log_files_go_through_the_redactor(tmp_path):
     path = configure(tmp_path, "unit")
     redactor.register("very-secret-value")
