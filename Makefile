@@ -52,7 +52,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages .venv run test lint env-example clean
+.PHONY: help system-packages .venv run test lint env-example states clean
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -87,6 +87,10 @@ lint: .venv ## run ruff
 env-example: .venv ## regenerate .env.example from the settings
 	$(VENV)/bin/octoprov settings example > .env.example.tmp && mv .env.example.tmp .env.example \
 	  || { rm -f .env.example.tmp; exit 1; }
+
+states: .venv ## draw the task state diagram into docs/states.md
+	$(VENV)/bin/octoprov states > docs/states.md.tmp && mv docs/states.md.tmp docs/states.md \
+	  || { rm -f docs/states.md.tmp; exit 1; }
 
 clean: ## remove .venv, var/ and caches
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

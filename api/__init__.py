@@ -8,23 +8,28 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from api.docs import make_api
-from api.runtime import EXTENSION, Runtime
+from api.runtime import DISPATCH, EXTENSION
 from octoprov.errors import InvalidRequest, OctoprovError
+from octoprov.runtime import Runtime
 from octoprov.settings import Settings
+from workers.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
+               dispatcher: Dispatcher | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(RESTX_ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
-    app.extensions[EXTENSION] = runtime or Runtime.from_settings(settings or Settings.from_env())
+    runtime = runtime or Runtime.from_settings(settings or Settings.from_env())
+    app.extensions[EXTENSION] = runtime
+    app.extensions[DISPATCH] = dispatcher or Dispatcher.from_settings(runtime.settings)
 
     api = make_api()
     _register_error_handlers(api)
-    from api.resources import drivers, hypervisors, images, tasks, templates
+    from api.resources import drivers, hypervisors, images, pxe, tasks, templates
 
-    for module in (images, drivers, templates, tasks, hypervisors):
+    for module in (images, drivers, templates, tasks, hypervisors, pxe):
         api.add_namespace(module.ns)
     api.init_app(app)
 

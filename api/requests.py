@@ -49,3 +49,12 @@ def text_arg(name: str, max_length: int = 255) -> str | None:
     if len(raw) > max_length or any(ord(c) < 32 for c in raw):
         raise InvalidRequest({name: f"must be at most {max_length} printable characters"})
     return raw
+
+
+def bool_arg(name: str) -> bool:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return False
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise InvalidRequest({name: "must be true or false"})
+    return raw.lower() in ("true", "1")

@@ -1,31 +1,17 @@
-"""What every request needs from the process: settings, the database and the vault."""
+"""What every request needs from the process: settings, database, vault, and the dispatcher."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from octoprov.crypto import Vault
-from octoprov.db import Database
-from octoprov.settings import Settings
+from octoprov.runtime import Runtime
 
 EXTENSION = "octoprov"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    settings: Settings
-    database: Database
-    vault: Vault
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
-        settings.ensure_dirs()
-        return cls(settings, Database.from_settings(settings), Vault.from_settings(settings))
+DISPATCH = "octoprov.dispatch"
 
 
 def runtime() -> Runtime:
@@ -36,3 +22,8 @@ def runtime() -> Runtime:
 def session_scope() -> Iterator[Session]:
     with runtime().database.session() as session:
         yield session
+
+
+def dispatcher():
+    """Where the API sends pipeline work: the Celery broker of this app's settings."""
+    return current_app.extensions[DISPATCH]

@@ -198,12 +198,43 @@ def task_create(path: Path) -> None:
         body = json.loads(path.read_text())
     except ValueError as exc:
         raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+    from octoprov import pipeline
+    from workers.dispatch import Dispatcher
+
     with _database(settings).session() as session:
         try:
             created = tasks.create_task(session, Vault.from_settings(settings), body)
         except OctoprovError as exc:
             raise click.ClickException(_describe(exc)) from None
-        click.echo(json.dumps(tasks.TaskView.of(created).to_json(), indent=2))
+        session.flush()
+        view = tasks.TaskView.of(created).to_json()
+        first_run = pipeline.next_work_run(session, created.id)
+    Dispatcher.from_settings(settings).run_steps(view["id"], view["targetType"], first_run)
+    click.echo(json.dumps(view, indent=2))
+
+
+@task.command("plan")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="JSON request body, as for POST /api/v1/provisioning/tasks.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the artifacts into.")
+def task_plan(path: Path, out: Path) -> None:
+    """Validate a request and write every artifact the task would produce, creating nothing."""
+    from octoprov.plan import plan_task
+
+    settings = _settings()
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+    try:
+        plan = plan_task(_database(settings), Vault.from_settings(settings), body)
+    except OctoprovError as exc:
+        raise click.ClickException(_describe(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in plan.artifacts.items():
+        (out / name).write_text(content)
+        click.echo(f"wrote {out / name}")
 
 
 @task.command("list")
@@ -245,6 +276,34 @@ def _describe(exc: OctoprovError) -> str:
     if errors:
         return "invalid request:\n" + "\n".join(f"  {field}: {reason}" for field, reason in errors.items())
     return exc.message
+
+
+@main.command()
+def states() -> None:
+    """Print docs/states.md: the task state diagram, drawn from octoprov/states.py (`make states`)."""
+    from octoprov.statediagram import markdown
+
+    click.echo(markdown(), nl=False)
+
+
+@main.command()
+@click.option("--port", type=int, default=5555, show_default=True, help="Port to listen on.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def flower(port: int, address: str) -> None:
+    """Run Flower: a web view of the workers and their tasks, on the configured broker.
+
+    Needs the Redis broker (the embedded one cannot broadcast to workers). Flower's HTTP API (/api/...)
+    answers only with authentication (e.g. FLOWER_BASIC_AUTH=user:password) or with
+    FLOWER_UNAUTHENTICATED_API=true, which is only safe on 127.0.0.1. Other FLOWER_* variables apply too.
+    """
+    from workers.app import app
+
+    settings = _settings()
+    if not settings.effective_broker_url.startswith(("redis://", "rediss://")):
+        click.echo("warning: Flower sees no workers through the embedded broker; set OCTOPROV_BROKER_URL "
+                   "to a Redis URL", err=True)
+    logs.configure(settings.effective_log_dir, "flower", settings.log_level)
+    app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 if __name__ == "__main__":

@@ -67,5 +67,15 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def scratch_session(self) -> Iterator[Session]:
+        """A session whose work is always rolled back: for dry runs that must store nothing."""
+        session = self._sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
     def dispose(self) -> None:
         self.engine.dispose()

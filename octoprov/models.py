@@ -136,6 +136,8 @@ class Task(Base):
     config_override: Mapped[dict | None] = mapped_column(JSONType)  # the request as sent, secrets removed
     config: Mapped[dict | None] = mapped_column(JSONType)  # template merged with the request, secrets removed
     secrets_encrypted: Mapped[str | None] = mapped_column(Text)  # the request's secrets, encrypted
+    callback_token_encrypted: Mapped[str | None] = mapped_column(Text)  # the machine's callback token
+    machine_ref: Mapped[str | None] = mapped_column(String(255))  # the target's id of the machine it created
     domain_join_blob: Mapped[str | None] = mapped_column(Text)  # djoin output, encrypted
     status: Mapped[str] = mapped_column(String(50), default="pending", server_default="pending")
     current_step: Mapped[str | None] = mapped_column(String(100))
@@ -162,7 +164,13 @@ class TaskStep(Base):
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(100))  # stable key, e.g. create_vm
     title: Mapped[str] = mapped_column(String(255))  # shown to people, e.g. "Create VM"
+    kind: Mapped[str] = mapped_column(String(10), default="work", server_default="work")  # work | wait
+    phase: Mapped[str] = mapped_column(String(50), default="creating_vm", server_default="creating_vm")
+    event: Mapped[str | None] = mapped_column(String(50))  # the callback event that completes a wait step
     status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # wait steps
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # work steps being run
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     detail: Mapped[str | None] = mapped_column(Text)

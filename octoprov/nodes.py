@@ -22,9 +22,10 @@ from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.logs import redactor
 from octoprov.models import Node, Task
 from octoprov.specs import Spec, Timestamp, View, report
+from octoprov.targets.fake import FakeOptions
 
 HYPERVISOR = "hypervisor"
-HYPERVISOR_KINDS = ("hyperv", "kvm")
+HYPERVISOR_KINDS = ("hyperv", "kvm", "fake")
 LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
@@ -41,7 +42,7 @@ class WinRmOptions(Spec):
 
 class HypervisorSpec(Spec):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")
-    kind: Literal["hyperv", "kvm"]
+    kind: Literal["hyperv", "kvm", "fake"]
     endpoint: str = Field(
         min_length=1, max_length=500,
         description="Hyper-V: host name or https URL of WinRM. KVM: libvirt URI such as qemu+ssh://user@host/system",
@@ -52,9 +53,20 @@ class HypervisorSpec(Spec):
         default=None, min_length=1, max_length=16384, description="SSH key for qemu+ssh, stored encrypted"
     )
     winrm: WinRmOptions | None = None
+    fake: FakeOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self):
+        if self.fake is not None and self.kind != "fake":
+            report({"fake": "only for nodes of kind fake"})
+        return self
 
     @model_validator(mode="after")
     def _endpoint_fits_kind(self):
+        if self.kind == "fake":
+            if not self.endpoint.startswith("fake://"):
+                report({"endpoint": "a fake node's endpoint is fake://<anything>"})
+            return self
         if self.kind == "kvm":
             scheme = urlsplit(self.endpoint).scheme
             if scheme not in LIBVIRT_SCHEMES or "://" not in self.endpoint:
@@ -94,6 +106,7 @@ class HypervisorView(View):
     username: str | None
     has_credentials: bool
     winrm: dict | None
+    fake: dict | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -102,13 +115,15 @@ class HypervisorView(View):
         return cls(
             id=node.id, name=node.name, kind=node.kind, endpoint=node.endpoint, username=node.username,
             has_credentials=node.credentials_encrypted is not None, winrm=(node.options or {}).get("winrm"),
+            fake=(node.options or {}).get("fake"),
             created_at=node.created_at, updated_at=node.updated_at,
         )
 
 
 def _apply(node: Node, spec: HypervisorSpec, vault: Vault) -> None:
     node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
-    node.options = {"winrm": spec.winrm.model_dump(by_alias=True)} if spec.winrm else None
+    options = {name: sub.model_dump(by_alias=True) for name, sub in (("winrm", spec.winrm), ("fake", spec.fake)) if sub}
+    node.options = options or None
     secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
     redactor.register(*secrets.values())
     node.credentials_encrypted = vault.encrypt_json(secrets) if secrets else None

@@ -65,6 +65,33 @@ class Settings:
     worker_concurrency: int = _setting(2, "Parallel task slots of one Celery worker process.")
     upload_chunk_bytes: int = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
     page_size_max: int = _setting(500, "Largest page a list endpoint returns.")
+    # -- pipeline ----------------------------------------------------------------------------------
+    step_retries: int = _setting(5, "How often a step that failed with a transient error is retried.")
+    step_retry_base_s: int = _setting(2, "First retry delay in seconds; each further retry doubles it.")
+    step_lease_s: int = _setting(
+        300, "How long a worker owns a running step before another may take it over (after a crash)."
+    )
+    broker_visibility_timeout_s: int = _setting(
+        300, "Redis broker: seconds before an unacknowledged message (its worker died) is delivered again."
+    )
+    deadline_check_s: int = _setting(15, "How often the periodic job looks for wait steps past their deadline.")
+    deadline_installer_started_s: int = _setting(
+        1800, "Deadline for a machine to boot the installer (WinPE) and report in."
+    )
+    deadline_os_install_s: int = _setting(7200, "Deadline for the OS installation to report it is done.")
+    deadline_first_boot_s: int = _setting(3600, "Deadline for the installed OS to report its first boot.")
+    deadline_domain_join_s: int = _setting(1800, "Deadline for the machine to report its domain join.")
+    # -- notifications -----------------------------------------------------------------------------
+    webhook_urls: str = _setting(
+        "", "Comma-separated URLs called on every task's completion, failure or cancellation.",
+        example="https://chat.example.internal/hooks/provisioning",
+    )
+    webhook_secret: str = _setting(
+        "", "Key of the HMAC-SHA256 signature sent with each webhook (header X-Octoprov-Signature).", secret=True
+    )
+    webhook_retries: int = _setting(5, "How often a failed webhook delivery is retried (with growing delays).")
+    webhook_retry_base_s: int = _setting(5, "First webhook retry delay in seconds; each further retry doubles it.")
+    webhook_timeout_s: int = _setting(10, "Seconds to wait for a webhook receiver to answer.")
 
     # -- derived locations -------------------------------------------------------------------------
 

@@ -22,6 +22,16 @@ FAILED = "failed"  # final (until retried): a step failed; error_message says wh
 CANCELLED = "cancelled"  # final: stopped on request and rolled back
 
 ALL = (PENDING, CREATING_VM, BOOTING, INSTALLING, CONFIGURING, COMPLETED, FAILED, CANCELLED)
+DESCRIPTIONS = {
+    PENDING: "accepted, waiting for a worker to start it",
+    CREATING_VM: "the target creates the machine and its boot configuration",
+    BOOTING: "powered on; waiting for the installer to report in",
+    INSTALLING: "the installer reported in and lays down the OS",
+    CONFIGURING: "first boot done: domain join and post-install",
+    COMPLETED: "the machine is ready",
+    FAILED: "a step failed; error_message names it (a retry starts again from that step)",
+    CANCELLED: "stopped on request and rolled back",
+}
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 ACTIVE = frozenset(ALL) - FINAL
 
@@ -52,6 +62,6 @@ def transition(session: Session, task_id: int, target: str, **values) -> bool:
         update(Task)
         .where(Task.id == task_id, Task.status.in_(sources_of(target)))
         .values(status=target, **values)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     return result.rowcount == 1

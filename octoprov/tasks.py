@@ -11,21 +11,23 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import datetime
+from secrets import token_urlsafe
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from octoprov import states, taskspec
+from octoprov import pipeline, states, steps, taskspec
 from octoprov.crypto import Vault
-from octoprov.errors import Conflict
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
-from octoprov.models import Task, TaskLog, TaskStep, Template
+from octoprov.models import Node, Task, TaskLog, TaskStep, Template
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
 from octoprov.specs import MASK, Timestamp, View
+from octoprov.targets import target_for
+from octoprov.targets.base import NotAvailable
 
-TARGET_TYPES = ("hyperv", "kvm", "baremetal")
+TARGET_TYPES = ("hyperv", "kvm", "baremetal", "fake")
 
 
 class StepView(View):
@@ -113,6 +115,11 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
     spec = taskspec.parse_task_request(body, defaults, refs)
     secrets = spec.secrets()
     redactor.register(*secrets.values())
+    node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
+    config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
+    _validate_on_target(spec.target_type, config, node)
+    callback_token = token_urlsafe(32)
+    redactor.register(callback_token)
     task = Task(
         hostname=spec.hostname,
         target_type=spec.target_type,
@@ -120,14 +127,26 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
         mac_address=spec.mac_address,
         template_id=spec.template_id,
         config_override=_with_mask(body, [p for p in taskspec.SECRET_PATHS if _lookup(body, p) is not None]),
-        config=_with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets]),
+        config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
+        callback_token_encrypted=vault.encrypt(callback_token),
         status=states.PENDING,
     )
     session.add(task)
     session.flush()
-    add_log(session, task.id, "Task created", step="create")
+    os_type = refs.image_os_type(spec.os.image_id) or "windows"
+    pipeline.add_steps(session, task, steps.plan(config, spec.target_type, node.name if node else None, os_type))
+    pipeline.log(session, task.id, "Task created", step="create")
     return task
+
+
+def _validate_on_target(target_type: str, config: dict, node: Node | None) -> None:
+    """The target's own cheap check (a driver that is not available yet fails the task when it runs)."""
+    try:
+        target = target_for(target_type)
+    except NotAvailable:
+        return
+    target.compute.validate(config, node)
 
 
 def task_secrets(task: Task, vault: Vault) -> dict[str, str]:
@@ -135,8 +154,7 @@ def task_secrets(task: Task, vault: Vault) -> dict[str, str]:
     return vault.decrypt_json(task.secrets_encrypted) or {}
 
 
-def add_log(session: Session, task_id: int, message: str, *, level: str = "info", step: str | None = None) -> None:
-    session.add(TaskLog(task_id=task_id, message=message, level=level, step=step))
+add_log = pipeline.log  # the task log, for modules that record outside the pipeline
 
 
 def get_task(session: Session, task_id: int) -> Task:
@@ -160,18 +178,6 @@ def list_tasks(session: Session, where: TaskFilter, page: int, per_page: int) ->
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def cancel_task(session: Session, task_id: int) -> Task:
-    """Cancel a task that has not finished; a finished task cannot be cancelled (409)."""
-    task = get_task(session, task_id)
-    if not states.transition(session, task_id, states.CANCELLED):
-        session.refresh(task)
-        raise Conflict(f"task {task_id} is {task.status} and can no longer be cancelled")
-    add_log(session, task_id, "Task cancelled on request", step="cancel")
-    session.flush()
-    session.refresh(task)
-    return task
 
 
 def task_logs(session: Session, task_id: int, since: datetime | None, after_id: int | None, limit: int) -> list:

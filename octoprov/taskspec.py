@@ -49,7 +49,7 @@ from octoprov.validation import (
 
 SECRET_PATHS = (("os", "adminPassword"), ("os", "productKey"), ("domain", "serviceAccount", "password"))
 
-VM_TARGETS = ("hyperv", "kvm")
+VM_TARGETS = ("hyperv", "kvm", "fake")  # fake: the in-tree target that needs no hardware
 DEFAULT_LANGUAGE = "de-DE"
 DEFAULT_TIMEZONE = "W. Europe Standard Time"
 
@@ -227,7 +227,38 @@ class PostInstallSpec(Spec):
 
 
 class TaskOptions(Spec):
+    """Per-task behaviour: keep a failed VM for inspection, and which URLs to tell when the task ends."""
+
+    @staticmethod
+    def _check_webhook_url(url: str) -> str:
+        """Refuse what the worker could not POST to, or should not: other schemes (file://,
+        ftp://), relative URLs, URLs without a host, spaces and control characters."""
+        from urllib.parse import urlsplit
+
+        if len(url) > 2000:
+            raise ValueError("must be at most 2000 characters long")
+        if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+            raise ValueError("must not contain spaces or control characters")
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        try:
+            parts.port  # noqa: B018  # raises for a port that is not a number from 0 to 65535
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parts.scheme:
+            raise ValueError("must be an absolute URL starting with http:// or https://")
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"must use http:// or https://, not {parts.scheme}://")
+        if not parts.hostname:
+            raise ValueError("must name a host (http://host/...)")
+        return url
+
     keep_vm_on_failure: bool = False
+    webhooks: Annotated[
+        list[Annotated[str, AfterValidator(_check_webhook_url)]], Field(max_length=5)
+    ] = Field(default_factory=list)
 
 
 # field -> the targetTypes that need it, and those that refuse it
@@ -239,7 +270,7 @@ class TaskSpec(Spec):
     """A provisioning request, merged with its template's defaults."""
 
     hostname: str
-    target_type: Literal["hyperv", "kvm", "baremetal"]
+    target_type: Literal["hyperv", "kvm", "baremetal", "fake"]
     hypervisor_node_id: Id | None = None
     mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = None
     template_id: Id | None = None

@@ -7,10 +7,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from api import create_app
-from api.runtime import Runtime
 from octoprov import migrate
 from octoprov.crypto import Vault
 from octoprov.db import Database
+from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from octoprov.tokens import create_token
 from tests.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401

@@ -49,10 +49,11 @@ class LiveApi:
                 self.process.wait()
 
 
-def start_live_api(data_dir: Path, database_url: str | None = None) -> LiveApi:
+def start_live_api(data_dir: Path, database_url: str | None = None, extra_env: dict | None = None) -> LiveApi:
     port = free_port()
     env = {**os.environ, "OCTOPROV_DATA_DIR": str(data_dir), "OCTOPROV_API_PORT": str(port),
-           "OCTOPROV_SECRET_KEY": Fernet.generate_key().decode(), "OCTOPROV_API_WORKERS": "1"}
+           "OCTOPROV_SECRET_KEY": Fernet.generate_key().decode(), "OCTOPROV_API_WORKERS": "1",
+           "OCTOPROV_PUBLIC_URL": f"http://127.0.0.1:{port}", **(extra_env or {})}
     if database_url:
         env["OCTOPROV_DATABASE_URL"] = database_url
     octoprov("db", "upgrade", env=env)

@@ -24,7 +24,7 @@ def result_backend_for(broker_url: str, settings: Settings) -> str:
 def make_celery(settings: Settings) -> Celery:
     settings.ensure_dirs()
     broker = settings.effective_broker_url
-    app = Celery("octoprov", include=["workers.tasks"])
+    app = Celery("octoprov", include=["workers.tasks", "workers.pipeline", "workers.notify", "workers.fake_machine"])
     app.conf.update(
         broker_url=broker,
         result_backend=result_backend_for(broker, settings),
@@ -39,7 +39,14 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
+        beat_schedule={
+            "check-deadlines": {"task": "octoprov.check_deadlines", "schedule": float(settings.deadline_check_s),
+                                "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
+        },
         worker_hijack_root_logger=False,
+        # Redis: a message whose worker died is delivered again after this long (steps are idempotent)
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s}
+        if broker.startswith(("redis://", "rediss://")) else {},
     )
     return app
 

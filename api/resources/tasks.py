@@ -8,18 +8,25 @@ from flask import request
 from flask_restx import Namespace
 
 from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
-from api.requests import choice_arg, int_arg, json_body, text_arg
+from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg
 from api.resources.base import ManagementResource
-from api.runtime import runtime, session_scope
-from octoprov import states, tasks, taskspec
+from api.runtime import dispatcher, runtime, session_scope
+from octoprov import pipeline, states, tasks, taskspec
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
+from octoprov.plan import plan_task
 from octoprov.validation.macs import canonical_mac
 
 ns = Namespace("tasks", path="/provisioning/tasks", description="Provisioning tasks")
 request_model = schema_model(ns, taskspec.TaskSpec)
 view = view_model(ns, tasks.TaskView)
 page = page_model(ns, tasks.TaskSummaryView)
+plan_model = ns.schema_model("TaskPlan", {
+    "type": "object",
+    "properties": {"valid": {"type": "boolean"}, "task": view.__schema__,
+                   "artifacts": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "required": ["valid", "task", "artifacts"],
+})
 logs_model = ns.schema_model("TaskLogList", {"type": "array", "items": view_model(ns, tasks.LogView).__schema__})
 
 LIST_PARAMS = {
@@ -64,13 +71,23 @@ class TaskList(ManagementResource):
             return page_json(tasks.list_tasks(session, where, number, size), tasks.TaskSummaryView)
 
     @ns.expect(request_model)
+    @ns.doc(params={"dryRun": {"in": "query", "type": "boolean", "default": False,
+                               "description": "Validate and show what would be done and produced; store nothing"}})
     @ns.response(201, "Created; the task is pending", view)
+    @ns.response(200, "Dry run: the task as it would be, and its artifacts", plan_model)
     @errors(ns, 400)
     def post(self):
         """Create a provisioning task: the request is merged over its template's defaults and stored."""
         body = json_body()
+        if bool_arg("dryRun"):
+            return plan_task(runtime().database, runtime().vault, body).to_json()
         with session_scope() as session:
-            return tasks.TaskView.of(tasks.create_task(session, runtime().vault, body)).to_json(), 201
+            task = tasks.create_task(session, runtime().vault, body)
+            session.flush()
+            view = tasks.TaskView.of(task).to_json()
+            first_run = pipeline.next_work_run(session, task.id)
+        dispatcher().run_steps(view["id"], view["targetType"], first_run)
+        return view, 201
 
 
 @ns.route(f"/<int(max={MAX_ID}):task_id>")
@@ -83,12 +100,30 @@ class TaskItem(ManagementResource):
         with session_scope() as session:
             return tasks.TaskView.of(tasks.get_task(session, task_id)).to_json()
 
-    @ns.response(200, "Cancelled", view)
+    @ns.response(200, "Cancelled; the rollback runs in the background", view)
     @errors(ns, 404, 409)
     def delete(self, task_id: int):
-        """Cancel a task that has not finished."""
+        """Cancel a task in any unfinished state: its running step stops, everything it created is removed."""
         with session_scope() as session:
-            return tasks.TaskView.of(tasks.cancel_task(session, task_id)).to_json()
+            view = tasks.TaskView.of(pipeline.cancel(session, task_id)).to_json()
+        dispatcher().rollback(task_id, view["targetType"])
+        return view
+
+
+@ns.route(f"/<int(max={MAX_ID}):task_id>/retry")
+@ns.param("task_id", "Task id")
+class TaskRetry(ManagementResource):
+    @ns.response(200, "Restarted", view)
+    @errors(ns, 404, 409)
+    def post(self, task_id: int):
+        """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
+        with session_scope() as session:
+            task = tasks.get_task(session, task_id)
+            run = pipeline.retry(session, task_id, rolled_back=task.machine_ref is None)
+            session.refresh(task)
+            view = tasks.TaskView.of(task).to_json()
+        dispatcher().run_steps(task_id, view["targetType"], run)
+        return view
 
 
 @ns.route(f"/<int(max={MAX_ID}):task_id>/logs")

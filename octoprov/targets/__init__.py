@@ -1,12 +1,20 @@
 """Target drivers: how Octoprov talks to Hyper-V hosts, libvirt hosts and bare metal.
 
 Each concern is a small interface in ``base``; each backend implements the ones it
-supports, and ``inventory_for`` picks the implementation by the node's kind.
+supports, and the functions here pick the implementation by target type and node kind.
 """
 
 from __future__ import annotations
 
-from octoprov.targets.base import InventoryInterface, NotAvailable
+from octoprov.targets.base import InventoryInterface, NotAvailable, Target
+
+
+def target_for(target_type: str) -> Target:
+    if target_type == "fake":
+        from octoprov.targets.fake import fake_target
+
+        return fake_target()
+    raise NotAvailable(f"the {target_type} target driver is not available in this version")
 
 
 def inventory_for(kind: str, endpoint: str, credentials: dict) -> InventoryInterface:
@@ -14,7 +22,11 @@ def inventory_for(kind: str, endpoint: str, credentials: dict) -> InventoryInter
         from octoprov.targets.kvm import LibvirtInventory
 
         return LibvirtInventory(endpoint, credentials)
+    if kind == "fake":
+        from octoprov.targets.fake import FakeInventory
+
+        return FakeInventory()
     raise NotAvailable(f"inventory of {kind} hosts is not available in this version")
 
 
-__all__ = ["InventoryInterface", "NotAvailable", "inventory_for"]
+__all__ = ["InventoryInterface", "NotAvailable", "Target", "inventory_for", "target_for"]

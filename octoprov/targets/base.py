@@ -1,10 +1,16 @@
-"""The interfaces a target driver implements, one per concern."""
+"""The interfaces a target driver implements, one per concern, and the errors they raise.
+
+A step calls exactly one method; every method is idempotent (a redelivered step calls it
+again and must not create a second machine), and ``validate`` is cheap, so ``POST /tasks``
+can call it before accepting work.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
-from pydantic import BaseModel
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from octoprov.errors import OctoprovError
 from octoprov.specs import View
@@ -16,10 +22,33 @@ class NotAvailable(OctoprovError):
     status = 501
 
 
-class TargetUnreachable(OctoprovError):
-    """The host did not answer or refused the connection; worth retrying later."""
+class TransientError(OctoprovError):
+    """Worth retrying: a host that did not answer, a lock held elsewhere, a timeout."""
 
     status = 502
+
+
+class TargetUnreachable(TransientError):
+    """The host did not answer or refused the connection."""
+
+
+class PermanentError(OctoprovError):
+    """Retrying will not help: the task fails at this step."""
+
+    status = 409
+
+
+class Cancelled(Exception):
+    """The task was cancelled while the step ran; the step stops at once."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the compute driver created: its own id of the machine and the NIC's MAC."""
+
+    ref: str
+    mac_address: str
+    detail: str
 
 
 class NetworkView(View):
@@ -49,5 +78,65 @@ class InventoryInterface(ABC):
     def storage(self) -> list[StorageView]: ...
 
 
-def as_json(items: list[BaseModel]) -> list[dict]:
-    return [item.model_dump(mode="json", by_alias=True) for item in items]
+class ComputeInterface(ABC):
+    @abstractmethod
+    def validate(self, config: dict, node) -> None:
+        """Raise InvalidRequest naming the field when the task cannot run on this target (cheap:
+        ``POST /tasks`` calls it before accepting). ``node`` is the hypervisor node row, if any."""
+
+    @abstractmethod
+    def create_machine(self, ctx) -> Machine:
+        """Create the machine, or adopt the one this task created before (tagged with its id)."""
+
+    @abstractmethod
+    def destroy_machine(self, ctx) -> str:
+        """Remove the machine and everything created with it; a no-op when it is gone."""
+
+
+class PowerInterface(ABC):
+    @abstractmethod
+    def power_on(self, ctx) -> str: ...
+
+    @abstractmethod
+    def power_off(self, ctx) -> str: ...
+
+
+class BootInterface(ABC):
+    @abstractmethod
+    def prepare_boot(self, ctx) -> str:
+        """Make the machine's next boot go to the network (or the answer ISO)."""
+
+    @abstractmethod
+    def cleanup_boot(self, ctx) -> str: ...
+
+
+class DomainJoinInterface(ABC):
+    @abstractmethod
+    def provision_offline_join(self, ctx) -> str:
+        """Create the computer account and return the djoin blob."""
+
+    @abstractmethod
+    def remove_computer_account(self, ctx) -> str: ...
+
+
+class PostInstallInterface(ABC):
+    @abstractmethod
+    def run_item(self, ctx, item: dict) -> str:
+        """Run one post-install item (agent, package, script) on the installed machine."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The drivers one kind of target is made of. ``before_step`` is a hook run before every
+    work step (the fake target injects its delays and failures there; real targets have none)."""
+
+    compute: ComputeInterface
+    power: PowerInterface
+    boot: BootInterface
+    domain: DomainJoinInterface
+    post_install: PostInstallInterface
+    before_step: Callable[[Any, str], None] | None = None
+
+
+def as_json(items: list[View]) -> list[dict]:
+    return [item.to_json() for item in items]

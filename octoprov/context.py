@@ -1,0 +1,82 @@
+"""Everything a driver needs to act on one task, loaded once per step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from octoprov import states
+from octoprov.crypto import Vault
+from octoprov.db import Database
+from octoprov.models import Image, Node, Task
+from octoprov.settings import Settings
+from octoprov.targets.base import Cancelled
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: int
+    name: str
+    kind: str
+    endpoint: str | None
+    options: dict
+    credentials: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    task_id: int
+    hostname: str
+    target_type: str
+    os_type: str
+    config: dict
+    mac_address: str | None
+    machine_ref: str | None
+    node: NodeInfo | None
+    settings: Settings
+    database: Database = field(repr=False)
+    vault: Vault = field(repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @property
+    def callback_url(self) -> str:
+        return self.settings.effective_public_url + "/api/v1/provisioning/pxe/status"
+
+    def callback_token(self) -> str:
+        with self.database.session() as session:
+            token = session.get(Task, self.task_id).callback_token_encrypted
+        return self.vault.decrypt(token) if token else ""
+
+    def secrets(self) -> dict[str, str]:
+        with self.database.session() as session:
+            token = session.get(Task, self.task_id).secrets_encrypted
+        return self.vault.decrypt_json(token) or {}
+
+    def check_cancelled(self) -> None:
+        """Long driver actions call this between their parts: a cancelled task stops there."""
+        with self.database.session() as session:
+            status = session.get(Task, self.task_id).status
+        if status in (states.CANCELLED, states.FAILED):
+            raise Cancelled(f"task {self.task_id} is {status}")
+
+
+def load_context(session: Session, task_id: int, settings: Settings, database: Database, vault: Vault) -> TaskContext:
+    task = session.get(Task, task_id)
+    config = task.config or {}
+    image_id = (config.get("os") or {}).get("imageId")
+    os_type = session.get(Image, image_id).os_type if image_id and session.get(Image, image_id) else "windows"
+    node = None
+    if task.hypervisor_node_id is not None:
+        row = session.get(Node, task.hypervisor_node_id)
+        node = NodeInfo(row.id, row.name, row.kind, row.endpoint, row.options or {},
+                        vault.decrypt_json(row.credentials_encrypted) or {})
+    return TaskContext(
+        task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, config=config,
+        mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,
+        database=database, vault=vault,
+    )

@@ -1,0 +1,315 @@
+"""Moving a task through its steps: the part of the pipeline that is pure database work.
+
+Celery tasks (``workers/pipeline.py``) call these functions; nothing here blocks on the
+outside world. Every change is a conditional UPDATE, so a redelivered message, a second
+worker or a late callback can never run a step twice or move a task backwards:
+
+* a work step is *claimed* (pending -> running, with a lease); a message that finds the step
+  done, or running under someone else's valid lease, does nothing;
+* a wait step is *activated* with a deadline and completed only by its callback event;
+* the task's state follows the phase of its current step (``octoprov.steps``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from octoprov import states, steps
+from octoprov.crypto import Vault
+from octoprov.errors import Conflict, OctoprovError
+from octoprov.lookup import fetch
+from octoprov.models import Task, TaskLog, TaskStep, utcnow
+from octoprov.settings import Settings
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+
+
+class Forbidden(OctoprovError):
+    status = 403
+
+
+def log(session: Session, task_id: int, message: str, *, level: str = "info", step: str | None = None) -> None:
+    session.add(TaskLog(task_id=task_id, message=message, level=level, step=step))
+
+
+def add_steps(session: Session, task: Task, planned: list[steps.StepDef]) -> None:
+    for position, step in enumerate(planned, start=1):
+        session.add(TaskStep(task_id=task.id, position=position, name=step.name, title=step.title, kind=step.kind,
+                             phase=step.phase, event=step.event))
+    task.current_step = planned[0].title if planned else None
+
+
+def step_rows(session: Session, task_id: int) -> list[TaskStep]:
+    return list(session.scalars(select(TaskStep).where(TaskStep.task_id == task_id).order_by(TaskStep.position)))
+
+
+def refresh_progress(session: Session, task_id: int) -> None:
+    """``progress_percent`` and ``current_step`` derived from the steps."""
+    rows = step_rows(session, task_id)
+    done = sum(1 for row in rows if row.status == DONE)
+    current = next((row for row in rows if row.status != DONE), None)
+    session.execute(update(Task).where(Task.id == task_id).values(
+        progress_percent=int(100 * done / len(rows)) if rows else 100,
+        current_step=current.title if current else None,
+    ))
+
+
+def _enter_phase(session: Session, task_id: int, phase: str) -> bool:
+    """Move the task into ``phase`` unless it is there already; False when it is final."""
+    status = session.scalar(select(Task.status).where(Task.id == task_id))
+    if status == phase:
+        return True
+    if status in states.FINAL:
+        return False
+    values = {"started_at": utcnow()} if status == states.PENDING else {}
+    return states.transition(session, task_id, phase, **values)
+
+
+# -- work steps ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    step: str
+    title: str
+    attempt: int
+
+
+# why a step could not be claimed
+TASK_OVER, ALREADY_DONE, TAKEN = "task over", "already done", "taken"
+
+
+def claim(session: Session, task_id: int, name: str, lease_s: int) -> Claim | str:
+    """Take a work step for this worker, or say why not: the task is over, the step is done
+    (a redelivered message), or another worker runs it under a valid lease (a duplicate)."""
+    status = session.scalar(select(Task.status).where(Task.id == task_id))
+    if status is None or status in states.FINAL:
+        return TASK_OVER
+    now = utcnow()
+    taken = session.execute(
+        update(TaskStep)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
+               or_(TaskStep.status == PENDING, (TaskStep.status == RUNNING) & (TaskStep.lease_until < now)))
+        .values(status=RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
+                started_at=now, finished_at=None)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    step = session.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == name))
+    if not taken:
+        return ALREADY_DONE if step is not None and step.status == DONE else TAKEN
+    if not _enter_phase(session, task_id, step.phase):
+        session.rollback()
+        return TASK_OVER
+    if step.attempts > 1:
+        log(session, task_id, f"{step.title}: attempt {step.attempts}", step=name)
+    refresh_progress(session, task_id)
+    return Claim(name, step.title, step.attempts)
+
+
+def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str) -> bool:
+    """Mark a claimed work step done and activate the wait step that follows, if any."""
+    done = session.execute(
+        update(TaskStep)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == RUNNING)
+        .values(status=DONE, finished_at=utcnow(), detail=detail, lease_until=None)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    if not done:
+        return False
+    log(session, task_id, f"{_title(session, task_id, name)}: {detail}", step=name)
+    _after(session, settings, task_id, name)
+    return True
+
+
+def release(session: Session, task_id: int, name: str, reason: str) -> None:
+    """Give a claimed step back after a transient error, so its retry can claim it again."""
+    session.execute(
+        update(TaskStep)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == RUNNING)
+        .values(status=PENDING, lease_until=None, detail=reason)
+        .execution_options(synchronize_session="fetch")
+    )
+    log(session, task_id, f"{_title(session, task_id, name)}: {reason}; retrying", level="warn", step=name)
+
+
+def _title(session: Session, task_id: int, name: str) -> str:
+    return session.scalar(select(TaskStep.title).where(TaskStep.task_id == task_id, TaskStep.name == name)) or name
+
+
+def _after(session: Session, settings: Settings, task_id: int, name: str) -> None:
+    """What follows a finished step: a wait step is activated; the end completes the task."""
+    rows = step_rows(session, task_id)
+    index = next(i for i, row in enumerate(rows) if row.name == name)
+    following = rows[index + 1] if index + 1 < len(rows) else None
+    if following is None:
+        if states.transition(session, task_id, states.COMPLETED):
+            log(session, task_id, "Task completed", step=name)
+    elif following.kind == steps.WAIT and following.status == PENDING:
+        _activate_wait(session, settings, task_id, following)
+    refresh_progress(session, task_id)
+
+
+def _activate_wait(session: Session, settings: Settings, task_id: int, step: TaskStep) -> None:
+    seconds = getattr(settings, f"deadline_{step.name}_s", settings.deadline_os_install_s)
+    if not _enter_phase(session, task_id, step.phase):
+        return
+    now = utcnow()
+    session.execute(
+        update(TaskStep).where(TaskStep.id == step.id, TaskStep.status == PENDING)
+        .values(status=RUNNING, started_at=now, deadline_at=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session="fetch")
+    )
+    log(session, task_id, f"Waiting for: {step.title} (deadline {seconds} s)", step=step.name)
+
+
+def next_work_run(session: Session, task_id: int) -> list[str]:
+    """The consecutive pending work steps from the current position: the next chain to enqueue."""
+    run: list[str] = []
+    for row in step_rows(session, task_id):
+        if row.status == DONE and not run:
+            continue
+        if row.kind != steps.WORK or row.status != PENDING:
+            break
+        run.append(row.name)
+    return run
+
+
+def fail(session: Session, task_id: int, name: str | None, message: str) -> bool:
+    """Fail the task at a step; False when it already ended (cancelled, say)."""
+    title = _title(session, task_id, name) if name else "task"
+    if not states.transition(session, task_id, states.FAILED, error_message=f"{title}: {message}"):
+        return False
+    if name:
+        session.execute(
+            update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == name)
+            .values(status=FAILED, finished_at=utcnow(), detail=message, lease_until=None)
+            .execution_options(synchronize_session="fetch")
+        )
+    log(session, task_id, f"{title} failed: {message}", level="error", step=name)
+    refresh_progress(session, task_id)
+    return True
+
+
+def keeps_machine(task: Task) -> bool:
+    """Whether the request asked to keep a failed task's machine (for debugging) instead of a rollback."""
+    return bool(((task.config or {}).get("options") or {}).get("keepVmOnFailure", False))
+
+
+# -- callbacks from the machine --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    accepted: bool
+    reason: str
+    resume: list[str]  # work steps to enqueue now
+
+
+def verify_token(task: Task, token: str, vault: Vault) -> None:
+    expected = vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else ""
+    if not expected or not hmac.compare_digest(expected.encode(), (token or "").encode()):
+        raise Forbidden("the callback token does not belong to this task")
+
+
+def handle_callback(session: Session, settings: Settings, vault: Vault, task_id: int, token: str, event: str,
+                    status: str, message: str | None) -> CallbackOutcome:
+    """Apply a machine's status report. Duplicates and reports out of order are logged and ignored."""
+    task = fetch(session, Task, task_id, "task")
+    verify_token(task, token, vault)
+    text = f"Callback {event} ({status})" + (f": {message}" if message else "")
+    if task.status in states.FINAL:
+        log(session, task_id, text + f" - ignored, task is {task.status}", level="warn", step=event)
+        return CallbackOutcome(False, f"task is {task.status}", [])
+    rows = step_rows(session, task_id)
+    current = next((row for row in rows if row.status != DONE), None)
+    if event == "progress":
+        if current is not None and message:
+            current.detail = message[:2000]
+        log(session, task_id, text, step=current.name if current else None)
+        return CallbackOutcome(True, "progress recorded", [])
+    target = next((row for row in rows if row.event == event), None)
+    if target is None:
+        log(session, task_id, text + " - ignored, this task expects no such event", level="warn", step=event)
+        return CallbackOutcome(False, "no step waits for this event", [])
+    if target.status == DONE:
+        log(session, task_id, text + " - duplicate, ignored", level="debug", step=target.name)
+        return CallbackOutcome(False, "duplicate", [])
+    if current is None or target.id != current.id or current.status != RUNNING:
+        log(session, task_id, text + f" - out of order (waiting for {current.title if current else 'nothing'}), "
+            "ignored", level="warn", step=target.name)
+        return CallbackOutcome(False, "out of order", [])
+    log(session, task_id, text, step=target.name)
+    if status == "failed":
+        fail(session, task_id, target.name, message or "the machine reported a failure")
+        return CallbackOutcome(True, "failed", [])
+    session.execute(
+        update(TaskStep).where(TaskStep.id == target.id, TaskStep.status == RUNNING)
+        .values(status=DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    _after(session, settings, task_id, target.name)
+    return CallbackOutcome(True, "step completed", next_work_run(session, task_id))
+
+
+# -- deadlines, cancel, retry ----------------------------------------------------------------------
+
+
+def expire_deadlines(session: Session) -> list[int]:
+    """Fail every task whose wait step's deadline passed; returns their ids."""
+    overdue = session.execute(
+        select(TaskStep.task_id, TaskStep.name, TaskStep.title, TaskStep.started_at, TaskStep.deadline_at)
+        .join(Task, Task.id == TaskStep.task_id)
+        .where(TaskStep.kind == steps.WAIT, TaskStep.status == RUNNING, TaskStep.deadline_at < utcnow(),
+               Task.status.in_(states.ACTIVE))
+    ).all()
+    failed = []
+    for task_id, name, title, started, deadline in overdue:
+        waited = int((deadline - started).total_seconds()) if started and deadline else 0
+        if fail(session, task_id, name, f"timed out waiting for {title} after {waited} s"):
+            failed.append(task_id)
+    return failed
+
+
+def cancel(session: Session, task_id: int) -> Task:
+    """Cancel a task in any unfinished state; running steps stop at their next check."""
+    task = fetch(session, Task, task_id, "task")
+    if not states.transition(session, task_id, states.CANCELLED):
+        session.refresh(task)
+        raise Conflict(f"task {task_id} is {task.status} and can no longer be cancelled")
+    session.execute(
+        update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.status.in_((PENDING, RUNNING)))
+        .values(status=CANCELLED, lease_until=None, deadline_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    log(session, task_id, "Task cancelled on request", step="cancel")
+    refresh_progress(session, task_id)
+    session.flush()
+    session.refresh(task)
+    return task
+
+
+def retry(session: Session, task_id: int, rolled_back: bool) -> list[str]:
+    """Restart a failed task from its failed step (from the start when rollback removed the machine).
+    A failed wait step restarts from the work steps before it, which boot the machine again."""
+    task = fetch(session, Task, task_id, "task")
+    if task.status != states.FAILED:
+        raise Conflict(f"task {task_id} is {task.status}; only a failed task can be retried")
+    rows = step_rows(session, task_id)
+    start = 0 if rolled_back else next((i for i, row in enumerate(rows) if row.status == FAILED), 0)
+    while start > 0 and rows[start].kind == steps.WAIT:
+        start -= 1
+    if not states.transition(session, task_id, states.PENDING, error_message=None, completed_at=None):
+        raise Conflict(f"task {task_id} changed meanwhile; try again")
+    for row in rows[start:]:
+        row.status, row.started_at, row.finished_at, row.detail = PENDING, None, None, None
+        row.deadline_at = row.lease_until = None
+        row.attempts = 0
+    log(session, task_id, f"Retry requested: restarting from {rows[start].title}", step="retry")
+    session.flush()
+    refresh_progress(session, task_id)
+    return next_work_run(session, task_id)

@@ -1,0 +1,37 @@
+"""Dry runs: what a task would do and produce, without creating anything.
+
+The request goes through exactly the validation of a real task (the same code, in a
+database session that is rolled back), then every artifact the task would produce is
+rendered. Later capabilities add their artifacts here (boot scripts, answer files,
+domain XML, Hyper-V commands); secrets appear only where the artifact itself needs them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from octoprov import tasks
+from octoprov.crypto import Vault
+from octoprov.db import Database
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: dict
+    artifacts: dict[str, str]
+
+    def to_json(self) -> dict:
+        return {"valid": True, "task": self.task, "artifacts": self.artifacts}
+
+
+def plan_task(database: Database, vault: Vault, body: object) -> Plan:
+    with database.scratch_session() as session:
+        task = tasks.create_task(session, vault, body)
+        session.flush()
+        view = tasks.TaskView.of(task).to_json()
+    view.update(id=None, createdAt=None)
+    actions = [{"position": step["position"], "step": step["name"], "title": step["title"]} for step in view["steps"]]
+    artifacts = {"plan.json": json.dumps({"targetType": view["targetType"], "hostname": view["hostname"],
+                                          "actions": actions, "config": view["config"]}, indent=2) + "\n"}
+    return Plan(view, artifacts)

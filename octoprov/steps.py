@@ -1,0 +1,76 @@
+"""The ordered steps of a task, as the task detail view shows them.
+
+Work steps run in a worker; wait steps are completed by the machine's status callbacks
+(``event``) and carry a deadline. ``phase`` is the task's state while that step is current,
+so the task's state follows from where it is in its step list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from octoprov import states
+
+WORK, WAIT = "work", "wait"
+
+
+@dataclass(frozen=True)
+class StepDef:
+    name: str
+    title: str
+    kind: str
+    phase: str
+    event: str | None = None
+
+
+# callback events a machine may post, in the order they happen
+EVENTS = ("installer_started", "os_installed", "first_boot", "domain_joined")
+
+
+def plan(config: dict, target_type: str, node_name: str | None, os_type: str) -> list[StepDef]:
+    windows = os_type == "windows"
+    vm = target_type != "baremetal"
+    domain = config.get("domain") or {}
+    joins = bool(domain.get("join"))
+    post = config.get("postInstall") or {}
+    if vm:
+        steps = [StepDef("create_vm", f"Create VM on {node_name}", WORK, states.CREATING_VM)]
+    else:
+        steps = [StepDef("register_machine", "Register machine", WORK, states.CREATING_VM)]
+    if joins and domain.get("method", "offline") == "offline":
+        steps.append(StepDef("prepare_domain_join", "Prepare offline domain join", WORK, states.CREATING_VM))
+    steps += [
+        StepDef("render_answers", "Generate answer file", WORK, states.CREATING_VM),
+        StepDef("register_mac", "Register MAC for PXE boot", WORK, states.CREATING_VM),
+        StepDef("power_on", "Start VM" if vm else "Power on machine", WORK, states.CREATING_VM),
+        StepDef("installer_started", "WinPE loaded" if windows else "Installer started", WAIT, states.BOOTING,
+                "installer_started"),
+        StepDef("os_install", "Windows installation" if windows else "OS installation", WAIT, states.INSTALLING,
+                "os_installed"),
+        StepDef("first_boot", "First boot and OOBE" if windows else "First boot", WAIT, states.INSTALLING,
+                "first_boot"),
+    ]
+    if joins:
+        steps.append(StepDef("domain_join", "Domain join", WAIT, states.CONFIGURING, "domain_joined"))
+    if post.get("installAgent", True):
+        steps.append(StepDef("install_agent", "Install agent", WORK, states.CONFIGURING))
+    for index, package in enumerate(post.get("runPackages") or []):
+        steps.append(StepDef(f"package_{index}", f"Post-install: package {package['packageId']}", WORK,
+                             states.CONFIGURING))
+    for index, script in enumerate(post.get("runScripts") or []):
+        steps.append(StepDef(f"script_{index}", f"Post-install: script {script['name']}", WORK, states.CONFIGURING))
+    steps.append(StepDef("finish", "Finish", WORK, states.CONFIGURING))
+    return steps
+
+
+def post_install_item(config: dict, step_name: str) -> dict | None:
+    """The postInstall entry a step runs: the agent, a package or a script."""
+    post = config.get("postInstall") or {}
+    if step_name == "install_agent":
+        return {"type": "agent"}
+    kind, _, index = step_name.partition("_")
+    if kind == "package" and index.isdigit():
+        return {"type": "package", **post["runPackages"][int(index)]}
+    if kind == "script" and index.isdigit():
+        return {"type": "script", **post["runScripts"][int(index)]}
+    return None

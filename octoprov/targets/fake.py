@@ -1,0 +1,186 @@
+"""The fake target: a whole provisioning run with no hardware, for tests, demos and the UI.
+
+Machines are JSON files under ``DATA_DIR/fake/machines`` and every action is appended to
+``DATA_DIR/fake/events.jsonl``, so tests can count what was created across worker crashes.
+Behaviour comes from the fake node's options: a delay per action, a step to fail at
+(``failAt``) and how often (``failTimes``: fail that many times with a transient error,
+then succeed; 0 fails for good). After power-on the simulated machine reports its
+progress to the status callback over HTTP, as a real installer would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from octoprov.specs import Spec
+from octoprov.targets.base import (
+    BootInterface,
+    ComputeInterface,
+    DomainJoinInterface,
+    InventoryInterface,
+    Machine,
+    NetworkView,
+    PermanentError,
+    PostInstallInterface,
+    PowerInterface,
+    StorageView,
+    Target,
+    TransientError,
+)
+
+
+class FakeOptions(Spec):
+    """How a fake node behaves (the ``fake`` object of a node of kind ``fake``)."""
+
+    delay_s: float = Field(default=0.1, ge=0, le=600, description="Time each work step takes")
+    fail_at: str | None = Field(default=None, max_length=100, description="Step name to fail at")
+    fail_times: int = Field(default=0, ge=0, le=100,
+                            description="Fail that many times with a transient error, then succeed; 0: always")
+    callbacks: bool = Field(default=True, description="Simulate the machine's status callbacks after power-on")
+    callback_delay_s: float = Field(default=0.2, ge=0, le=3600, description="Time between two callbacks")
+
+
+def options_of(ctx) -> FakeOptions:
+    raw = ((ctx.node.options if ctx.node else {}) or {}).get("fake") or {}
+    return FakeOptions.model_validate(raw, by_alias=True, by_name=True)
+
+
+def fake_dir(ctx) -> Path:
+    folder = ctx.data_dir / "fake"
+    (folder / "machines").mkdir(parents=True, exist_ok=True)
+    (folder / "failures").mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def record(ctx, action: str, **details) -> None:
+    line = json.dumps({"action": action, "task": ctx.task_id, "time": time.time(), **details}) + "\n"
+    with open(fake_dir(ctx) / "events.jsonl", "a") as handle:  # one write: lines never interleave
+        handle.write(line)
+
+
+def events(data_dir: Path) -> list[dict]:
+    path = Path(data_dir) / "fake" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def fake_mac(task_id: int) -> str:
+    """A locally administered MAC derived from the task id: the same on every attempt."""
+    digest = hashlib.sha256(str(task_id).encode()).digest()
+    return "02:00:" + ":".join(f"{b:02x}" for b in digest[:4])
+
+
+def act(ctx, step: str) -> None:
+    """Before every work step: take the configured time, watching for cancellation; fail as configured."""
+    options = options_of(ctx)
+    deadline = time.monotonic() + options.delay_s
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    ctx.check_cancelled()
+    if options.fail_at != step:
+        return
+    if options.fail_times == 0:
+        record(ctx, "fail", step=step, permanent=True)
+        raise PermanentError(f"fake failure injected at {step}")
+    counter = fake_dir(ctx) / "failures" / f"{ctx.task_id}-{step}"
+    with open(counter, "a") as handle:
+        handle.write("x")
+    if counter.stat().st_size <= options.fail_times:
+        record(ctx, "fail", step=step, permanent=False)
+        raise TransientError(f"fake transient failure at {step} ({counter.stat().st_size} of {options.fail_times})")
+
+
+class FakeCompute(ComputeInterface):
+    def validate(self, config: dict, node) -> None:
+        FakeOptions.model_validate(((node.options if node else None) or {}).get("fake") or {}, by_alias=True)
+
+    def _path(self, ctx) -> Path:
+        return fake_dir(ctx) / "machines" / f"task-{ctx.task_id}.json"
+
+    def create_machine(self, ctx) -> Machine:
+        path = self._path(ctx)
+        machine = {"task": ctx.task_id, "name": ctx.hostname, "mac": ctx.mac_address or fake_mac(ctx.task_id),
+                   "power": "off"}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            existing = json.loads(path.read_text() or "{}")
+            if existing.get("task") != ctx.task_id:
+                raise PermanentError(f"a machine called {ctx.hostname} belongs to another task") from None
+            return Machine(path.stem, existing["mac"], f"Adopted {ctx.hostname} created by an earlier attempt")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(machine))
+        record(ctx, "create", machine=path.stem)
+        config = ctx.config.get("vm") or {}
+        return Machine(path.stem, machine["mac"],
+                       f"Created {config.get('cpu', '?')} vCPU, {config.get('memoryGb', '?')} GB RAM, "
+                       f"{len(config.get('disks') or [])} disks; MAC {machine['mac']}")
+
+    def destroy_machine(self, ctx) -> str:
+        path = self._path(ctx)
+        if not path.exists():
+            return "no machine to remove"
+        path.unlink()
+        record(ctx, "destroy", machine=path.stem)
+        return f"Removed {ctx.hostname}"
+
+
+class FakePower(PowerInterface):
+    def power_on(self, ctx) -> str:
+        record(ctx, "power_on")
+        if options_of(ctx).callbacks:
+            from workers.fake_machine import boot  # the simulated machine runs as timed worker tasks
+
+            boot(ctx)
+        return "Network boot started"
+
+    def power_off(self, ctx) -> str:
+        record(ctx, "power_off")
+        return "Powered off"
+
+
+class FakeBoot(BootInterface):
+    def prepare_boot(self, ctx) -> str:
+        record(ctx, "prepare_boot")
+        return "Boot config ready"
+
+    def cleanup_boot(self, ctx) -> str:
+        record(ctx, "cleanup_boot")
+        return "Boot config removed"
+
+
+class FakeDomain(DomainJoinInterface):
+    def provision_offline_join(self, ctx) -> str:
+        record(ctx, "computer_account", hostname=ctx.hostname)
+        return f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
+
+    def remove_computer_account(self, ctx) -> str:
+        record(ctx, "remove_computer_account", hostname=ctx.hostname)
+        return f"Removed computer account {ctx.hostname}"
+
+
+class FakePostInstall(PostInstallInterface):
+    def run_item(self, ctx, item: dict) -> str:
+        record(ctx, "post_install", item=item)
+        return f"Ran {item['type']}"
+
+
+def fake_target() -> Target:
+    return Target(FakeCompute(), FakePower(), FakeBoot(), FakeDomain(), FakePostInstall(), before_step=act)
+
+
+class FakeInventory(InventoryInterface):
+    """A fake host offers one switch and one storage pool, so forms and validation can be tried."""
+
+    def networks(self) -> list[NetworkView]:
+        return [NetworkView(name="fake-switch", type="vswitch", active=True, vlan_capable=True)]
+
+    def storage(self) -> list[StorageView]:
+        return [StorageView(name="fake-pool", type="dir", active=True, path="/fake",
+                            capacity_bytes=2**40, free_bytes=2**39)]

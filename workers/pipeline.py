@@ -1,0 +1,170 @@
+"""The pipeline's Celery tasks: run one work step, roll back, check deadlines, notify.
+
+Thin by design: each task takes ids, asks ``octoprov.pipeline`` whether there is work to
+do, calls one driver method and records the outcome. No task waits for a machine: a task
+whose next step is a wait step simply ends, and the status callback enqueues what follows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.exceptions import Ignore
+
+from octoprov import pipeline, steps
+from octoprov.context import TaskContext, load_context
+from octoprov.errors import OctoprovError
+from octoprov.models import Task
+from octoprov.targets import target_for
+from octoprov.targets.base import Cancelled, PermanentError, TransientError
+from workers.app import app
+from workers.runtime import worker_dispatcher, worker_runtime
+
+log = logging.getLogger(__name__)
+
+
+def _action(name: str, target, ctx: TaskContext) -> str:
+    """Run the driver method behind a work step; returns the step's detail line."""
+    runtime = worker_runtime()
+    if name in ("create_vm", "register_machine"):
+        machine = target.compute.create_machine(ctx)
+        with runtime.database.session() as session:
+            task = session.get(Task, ctx.task_id)
+            clash = session.query(Task.id).filter(
+                Task.mac_address == machine.mac_address, Task.id != ctx.task_id,
+                Task.status.in_(pipeline.states.ACTIVE)).first()
+            if clash:
+                raise PermanentError(f"MAC {machine.mac_address} is already registered to task {clash[0]}")
+            task.machine_ref, task.mac_address = machine.ref, machine.mac_address
+        return machine.detail
+    if name == "prepare_domain_join":
+        with runtime.database.session() as session:
+            if session.get(Task, ctx.task_id).domain_join_blob:
+                return "Offline domain join blob already prepared"
+        blob = target.domain.provision_offline_join(ctx)
+        with runtime.database.session() as session:
+            session.get(Task, ctx.task_id).domain_join_blob = runtime.vault.encrypt(blob)
+        return f"Computer account {ctx.hostname} created in {ctx.config['domain']['name']}; blob stored encrypted"
+    if name == "render_answers":
+        return "No answer-file templates are installed for this image type yet"
+    if name == "register_mac":
+        return f"{target.boot.prepare_boot(ctx)} for {ctx.mac_address}"
+    if name == "power_on":
+        return target.power.power_on(ctx)
+    if name == "finish":
+        return "Machine ready"
+    item = steps.post_install_item(ctx.config, name)
+    if item is None:
+        raise PermanentError(f"no action is known for step {name}")
+    return target.post_install.run_item(ctx, {**item, "step": name})
+
+
+@app.task(name="octoprov.step", bind=True, max_retries=None)
+def run_step(self, task_id: int, name: str) -> str:
+    runtime = worker_runtime()
+    settings = runtime.settings
+    with runtime.database.session() as session:
+        claim = pipeline.claim(session, task_id, name, settings.step_lease_s)
+        if isinstance(claim, str):
+            if claim == pipeline.ALREADY_DONE:
+                return claim  # a redelivered message: the chain goes on to the next (idempotent) step
+            raise Ignore()  # the task ended, or another worker owns the step and continues the chain
+        ctx = load_context(session, task_id, settings, runtime.database, runtime.vault)
+    try:
+        target = target_for(ctx.target_type)
+        if target.before_step:
+            target.before_step(ctx, name)
+        detail = _action(name, target, ctx)
+    except Cancelled:
+        log.info("task %s: %s stopped, task cancelled", task_id, name)
+        raise Ignore() from None
+    except TransientError as exc:
+        with runtime.database.session() as session:
+            if claim.attempt <= settings.step_retries:
+                pipeline.release(session, task_id, name, str(exc))
+                retry = True
+            else:
+                pipeline.fail(session, task_id, name, f"{exc} (gave up after {claim.attempt} attempts)")
+                retry = False
+        if retry:
+            raise self.retry(countdown=settings.step_retry_base_s * 2 ** (claim.attempt - 1)) from None
+        _after_failure(task_id, ctx.target_type)
+        raise Ignore() from None
+    except Exception as exc:
+        message = exc.message if isinstance(exc, OctoprovError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, OctoprovError):
+            log.exception("task %s: step %s crashed", task_id, name)
+        with runtime.database.session() as session:
+            failed = pipeline.fail(session, task_id, name, message)
+        if failed:
+            _after_failure(task_id, ctx.target_type)
+        raise Ignore() from None
+    with runtime.database.session() as session:
+        pipeline.complete(session, settings, task_id, name, detail)
+        finished = session.get(Task, task_id).status == pipeline.states.COMPLETED
+    if finished:
+        worker_dispatcher().notify(task_id)
+    return detail
+
+
+def _after_failure(task_id: int, target_type: str) -> None:
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        keep = pipeline.keeps_machine(session.get(Task, task_id))
+        if keep:
+            pipeline.log(session, task_id, "Rollback skipped: the request asked to keep the machine", step="rollback")
+    worker_dispatcher().after_failure(task_id, target_type, keep)
+
+
+@app.task(name="octoprov.rollback")
+def rollback(task_id: int) -> list[str]:
+    """Remove everything the task created: machine, boot configuration, computer account."""
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        ctx = load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
+        had_account = session.get(Task, task_id).domain_join_blob is not None
+    done = []
+    try:
+        target = target_for(ctx.target_type)
+    except OctoprovError as exc:
+        target, done = None, [f"nothing to roll back: {exc.message}"]
+    if target is not None:
+        actions = [("machine", target.compute.destroy_machine), ("boot config", target.boot.cleanup_boot)]
+        if had_account:
+            actions.append(("computer account", target.domain.remove_computer_account))
+        for what, action in actions:
+            try:
+                done.append(action(ctx))
+            except Exception as exc:  # one failed part must not keep the others from being removed
+                done.append(f"could not remove the {what}: {exc}")
+    with runtime.database.session() as session:
+        task = session.get(Task, task_id)
+        task.machine_ref = None
+        task.domain_join_blob = None
+        for line in done:
+            pipeline.log(session, task_id, f"Rollback: {line}", step="rollback")
+    worker_dispatcher().notify(task_id)
+    return done
+
+
+@app.task(name="octoprov.check_deadlines")
+def check_deadlines() -> list[int]:
+    """Periodic: fail (and roll back) tasks whose wait step's deadline passed."""
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        expired = pipeline.expire_deadlines(session)
+        kinds = {task.id: task.target_type for task in session.query(Task).filter(Task.id.in_(expired))}
+    for task_id in expired:
+        _after_failure(task_id, kinds[task_id])
+    return expired
+
+
+@app.task(name="octoprov.notify_task")
+def notify_task(task_id: int) -> list[str]:
+    """Fan a finished task out to its webhooks."""
+    from workers.notify import enqueue_notifications
+
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        task = session.get(Task, task_id)
+        return enqueue_notifications(app, runtime.settings, task)
