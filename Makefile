@@ -52,7 +52,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages .venv run test lint env-example states clean
+.PHONY: help system-packages .venv run test lint env-example states clean bench
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -80,6 +80,9 @@ test: system-packages .venv ## run linters and the whole test suite against SQLi
 	$(VENV)/bin/ruff check . || status=$$?; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
+
+bench: system-packages .venv ## run the benchmarks; each prints ratios against a reference measured in the same run
+	$(VENV)/bin/python -m bench.pipeline_latency
 
 lint: .venv ## run ruff
 	$(VENV)/bin/ruff check .

@@ -17,7 +17,7 @@ from octoprov import logs, migrate
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.errors import OctoprovError
-from octoprov.settings import Settings, SettingsError, env_example
+from octoprov.settings import Settings, SettingsError, env_example, env_name
 from octoprov.supervisor import ProcessGroup, octoprov_command
 from octoprov.tokens import create_token, verify_token
 
@@ -58,6 +58,9 @@ def up(host: str | None, port: int | None) -> None:
     click.echo(f"Octoprov is starting on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
     click.echo(f"API token: {token}")
     click.echo(f'Try: curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/v1/provisioning/templates')
+    if not settings.public_url:  # machines and the fake target call back to where this API listens
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - comparing, not binding
+        os.environ[env_name("public_url")] = f"http://{local}:{port}"
     group = ProcessGroup({
         "api": octoprov_command("api", "--host", host, "--port", str(port)),
         "worker": octoprov_command("worker", "--queues", "default,hyperv,kvm,baremetal"),

@@ -275,6 +275,20 @@ def expire_deadlines(session: Session) -> list[int]:
     return failed
 
 
+def stalled(session: Session, older_than_s: int) -> list[tuple[int, str, list[str]]]:
+    """Tasks still pending well after they were created, with nothing running: their first steps
+    were never queued (the broker was down). Returns (task id, target type, steps to queue)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    found = []
+    for task_id, target_type in session.execute(
+        select(Task.id, Task.target_type).where(Task.status == states.PENDING, Task.created_at < cutoff)
+    ):
+        rows = step_rows(session, task_id)
+        if rows and not any(row.status == RUNNING for row in rows):
+            found.append((task_id, target_type, next_work_run(session, task_id)))
+    return found
+
+
 def cancel(session: Session, task_id: int) -> Task:
     """Cancel a task in any unfinished state; running steps stop at their next check."""
     task = fetch(session, Task, task_id, "task")

@@ -81,6 +81,26 @@ class Settings:
     deadline_os_install_s: int = _setting(7200, "Deadline for the OS installation to report it is done.")
     deadline_first_boot_s: int = _setting(3600, "Deadline for the installed OS to report its first boot.")
     deadline_domain_join_s: int = _setting(1800, "Deadline for the machine to report its domain join.")
+    # -- network boot ------------------------------------------------------------------------------
+    ipxe_dir: Path = _setting(
+        Path("/usr/lib/ipxe"), "Folder with the iPXE binaries (undionly.kpxe, ipxe.efi, snponly.efi): Debian's ipxe."
+    )
+    tftp_root: Path | None = _setting(None, "Folder the TFTP server serves (read-only). Empty: DATA_DIR/tftp.")
+    tftp_host: str = _setting("0.0.0.0", "Address the TFTP server listens on.", example="192.0.2.10")  # noqa: S104
+    tftp_port: int = _setting(69, "UDP port of the TFTP server.")
+    proxydhcp_interface: str = _setting(
+        "", "Network interface the ProxyDHCP server answers on (empty: all).", example="eth0"
+    )
+    proxydhcp_port: int = _setting(67, "UDP port where PXE clients broadcast DHCP requests.")
+    proxydhcp_pxe_port: int = _setting(4011, "UDP port of the PXE boot server (ProxyDHCP requests from UEFI firmware).")
+    boot_server_address: str = _setting(
+        "", "IPv4 address PXE clients fetch boot files from (siaddr; the TFTP server). Required for ProxyDHCP.",
+        example="192.0.2.10",
+    )
+    uefi_boot_file: str = _setting("ipxe.efi", "iPXE binary for UEFI firmware: ipxe.efi or snponly.efi.")
+    boot_unknown_machines: bool = _setting(
+        False, "Answer PXE clients with no active task too (they get the boot menu) instead of ignoring them."
+    )
     # -- notifications -----------------------------------------------------------------------------
     webhook_urls: str = _setting(
         "", "Comma-separated URLs called on every task's completion, failure or cancellation.",
@@ -114,6 +134,10 @@ class Settings:
     @property
     def effective_log_dir(self) -> Path:
         return (self.log_dir or self.data_dir / "log").resolve()
+
+    @property
+    def effective_tftp_root(self) -> Path:
+        return (self.tftp_root or self.data_dir / "tftp").resolve()
 
     @property
     def key_file(self) -> Path:
@@ -150,6 +174,10 @@ def env_name(field_name: str) -> str:
 
 def _convert(name: str, type_name: str, raw: str):
     raw = raw.strip()
+    if type_name == "bool":
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
+            raise SettingsError(f"{name} must be true or false, not {raw!r}")
+        return raw.lower() in ("true", "1", "yes", "on")
     if type_name == "int":
         try:
             return int(raw)
@@ -177,6 +205,8 @@ def env_example() -> str:
             value = example
         elif f.default is None:
             value = ""
+        elif isinstance(f.default, bool):
+            value = str(f.default).lower()
         else:
             value = str(f.default)
         commented = "" if example is None and not f.metadata.get("secret") else "# "

@@ -36,7 +36,8 @@ FINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 ACTIVE = frozenset(ALL) - FINAL
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({CREATING_VM, FAILED, CANCELLED}),
+    # a new task starts creating its machine; a retried one re-enters at its failed step's phase
+    PENDING: frozenset({CREATING_VM, BOOTING, INSTALLING, CONFIGURING, FAILED, CANCELLED}),
     CREATING_VM: frozenset({BOOTING, FAILED, CANCELLED}),
     BOOTING: frozenset({INSTALLING, FAILED, CANCELLED}),
     INSTALLING: frozenset({CONFIGURING, FAILED, CANCELLED}),

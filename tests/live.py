@@ -4,7 +4,6 @@ interrupted uploads, schemathesis, log files. Stopped by PID when the test is do
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import requests
 from cryptography.fernet import Fernet
+
+from tests.processes import start_octoprov, stop_group
 
 
 def free_port() -> int:
@@ -40,13 +41,7 @@ class LiveApi:
         return {"Authorization": f"Bearer {self.token}"}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
 
 def start_live_api(data_dir: Path, database_url: str | None = None, extra_env: dict | None = None) -> LiveApi:
@@ -58,8 +53,7 @@ def start_live_api(data_dir: Path, database_url: str | None = None, extra_env: d
         env["OCTOPROV_DATABASE_URL"] = database_url
     octoprov("db", "upgrade", env=env)
     token = octoprov("token", "create", "live-tests", env=env).stdout.strip()
-    process = subprocess.Popen([sys.executable, "-m", "octoprov.cli", "api"], env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_octoprov("api", env=env)
     live = LiveApi(f"http://127.0.0.1:{port}", token, env, data_dir, process)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

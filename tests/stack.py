@@ -3,10 +3,9 @@ against the session's Redis and a fresh PostgreSQL database. Every process is st
 
 from __future__ import annotations
 
-import os
+import itertools
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography.fernet import Fernet
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from tests.live import LiveApi, start_live_api
+from tests.processes import start_octoprov, stop_group
 
 API = "/api/v1/provisioning"
 
@@ -44,27 +44,18 @@ class Stack:
         return response
 
     def start_worker(self, concurrency: int = 4, queues: str = "default,hyperv,kvm,baremetal") -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "octoprov.cli", "worker", "--queues", queues, "--concurrency", str(concurrency),
-             "--hostname", f"w{len(self.workers)}@%h"],
-            env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start_octoprov("worker", "--queues", queues, "--concurrency", str(concurrency),
+                                 "--hostname", f"w{len(self.workers)}@%h", env=self.env)
         self.workers.append(process)
         return process
 
     def start_beat(self) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "octoprov.cli", "beat"], env=self.env,
-                                   start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start_octoprov("beat", env=self.env)
         self.workers.append(process)
         return process
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process, sig)
 
     def stop(self) -> None:
         for process in self.workers:
@@ -128,9 +119,16 @@ class Stack:
             "taskId": task_id, "token": token or self.callback_token(task_id), "event": event, "status": status})
 
 
+_REDIS_DATABASES = itertools.cycle(range(1, 9))  # 0 serves the other tests, 9 the webhook tests
+
+
 def start_stack(tmp_path: Path, postgres_server, redis_url: str, **settings: str) -> Stack:
+    """A stack on its own PostgreSQL database and its own Redis database number, so that the
+    workers of two stacks alive at once never take each other's messages."""
     data_dir = tmp_path / "var"
     database_url = postgres_server.create_database()
+    redis_url = f"{redis_url.rsplit('/', 1)[0]}/{next(_REDIS_DATABASES)}"
+    flush_redis(redis_url)
     key = Fernet.generate_key().decode()
     extra = {"OCTOPROV_BROKER_URL": redis_url, "OCTOPROV_SECRET_KEY": key, "OCTOPROV_STEP_RETRY_BASE_S": "1",
              **{f"OCTOPROV_{k.upper()}": str(v) for k, v in settings.items()}}

@@ -215,3 +215,26 @@ def test_request_is_not_modified_by_storing(client, refs):
     original = copy.deepcopy(body)
     client.post(TASKS, json=body)
     assert body == original
+
+
+def test_a_task_is_kept_when_the_broker_is_down(runtime, token, refs):
+    """Redis unreachable at creation: 201, the task is stored and found later by the periodic job."""
+    from api import create_app
+    from octoprov import pipeline
+    from tests.live import free_port
+    from workers.app import make_celery
+    from workers.dispatch import Dispatcher
+
+    down = runtime.settings.__class__(data_dir=runtime.settings.data_dir, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(runtime=runtime, dispatcher=Dispatcher(make_celery(down)))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    body = example(refs)
+    body.update(targetType="kvm", hypervisorNodeId=refs["kvm"])
+    response = client.post(TASKS, json=body)
+    assert response.status_code == 201, response.json
+    logs = client.get(f"{TASKS}/{response.json['id']}/logs").json
+    assert any("broker could not be reached" in entry["message"] for entry in logs)
+    with runtime.database.session() as session:
+        found = pipeline.stalled(session, older_than_s=-1)
+    assert [(task_id, names[0]) for task_id, _, names in found] == [(response.json["id"], "create_vm")]

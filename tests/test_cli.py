@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from cryptography.fernet import Fernet
 from octoprov.settings import env_example
 from tests.examples import ADMIN_PASSWORD, spec_example
 from tests.live import free_port, octoprov
+from tests.processes import stop_group
 
 ROOT = Path(__file__).parents[1]
 
@@ -98,11 +98,34 @@ def test_up_runs_api_worker_and_beat_and_prints_a_working_token(tmp_path):
         assert requests.get(url, timeout=5).status_code == 401
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 3  # api, worker, beat
+        _run_fake_task_as_the_readme_shows(f"http://127.0.0.1:{port}/api/v1/provisioning", token,
+                                           tmp_path / "var")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_group(process)
     assert process.returncode == 0
     # a second start reuses the same token
     token_file = tmp_path / "var" / "api-token"
     assert token_file.read_text().strip() == token
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+def _run_fake_task_as_the_readme_shows(api: str, token: str, data_dir: Path) -> None:
+    """The README's walk-through, on the embedded stack: a fake node, an image, a task to completed."""
+    headers = {"Authorization": f"Bearer {token}"}
+    node = requests.post(f"{api}/hypervisors", headers=headers, timeout=30,
+                         json={"name": "LAB", "kind": "fake", "endpoint": "fake://lab"}).json()
+    (data_dir / "images" / "demo.wim").write_text("wim")
+    image = requests.post(f"{api}/images", headers=headers, timeout=30,
+                          json={"name": "Demo", "osType": "windows", "imagePath": "demo.wim"}).json()
+    task = requests.post(f"{api}/tasks", headers=headers, timeout=30, json={
+        "hostname": "DEMO-01", "targetType": "fake", "hypervisorNodeId": node["id"],
+        "vm": {"disks": [{"sizeGb": 40, "purpose": "os"}]}, "os": {"imageId": image["id"]}}).json()
+    deadline = time.monotonic() + 120
+    while True:
+        current = requests.get(f"{api}/tasks/{task['id']}", headers=headers, timeout=30).json()
+        if current["status"] in ("completed", "failed"):
+            break
+        assert time.monotonic() < deadline, f"still {current['status']} at {current['currentStep']}"
+        time.sleep(0.5)
+    assert current["status"] == "completed", current
+    assert all(step["status"] == "done" for step in current["steps"])

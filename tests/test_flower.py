@@ -3,17 +3,16 @@ and the tasks it registered (by remote inspection, which needs no task events)."
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 from cryptography.fernet import Fernet
+
+from tests.processes import start_octoprov, stop_group
 
 DEADLINE_S = 60
 
@@ -25,19 +24,7 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "octoprov.cli", *args], env=env, start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return start_octoprov(*args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.redis
@@ -71,5 +58,5 @@ def test_flower_sees_the_worker_and_its_tasks(redis_url, tmp_path):
                         f"last answer: {last}\nflower:\n{(tmp_path / 'flower.out').read_text()[-3000:]}")
         assert {"default"} <= {queue["name"] for queue in seen.get("active_queues") or []}
     finally:
-        _stop(flower)
-        _stop(worker)
+        stop_group(flower)
+        stop_group(worker)

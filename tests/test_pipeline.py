@@ -92,7 +92,7 @@ def test_a_failure_at_each_step_fails_the_task_and_rolls_back(stack):
 @pytest.mark.parametrize("step", ["create_vm", "power_on", "package_0"])
 def test_transient_failures_are_retried(stack, step):
     node = stack.fake_node(f"FLAKY-{step}", failAt=step, failTimes=2)
-    task = stack.task(node, stack.image_id, hostname="FLAKY", **FULL)
+    task = stack.task(node, stack.image_id, hostname=f"FLAKY-{step[:3].upper()}", **FULL)
     done = stack.wait_for(task["id"], {"completed", "failed"}, timeout=120)
     assert done["status"] == "completed", done
     fails = [e for e in events(stack.data_dir) if e["task"] == task["id"] and e["action"] == "fail"]
@@ -105,7 +105,7 @@ def test_transient_failures_are_retried(stack, step):
 @pytest.mark.parametrize("wait_step", WAIT_STEPS)
 def test_cancel_in_each_wait_state(stack, wait_step):
     node = stack.fake_node(f"MANUAL-{wait_step}", callbacks=False)
-    task = stack.task(node, stack.image_id, hostname="CANCEL-ME", **FULL)
+    task = stack.task(node, stack.image_id, hostname=f"CANCEL-{WAIT_STEPS.index(wait_step)}", **FULL)
     stack.wait_step(task["id"], "installer_started")
     for step in WAIT_STEPS[:WAIT_STEPS.index(wait_step)]:
         answer = stack.report(task["id"], EVENT_OF[step])
@@ -218,7 +218,7 @@ def test_a_killed_worker_does_not_create_a_second_machine(tmp_path, postgres_ser
         image = stack.image()
         node = stack.fake_node("SLOW", delayS=2.0)
         for step in ("create_vm", "power_on"):
-            task = stack.task(node, image, hostname=f"CRASH-{step[:6]}")
+            task = stack.task(node, image, hostname=f"CRASH-{len(step)}")
             stack.wait_step(task["id"], step, "running", timeout=60)
             stack.kill(worker, signal.SIGKILL)
             worker = stack.start_worker(concurrency=2)
@@ -246,5 +246,35 @@ def test_a_wait_past_its_deadline_fails_the_task(tmp_path, postgres_server, redi
         while machines_of(stack, task["id"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert machines_of(stack, task["id"]) == 0
+    finally:
+        stack.stop()
+
+
+def test_parked_tasks_hold_no_worker_slot(tmp_path, postgres_server, redis_url):
+    """200 tasks waiting for their machines, 4 worker slots: a new task still starts at once."""
+    flush_redis(redis_url)
+    stack = start_stack(tmp_path, postgres_server, redis_url)
+    try:
+        stack.start_worker(concurrency=4)
+        image = stack.image()
+        silent = stack.fake_node("SILENT-200", callbacks=False)
+        parked = [stack.task(silent, image, hostname=f"PARK-{i:03d}")["id"] for i in range(200)]
+        deadline = time.monotonic() + 240
+        while True:
+            page = stack.call("GET", "/tasks", 200, params={"status": "booting", "perPage": 1}).json()
+            if page["total"] == 200:
+                break
+            assert time.monotonic() < deadline, f"only {page['total']} of 200 tasks reached their wait state"
+            time.sleep(0.5)
+        node = stack.fake_node("FRESH")
+        started = time.monotonic()
+        task = stack.task(node, image, hostname="FRESH")
+        first = stack.wait_step(task["id"], "create_vm", "done", timeout=30)
+        waited = time.monotonic() - started
+        assert waited < 5, f"the first step of a new task took {waited:.1f} s with 200 tasks parked"
+        step = first["steps"][0]
+        assert step["startedAt"] >= task["createdAt"]
+        assert stack.wait_for(task["id"], {"completed", "failed"})["status"] == "completed"
+        assert {stack.get(task_id)["status"] for task_id in parked[:5]} == {"booting"}
     finally:
         stack.stop()

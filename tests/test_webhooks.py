@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from octoprov.webhooks import (
     webhook_urls,
 )
 from tests.examples import spec_example
+from tests.processes import stop_group
 from workers.app import make_celery
 from workers.notify import NOTIFY_TASK, enqueue_notifications
 
@@ -389,14 +389,7 @@ def worker(redis_url, tmp_path_factory):
     try:
         yield Worker(process, database, celery, settings, log_path)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_group(process)
         celery.close()
         database.dispose()
 

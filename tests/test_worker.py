@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from octoprov.settings import Settings
+from tests.processes import start_octoprov, stop_group
 from workers.app import make_celery
 
 
@@ -27,10 +27,7 @@ def broker_env(request, tmp_path):
 
 
 def test_worker_process_runs_a_task(broker_env):
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "octoprov.cli", "worker", "--queues", "default,kvm", "--concurrency", "1"],
-        env=broker_env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    worker = start_octoprov("worker", "--queues", "default,kvm", "--concurrency", "1", env=broker_env)
     try:
         settings = Settings.from_env(broker_env)
         app = make_celery(settings)
@@ -39,8 +36,7 @@ def test_worker_process_runs_a_task(broker_env):
         parent = int(Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[1])
         assert worker.pid in (child, parent), "the answer came from the worker started here"
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_group(worker)
 
 
 def test_unknown_queue_is_refused(tmp_path):

@@ -21,6 +21,15 @@ def result_backend_for(broker_url: str, settings: Settings) -> str:
     return f"db+sqlite:///{(settings.data_dir / 'results.sqlite').resolve()}"
 
 
+def _redis_options(settings: Settings) -> dict:
+    """A message whose worker died is delivered again after the visibility timeout (steps are
+    idempotent). kombu looks for such messages every interval x throttle seconds (100 s by
+    default); scan at a fifth of the timeout so a crash costs little more than the timeout."""
+    timeout = settings.broker_visibility_timeout_s
+    return {"visibility_timeout": timeout, "unacked_restore_interval": max(1, min(10, timeout // 5)),
+            "unacked_restore_throttle": 1}
+
+
 def make_celery(settings: Settings) -> Celery:
     settings.ensure_dirs()
     broker = settings.effective_broker_url
@@ -29,6 +38,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_url=broker,
         result_backend=result_backend_for(broker, settings),
         result_expires=3600,
+        task_ignore_result=True,  # the pipeline records its outcomes in the database; only ping answers
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -44,9 +54,7 @@ def make_celery(settings: Settings) -> Celery:
                                 "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
         },
         worker_hijack_root_logger=False,
-        # Redis: a message whose worker died is delivered again after this long (steps are idempotent)
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s}
-        if broker.startswith(("redis://", "rediss://")) else {},
+        broker_transport_options=_redis_options(settings) if broker.startswith(("redis://", "rediss://")) else {},
     )
     return app
 

@@ -6,9 +6,13 @@ enqueue without importing the worker code.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, chain
 
 from octoprov.settings import Settings
+
+log = logging.getLogger(__name__)
 
 QUEUE_FOR = {"hyperv": "hyperv", "kvm": "kvm", "baremetal": "baremetal", "fake": "default"}
 
@@ -27,14 +31,24 @@ class Dispatcher:
 
         return cls(make_celery(settings))
 
-    def run_steps(self, task_id: int, target_type: str, names: list[str]) -> None:
-        """Enqueue consecutive work steps as one Celery chain on the target's pool."""
+    def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool:
+        """Enqueue consecutive work steps as one Celery chain on the target's pool. False when the
+        broker cannot be reached: the periodic job queues the steps once it can (they stay pending)."""
         if not names:
-            return
+            return True
         queue = queue_for(target_type)
         links = [self.app.signature("octoprov.step", args=(task_id, name), immutable=True, queue=queue)
                  for name in names]
-        (links[0] if len(links) == 1 else chain(*links, app=self.app)).apply_async()
+        work = links[0] if len(links) == 1 else chain(*links, app=self.app)
+        try:
+            with self.app.producer_or_acquire() as producer:
+                # fail in seconds, not after the client's long default retries, when the broker is down
+                producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+                work.apply_async(producer=producer, retry=False)
+        except Exception as exc:  # any broker failure: the task stays stored and pending, and is queued later
+            log.warning("task %s: could not queue %s: %s", task_id, names[0], exc)
+            return False
+        return True
 
     def rollback(self, task_id: int, target_type: str) -> None:
         self.app.send_task("octoprov.rollback", args=(task_id,), queue=queue_for(target_type))

@@ -21,6 +21,7 @@ from workers.app import app
 from workers.runtime import worker_dispatcher, worker_runtime
 
 log = logging.getLogger(__name__)
+STALLED_AFTER_S = 60  # a pending task this old with nothing running was never queued
 
 
 def _action(name: str, target, ctx: TaskContext) -> str:
@@ -149,13 +150,17 @@ def rollback(task_id: int) -> list[str]:
 
 @app.task(name="octoprov.check_deadlines")
 def check_deadlines() -> list[int]:
-    """Periodic: fail (and roll back) tasks whose wait step's deadline passed."""
+    """Periodic: fail (and roll back) tasks whose wait step's deadline passed, and queue the
+    first steps of tasks that could not be queued when they were created."""
     runtime = worker_runtime()
     with runtime.database.session() as session:
         expired = pipeline.expire_deadlines(session)
         kinds = {task.id: task.target_type for task in session.query(Task).filter(Task.id.in_(expired))}
+        waiting = pipeline.stalled(session, STALLED_AFTER_S)
     for task_id in expired:
         _after_failure(task_id, kinds[task_id])
+    for task_id, target_type, names in waiting:
+        worker_dispatcher().run_steps(task_id, target_type, names)
     return expired
 
 

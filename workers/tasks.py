@@ -8,7 +8,7 @@ import socket
 from workers.app import app
 
 
-@app.task(name="octoprov.ping")
+@app.task(name="octoprov.ping", ignore_result=False)
 def ping() -> dict:
     """Health check: which worker answered (used by `octoprov worker ping` and the tests)."""
     return {"host": socket.gethostname(), "pid": os.getpid()}

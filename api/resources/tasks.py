@@ -86,7 +86,10 @@ class TaskList(ManagementResource):
             session.flush()
             view = tasks.TaskView.of(task).to_json()
             first_run = pipeline.next_work_run(session, task.id)
-        dispatcher().run_steps(view["id"], view["targetType"], first_run)
+        if not dispatcher().run_steps(view["id"], view["targetType"], first_run):
+            with session_scope() as session:
+                pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
+                             level="warn", step="create")
         return view, 201
 
 

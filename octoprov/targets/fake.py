@@ -156,11 +156,31 @@ class FakeBoot(BootInterface):
 
 
 class FakeDomain(DomainJoinInterface):
+    def _account(self, ctx) -> Path:
+        folder = fake_dir(ctx) / "accounts"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{ctx.config['domain']['name']}-{ctx.hostname}.json"
+
     def provision_offline_join(self, ctx) -> str:
+        """Like ``djoin /provision``: one computer account per name; a repeat returns its blob."""
+        path = self._account(ctx)
+        blob = f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if json.loads(path.read_text() or "{}").get("task") != ctx.task_id:
+                raise PermanentError(f"computer account {ctx.hostname} exists and belongs to another task") from None
+            return blob
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({"task": ctx.task_id}))
         record(ctx, "computer_account", hostname=ctx.hostname)
-        return f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
+        return blob
 
     def remove_computer_account(self, ctx) -> str:
+        path = self._account(ctx)
+        if not path.exists():
+            return "no computer account to remove"
+        path.unlink()
         record(ctx, "remove_computer_account", hostname=ctx.hostname)
         return f"Removed computer account {ctx.hostname}"
 
