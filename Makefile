@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
-DEB_PACKAGES := postgresql redis-server wimtools
+DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl
 # Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks
 # ensurepip) and the toolchain pip uses to compile libvirt-python, which PyPI ships only as source.
 VENV_DEB_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev

@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     for module in (images, drivers, templates, tasks, hypervisors, pxe):
         api.add_namespace(module.ns)
     api.init_app(app)
+    from api.bootfiles import bootfiles
+
+    app.register_blueprint(bootfiles)
 
     @app.errorhandler(HTTPException)
     def outside_the_api(error: HTTPException):

@@ -231,7 +231,7 @@ def task_plan(path: Path, out: Path) -> None:
     except ValueError as exc:
         raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
     try:
-        plan = plan_task(_database(settings), Vault.from_settings(settings), body)
+        plan = plan_task(settings, _database(settings), Vault.from_settings(settings), body)
     except OctoprovError as exc:
         raise click.ClickException(_describe(exc)) from None
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,10 @@ from octoprov.paths import LIBRARY_PATH_PATTERN, confined, relative_name
 from octoprov.specs import Spec, Timestamp, View
 from octoprov.wim import Edition, read_editions
 
+# What may stand on a kernel command line that an iPXE script carries: no ${ expansion, no || or &&,
+# no quotes or newlines (iPXE's script syntax has no quoting).
+KERNEL_ARGS_PATTERN = r"^[A-Za-z0-9 =,./:_+@%-]*$"
+
 OsType = Literal["windows", "linux"]
 Architecture = Literal["x64", "arm64", "x86"]
 
@@ -42,7 +46,18 @@ class ImageSpec(Spec):
     )
     image_index: int = Field(default=1, ge=1, le=1000, description="WIM index of the edition to install")
     boot_wim_path: str | None = Field(
-        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="WinPE boot.wim, relative"
+        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN,
+        description="WinPE boot.wim, relative; BCD and boot.sdi are looked for beside it or in ../Boot",
+    )
+    kernel_path: str | None = Field(
+        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="Linux installer kernel, relative"
+    )
+    initrd_path: str | None = Field(
+        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="Linux installer initrd, relative"
+    )
+    kernel_args: str | None = Field(
+        default=None, max_length=1000, pattern=KERNEL_ARGS_PATTERN,
+        description="Kernel command line for the installer (letters, digits, space and =,./:_+@%-)",
     )
 
     @field_validator("name")
@@ -68,6 +83,9 @@ class ImageView(View):
     image_path: str
     image_index: int
     boot_wim_path: str | None
+    kernel_path: str | None = None
+    initrd_path: str | None = None
+    kernel_args: str | None = None
     size_bytes: int | None
     checksum_sha256: str | None
     editions: list[Edition] | None
@@ -95,12 +113,18 @@ def sha256_of(path: Path, chunk: int = 1024 * 1024) -> tuple[int, str]:
 
 
 def _new_image(root: Path, spec: ImageSpec, path: Path, size: int, checksum: str) -> Image:
-    boot_wim = None
-    if spec.boot_wim_path:
-        boot_wim = relative_name(root, _file_in(root, spec.boot_wim_path, "bootWimPath"))
+    def optional_file(value: str | None, field: str) -> str | None:
+        return relative_name(root, _file_in(root, value, field)) if value else None
+
+    if (spec.kernel_path is None) != (spec.initrd_path is None):
+        missing = "initrdPath" if spec.kernel_path else "kernelPath"
+        raise InvalidRequest({missing: "give both kernelPath and initrdPath"})
     return Image(
         name=spec.name, os_type=spec.os_type, os_version=spec.os_version, architecture=spec.architecture,
-        image_path=relative_name(root, path), image_index=spec.image_index, boot_wim_path=boot_wim,
+        image_path=relative_name(root, path), image_index=spec.image_index,
+        boot_wim_path=optional_file(spec.boot_wim_path, "bootWimPath"),
+        kernel_path=optional_file(spec.kernel_path, "kernelPath"),
+        initrd_path=optional_file(spec.initrd_path, "initrdPath"), kernel_args=spec.kernel_args,
         size_bytes=size, checksum_sha256=checksum,
     )
 

@@ -81,6 +81,9 @@ class Image(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     editions: Mapped[list | None] = mapped_column(JSONType)  # filled by a WIM scan
+    kernel_path: Mapped[str | None] = mapped_column(String(500))  # Linux installers: kernel + initrd
+    initrd_path: Mapped[str | None] = mapped_column(String(500))
+    kernel_args: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -138,6 +141,9 @@ class Task(Base):
     secrets_encrypted: Mapped[str | None] = mapped_column(Text)  # the request's secrets, encrypted
     callback_token_encrypted: Mapped[str | None] = mapped_column(Text)  # the machine's callback token
     machine_ref: Mapped[str | None] = mapped_column(String(255))  # the target's id of the machine it created
+    files_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # per-task file URLs
+    files_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    hardware: Mapped[dict | None] = mapped_column(JSONType)  # SMBIOS manufacturer/product/uuid from iPXE
     domain_join_blob: Mapped[str | None] = mapped_column(Text)  # djoin output, encrypted
     status: Mapped[str] = mapped_column(String(50), default="pending", server_default="pending")
     current_step: Mapped[str | None] = mapped_column(String(100))

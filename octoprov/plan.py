@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from octoprov import tasks
 from octoprov.crypto import Vault
 from octoprov.db import Database
+from octoprov.models import Image
+from octoprov.netboot.bootconfig import install_answer
+from octoprov.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,17 @@ class Plan:
         return {"valid": True, "task": self.task, "artifacts": self.artifacts}
 
 
-def plan_task(database: Database, vault: Vault, body: object) -> Plan:
+def plan_task(settings: Settings, database: Database, vault: Vault, body: object) -> Plan:
     with database.scratch_session() as session:
         task = tasks.create_task(session, vault, body)
         session.flush()
         view = tasks.TaskView.of(task).to_json()
+        image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
+        boot = install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted),
+                              vault.decrypt(task.files_token_encrypted))
     view.update(id=None, createdAt=None)
     actions = [{"position": step["position"], "step": step["name"], "title": step["title"]} for step in view["steps"]]
     artifacts = {"plan.json": json.dumps({"targetType": view["targetType"], "hostname": view["hostname"],
-                                          "actions": actions, "config": view["config"]}, indent=2) + "\n"}
+                                          "actions": actions, "config": view["config"]}, indent=2) + "\n",
+                 "boot.ipxe": boot.script}
     return Plan(view, artifacts)

@@ -97,6 +97,9 @@ class Settings:
         "", "IPv4 address PXE clients fetch boot files from (siaddr; the TFTP server). Required for ProxyDHCP.",
         example="192.0.2.10",
     )
+    wimboot_path: str = _setting(
+        "wimboot", "wimboot (from the iPXE project) in the images folder; it loads WinPE for Windows installs."
+    )
     uefi_boot_file: str = _setting("ipxe.efi", "iPXE binary for UEFI firmware: ipxe.efi or snponly.efi.")
     boot_unknown_machines: bool = _setting(
         False, "Answer PXE clients with no active task too (they get the boot menu) instead of ignoring them."

@@ -21,6 +21,7 @@ from octoprov.crypto import Vault
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
 from octoprov.models import Node, Task, TaskLog, TaskStep, Template
+from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
 from octoprov.specs import MASK, Timestamp, View
@@ -118,8 +119,8 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
     _validate_on_target(spec.target_type, config, node)
-    callback_token = token_urlsafe(32)
-    redactor.register(callback_token)
+    callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
+    redactor.register(callback_token, files_token)
     task = Task(
         hostname=spec.hostname,
         target_type=spec.target_type,
@@ -130,6 +131,8 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
         config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
         callback_token_encrypted=vault.encrypt(callback_token),
+        files_token_hash=files_token_hash(files_token),
+        files_token_encrypted=vault.encrypt(files_token),
         status=states.PENDING,
     )
     session.add(task)

@@ -80,7 +80,7 @@ class TaskList(ManagementResource):
         """Create a provisioning task: the request is merged over its template's defaults and stored."""
         body = json_body()
         if bool_arg("dryRun"):
-            return plan_task(runtime().database, runtime().vault, body).to_json()
+            return plan_task(runtime().settings, runtime().database, runtime().vault, body).to_json()
         with session_scope() as session:
             task = tasks.create_task(session, runtime().vault, body)
             session.flush()

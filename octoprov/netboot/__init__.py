@@ -1,0 +1,1 @@
+"""Network boot: the services PXE firmware and iPXE talk to (TFTP, ProxyDHCP)."""

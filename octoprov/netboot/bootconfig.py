@@ -1,0 +1,109 @@
+"""What a network-booting machine should do, by its MAC: install, or boot its local disk.
+
+The one lookup the PXE services share (like smee's ``GetByMac``). A machine installs only
+while its task is between "boot configuration ready" and "OS installed"; before that, after
+that, or with no task, it boots from its disk, so a finished machine never reinstalls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov import states
+from octoprov.crypto import Vault
+from octoprov.models import Image, Task, TaskStep
+from octoprov.netboot import ipxe
+from octoprov.settings import Settings
+
+API = "/api/v1/provisioning"
+
+
+@dataclass(frozen=True)
+class BootAnswer:
+    action: str  # install | localboot
+    script: str  # for iPXE
+    document: dict  # for JSON clients (the spec's boot config response)
+    task_id: int | None = None
+
+
+def files_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def active_task_for_mac(session: Session, mac: str) -> Task | None:
+    return session.scalars(
+        select(Task).where(Task.mac_address == mac, Task.status.in_(states.ACTIVE)).order_by(Task.id.desc()).limit(1)
+    ).first()
+
+
+def _installing(session: Session, task: Task) -> bool:
+    """Boot config ready and the OS not installed yet."""
+    status = dict(session.execute(select(TaskStep.name, TaskStep.status).where(TaskStep.task_id == task.id)).all())
+    return status.get("register_mac") == "done" and status.get("os_install") != "done"
+
+
+def chain_url(settings: Settings) -> str:
+    return settings.effective_public_url + API + "/pxe/chain.ipxe"
+
+
+def local_boot(reason: str) -> BootAnswer:
+    return BootAnswer("localboot", ipxe.render("localboot", reason=reason),
+                      {"action": "localboot", "message": reason})
+
+
+def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, hardware: dict) -> BootAnswer:
+    task = active_task_for_mac(session, mac)
+    if task is None:
+        return local_boot("No provisioning task for this MAC")
+    task.hardware = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
+    if not _installing(session, task):
+        return local_boot(f"Task {task.id} is not installing now ({task.status})")
+    image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
+    files_token = vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
+    return install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted), files_token)
+
+
+def install_answer(settings: Settings, task: Task, image: Image | None, token: str, files_token: str) -> BootAnswer:
+    """The install script of a task (also what a dry run writes as boot.ipxe)."""
+    base = settings.effective_public_url
+    images = base + "/boot/images/"
+    callback = base + API + "/pxe/status"
+    files = f"{base}{API}/pxe/files/{files_token}/"
+    common = {"task_id": task.id, "hostname": task.hostname, "image_name": image.name if image else "?",
+              "chain_url": chain_url(settings)}
+    document = {"action": "install", "taskId": task.id, "hostname": task.hostname, "callbackUrl": callback}
+    if image is not None and image.kernel_path:
+        script = ipxe.render("install-linux", kernel_url=images + quote(image.kernel_path),
+                             initrd_url=images + quote(image.initrd_path), kernel_args=image.kernel_args or "",
+                             callback_url=callback, token=token, **common)
+        document["files"] = {"kernel": images + quote(image.kernel_path), "initrd": images + quote(image.initrd_path)}
+        return BootAnswer("install", script, document, task.id)
+    if image is None or not image.boot_wim_path:
+        return local_boot(f"Task {task.id}: its image has neither a kernel nor a WinPE boot.wim to boot")
+    root = settings.effective_images_dir
+    boot_wim = Path(image.boot_wim_path)
+    bcd, sdi = _beside(root, boot_wim, "BCD"), _beside(root, boot_wim, "boot.sdi")
+    if bcd is None or sdi is None:
+        return local_boot(f"Task {task.id}: BCD and boot.sdi were not found beside {image.boot_wim_path}")
+    urls = {"winpe-bcd": images + quote(bcd), "winpe-boot": images + quote(sdi),
+            "winpe-wim": images + quote(str(boot_wim))}
+    injected = [(name, files + name) for name in ("autounattend.xml", "startnet.cmd", "winpeshl.ini")]
+    script = ipxe.render("install-windows", wimboot_url=images + quote(settings.wimboot_path),
+                         bcd_url=urls["winpe-bcd"], boot_sdi_url=urls["winpe-boot"], boot_wim_url=urls["winpe-wim"],
+                         injected=injected, **common)
+    document.update(files=urls, autounattend=files + "autounattend.xml")
+    return BootAnswer("install", script, document, task.id)
+
+
+def _beside(root: Path, boot_wim: Path, name: str) -> str | None:
+    """WinPE's BCD and boot.sdi: beside boot.wim, or in ../Boot as the ADK's media folder has them."""
+    for folder in (boot_wim.parent, boot_wim.parent.parent / "Boot"):
+        if (root / folder / name).is_file():
+            return str(folder / name)
+    return None

@@ -1,0 +1,153 @@
+"""The PXE side of the API: chain script, per-MAC boot scripts (iPXE or JSON), boot files with Range."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from octoprov.models import Task, TaskStep
+from octoprov.netboot.ipxe import UnsafeValue, ipxe_args, ipxe_comment, ipxe_word
+
+PXE = "/api/v1/provisioning/pxe"
+MAC = "52:54:00:c0:ff:ee"
+
+
+@pytest.fixture
+def linux_image(client, settings):
+    folder = settings.effective_images_dir / "tiny"
+    folder.mkdir()
+    (folder / "vmlinuz").write_bytes(b"kernel" * 100)
+    (folder / "initrd.gz").write_bytes(b"initrd" * 100)
+    (folder / "root.img").write_bytes(b"img")
+    response = client.post("/api/v1/provisioning/images", json={
+        "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
+        "initrdPath": "tiny/initrd.gz", "kernelArgs": "console=ttyS0 quiet"})
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+def _baremetal(client, image_id, mac=MAC):
+    response = client.post("/api/v1/provisioning/tasks", json={
+        "hostname": "tiny-01", "targetType": "baremetal", "macAddress": mac, "os": {"imageId": image_id}})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def _set_steps(database, task_id, done: list[str]):
+    with database.session() as session:
+        session.execute(update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name.in_(done))
+                        .values(status="done"))
+
+
+def test_chain_script_asks_for_the_machines_boot_script(anonymous):
+    response = anonymous.get(f"{PXE}/chain.ipxe")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    script = response.get_data(as_text=True)
+    assert script.startswith("#!ipxe\n")
+    assert "/api/v1/provisioning/pxe/boot?mac=${net0/mac:hexhyp}&uuid=${uuid}" in script
+    assert "${manufacturer:uristring}" in script and "sanboot --no-describe --drive 0x80" in script
+    named = anonymous.get(f"{PXE}/chain.ipxe", query_string={"mac": "52:54:00:C0:FF:EE"}).get_data(as_text=True)
+    assert "/api/v1/provisioning/pxe/boot?mac=52-54-00-c0-ff-ee&uuid=${uuid}" in named
+    assert anonymous.get(f"{PXE}/chain.ipxe", query_string={"mac": "${evil}"}).status_code == 400
+
+
+def test_unknown_mac_boots_locally(anonymous):
+    script = anonymous.get(f"{PXE}/boot", query_string={"mac": "52-54-00-12-34-56"}).get_data(as_text=True)
+    assert script.startswith("#!ipxe\n") and "No provisioning task for this MAC" in script
+    assert "exit" in script and "sanboot" in script
+    document = anonymous.get(f"{PXE}/boot", query_string={"mac": "525400123456"},
+                             headers={"Accept": "application/json"}).json
+    assert document == {"action": "localboot", "message": "No provisioning task for this MAC"}
+
+
+@pytest.mark.parametrize("mac", ["", "52:54:00", "zz-zz-zz-zz-zz-zz"])
+def test_bad_mac_is_a_400(anonymous, mac):
+    response = anonymous.get(f"{PXE}/boot", query_string={"mac": mac})
+    assert response.status_code == 400 and "mac" in response.json["errors"]
+
+
+def test_linux_install_script_while_installing_then_local_boot(anonymous, client, database, runtime, linux_image):
+    task = _baremetal(client, linux_image)
+    early = anonymous.get(f"{PXE}/boot", query_string={"mac": "52-54-00-c0-ff-ee"}).get_data(as_text=True)
+    assert "is not installing now" in early  # boot configuration not ready yet
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    response = anonymous.get(f"{PXE}/boot", query_string={
+        "mac": "52-54-00-c0-ff-ee", "manufacturer": "QEMU", "product": "Standard PC (Q35 + ICH9, 2009)"})
+    script = response.get_data(as_text=True)
+    with database.session() as session:
+        stored = session.get(Task, task["id"])
+        token = runtime.vault.decrypt(stored.callback_token_encrypted)
+        assert stored.hardware == {"manufacturer": "QEMU", "product": "Standard PC (Q35 + ICH9, 2009)"}
+    base = runtime.settings.effective_public_url
+    assert f"kernel {base}/boot/images/tiny/vmlinuz initrd=initrd console=ttyS0 quiet octoprov.task={task['id']} " \
+           f"octoprov.callback={base}/api/v1/provisioning/pxe/status octoprov.token={token}" in script
+    assert f"initrd --name initrd {base}/boot/images/tiny/initrd.gz" in script
+    document = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}, headers={"Accept": "application/json"}).json
+    assert document["action"] == "install" and document["taskId"] == task["id"]
+    assert document["files"]["kernel"].endswith("/boot/images/tiny/vmlinuz")
+    _set_steps(database, task["id"], ["installer_started", "os_install"])
+    after = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+    assert "is not installing now" in after and "kernel" not in after  # a finished machine never reinstalls
+
+
+def test_windows_install_script_uses_wimboot_and_injects_the_tasks_files(anonymous, client, database, runtime,
+                                                                         settings):
+    media = settings.effective_images_dir / "winpe"
+    (media / "sources").mkdir(parents=True)
+    (media / "Boot").mkdir()
+    for name in ("sources/boot.wim", "Boot/BCD", "Boot/boot.sdi", "install.wim"):
+        (media / name).write_bytes(b"x")
+    image = client.post("/api/v1/provisioning/images", json={
+        "name": "WS2025", "osType": "windows", "imagePath": "winpe/install.wim",
+        "bootWimPath": "winpe/sources/boot.wim"}).json["id"]
+    task = _baremetal(client, image, mac="00-15-5D-01-02-03")
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    script = anonymous.get(f"{PXE}/boot", query_string={"mac": "00-15-5d-01-02-03"}).get_data(as_text=True)
+    base = runtime.settings.effective_public_url + "/boot/images/"
+    assert f"kernel {base}wimboot" in script
+    assert f"initrd {base}winpe/Boot/BCD BCD" in script and f"initrd {base}winpe/Boot/boot.sdi boot.sdi" in script
+    assert f"initrd {base}winpe/sources/boot.wim boot.wim" in script
+    with database.session() as session:
+        files_token = runtime.vault.decrypt(session.get(Task, task["id"]).files_token_encrypted)
+    assert f"/api/v1/provisioning/pxe/files/{files_token}/autounattend.xml autounattend.xml" in script
+    assert anonymous.get(f"{PXE}/files/not-the-token/autounattend.xml").status_code == 404
+
+
+@pytest.mark.parametrize("bad", ["a b", "x${net0/mac}", "a||b", "a&&b", "line\nbreak", ""])
+def test_ipxe_word_refuses_what_would_change_the_script(bad):
+    with pytest.raises(UnsafeValue):
+        ipxe_word(bad)
+
+
+@pytest.mark.parametrize("bad", ["${x}", "a;b", "a|b", "quote\"d", "new\nline"])
+def test_kernel_args_refuse_script_syntax(bad):
+    with pytest.raises(UnsafeValue):
+        ipxe_args(bad)
+
+
+def test_comments_cannot_break_out():
+    assert "\n" not in ipxe_comment("a\nkernel evil") and "${" not in ipxe_comment("${evil}")
+
+
+def test_image_with_script_syntax_in_kernel_args_is_refused(client, settings):
+    (settings.effective_images_dir / "k").write_bytes(b"k")
+    response = client.post("/api/v1/provisioning/images", json={
+        "name": "x", "osType": "linux", "imagePath": "k", "kernelPath": "k", "initrdPath": "k",
+        "kernelArgs": "quiet ${evil} || shell"})
+    assert response.status_code == 400 and "kernelArgs" in response.json["errors"]
+
+
+def test_boot_files_with_range_and_without_escape(anonymous, settings, tmp_path):
+    data = bytes(range(256)) * 64
+    (settings.effective_images_dir / "big.wim").write_bytes(data)
+    whole = anonymous.get("/boot/images/big.wim")
+    assert whole.status_code == 200 and whole.data == data
+    part = anonymous.get("/boot/images/big.wim", headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.data == data[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    (tmp_path / "secret").write_text("x")
+    (settings.effective_images_dir / "link").symlink_to(tmp_path / "secret")
+    for path in ("../octoprov.sqlite", "link", "", "%2e%2e/secret.key"):
+        assert anonymous.get(f"/boot/images/{path}").status_code == 404, path
+    (settings.effective_images_dir / "folder").mkdir()
+    assert anonymous.get("/boot/images/folder").status_code == 404  # no listing

@@ -1,0 +1,520 @@
+"""The TFTP server against real clients (tftp-hpa, curl, busybox) and a raw one that shows the packets.
+
+Everything runs on 127.0.0.1 with ports the kernel picks; every server is stopped by its fixture.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from octoprov.netboot.tftp import IPXE_BINARIES, TftpServer, prepare_root
+from octoprov.settings import Settings
+
+HOST = "127.0.0.1"
+DEBIAN_IPXE_EFI = Path("/usr/lib/ipxe/ipxe.efi")
+RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
+
+
+def _needs(tool: str):
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
+
+
+# -- a raw client: what the firmware does, packet by packet -----------------------------------
+
+
+class TftpError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(f"TFTP error {code}: {message}")
+        self.code = code
+
+
+def request(name: str | bytes, mode: str = "octet", opcode: int = RRQ, **options) -> bytes:
+    name = name if isinstance(name, bytes) else name.encode()
+    packet = struct.pack("!H", opcode) + name + b"\0" + mode.encode() + b"\0"
+    for key, value in options.items():
+        packet += key.encode() + b"\0" + str(value).encode() + b"\0"
+    return packet
+
+
+def ack(block: int) -> bytes:
+    return struct.pack("!HH", ACK, block)
+
+
+def parse_options(payload: bytes) -> dict[str, str]:
+    fields = payload.split(b"\0")[:-1]
+    return {fields[i].decode(): fields[i + 1].decode() for i in range(0, len(fields), 2)}
+
+
+def raise_error(packet: bytes):
+    code = struct.unpack("!H", packet[2:4])[0]
+    raise TftpError(code, packet[4:].rstrip(b"\0").decode(errors="replace"))
+
+
+def raw_get(port: int, name: str, packet: bytes | None = None, sock: socket.socket | None = None,
+            wait: float = 5, **options):
+    """Download ``name``; returns (OACK options or None, data, sizes of the DATA blocks)."""
+    own = sock is None
+    sock = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(wait)
+        if own:
+            sock.bind((HOST, 0))
+        sock.sendto(packet or request(name, **options), (HOST, port))
+        oack, blocks, blksize, peer = None, [], 512, None
+        while True:
+            data, source = sock.recvfrom(70000)
+            assert peer in (None, source), "every packet of a transfer comes from one TID"
+            peer = source
+            assert source[1] != port, "the transfer runs on its own port, not the listening one"
+            opcode = struct.unpack("!H", data[:2])[0]
+            if opcode == ERROR:
+                raise_error(data)
+            if opcode == OACK:
+                assert not blocks
+                oack = parse_options(data[2:])
+                blksize = int(oack.get("blksize", 512))
+                sock.sendto(ack(0), source)
+                continue
+            assert opcode == DATA
+            block = struct.unpack("!H", data[2:4])[0]
+            if block == len(blocks) + 1:
+                blocks.append(data[4:])
+            sock.sendto(ack(block), source)
+            if block == len(blocks) and len(data) - 4 < blksize:
+                return oack, b"".join(blocks), [len(b) for b in blocks]
+    finally:
+        if own:
+            sock.close()
+
+
+def raw_error(port: int, packet: bytes) -> TftpError:
+    """Send one request that must be refused; returns the ERROR it got."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(packet, (HOST, port))
+        data, _ = sock.recvfrom(70000)
+    assert struct.unpack("!H", data[:2])[0] == ERROR, f"expected an ERROR packet, got {data[:20]!r}"
+    try:
+        raise_error(data)
+    except TftpError as error:
+        return error
+
+
+def wait_for_log(caplog, text: str, timeout: float = 5) -> str:
+    """The server logs a transfer when the last ACK arrives, which may be after the client exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if text in record.getMessage():
+                return record.getMessage()
+        time.sleep(0.02)
+    raise AssertionError(f"no log line containing {text!r}")
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    root = tmp_path / "tftp"
+    root.mkdir()
+    if DEBIAN_IPXE_EFI.is_file():
+        shutil.copyfile(DEBIAN_IPXE_EFI, root / "ipxe.efi")
+    else:
+        (root / "ipxe.efi").write_bytes(random.Random(7).randbytes(850_528))
+    (root / "empty.bin").write_bytes(b"")
+    (root / "exact.bin").write_bytes(bytes(range(256)) * 16)  # 4 blocks of 1024: the 5th is empty
+    return root
+
+
+@pytest.fixture
+def server(root):
+    server = TftpServer(root, host=HOST, port=0, timeout=2, retries=3)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ipxe_efi(root) -> bytes:
+    return (root / "ipxe.efi").read_bytes()
+
+
+# -- real clients ------------------------------------------------------------------------------
+
+
+@_needs("tftp")
+def test_tftp_hpa_client_downloads_ipxe_efi(server, ipxe_efi, tmp_path):
+    local = tmp_path / "got.efi"
+    run = subprocess.run(
+        ["tftp", "-v", "-m", "binary", HOST, str(server.port), "-c", "get", "ipxe.efi", str(local)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert local.read_bytes() == ipxe_efi
+
+
+@_needs("tftp")
+def test_tftp_hpa_client_without_options_gets_plain_512_byte_blocks(server, ipxe_efi, tmp_path):
+    """tftp-hpa 5.2's client has no blksize command (it sends no options): RFC 1350 as is, traced."""
+    local = tmp_path / "got.efi"
+    commands = f"binary\ntrace\nget ipxe.efi {local}\nquit\n"
+    run = subprocess.run(["tftp", HOST, str(server.port)], input=commands, capture_output=True, text=True, timeout=60)
+    assert local.read_bytes() == ipxe_efi
+    assert "OACK" not in run.stdout
+    assert "received DATA <block=1, 512 bytes>" in run.stdout
+
+
+@_needs("curl")
+def test_curl_downloads_with_blksize_1468(server, ipxe_efi, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="octoprov.netboot.tftp")
+    local = tmp_path / "got.efi"
+    run = subprocess.run(
+        ["curl", "-sS", "--tftp-blksize", "1468", "-o", str(local), f"tftp://{HOST}:{server.port}/ipxe.efi"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert local.read_bytes() == ipxe_efi
+    line = wait_for_log(caplog, "'ipxe.efi' to 127.0.0.1")
+    assert f"sent: {len(ipxe_efi)} bytes" in line and "blksize 1468" in line
+
+
+@_needs("busybox")
+def test_busybox_downloads_with_blksize_1468(server, ipxe_efi, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="octoprov.netboot.tftp")
+    local = tmp_path / "got.efi"
+    run = subprocess.run(
+        ["busybox", "tftp", "-g", "-r", "ipxe.efi", "-l", str(local), "-b", "1468", HOST, str(server.port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert local.read_bytes() == ipxe_efi
+    assert "blksize 1468" in wait_for_log(caplog, "'ipxe.efi' to 127.0.0.1")
+
+
+def test_one_info_line_per_transfer(server, ipxe_efi, caplog):
+    caplog.set_level(logging.DEBUG, logger="octoprov.netboot.tftp")
+    caplog.set_level(logging.INFO, logger="tftpy")
+    raw_get(server.port, "ipxe.efi", blksize=1468)
+    wait_for_log(caplog, "'ipxe.efi' to 127.0.0.1")
+    info = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(info) == 1, [r.getMessage() for r in info]
+    assert f"sent: {len(ipxe_efi)} bytes" in info[0].getMessage()
+
+
+# -- option negotiation (RFC 2347, 2348, 2349) --------------------------------------------------
+
+
+def test_oack_carries_blksize_tsize_and_timeout(server, ipxe_efi):
+    oack, data, sizes = raw_get(server.port, "ipxe.efi", blksize=1024, tsize=0, timeout=3)
+    assert oack == {"blksize": "1024", "tsize": str(len(ipxe_efi)), "timeout": "3"}
+    assert data == ipxe_efi
+    assert set(sizes[:-1]) == {1024} and sizes[-1] < 1024
+
+
+@pytest.mark.parametrize(
+    ("options", "expected_oack", "block"),
+    [
+        ({}, None, 512),  # no options: straight to DATA, no OACK
+        ({"tsize": 0}, {"tsize": "SIZE"}, 512),  # only what was asked for: no blksize in the OACK
+        ({"BlkSize": 1432}, {"blksize": "1432"}, 1432),  # option names are case-insensitive
+        ({"blksize": 70000}, {"blksize": "65464"}, 65464),  # above RFC 2348's maximum: the maximum
+        ({"blksize": 4}, None, 512),  # below the minimum: ignored
+        ({"blksize": "12x"}, None, 512),  # not a number: ignored, and no crash
+        ({"timeout": 0}, None, 512),  # outside 1-255: ignored
+        ({"timeout": 256, "tsize": 0}, {"tsize": "SIZE"}, 512),
+        ({"windowsize": 8}, None, 512),  # RFC 7440 is not supported: ignored
+    ],
+)
+def test_only_requested_valid_options_are_acknowledged(server, ipxe_efi, options, expected_oack, block):
+    oack, data, sizes = raw_get(server.port, "ipxe.efi", **options)
+    if expected_oack is not None:
+        expected_oack = {k: str(len(ipxe_efi)) if v == "SIZE" else v for k, v in expected_oack.items()}
+    assert oack == expected_oack
+    assert data == ipxe_efi
+    assert sizes[0] == block
+
+
+def test_size_multiple_of_blksize_ends_with_empty_block(server, root):
+    _, data, sizes = raw_get(server.port, "exact.bin", blksize=1024)
+    assert data == (root / "exact.bin").read_bytes() and sizes == [1024, 1024, 1024, 1024, 0]
+    oack, data, sizes = raw_get(server.port, "empty.bin", tsize=0)
+    assert oack == {"tsize": "0"} and data == b"" and sizes == [0]
+
+
+def test_negotiated_timeout_sets_the_retransmission_delay(server):
+    """The server waits 2 s by default; the client asks for 1 s and gets its unanswered DATA again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(request("ipxe.efi", timeout=1), (HOST, server.port))
+        oack, peer = sock.recvfrom(70000)
+        assert parse_options(oack[2:]) == {"timeout": "1"}
+        sock.sendto(ack(0), peer)
+        first, _ = sock.recvfrom(70000)
+        began = time.monotonic()
+        again, _ = sock.recvfrom(70000)  # no ACK sent: the same block comes again
+        waited = time.monotonic() - began
+        assert again == first and first[:4] == struct.pack("!HH", DATA, 1)
+        assert 0.8 <= waited < 1.9
+
+
+def test_pxe_rom_tsize_probe_then_real_download(server, ipxe_efi):
+    """PXE ROMs ask for tsize, end with an ERROR after the OACK, then ask again from the same port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.bind((HOST, 0))
+        sock.sendto(request("ipxe.efi", tsize=0), (HOST, server.port))
+        oack, peer = sock.recvfrom(70000)
+        assert parse_options(oack[2:]) == {"tsize": str(len(ipxe_efi))}
+        sock.sendto(struct.pack("!HH", ERROR, 0) + b"tsize probe done\0", peer)
+        _, data, _ = raw_get(server.port, "ipxe.efi", sock=sock, blksize=1456)
+    assert data == ipxe_efi
+
+
+def test_packet_from_a_stranger_gets_unknown_tid_and_transfer_goes_on(server, ipxe_efi):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        sock.settimeout(5)
+        stranger.settimeout(5)
+        sock.sendto(request("ipxe.efi", blksize=1024), (HOST, server.port))
+        _, peer = sock.recvfrom(70000)
+        stranger.sendto(ack(0), peer)
+        answer, _ = stranger.recvfrom(100)
+        assert struct.unpack("!HH", answer[:4]) == (ERROR, 5)
+        sock.sendto(ack(0), peer)
+        received = b""
+        for block in range(1, 10_000):
+            data, _ = sock.recvfrom(70000)
+            assert struct.unpack("!HH", data[:4]) == (DATA, block)
+            received += data[4:]
+            sock.sendto(ack(block), peer)
+            if len(data) - 4 < 1024:
+                break
+    assert received == ipxe_efi
+
+
+# -- confinement and refusals ------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_root(root):
+    (root / "subdir").mkdir()
+    (root / "passwd-link").symlink_to("/etc/passwd")
+    (root / "etc-link").symlink_to("/etc")
+    (root / "loop").symlink_to("loop")
+    (root / "inner-link.efi").symlink_to("ipxe.efi")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("../etc/passwd", 2),
+        ("/etc/passwd", 1),  # a leading slash means the root (like tftpd-hpa --secure): ROOT/etc/passwd
+        ("//etc/passwd", 1),
+        ("..\\..\\etc\\passwd", 2),
+        ("subdir/../../etc/passwd", 2),
+        ("passwd-link", 2),  # a symlink in the root pointing out of it
+        ("etc-link/passwd", 2),  # a symlinked folder pointing out of it
+        ("loop", 2),
+        ("subdir", 2),  # a folder
+        (".", 2),
+        ("", 2),
+        ("fifo", 2),  # must not block the server
+        ("missing.efi", 1),
+        ("ipxe.efi/child", 1),
+    ],
+)
+def test_refused_names_get_an_error_and_the_server_keeps_serving(server, hostile_root, ipxe_efi, name, code):
+    error = raw_error(server.port, request(name, blksize=1468, tsize=0))
+    assert error.code == code
+    assert raw_get(server.port, "ipxe.efi", blksize=1468)[1] == ipxe_efi
+
+
+@pytest.mark.parametrize("name", ["/ipxe.efi", "\\ipxe.efi", "inner-link.efi", "./ipxe.efi", "ROOT/ipxe.efi"])
+def test_other_spellings_of_a_file_in_the_root_are_served(server, hostile_root, ipxe_efi, name):
+    name = name.replace("ROOT", str(hostile_root))
+    assert raw_get(server.port, name)[1] == ipxe_efi
+
+
+@pytest.mark.parametrize(
+    ("packet", "code"),
+    [
+        (b"\x00", None),
+        (b"\x00\x01ipxe.efi", 4),  # no terminators
+        (b"\x00\x01ipxe.efi\x00octet\x00blksize\x00", 4),  # an option without a value
+        (b"\x00\x01\xff\xfe.efi\x00octet\x00", 4),  # not ASCII
+        (b"\x00\x09junk", 4),  # no such opcode
+        (struct.pack("!HH", ACK, 1), 4),  # an ACK to the listening port
+        (struct.pack("!HH", ERROR, 0) + b"bye\0", None),  # an ERROR is never answered
+        (request("ipxe.efi", mode="netascii"), 4),
+        (request("ipxe.efi", mode="mail"), 4),
+    ],
+)
+def test_malformed_requests_do_not_stop_the_server(server, ipxe_efi, packet, code):
+    if code is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.3)
+            sock.sendto(packet, (HOST, server.port))
+            with pytest.raises(TimeoutError):
+                sock.recvfrom(100)
+    else:
+        assert raw_error(server.port, packet).code == code
+    assert raw_get(server.port, "ipxe.efi", blksize=1468)[1] == ipxe_efi
+
+
+@pytest.mark.parametrize("name", ["upload.bin", "ipxe.efi", "../upload.bin"])
+def test_write_request_is_refused_and_writes_nothing(server, root, ipxe_efi, name):
+    before = {path: path.read_bytes() for path in root.iterdir()}
+    error = raw_error(server.port, request(name, opcode=WRQ, tsize=10))
+    assert error.code == 2 and "Access violation" in str(error)
+    assert {path: path.read_bytes() for path in root.iterdir()} == before
+    assert not (root.parent / "upload.bin").exists()
+
+
+# -- many clients ------------------------------------------------------------------------------
+
+
+def test_twenty_concurrent_downloads(server, ipxe_efi):
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(
+            lambda i: raw_get(server.port, "ipxe.efi", blksize=(512, 1024, 1468, 8192)[i % 4], tsize=0),
+            range(20),
+        ))
+    assert len(results) == 20
+    for oack, data, _ in results:
+        assert oack["tsize"] == str(len(ipxe_efi))
+        assert data == ipxe_efi
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_start_binds_picks_a_port_and_stop_releases_it(root):
+    server = TftpServer(root, host=HOST, port=0)
+    with server:
+        assert server.running and server.port > 1024
+        port = server.port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other, pytest.raises(OSError):
+            other.bind((HOST, port))
+        busy = TftpServer(root, host=HOST, port=port)
+        with pytest.raises(OSError):
+            busy.start()
+    assert not server.running
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind((HOST, port))  # released
+    server.stop()  # stopping twice is harmless
+
+
+def test_server_can_be_restarted(root, ipxe_efi):
+    server = TftpServer(root, host=HOST, port=0)
+    for _ in range(2):
+        with server:
+            assert raw_get(server.port, "ipxe.efi", blksize=1468)[1] == ipxe_efi
+
+
+def test_stop_cuts_off_a_running_transfer(root):
+    server = TftpServer(root, host=HOST, port=0).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(request("ipxe.efi"), (HOST, server.port))
+            sock.recvfrom(70000)  # block 1, never acknowledged
+            began = time.monotonic()
+            server.stop()
+            assert time.monotonic() - began < 1
+    finally:
+        server.stop()
+
+
+def test_stop_with_grace_lets_a_running_transfer_finish_and_takes_no_new_one(root, ipxe_efi):
+    server = TftpServer(root, host=HOST, port=0).start()
+    stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(request("ipxe.efi", blksize=1024), (HOST, server.port))
+            _, peer = sock.recvfrom(70000)
+            stopper.start()
+            time.sleep(0.2)
+            with pytest.raises(TimeoutError):  # a new request during the grace period: no answer
+                raw_get(server.port, "ipxe.efi", wait=0.5)
+            assert stopper.is_alive()
+            sock.sendto(ack(0), peer)
+            received = b""
+            for block in range(1, 10_000):
+                data, _ = sock.recvfrom(70000)
+                received += data[4:]
+                sock.sendto(ack(block), peer)
+                if len(data) - 4 < 1024:
+                    break
+        assert received == ipxe_efi
+        stopper.join(5)
+        assert not stopper.is_alive() and not server.running
+    finally:
+        server.stop()
+
+
+def test_root_must_be_a_folder(tmp_path):
+    with pytest.raises(NotADirectoryError):
+        TftpServer(tmp_path / "nope", host=HOST, port=0)
+
+
+# -- prepare_root ------------------------------------------------------------------------------
+
+
+def test_prepare_root_copies_the_binaries_and_skips_missing_ones(tmp_path, caplog):
+    ipxe_dir, boot = tmp_path / "ipxe", tmp_path / "boot"
+    ipxe_dir.mkdir()
+    boot.mkdir()
+    (ipxe_dir / "undionly.kpxe").write_bytes(b"U" * 1000)
+    (boot / "ipxe.efi").write_bytes(b"E" * 3000)
+    (ipxe_dir / "ipxe.efi").symlink_to(boot / "ipxe.efi")  # as in Debian's ipxe package
+    settings = Settings(data_dir=tmp_path / "var", ipxe_dir=ipxe_dir)
+
+    with caplog.at_level(logging.WARNING, logger="octoprov.netboot.tftp"):
+        root = prepare_root(settings)
+    assert root == settings.effective_tftp_root and root.is_dir()
+    for name, content in (("undionly.kpxe", b"U" * 1000), ("ipxe.efi", b"E" * 3000)):
+        assert not (root / name).is_symlink() and (root / name).read_bytes() == content
+        assert (root / name).stat().st_mode & 0o777 == 0o644
+    assert not (root / "snponly.efi").exists()
+    assert "snponly.efi" in caplog.text
+    assert sorted(p.name for p in root.iterdir()) == ["ipxe.efi", "undionly.kpxe"]  # no temporary files left
+
+    # unchanged size: left alone; changed size: copied again; a symlink in the root: replaced by a copy
+    untouched = (root / "undionly.kpxe").stat().st_ino
+    (boot / "ipxe.efi").write_bytes(b"F" * 3500)
+    (ipxe_dir / "snponly.efi").write_bytes(b"S" * 10)
+    (root / "snponly.efi").symlink_to(ipxe_dir / "snponly.efi")
+    prepare_root(settings)
+    assert (root / "undionly.kpxe").stat().st_ino == untouched
+    assert (root / "ipxe.efi").read_bytes() == b"F" * 3500
+    assert not (root / "snponly.efi").is_symlink() and (root / "snponly.efi").read_bytes() == b"S" * 10
+    assert set(IPXE_BINARIES) == {p.name for p in root.iterdir()}
+
+
+def test_prepared_root_is_served(tmp_path):
+    ipxe_dir = tmp_path / "ipxe"
+    ipxe_dir.mkdir()
+    for index, name in enumerate(IPXE_BINARIES):
+        (ipxe_dir / name).write_bytes(random.Random(index).randbytes(5000 + index))
+    root = prepare_root(Settings(data_dir=tmp_path / "var", ipxe_dir=ipxe_dir))
+    with TftpServer(root, host=HOST, port=0) as server:
+        for name in IPXE_BINARIES:
+            assert raw_get(server.port, name, blksize=1468)[1] == (ipxe_dir / name).read_bytes()
