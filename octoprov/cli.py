@@ -61,11 +61,14 @@ def up(host: str | None, port: int | None) -> None:
     if not settings.public_url:  # machines and the fake target call back to where this API listens
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - comparing, not binding
         os.environ[env_name("public_url")] = f"http://{local}:{port}"
-    group = ProcessGroup({
+    children = {
         "api": octoprov_command("api", "--host", host, "--port", str(port)),
         "worker": octoprov_command("worker", "--queues", "default,hyperv,kvm,baremetal"),
         "beat": octoprov_command("beat"),
-    })
+    }
+    if settings.pxe_enabled:
+        children["pxe"] = octoprov_command("pxe")
+    group = ProcessGroup(children)
     sys.exit(group.run())
 
 
@@ -125,6 +128,28 @@ def beat() -> None:
     settings = _settings()
     logs.configure(settings.effective_log_dir, "beat", settings.log_level)
     app.start(["beat", "--loglevel", settings.log_level])
+
+
+@main.command()
+@click.option("--no-tftp", is_flag=True, help="Do not run the TFTP server.")
+@click.option("--no-proxydhcp", is_flag=True, help="Do not run the ProxyDHCP responder.")
+def pxe(no_tftp: bool, no_proxydhcp: bool) -> None:
+    """Run the network-boot services: TFTP (iPXE binaries) and ProxyDHCP beside the site's DHCP server.
+
+    Addresses and ports come from the OCTOPROV_TFTP_*, OCTOPROV_PROXYDHCP_* and OCTOPROV_BOOT_SERVER_ADDRESS
+    settings; ports 67, 69 and 4011 need root (or CAP_NET_BIND_SERVICE).
+    """
+    from octoprov.netboot import service
+
+    settings = _settings()
+    settings.ensure_dirs()
+    logs.configure(settings.effective_log_dir, "pxe", settings.log_level)
+    if not no_proxydhcp and not settings.boot_server_address:
+        raise click.ClickException("set OCTOPROV_BOOT_SERVER_ADDRESS (this host's address on the boot network)")
+    try:
+        service.run(settings, tftp=not no_tftp, proxydhcp=not no_proxydhcp)
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the network-boot ports: {exc}") from None
 
 
 # -- database, settings, tokens -------------------------------------------------------------------

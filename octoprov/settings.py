@@ -101,6 +101,9 @@ class Settings:
         "wimboot", "wimboot (from the iPXE project) in the images folder; it loads WinPE for Windows installs."
     )
     uefi_boot_file: str = _setting("ipxe.efi", "iPXE binary for UEFI firmware: ipxe.efi or snponly.efi.")
+    pxe_enabled: bool = _setting(
+        False, "`octoprov up` also runs the network-boot services (TFTP and ProxyDHCP; needs root for ports 67/69)."
+    )
     boot_unknown_machines: bool = _setting(
         False, "Answer PXE clients with no active task too (they get the boot menu) instead of ignoring them."
     )

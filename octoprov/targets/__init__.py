@@ -14,6 +14,10 @@ def target_for(target_type: str) -> Target:
         from octoprov.targets.fake import fake_target
 
         return fake_target()
+    if target_type == "baremetal":
+        from octoprov.targets.baremetal import baremetal_target
+
+        return baremetal_target()
     raise NotAvailable(f"the {target_type} target driver is not available in this version")
 
 
