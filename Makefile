@@ -13,6 +13,8 @@ VENV := .venv
 
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
 DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl
+# Debian packages only `make bench` needs: a load generator and reference servers.
+BENCH_DEB_PACKAGES := wrk nginx-light
 # Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks
 # ensurepip) and the toolchain pip uses to compile libvirt-python, which PyPI ships only as source.
 VENV_DEB_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev
@@ -52,7 +54,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages .venv run test lint env-example states clean bench
+.PHONY: help system-packages .venv run test lint env-example states clean bench bench-packages
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -81,8 +83,14 @@ test: system-packages .venv ## run linters and the whole test suite against SQLi
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
-bench: system-packages .venv ## run the benchmarks; each prints ratios against a reference measured in the same run
+bench-packages: ## install what only the benchmarks use (wrk, nginx as a reference)
+	@$(call ensure_deb_packages,$(BENCH_DEB_PACKAGES))
+
+bench: system-packages .venv bench-packages ## run the benchmarks; each prints ratios against a reference measured in the same run
 	$(VENV)/bin/python -m bench.pipeline_latency
+	$(VENV)/bin/python -m bench.tftp_bench
+	$(VENV)/bin/python -m bench.pxe_storm
+	$(VENV)/bin/python -m bench.http_files
 
 lint: .venv ## run ruff
 	$(VENV)/bin/ruff check .
