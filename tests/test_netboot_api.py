@@ -151,3 +151,14 @@ def test_boot_files_with_range_and_without_escape(anonymous, settings, tmp_path)
         assert anonymous.get(f"/boot/images/{path}").status_code == 404, path
     (settings.effective_images_dir / "folder").mkdir()
     assert anonymous.get("/boot/images/folder").status_code == 404  # no listing
+
+
+def test_unknown_machines_get_the_menu_when_enabled(runtime, token):
+    from api import create_app
+
+    settings = runtime.settings.__class__(data_dir=runtime.settings.data_dir, secret_key=runtime.settings.secret_key,
+                                          boot_unknown_machines=True)
+    app = create_app(runtime=runtime.__class__(settings, runtime.database, runtime.vault))
+    script = app.test_client().get(f"{PXE}/boot", query_string={"mac": "52:54:00:aa:bb:cc"}).get_data(as_text=True)
+    assert script.startswith("#!ipxe\n") and "menu Octoprov PXE boot: no task for 52-54-00-aa-bb-cc" in script
+    assert "chain --replace http://127.0.0.1:8080/api/v1/provisioning/pxe/chain.ipxe?mac=52-54-00-aa-bb-cc" in script

@@ -26,7 +26,7 @@ API = "/api/v1/provisioning"
 
 @dataclass(frozen=True)
 class BootAnswer:
-    action: str  # install | localboot
+    action: str  # install | localboot | menu (unknown machines, when they are answered)
     script: str  # for iPXE
     document: dict  # for JSON clients (the spec's boot config response)
     task_id: int | None = None
@@ -59,6 +59,9 @@ def local_boot(reason: str) -> BootAnswer:
 
 def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, hardware: dict) -> BootAnswer:
     task = active_task_for_mac(session, mac)
+    if task is None and settings.boot_unknown_machines:
+        script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))
+        return BootAnswer("menu", script, {"action": "menu", "message": "No provisioning task for this MAC"})
     if task is None:
         return local_boot("No provisioning task for this MAC")
     task.hardware = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
