@@ -21,9 +21,9 @@ from octoprov.netboot.proxydhcp import BootConfig, ProxyDhcpServer, decide, repl
 from octoprov.settings import Settings
 from tests.pcap import UdpDatagram, read_udp
 
-# The lab captures live beside the repository (../shared); OCTOPROV_NETBOOT_CAPTURES points elsewhere.
-CAPTURES = Path(os.environ.get("OCTOPROV_NETBOOT_CAPTURES")
-                or Path(__file__).resolve().parents[2] / "shared/netboot/captures")
+# Recorded real firmware packets (the network-boot lab's captures, kept in the tree so the comparison
+# always runs); OCTOPROV_NETBOOT_CAPTURES points at others.
+CAPTURES = Path(os.environ.get("OCTOPROV_NETBOOT_CAPTURES") or Path(__file__).resolve().parent / "data/captures")
 CAPTURE_NAMES = ["bios-direct", "bios-chain", "uefi-direct", "uefi-chain"]
 LAB_MAC = "52:54:00:c0:ff:ee"  # the QEMU guest of every recorded boot
 LAB_PROXY = "192.0.2.2"  # dnsmasq in proxy mode
