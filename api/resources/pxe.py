@@ -17,7 +17,7 @@ from octoprov import pipeline, steps
 from octoprov.errors import InvalidRequest, NotFound
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
-from octoprov.netboot.bootconfig import boot_answer, files_token_hash
+from octoprov.netboot.bootconfig import boot_answer, files_token_hash, record_boot
 from octoprov.specs import Spec, View, parse
 from octoprov.validation.macs import canonical_mac
 
@@ -113,8 +113,7 @@ class Boot(Resource):
         with session_scope() as session:
             answer = boot_answer(session, runtime().settings, runtime().vault, mac, hardware)
             if answer.task_id is not None:
-                pipeline.log(session, answer.task_id, f"Boot config served to {mac} ({answer.action})",
-                             step="installer_started")
+                record_boot(session, answer.task_id, f"Boot script served to {mac} ({answer.action})")
         if request.accept_mimetypes.best == "application/json":  # iPXE sends no Accept: it gets the script
             return answer.document
         return _text(answer.script)

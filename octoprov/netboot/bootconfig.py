@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from octoprov import states
 from octoprov.crypto import Vault
-from octoprov.models import Image, Task, TaskStep
+from octoprov.models import Image, Task, TaskLog, TaskStep, utcnow
 from octoprov.netboot import ipxe
 from octoprov.settings import Settings
 
@@ -48,6 +49,15 @@ def _installing(session: Session, task: Task) -> bool:
     return status.get("register_mac") == "done" and status.get("os_install") != "done"
 
 
+def record_boot(session: Session, task_id: int, message: str, every_s: int = 60) -> None:
+    """Log that a machine fetched its boot script, at most once a minute per task (firmware retries)."""
+    last = session.scalar(select(TaskLog.timestamp).where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
+                          .order_by(TaskLog.id.desc()).limit(1))
+    if last is not None and (utcnow() - (last if last.tzinfo else last.replace(tzinfo=UTC))).total_seconds() < every_s:
+        return
+    session.add(TaskLog(task_id=task_id, message=message, step="pxe"))
+
+
 def chain_url(settings: Settings) -> str:
     return settings.effective_public_url + API + "/pxe/chain.ipxe"
 
@@ -64,7 +74,9 @@ def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, ha
         return BootAnswer("menu", script, {"action": "menu", "message": "No provisioning task for this MAC"})
     if task is None:
         return local_boot("No provisioning task for this MAC")
-    task.hardware = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
+    seen = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
+    if seen != (task.hardware or {}):  # write only what is new: a PXE storm must not queue on writes
+        task.hardware = seen
     if not _installing(session, task):
         return local_boot(f"Task {task.id} is not installing now ({task.status})")
     image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
