@@ -3,16 +3,25 @@
 Open like the spec's file server (firmware and WinPE send no API token), read-only, with
 Range requests (a WIM is several GB and iPXE resumes), no directory listing, and no way out
 of the folder (``..``, absolute paths and symlinks pointing outside are refused).
+
+A single byte range is answered from the file positioned at its start, wrapped in the
+server's ``wsgi.file_wrapper`` with the range's length declared: gunicorn then sends it
+with ``sendfile`` instead of copying it through Python. Other requests go to Flask's
+``send_file`` (whole files, conditional requests; several ranges get the whole file).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, send_file
+import re
+
+from flask import Blueprint, Response, abort, request, send_file
+from werkzeug.http import http_date
 
 from api.runtime import runtime
 from octoprov.paths import confined
 
 bootfiles = Blueprint("bootfiles", __name__, url_prefix="/boot")
+_ONE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _serve(root, path: str):
@@ -22,7 +31,45 @@ def _serve(root, path: str):
         abort(404)
     if not target.is_file():
         abort(404)
-    return send_file(target, conditional=True, max_age=0, mimetype="application/octet-stream")
+    match = _ONE_RANGE.match(request.headers.get("Range", "").strip())
+    if match and match.group(1) + match.group(2) and not request.headers.get("If-Range"):
+        return _one_range(target, match.group(1), match.group(2))
+    # several ranges: RFC 9110 lets a server ignore Range and send the whole file (werkzeug would refuse)
+    several = "," in request.headers.get("Range", "")
+    return send_file(target, conditional=not several, max_age=0, mimetype="application/octet-stream")
+
+
+def _one_range(target, first: str, last: str) -> Response:
+    size = target.stat().st_size
+    if first:
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+    else:  # a suffix range: the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or start > end:
+        return Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    handle = open(target, "rb")  # noqa: SIM115 - closed by the server through the file wrapper
+    handle.seek(start)
+    wrapper = request.environ.get("wsgi.file_wrapper")
+    body = wrapper(handle, 1 << 20) if wrapper else _limited(handle, end - start + 1)
+    response = Response(body, status=206, mimetype="application/octet-stream", direct_passthrough=True)
+    response.headers.update({
+        "Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1),
+        "Accept-Ranges": "bytes", "Last-Modified": http_date(target.stat().st_mtime),
+    })
+    return response
+
+
+def _limited(handle, length: int):
+    """The range from a server without a file wrapper: read in chunks, stop at its end."""
+    try:
+        while length > 0:
+            chunk = handle.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
 
 
 @bootfiles.get("/images/<path:path>")

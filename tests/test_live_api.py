@@ -121,3 +121,15 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(backend, pos
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     finally:
         live.stop()
+
+
+def test_ranges_from_the_real_server_are_exact(live):
+    """Under gunicorn a single range goes out through sendfile: the bytes must still be exactly the range."""
+    data = bytes(range(256)) * 4096 + b"tail"
+    (live.data_dir / "images" / "range.wim").write_bytes(data)
+    url = live.url + "/boot/images/range.wim"
+    for first, last in ((0, 0), (1000, 99_999), (len(data) - 4, len(data) - 1), (123_456, len(data) - 1)):
+        part = requests.get(url, headers={"Range": f"bytes={first}-{last}"}, timeout=30)
+        assert part.status_code == 206 and part.content == data[first:last + 1], (first, last)
+        assert part.headers["Content-Length"] == str(last - first + 1)
+    assert requests.get(url, timeout=30).content == data

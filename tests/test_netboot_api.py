@@ -145,6 +145,14 @@ def test_boot_files_with_range_and_without_escape(anonymous, settings, tmp_path)
     part = anonymous.get("/boot/images/big.wim", headers={"Range": "bytes=1000-1999"})
     assert part.status_code == 206 and part.data == data[1000:2000]
     assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    suffix = anonymous.get("/boot/images/big.wim", headers={"Range": "bytes=-100"})
+    assert suffix.status_code == 206 and suffix.data == data[-100:]
+    open_ended = anonymous.get("/boot/images/big.wim", headers={"Range": f"bytes={len(data) - 10}-"})
+    assert open_ended.data == data[-10:]
+    beyond = anonymous.get("/boot/images/big.wim", headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(data)}"
+    several = anonymous.get("/boot/images/big.wim", headers={"Range": "bytes=0-9,20-29"})
+    assert several.status_code == 200 and several.data == data  # several ranges: the whole file
     (tmp_path / "secret").write_text("x")
     (settings.effective_images_dir / "link").symlink_to(tmp_path / "secret")
     for path in ("../octoprov.sqlite", "link", "", "%2e%2e/secret.key"):
