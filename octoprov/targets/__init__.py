@@ -14,6 +14,10 @@ def target_for(target_type: str) -> Target:
         from octoprov.targets.fake import fake_target
 
         return fake_target()
+    if target_type == "kvm":
+        from octoprov.targets.kvm import kvm_target
+
+        return kvm_target()
     if target_type == "baremetal":
         from octoprov.targets.baremetal import baremetal_target
 

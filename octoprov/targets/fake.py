@@ -96,6 +96,31 @@ def act(ctx, step: str) -> None:
         raise TransientError(f"fake transient failure at {step} ({counter.stat().st_size} of {options.fail_times})")
 
 
+def claim_record(path: Path, ctx, content: dict, what: str) -> dict | None:
+    """Create the JSON record of something this task owns, exactly once. None when it was created
+    now; the stored record when an earlier attempt of this task created it (adopt it); refused
+    when it belongs to another task."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = json.loads(path.read_text() or "{}")
+        if existing.get("task") != ctx.task_id:
+            raise PermanentError(f"{what} belongs to another task") from None
+        return existing
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps({"task": ctx.task_id, **content}))
+    return None
+
+
+def drop_record(path: Path, ctx, action: str, **details) -> bool:
+    """Remove a record (and log the action); False when it was already gone."""
+    if not path.exists():
+        return False
+    path.unlink()
+    record(ctx, action, **details)
+    return True
+
+
 class FakeCompute(ComputeInterface):
     def validate(self, config: dict, node) -> None:
         FakeOptions.model_validate(((node.options if node else None) or {}).get("fake") or {}, by_alias=True)
@@ -105,30 +130,21 @@ class FakeCompute(ComputeInterface):
 
     def create_machine(self, ctx) -> Machine:
         path = self._path(ctx)
-        machine = {"task": ctx.task_id, "name": ctx.hostname, "mac": ctx.mac_address or fake_mac(ctx.task_id),
-                   "power": "off"}
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            existing = json.loads(path.read_text() or "{}")
-            if existing.get("task") != ctx.task_id:
-                raise PermanentError(f"a machine called {ctx.hostname} belongs to another task") from None
+        mac = ctx.mac_address or fake_mac(ctx.task_id)
+        existing = claim_record(path, ctx, {"name": ctx.hostname, "mac": mac, "power": "off"},
+                                f"a machine called {ctx.hostname}")
+        if existing is not None:
             return Machine(path.stem, existing["mac"], f"Adopted {ctx.hostname} created by an earlier attempt")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(machine))
         record(ctx, "create", machine=path.stem)
         config = ctx.config.get("vm") or {}
-        return Machine(path.stem, machine["mac"],
+        return Machine(path.stem, mac,
                        f"Created {config.get('cpu', '?')} vCPU, {config.get('memoryGb', '?')} GB RAM, "
-                       f"{len(config.get('disks') or [])} disks; MAC {machine['mac']}")
+                       f"{len(config.get('disks') or [])} disks; MAC {mac}")
 
     def destroy_machine(self, ctx) -> str:
         path = self._path(ctx)
-        if not path.exists():
-            return "no machine to remove"
-        path.unlink()
-        record(ctx, "destroy", machine=path.stem)
-        return f"Removed {ctx.hostname}"
+        return f"Removed {ctx.hostname}" if drop_record(path, ctx, "destroy", machine=path.stem) \
+            else "no machine to remove"
 
 
 class FakePower(PowerInterface):
@@ -163,26 +179,14 @@ class FakeDomain(DomainJoinInterface):
 
     def provision_offline_join(self, ctx) -> str:
         """Like ``djoin /provision``: one computer account per name; a repeat returns its blob."""
-        path = self._account(ctx)
-        blob = f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            if json.loads(path.read_text() or "{}").get("task") != ctx.task_id:
-                raise PermanentError(f"computer account {ctx.hostname} exists and belongs to another task") from None
-            return blob
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps({"task": ctx.task_id}))
-        record(ctx, "computer_account", hostname=ctx.hostname)
-        return blob
+        if claim_record(self._account(ctx), ctx, {}, f"computer account {ctx.hostname}") is None:
+            record(ctx, "computer_account", hostname=ctx.hostname)
+        return f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
 
     def remove_computer_account(self, ctx) -> str:
-        path = self._account(ctx)
-        if not path.exists():
-            return "no computer account to remove"
-        path.unlink()
-        record(ctx, "remove_computer_account", hostname=ctx.hostname)
-        return f"Removed computer account {ctx.hostname}"
+        if drop_record(self._account(ctx), ctx, "remove_computer_account", hostname=ctx.hostname):
+            return f"Removed computer account {ctx.hostname}"
+        return "no computer account to remove"
 
 
 class FakePostInstall(PostInstallInterface):
