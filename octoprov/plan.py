@@ -36,9 +36,28 @@ def plan_task(settings: Settings, database: Database, vault: Vault, body: object
         image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
         boot = install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted),
                               vault.decrypt(task.files_token_encrypted))
+        target_artifacts, notes = _target_artifacts(session, settings, database, vault, task)
     view.update(id=None, createdAt=None)
     actions = [{"position": step["position"], "step": step["name"], "title": step["title"]} for step in view["steps"]]
     artifacts = {"plan.json": json.dumps({"targetType": view["targetType"], "hostname": view["hostname"],
-                                          "actions": actions, "config": view["config"]}, indent=2) + "\n",
-                 "boot.ipxe": boot.script}
+                                          "actions": actions, "config": view["config"], "notes": notes},
+                                         indent=2) + "\n",
+                 "boot.ipxe": boot.script, **target_artifacts}
     return Plan(view, artifacts)
+
+
+def _target_artifacts(session, settings: Settings, database: Database, vault: Vault, task) -> tuple[dict, list]:
+    """What the target itself would be given (a KVM domain's XML). Asking the host which pool and
+    network it would use is the only contact a dry run makes; if the host does not answer, the
+    plan says so instead of guessing."""
+    if task.target_type != "kvm":
+        return {}, []
+    from octoprov.context import load_context
+    from octoprov.errors import OctoprovError
+    from octoprov.targets.kvm import LibvirtCompute
+
+    ctx = load_context(session, task.id, settings, database, vault)
+    try:
+        return {"domain.xml": LibvirtCompute().planned_domain_xml(ctx)}, []
+    except OctoprovError as exc:
+        return {}, [f"domain.xml not written: {exc.message}"]

@@ -64,3 +64,32 @@ def test_cli_plan_writes_the_artifacts(tmp_path):
     assert json.loads((out / "plan.json").read_text())["hostname"] == "SQL-SERVER-01"
     listing = octoprov("task", "list", env=env).stdout
     assert "(0 of 0)" in listing
+
+
+def test_kvm_dry_run_writes_the_domain_xml(client, settings, tmp_path):
+    import subprocess
+
+    (settings.effective_images_dir / "a.wim").write_bytes(b"wim")
+    image = client.post("/api/v1/provisioning/images", json={"name": "x", "osType": "windows",
+                                                             "imagePath": "a.wim"}).json["id"]
+    node = client.post("/api/v1/provisioning/hypervisors", json={"name": "KVM", "kind": "kvm",
+                                                                 "endpoint": "test:///default"}).json["id"]
+    body = {"hostname": "KVM-01", "targetType": "kvm", "hypervisorNodeId": node, "os": {"imageId": image},
+            "vm": {"cpu": 2, "memoryGb": 4, "disks": [{"sizeGb": 40, "purpose": "os"},
+                                                       {"sizeGb": 10, "purpose": "data", "type": "fixed"}]}}
+    plan = client.post(TASKS, query_string={"dryRun": "true"}, json=body)
+    assert plan.status_code == 200, plan.json
+    xml = plan.json["artifacts"]["domain.xml"]
+    assert "<name>KVM-01</name>" in xml and "KVM-01-os" in xml and "KVM-01-data" in xml
+    path = tmp_path / "domain.xml"
+    path.write_text(xml)
+    checked = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert client.get(TASKS).json["total"] == 0
+
+    unreachable = client.post("/api/v1/provisioning/hypervisors", json={
+        "name": "GONE", "kind": "kvm", "endpoint": "qemu+unix:///system?socket=/nonexistent/sock"}).json["id"]
+    body["hypervisorNodeId"] = unreachable
+    plan = client.post(TASKS, query_string={"dryRun": "true"}, json=body).json
+    assert "domain.xml" not in plan["artifacts"]
+    assert "domain.xml not written" in json.loads(plan["artifacts"]["plan.json"])["notes"][0]

@@ -229,15 +229,23 @@ class LibvirtCompute(_LibvirtDriver, ComputeInterface):
             ET.SubElement(target, "format", type=volume.format)
             pool.createXML(ET.tostring(root, encoding="unicode"), 0)
 
+    def _spec(self, conn, ctx) -> tuple[Any, DomainSpec]:
+        pool = self._pool(conn, ctx)
+        network, is_bridge = self._network(conn, ctx)
+        return pool, domain_spec_from(ctx, pool.name(), network, is_bridge,
+                                      virtio_drivers=bool(_kvm_options(ctx).get("virtioDrivers", True)))
+
+    def planned_domain_xml(self, ctx) -> str:
+        """The domain XML ``create_machine`` would define now (for dry runs); creates nothing."""
+        with self._connection(ctx) as conn:
+            return domain_xml(self._spec(conn, ctx)[1])
+
     def create_machine(self, ctx) -> Machine:
         """Define the tagged domain first, then create its volumes: a retry after a crash in between
         adopts the domain and creates what is missing, while volumes found without this task's domain
         belong to someone else and are refused rather than reused."""
         with self._connection(ctx) as conn:
-            pool = self._pool(conn, ctx)
-            network, is_bridge = self._network(conn, ctx)
-            spec = domain_spec_from(ctx, pool.name(), network, is_bridge,
-                                    virtio_drivers=bool(_kvm_options(ctx).get("virtioDrivers", True)))
+            pool, spec = self._spec(conn, ctx)
             dom = self._own_domain(conn, ctx)
             if dom is not None:
                 self._create_volumes(pool, spec)
