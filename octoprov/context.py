@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
-from octoprov.models import Image, Node, Task
+from octoprov.models import Node, Task
+from octoprov.references import DbReferences
 from octoprov.settings import Settings
 from octoprov.targets.base import Cancelled
 
@@ -69,7 +70,7 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     task = session.get(Task, task_id)
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
-    os_type = session.get(Image, image_id).os_type if image_id and session.get(Image, image_id) else "windows"
+    os_type = (DbReferences(session).image_os_type(image_id) if image_id else None) or "windows"
     node = None
     if task.hypervisor_node_id is not None:
         row = session.get(Node, task.hypervisor_node_id)

@@ -169,8 +169,12 @@ def _activate_wait(session: Session, settings: Settings, task_id: int, step: Tas
 
 def next_work_run(session: Session, task_id: int) -> list[str]:
     """The consecutive pending work steps from the current position: the next chain to enqueue."""
+    return _work_run(step_rows(session, task_id))
+
+
+def _work_run(rows: list[TaskStep]) -> list[str]:
     run: list[str] = []
-    for row in step_rows(session, task_id):
+    for row in rows:
         if row.status == DONE and not run:
             continue
         if row.kind != steps.WORK or row.status != PENDING:
@@ -285,7 +289,7 @@ def stalled(session: Session, older_than_s: int) -> list[tuple[int, str, list[st
     ):
         rows = step_rows(session, task_id)
         if rows and not any(row.status == RUNNING for row in rows):
-            found.append((task_id, target_type, next_work_run(session, task_id)))
+            found.append((task_id, target_type, _work_run(rows)))
     return found
 
 

@@ -20,7 +20,7 @@ from octoprov import pipeline, states, steps, taskspec
 from octoprov.crypto import Vault
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
-from octoprov.models import Node, Task, TaskLog, TaskStep, Template
+from octoprov.models import Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
@@ -152,14 +152,6 @@ def _validate_on_target(target_type: str, config: dict, node: Node | None) -> No
     target.compute.validate(config, node)
 
 
-def task_secrets(task: Task, vault: Vault) -> dict[str, str]:
-    """The decrypted secrets of a task, by dotted path (for the steps that need them)."""
-    return vault.decrypt_json(task.secrets_encrypted) or {}
-
-
-add_log = pipeline.log  # the task log, for modules that record outside the pipeline
-
-
 def get_task(session: Session, task_id: int) -> Task:
     return fetch(session, Task, task_id, "task")
 
@@ -191,7 +183,3 @@ def task_logs(session: Session, task_id: int, since: datetime | None, after_id: 
     if after_id is not None:
         query = query.where(TaskLog.id > after_id)
     return list(session.scalars(query))
-
-
-def task_steps(session: Session, task_id: int) -> list[TaskStep]:
-    return list(session.scalars(select(TaskStep).where(TaskStep.task_id == task_id).order_by(TaskStep.position)))

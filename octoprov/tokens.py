@@ -40,11 +40,3 @@ def verify_token(session: Session, token: str) -> ApiToken | None:
     if found is not None:
         found.last_used_at = utcnow()
     return found
-
-
-def revoke_token(session: Session, name: str) -> int:
-    """Delete every token called ``name``; returns how many were removed."""
-    tokens = session.scalars(select(ApiToken).where(ApiToken.name == name)).all()
-    for token in tokens:
-        session.delete(token)
-    return len(tokens)
