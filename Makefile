@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
-DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libxml2-utils
+DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common mtools fdisk samba-common-bin nginx-light chromium
 # Debian packages only `make bench` needs: a load generator and reference servers.
 BENCH_DEB_PACKAGES := wrk nginx-light
 # Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks
@@ -91,6 +91,7 @@ bench: system-packages .venv bench-packages ## run the benchmarks; each prints r
 	$(VENV)/bin/python -m bench.tftp_bench
 	$(VENV)/bin/python -m bench.pxe_storm
 	$(VENV)/bin/python -m bench.http_files
+	$(VENV)/bin/python -m bench.kvm_start
 
 lint: .venv ## run ruff
 	$(VENV)/bin/ruff check .

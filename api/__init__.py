@@ -27,14 +27,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
     api = make_api()
     _register_error_handlers(api)
-    from api.resources import drivers, hypervisors, images, pxe, tasks, templates
+    from api.resources import drivers, groups, hypervisors, images, machines, nodes, packages, pxe, tasks, templates
 
-    for module in (images, drivers, templates, tasks, hypervisors, pxe):
+    for module in (images, drivers, templates, tasks, hypervisors, machines, nodes, packages, groups, pxe):
         api.add_namespace(module.ns)
     api.init_app(app)
     from api.bootfiles import bootfiles
 
     app.register_blueprint(bootfiles)
+    from api.ui import register_ui
+
+    register_ui(app)
 
     @app.errorhandler(HTTPException)
     def outside_the_api(error: HTTPException):

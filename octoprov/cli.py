@@ -189,6 +189,15 @@ def settings_example() -> None:
     click.echo(env_example(), nl=False)
 
 
+@main.command("deploy-key")
+def deploy_key() -> None:
+    """Print the public SSH key post-install logs on to Linux machines with (generated on first use);
+    authorise it in images that do not get it from Octoprov's cloud-init or Kickstart answers."""
+    from octoprov import deploykey
+
+    click.echo(deploykey.public_key(_settings()))
+
+
 @main.group()
 def token() -> None:
     """API tokens."""
@@ -231,7 +240,8 @@ def task_create(path: Path) -> None:
 
     with _database(settings).session() as session:
         try:
-            created = tasks.create_task(session, Vault.from_settings(settings), body)
+            created = tasks.create_task(session, Vault.from_settings(settings), body,
+                                        check_on_host=settings.check_on_host)
         except OctoprovError as exc:
             raise click.ClickException(_describe(exc)) from None
         session.flush()

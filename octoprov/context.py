@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
-from octoprov.models import Node, Task
+from octoprov.images import CloudImage, cloud_image
+from octoprov.machines import machine_for_mac
+from octoprov.models import Image, Node, Task
 from octoprov.references import DbReferences
 from octoprov.settings import Settings
 from octoprov.targets.base import Cancelled
@@ -24,6 +26,8 @@ class NodeInfo:
     endpoint: str | None
     options: dict
     credentials: dict = field(repr=False)
+    username: str | None = None
+    mac_addresses: tuple[str, ...] = ()  # a bare-metal machine's network cards
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class TaskContext:
     settings: Settings
     database: Database = field(repr=False)
     vault: Vault = field(repr=False)
+    cloud_image: CloudImage | None = None  # set when the task boots a Linux cloud image (qcow2)
 
     @property
     def data_dir(self) -> Path:
@@ -66,6 +71,12 @@ class TaskContext:
             raise Cancelled(f"task {self.task_id} is {status}")
 
 
+def node_info(row: Node, vault: Vault) -> NodeInfo:
+    """What a driver needs of a node, credentials decrypted."""
+    return NodeInfo(row.id, row.name, row.kind, row.endpoint, row.options or {},
+                    vault.decrypt_json(row.credentials_encrypted) or {}, row.username, tuple(row.mac_addresses or ()))
+
+
 def load_context(session: Session, task_id: int, settings: Settings, database: Database, vault: Vault) -> TaskContext:
     task = session.get(Task, task_id)
     config = task.config or {}
@@ -73,11 +84,13 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     os_type = (DbReferences(session).image_os_type(image_id) if image_id else None) or "windows"
     node = None
     if task.hypervisor_node_id is not None:
-        row = session.get(Node, task.hypervisor_node_id)
-        node = NodeInfo(row.id, row.name, row.kind, row.endpoint, row.options or {},
-                        vault.decrypt_json(row.credentials_encrypted) or {})
+        node = node_info(session.get(Node, task.hypervisor_node_id), vault)
+    elif task.target_type == "baremetal" and task.mac_address:
+        row = machine_for_mac(session, task.mac_address)
+        node = node_info(row, vault) if row is not None else None
     return TaskContext(
         task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, config=config,
         mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,
         database=database, vault=vault,
+        cloud_image=cloud_image(session.get(Image, image_id) if image_id else None, settings.effective_images_dir),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -50,16 +51,20 @@ class Vault:
 
 def load_or_create_key_file(path: Path) -> str:
     """The embedded default key: generated once, readable by the owner only (mode 0600)."""
-    path = Path(path)
+    return create_once(Path(path), lambda: Fernet.generate_key().decode() + "\n").strip()
+
+
+def create_once(path: Path, make: Callable[[], str]) -> str:
+    """The text of ``path``, written first with ``make()`` (mode 0600) if it does not exist.
+    O_EXCL: two processes starting at once must not each write a different key."""
     if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key().decode()
-    # O_EXCL: two processes starting at once must not each write a different key.
+        return path.read_text()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = make()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text().strip()
+        return path.read_text()
     with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key
+        handle.write(text)
+    return text

@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, computed_field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from octoprov import states
+from octoprov import qcow2, states
 from octoprov.errors import Conflict, InvalidRequest
 from octoprov.lookup import fetch
 from octoprov.models import Image, Task, Template
@@ -88,9 +89,17 @@ class ImageView(View):
     kernel_args: str | None = None
     size_bytes: int | None
     checksum_sha256: str | None
+    disk_format: str | None = None
+    virtual_size_bytes: int | None = None
     editions: list[Edition] | None
     created_at: Timestamp
     updated_at: Timestamp
+
+    @computed_field
+    @property
+    def cloud_image(self) -> bool:
+        """A Linux qcow2 image: KVM tasks boot it directly (copy-on-write overlay + cloud-init)."""
+        return is_cloud_image(self)
 
 
 def _file_in(root: Path, value: str, field: str) -> Path:
@@ -119,13 +128,18 @@ def _new_image(root: Path, spec: ImageSpec, path: Path, size: int, checksum: str
     if (spec.kernel_path is None) != (spec.initrd_path is None):
         missing = "initrdPath" if spec.kernel_path else "kernelPath"
         raise InvalidRequest({missing: "give both kernelPath and initrdPath"})
+    try:
+        header = qcow2.read_header(path)
+    except ValueError as exc:
+        raise InvalidRequest({"imagePath": str(exc)}) from None
     return Image(
         name=spec.name, os_type=spec.os_type, os_version=spec.os_version, architecture=spec.architecture,
         image_path=relative_name(root, path), image_index=spec.image_index,
         boot_wim_path=optional_file(spec.boot_wim_path, "bootWimPath"),
         kernel_path=optional_file(spec.kernel_path, "kernelPath"),
         initrd_path=optional_file(spec.initrd_path, "initrdPath"), kernel_args=spec.kernel_args,
-        size_bytes=size, checksum_sha256=checksum,
+        size_bytes=size, checksum_sha256=checksum, disk_format="qcow2" if header else None,
+        virtual_size_bytes=header.virtual_size if header else None,
     )
 
 
@@ -207,3 +221,60 @@ def delete_image(session: Session, image_id: int) -> None:
         if (config or {}).get("os", {}).get("imageId") == image_id:
             raise Conflict(f"image {image_id} is used by task {task_id}")
     session.delete(image)
+
+
+# --- cloud images ---------------------------------------------------------------------------------
+
+GIB = 1024**3
+CLOUD_IMAGE_TARGETS = ("kvm", "fake")  # the fake target simulates any machine
+CLOUD_IMAGE_ONLY = (("os", "adminUsername"), ("os", "sshAuthorizedKeys"), ("postInstall", "runCommands"))
+
+
+@dataclass(frozen=True)
+class CloudImage:
+    """What a target needs of a cloud image: the file, its checksum (base volumes on a host are
+    named by it, so tasks share one upload) and the virtual size the OS disk must reach."""
+
+    image_id: int
+    path: Path
+    checksum_sha256: str
+    size_bytes: int
+    virtual_size_bytes: int
+
+
+def is_cloud_image(image: Image | ImageView | None) -> bool:
+    return image is not None and image.os_type == "linux" and image.disk_format == "qcow2"
+
+
+def cloud_image(image: Image | None, root: Path) -> CloudImage | None:
+    """The cloud image a task boots, or None when its image is not one."""
+    if not is_cloud_image(image):
+        return None
+    return CloudImage(image.id, root / image.image_path, image.checksum_sha256 or "",
+                      image.size_bytes or 0, image.virtual_size_bytes or 0)
+
+
+def cloud_image_request_errors(image: Image | None, request: dict) -> dict[str, str]:
+    """What in a task request (camelCase, as validated) does not fit its image: a cloud image needs
+    a KVM target and an OS disk of at least its virtual size that can hold an overlay; the fields
+    only cloud-init reads are refused for other images rather than silently ignored."""
+    errors = {}
+    if not is_cloud_image(image):
+        for path in CLOUD_IMAGE_ONLY:
+            section = request.get(path[0]) or {}
+            if section.get(path[1]):
+                errors[".".join(path)] = "only cloud-image tasks use it (the image is not a Linux qcow2 image)"
+        return errors
+    if request.get("targetType") not in CLOUD_IMAGE_TARGETS:
+        errors["os.imageId"] = (f"image {image.id} is a qcow2 cloud image; targetType {request.get('targetType')} "
+                                f"cannot boot it (use kvm)")
+    for index, disk in enumerate((request.get("vm") or {}).get("disks") or []):
+        if disk.get("purpose") != "os":
+            continue
+        needed = -(-(image.virtual_size_bytes or 0) // GIB)
+        if disk.get("sizeGb", 0) < needed:
+            errors[f"vm.disks[{index}].sizeGb"] = (f"must be at least {needed}: the cloud image's disk is "
+                                                   f"{image.virtual_size_bytes} bytes")
+        if disk.get("type") == "fixed":
+            errors[f"vm.disks[{index}].type"] = "must be dynamic: a cloud image's OS disk is a copy-on-write overlay"
+    return errors

@@ -1,4 +1,5 @@
-"""The data model: the spec's five provisioning tables, plus nodes, task steps and API tokens.
+"""The data model: the spec's five provisioning tables, plus nodes, task steps, API tokens, post-install
+packages and node groups.
 
 Column names follow the spec's schema. Changes go through Alembic migrations
 (``octoprov/migrations``); a test checks that models and migrations agree.
@@ -80,6 +81,8 @@ class Image(Base):
     boot_wim_path: Mapped[str | None] = mapped_column(String(500))
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
+    disk_format: Mapped[str | None] = mapped_column(String(20))  # "qcow2" when the file is one (cloud images)
+    virtual_size_bytes: Mapped[int | None] = mapped_column(BigInteger)  # a qcow2 image's disk size
     editions: Mapped[list | None] = mapped_column(JSONType)  # filled by a WIM scan
     kernel_path: Mapped[str | None] = mapped_column(String(500))  # Linux installers: kernel + initrd
     initrd_path: Mapped[str | None] = mapped_column(String(500))
@@ -206,3 +209,45 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created()
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Package(Base):
+    """Software a post-install run puts on a machine: a script run with parameters bound, never pasted in."""
+
+    __tablename__ = "provisioning_packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    os_type: Mapped[str] = mapped_column(String(20))  # windows (PowerShell script) | linux (POSIX sh script)
+    script: Mapped[str] = mapped_column(Text)
+    parameters_schema: Mapped[dict] = mapped_column(JSONType)  # a small subset of JSON Schema (octoprov.packages)
+    idempotent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # may be retried
+    timeout_s: Mapped[int] = mapped_column(Integer, default=1800, server_default="1800")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Group(Base):
+    """A named set of nodes; post-install adds new machines to the groups a task names."""
+
+    __tablename__ = "provisioning_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class GroupMember(Base):
+    """A node's membership of a group; it goes with either of them."""
+
+    __tablename__ = "provisioning_group_members"
+    __table_args__ = (Index("ix_provisioning_group_members_node_id", "node_id"),)
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("provisioning_groups.id", ondelete="CASCADE"), primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = _created()
+
+    node: Mapped[Node] = relationship(lazy="joined")

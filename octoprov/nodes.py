@@ -23,10 +23,12 @@ from octoprov.logs import redactor
 from octoprov.models import Node, Task
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.targets.fake import FakeOptions
+from octoprov.targets.hyperv.options import HyperVOptions
+from octoprov.targets.libvirt_ssh import HOST_KEY, SSH_SCHEMES
 
 HYPERVISOR = "hypervisor"
 HYPERVISOR_KINDS = ("hyperv", "kvm", "fake")
-LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
+LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
@@ -38,6 +40,23 @@ class WinRmOptions(Spec):
     ssl: bool = True
     port: int | None = Field(default=None, ge=1, le=65535)
     validate_certificate: bool = True
+
+
+class KvmOptions(Spec):
+    """Where and how machines are created on a KVM host (the ``kvm`` object of a node of kind kvm)."""
+
+    storage_pool: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/]+$",
+                                     description="Storage pool for the machines' volumes; default: the first "
+                                                 "active pool")
+    domain_type: Literal["kvm", "qemu"] = Field(
+        default="kvm", description="kvm: hardware virtualisation; qemu: emulation, for hosts without it")
+    virtio_drivers: bool = Field(
+        default=True, description="VirtIO disks and NIC; false: SATA and e1000e, for installers without VirtIO "
+                                  "drivers")
+    host_key: str | None = Field(
+        default=None, max_length=16384, pattern=HOST_KEY.pattern,
+        description="qemu+ssh with a stored key: the host's SSH public key (e.g. the contents of "
+                    "/etc/ssh/ssh_host_ed25519_key.pub); the connection is refused if the host shows another")
 
 
 class HypervisorSpec(Spec):
@@ -53,12 +72,21 @@ class HypervisorSpec(Spec):
         default=None, min_length=1, max_length=16384, description="SSH key for qemu+ssh, stored encrypted"
     )
     winrm: WinRmOptions | None = None
+    hyperv: HyperVOptions | None = None
+    kvm: KvmOptions | None = None
     fake: FakeOptions | None = None
 
     @model_validator(mode="after")
     def _options_fit_kind(self):
         if self.fake is not None and self.kind != "fake":
             report({"fake": "only for nodes of kind fake"})
+        if self.kvm is not None and self.kind != "kvm":
+            report({"kvm": "only for nodes of kind kvm"})
+        if self.hyperv is not None and self.kind != "hyperv":
+            report({"hyperv": "only for nodes of kind hyperv"})
+        if self.kind == "hyperv" and self.winrm is not None and self.winrm.transport == "certificate":
+            report({("winrm", "transport"): "certificate authentication is not available yet; use ntlm, kerberos "
+                                            "or credssp"})
         return self
 
     @model_validator(mode="after")
@@ -74,6 +102,10 @@ class HypervisorSpec(Spec):
                     s + "://" for s in LIBVIRT_SCHEMES) + ")"})
             if self.winrm is not None:
                 report({"winrm": "only for Hyper-V hosts"})
+            if self.private_key is not None and scheme not in SSH_SCHEMES:
+                report({"privateKey": "only for KVM hosts reached over qemu+ssh"})
+            if self.private_key is not None and "PRIVATE KEY-----" not in self.private_key:
+                report({"privateKey": "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)"})
         else:
             parts = urlsplit(self.endpoint if "://" in self.endpoint else "//" + self.endpoint)
             if "://" in self.endpoint and parts.scheme not in ("http", "https"):
@@ -106,6 +138,8 @@ class HypervisorView(View):
     username: str | None
     has_credentials: bool
     winrm: dict | None
+    hyperv: dict | None = None
+    kvm: dict | None = None
     fake: dict | None = None
     created_at: Timestamp
     updated_at: Timestamp
@@ -115,6 +149,7 @@ class HypervisorView(View):
         return cls(
             id=node.id, name=node.name, kind=node.kind, endpoint=node.endpoint, username=node.username,
             has_credentials=node.credentials_encrypted is not None, winrm=(node.options or {}).get("winrm"),
+            hyperv=(node.options or {}).get("hyperv"), kvm=(node.options or {}).get("kvm"),
             fake=(node.options or {}).get("fake"),
             created_at=node.created_at, updated_at=node.updated_at,
         )
@@ -122,14 +157,15 @@ class HypervisorView(View):
 
 def _apply(node: Node, spec: HypervisorSpec, vault: Vault) -> None:
     node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
-    options = {name: sub.model_dump(by_alias=True) for name, sub in (("winrm", spec.winrm), ("fake", spec.fake)) if sub}
+    parts = (("winrm", spec.winrm), ("hyperv", spec.hyperv), ("kvm", spec.kvm), ("fake", spec.fake))
+    options = {name: sub.model_dump(by_alias=True) for name, sub in parts if sub}
     node.options = options or None
     secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
     redactor.register(*secrets.values())
     node.credentials_encrypted = vault.encrypt_json(secrets) if secrets else None
 
 
-def _flush(session: Session, name: str) -> None:
+def flush_named(session: Session, name: str) -> None:
     try:
         session.flush()
     except IntegrityError:
@@ -137,7 +173,7 @@ def _flush(session: Session, name: str) -> None:
         raise Conflict(f"name: a node called {name!r} exists already") from None
 
 
-def _name_taken(session: Session, name: str, other_than: int | None = None) -> bool:
+def name_taken(session: Session, name: str, other_than: int | None = None) -> bool:
     query = select(Node.id).where(Node.name == name)
     if other_than is not None:
         query = query.where(Node.id != other_than)
@@ -145,12 +181,12 @@ def _name_taken(session: Session, name: str, other_than: int | None = None) -> b
 
 
 def register_hypervisor(session: Session, vault: Vault, spec: HypervisorSpec) -> Node:
-    if _name_taken(session, spec.name):
+    if name_taken(session, spec.name):
         raise Conflict(f"name: a node called {spec.name!r} exists already")
     node = Node(role=HYPERVISOR)
     _apply(node, spec, vault)
     session.add(node)
-    _flush(session, spec.name)
+    flush_named(session, spec.name)
     return node
 
 
@@ -159,7 +195,7 @@ def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: Hyperv
     node = get_hypervisor(session, node_id)
     if spec.kind != node.kind and _open_tasks(session, node_id):
         raise InvalidRequest({"kind": "cannot change while tasks on this node are open"})
-    if _name_taken(session, spec.name, other_than=node_id):
+    if name_taken(session, spec.name, other_than=node_id):
         raise Conflict(f"name: a node called {spec.name!r} exists already")
     kept = vault.decrypt_json(node.credentials_encrypted) or {}
     merged = spec.model_copy(update={
@@ -167,7 +203,7 @@ def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: Hyperv
         "private_key": spec.private_key or kept.get("privateKey"),
     })
     _apply(node, merged, vault)
-    _flush(session, spec.name)
+    flush_named(session, spec.name)
     return node
 
 

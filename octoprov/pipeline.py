@@ -24,6 +24,7 @@ from octoprov.crypto import Vault
 from octoprov.errors import Conflict, OctoprovError
 from octoprov.lookup import fetch
 from octoprov.models import Task, TaskLog, TaskStep, utcnow
+from octoprov.results import MachineFacts, record_facts
 from octoprov.settings import Settings
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
@@ -199,9 +200,17 @@ def fail(session: Session, task_id: int, name: str | None, message: str) -> bool
     return True
 
 
-def keeps_machine(task: Task) -> bool:
-    """Whether the request asked to keep a failed task's machine (for debugging) instead of a rollback."""
-    return bool(((task.config or {}).get("options") or {}).get("keepVmOnFailure", False))
+def keeps_machine(task: Task, session: Session | None = None) -> bool:
+    """Whether a failed task's machine stays instead of being rolled back: the request asked to keep it
+    (for debugging), or it failed in post-install and the request did not ask for a rollback then
+    (an installed machine is worth more than one item that did not run)."""
+    config = task.config or {}
+    if (config.get("options") or {}).get("keepVmOnFailure", False):
+        return True
+    if session is None or (config.get("postInstall") or {}).get("onFailure", "keep") != "keep":
+        return False
+    failed = session.scalar(select(TaskStep.name).where(TaskStep.task_id == task.id, TaskStep.status == FAILED))
+    return failed is not None and steps.is_post_install(failed)
 
 
 # -- callbacks from the machine --------------------------------------------------------------------
@@ -221,14 +230,17 @@ def verify_token(task: Task, token: str, vault: Vault) -> None:
 
 
 def handle_callback(session: Session, settings: Settings, vault: Vault, task_id: int, token: str, event: str,
-                    status: str, message: str | None) -> CallbackOutcome:
-    """Apply a machine's status report. Duplicates and reports out of order are logged and ignored."""
+                    status: str, message: str | None, facts: MachineFacts | None = None) -> CallbackOutcome:
+    """Apply a machine's status report. Duplicates and reports out of order are logged and ignored;
+    what the machine says about itself (addresses, SSH host keys) is kept from any authentic report."""
     task = fetch(session, Task, task_id, "task")
     verify_token(task, token, vault)
     text = f"Callback {event} ({status})" + (f": {message}" if message else "")
     if task.status in states.FINAL:
         log(session, task_id, text + f" - ignored, task is {task.status}", level="warn", step=event)
         return CallbackOutcome(False, f"task is {task.status}", [])
+    if facts is not None:
+        record_facts(session, task, facts)
     rows = step_rows(session, task_id)
     current = next((row for row in rows if row.status != DONE), None)
     if event == "progress":

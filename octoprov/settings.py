@@ -107,6 +107,70 @@ class Settings:
     boot_unknown_machines: bool = _setting(
         False, "Answer PXE clients with no active task too (they get the boot menu) instead of ignoring them."
     )
+    # -- targets -----------------------------------------------------------------------------------
+    ssh_key_file: Path | None = _setting(
+        None, "Private SSH key (OpenSSH format) workers log on to installed Linux machines with, for "
+              "post-install; cloud-init and Kickstart answers authorise its public key (octoprov deploy-key "
+              "prints it). Empty: generated on first use in DATA_DIR/ssh/octoprov_ed25519 (mode 0600).",
+        example="/etc/octoprov/ssh/octoprov_ed25519")
+    linux_agent_installer: str = _setting(
+        "agent/octoprov-agent.sh", "The agent's installer for Linux in the images folder: copied to the machine "
+        "over SSH and run with LINUX_AGENT_ARGS by the install_agent step (skipped with a warning when absent).")
+    scripts_dir: Path | None = _setting(
+        None, "The post-install scripts library (runScripts names a file in it: .ps1 for Windows, .sh for Linux). "
+              "Empty: the answers/scripts folder shipped with Octoprov.", example="/etc/octoprov/scripts")
+    linux_agent_args: str = _setting("", "Arguments for the Linux agent installer (split like a shell would).")
+    check_on_host: bool = _setting(
+        True, "Check a new task against its hypervisor (network, storage pool, free space) before accepting it: "
+              "one connection per POST /tasks. Off: the worker finds out when it creates the machine."
+    )
+    hyperv_secure_boot_template: str = _setting(
+        "MicrosoftUEFICertificateAuthority",
+        "Secure Boot template of generation 2 Hyper-V VMs with secureboot on: MicrosoftUEFICertificateAuthority "
+        "(the spec's; also boots loaders signed by Microsoft's third-party UEFI CA) or MicrosoftWindows.",
+    )
+    # -- Active Directory: offline domain join -------------------------------------------------------
+    djoin_host: str = _setting(
+        "", "Management host that runs djoin.exe /provision for offline domain joins, over WinRM: a domain "
+            "controller or a member server with the RSAT AD PowerShell module. Host name (HTTPS, port 5986) or "
+            "URL. Empty: offline joins fail with a message saying so.", example="dc01.yourdom.local",
+    )
+    djoin_username: str = _setting(
+        "", "Account on DJOIN_HOST: allowed to use PowerShell remoting there and to create and delete computer "
+            "accounts in the OUs tasks name.", example="YOURDOM\\svc-djoin",
+    )
+    djoin_password: str = _setting("", "Password of DJOIN_USERNAME.", secret=True)
+    djoin_transport: str = _setting("ntlm", "WinRM authentication to DJOIN_HOST: ntlm, kerberos or credssp.")
+    djoin_validate_certificate: bool = _setting(
+        True, "Check DJOIN_HOST's TLS certificate against the CAs the worker trusts."
+    )
+    # -- Windows deployment (WinPE file share, answer files) ----------------------------------------
+    winpe_share_server: str = _setting(
+        "", "Host WinPE mounts the image and driver shares from; an IP address spares WinPE a name lookup. "
+            "Empty: BOOT_SERVER_ADDRESS, else the host of PUBLIC_URL.", example="192.0.2.10",
+    )
+    winpe_share_name: str = _setting("images", "SMB share of the images folder (read-only) WinPE applies WIMs from.")
+    winpe_drivers_share_name: str = _setting("drivers", "SMB share of the drivers folder (read-only) for driver packs.")
+    winpe_share_user: str = _setting(
+        "", "Account WinPE mounts the shares with (a Samba user with read access only). Empty: guest access.",
+        example="winpe",
+    )
+    winpe_share_password: str = _setting(
+        "", "Password of WINPE_SHARE_USER. It is written into each task's WinPE start script, so give this "
+            "account nothing but read access to the two shares.", secret=True,
+    )
+    samba_smb1: bool = _setting(
+        False, "Let the generated Samba configuration speak SMB1 (server min protocol = NT1, NTLMv1) for WinPE "
+               "older than Windows 10 1709. Off: SMB2 and newer only.",
+    )
+    winpe_virtio_dir: str = _setting(
+        "X:\\Windows\\System32\\drivers", "Folder inside WinPE (boot.wim) holding the VirtIO drivers viostor, "
+                                        "vioscsi and netkvm (.inf with .sys and .cat) that KVM machines need.",
+    )
+    windows_agent_installer: str = _setting(
+        "agent/octoprov-agent.msi", "The agent's MSI in the images folder; Windows machines download it from "
+                                    "/boot/images/ and install it at first logon.",
+    )
     # -- notifications -----------------------------------------------------------------------------
     webhook_urls: str = _setting(
         "", "Comma-separated URLs called on every task's completion, failure or cancellation.",
@@ -118,6 +182,12 @@ class Settings:
     webhook_retries: int = _setting(5, "How often a failed webhook delivery is retried (with growing delays).")
     webhook_retry_base_s: int = _setting(5, "First webhook retry delay in seconds; each further retry doubles it.")
     webhook_timeout_s: int = _setting(10, "Seconds to wait for a webhook receiver to answer.")
+    # -- Octofleet (optional endpoint management) --------------------------------------------------
+    octofleet_api: str = _setting(
+        "", "Base URL of an Octofleet endpoint-management API to mirror new nodes, their groups and queued "
+            "packages to. Empty: Octoprov's own records only.", example="https://octofleet.yourdom.local/api/v1",
+    )
+    octofleet_token: str = _setting("", "Bearer token for OCTOFLEET_API.", secret=True)
 
     # -- derived locations -------------------------------------------------------------------------
 
@@ -144,6 +214,10 @@ class Settings:
     @property
     def effective_tftp_root(self) -> Path:
         return (self.tftp_root or self.data_dir / "tftp").resolve()
+
+    @property
+    def effective_scripts_dir(self) -> Path:
+        return Path(self.scripts_dir or Path(__file__).resolve().parents[1] / "answers" / "scripts").resolve()
 
     @property
     def key_file(self) -> Path:

@@ -23,11 +23,13 @@ class StepDef:
     event: str | None = None
 
 
-# callback events a machine may post, in the order they happen
+# callback events a machine may post, in the order they happen (a cloud image has no installer: it posts
+# first_boot when it comes up, then os_installed once cloud-init has configured it)
 EVENTS = ("installer_started", "os_installed", "first_boot", "domain_joined")
 
 
-def plan(config: dict, target_type: str, node_name: str | None, os_type: str) -> list[StepDef]:
+def plan(config: dict, target_type: str, node_name: str | None, os_type: str, *,
+         cloud_image: bool = False) -> list[StepDef]:
     windows = os_type == "windows"
     vm = target_type != "baremetal"
     domain = config.get("domain") or {}
@@ -39,7 +41,32 @@ def plan(config: dict, target_type: str, node_name: str | None, os_type: str) ->
         steps = [StepDef("register_machine", "Register machine", WORK, states.CREATING_VM)]
     if joins and domain.get("method", "offline") == "offline":
         steps.append(StepDef("prepare_domain_join", "Prepare offline domain join", WORK, states.CREATING_VM))
-    steps += [
+    if cloud_image:  # boots from its own disk: no answer file, no PXE, no installer to wait for
+        steps += [
+            StepDef("power_on", "Start VM", WORK, states.CREATING_VM),
+            StepDef("first_boot", "First boot from the cloud image", WAIT, states.BOOTING, "first_boot"),
+            StepDef("os_install", "Configuration by cloud-init", WAIT, states.INSTALLING, "os_installed"),
+        ]
+    else:
+        steps += _install_steps(windows, vm)
+    if joins:
+        steps.append(StepDef("domain_join", "Domain join", WAIT, states.CONFIGURING, "domain_joined"))
+    if post.get("installAgent", True):
+        steps.append(StepDef("install_agent", "Install agent", WORK, states.CONFIGURING))
+    for index, package in enumerate(post.get("runPackages") or []):
+        steps.append(StepDef(f"package_{index}", f"Post-install: package {package['packageId']}", WORK,
+                             states.CONFIGURING))
+    for index, script in enumerate(post.get("runScripts") or []):
+        steps.append(StepDef(f"script_{index}", f"Post-install: script {script['name']}", WORK, states.CONFIGURING))
+    if post.get("addToGroups"):
+        steps.append(StepDef("add_to_groups", "Add to groups", WORK, states.CONFIGURING))
+    steps.append(StepDef("finish", "Finish", WORK, states.CONFIGURING))
+    return steps
+
+
+def _install_steps(windows: bool, vm: bool) -> list[StepDef]:
+    """From the answer file to the installed OS's first boot: an installation booted from the network."""
+    return [
         StepDef("render_answers", "Generate answer file", WORK, states.CREATING_VM),
         StepDef("register_mac", "Register MAC for PXE boot", WORK, states.CREATING_VM),
         StepDef("power_on", "Start VM" if vm else "Power on machine", WORK, states.CREATING_VM),
@@ -50,17 +77,12 @@ def plan(config: dict, target_type: str, node_name: str | None, os_type: str) ->
         StepDef("first_boot", "First boot and OOBE" if windows else "First boot", WAIT, states.INSTALLING,
                 "first_boot"),
     ]
-    if joins:
-        steps.append(StepDef("domain_join", "Domain join", WAIT, states.CONFIGURING, "domain_joined"))
-    if post.get("installAgent", True):
-        steps.append(StepDef("install_agent", "Install agent", WORK, states.CONFIGURING))
-    for index, package in enumerate(post.get("runPackages") or []):
-        steps.append(StepDef(f"package_{index}", f"Post-install: package {package['packageId']}", WORK,
-                             states.CONFIGURING))
-    for index, script in enumerate(post.get("runScripts") or []):
-        steps.append(StepDef(f"script_{index}", f"Post-install: script {script['name']}", WORK, states.CONFIGURING))
-    steps.append(StepDef("finish", "Finish", WORK, states.CONFIGURING))
-    return steps
+
+
+def is_post_install(step_name: str) -> bool:
+    """Steps that run on the installed machine: the agent, group membership, packages, scripts."""
+    kind, _, index = step_name.partition("_")
+    return step_name in ("install_agent", "add_to_groups") or (kind in ("package", "script") and index.isdigit())
 
 
 def post_install_item(config: dict, step_name: str) -> dict | None:
@@ -68,6 +90,8 @@ def post_install_item(config: dict, step_name: str) -> dict | None:
     post = config.get("postInstall") or {}
     if step_name == "install_agent":
         return {"type": "agent"}
+    if step_name == "add_to_groups":
+        return {"type": "groups", "groupIds": list(post.get("addToGroups") or [])}
     kind, _, index = step_name.partition("_")
     if kind == "package" and index.isdigit():
         return {"type": "package", **post["runPackages"][int(index)]}

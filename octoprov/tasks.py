@@ -16,11 +16,13 @@ from secrets import token_urlsafe
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from octoprov import pipeline, states, steps, taskspec
+from octoprov import images, pipeline, states, steps, taskspec
+from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
+from octoprov.errors import InvalidRequest
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
-from octoprov.models import Node, Task, TaskLog, Template
+from octoprov.models import Image, Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
@@ -103,8 +105,9 @@ def _with_mask(data: dict, paths: list[tuple[str, ...]]) -> dict:
     return result
 
 
-def create_task(session: Session, vault: Vault, body: object) -> Task:
-    """Validate ``body`` against the request schema and the stored references, and store it."""
+def create_task(session: Session, vault: Vault, body: object, *, check_on_host: bool = True) -> Task:
+    """Validate ``body`` against the request schema and the stored references (and, with
+    ``check_on_host``, against what the hypervisor offers), and store it."""
     refs = DbReferences(session)
     defaults = {}
     if isinstance(body, dict) and isinstance(body.get("templateId"), int) and not isinstance(
@@ -114,11 +117,15 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
         if template is not None:
             defaults = taskspec.template_defaults(template)
     spec = taskspec.parse_task_request(body, defaults, refs)
+    image = session.get(Image, spec.os.image_id)
+    problems = images.cloud_image_request_errors(image, spec.model_dump(mode="json", by_alias=True))
+    if problems:
+        raise InvalidRequest(problems)
     secrets = spec.secrets()
     redactor.register(*secrets.values())
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
-    _validate_on_target(spec.target_type, config, node)
+    _validate_on_target(spec.target_type, config, node_info(node, vault) if node and check_on_host else None)
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)
     task = Task(
@@ -138,12 +145,13 @@ def create_task(session: Session, vault: Vault, body: object) -> Task:
     session.add(task)
     session.flush()
     os_type = refs.image_os_type(spec.os.image_id) or "windows"
-    pipeline.add_steps(session, task, steps.plan(config, spec.target_type, node.name if node else None, os_type))
+    pipeline.add_steps(session, task, steps.plan(config, spec.target_type, node.name if node else None, os_type,
+                                                 cloud_image=images.is_cloud_image(image)))
     pipeline.log(session, task.id, "Task created", step="create")
     return task
 
 
-def _validate_on_target(target_type: str, config: dict, node: Node | None) -> None:
+def _validate_on_target(target_type: str, config: dict, node: NodeInfo | None) -> None:
     """The target's own cheap check (a driver that is not available yet fails the task when it runs)."""
     try:
         target = target_for(target_type)

@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
+from octoprov.packages import PackageLike, validate_parameters
 from octoprov.specs import Spec, parse, report
 from octoprov.validation import (
     canonical_mac,
@@ -39,10 +40,13 @@ from octoprov.validation import (
     check_hostname,
     check_ipv4,
     check_language,
+    check_linux_user_name,
     check_ou_in_domain,
     check_parameter_name,
     check_product_key,
     check_script_name,
+    check_shell_command,
+    check_ssh_public_key,
     check_static_network,
     check_timezone,
 )
@@ -67,6 +71,14 @@ class References(Protocol):
 
     def hypervisor_kind(self, node_id: int) -> str | None:
         """The node's kind, "hyperv" or "kvm", or None if there is no such hypervisor node."""
+
+    def package(self, package_id: int) -> PackageLike | None:
+        """The package (its ``name``, ``os_type`` and ``parameters_schema``), or None if there is none."""
+
+    def group_exists(self, group_id: int) -> bool: ...
+
+    def script_os_type(self, name: str) -> str | None:
+        """The OS a script of the scripts library is for, or None if the library has no such script."""
 
 
 def _problem(check: Callable[..., object], *args: Any) -> str | None:
@@ -159,6 +171,11 @@ class OsSpec(Spec):
     timezone: TimeZone = DEFAULT_TIMEZONE
     product_key: Annotated[str, AfterValidator(check_product_key)] | None = Field(None, repr=False)
     admin_password: Annotated[str, Field(min_length=1, max_length=127)] | None = Field(None, repr=False)
+    # cloud images only (cloud-init creates this account): without a name, "admin"
+    admin_username: Annotated[str, AfterValidator(check_linux_user_name)] | None = None
+    ssh_authorized_keys: Annotated[
+        list[Annotated[str, AfterValidator(check_ssh_public_key)]], Field(max_length=32)
+    ] = Field(default_factory=list)
 
 
 class NetworkSpec(Spec):
@@ -221,9 +238,18 @@ class ScriptRun(Spec):
 
 class PostInstallSpec(Spec):
     install_agent: bool = True
+    retries: int = Field(default=2, ge=0, le=10, description="Attempts after the first for an item that may be "
+                                                            "repeated safely (the agent, idempotent packages)")
+    on_failure: Literal["keep", "rollback"] = Field(
+        default="keep", description="When an item fails for good: keep the installed machine (the task fails at "
+                                    "that step) or roll everything back")
     add_to_groups: Annotated[list[Id], AfterValidator(_no_duplicates)] = Field(default_factory=list)
     run_packages: list[PackageRun] = Field(default_factory=list)
     run_scripts: list[ScriptRun] = Field(default_factory=list)
+    # cloud images only: shell commands cloud-init runs in order at first boot
+    run_commands: Annotated[
+        list[Annotated[str, AfterValidator(check_shell_command)]], Field(max_length=64)
+    ] = Field(default_factory=list)
 
 
 class TaskOptions(Spec):
@@ -380,7 +406,51 @@ def _check_references(request: dict, refs: References) -> tuple[str | None, dict
             errors["hypervisorNodeId"] = f"no hypervisor node with id {node_id}"
         elif kind != target:
             errors["hypervisorNodeId"] = f"node {node_id} is a {kind} host, but targetType is {target}"
+    errors.update(_check_post_install(request.get("postInstall"), os_type, refs))
     return os_type, errors
+
+
+def _items(section: dict, key: str) -> list[tuple[int, dict]]:
+    entries = section.get(key)
+    if not isinstance(entries, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(entries) if isinstance(entry, dict)]
+
+
+def _check_post_install(section: object, os_type: str | None, refs: References) -> dict[str, str]:
+    """The groups, packages and library scripts ``postInstall`` names exist, suit the image's OS, and
+    each package gets the parameters its schema declares. Malformed entries are left to the model."""
+    if not isinstance(section, dict):
+        return {}
+    errors = {}
+    groups = section.get("addToGroups")
+    for index, group_id in enumerate(groups if isinstance(groups, list) else []):
+        if _is_id(group_id) and not refs.group_exists(group_id):
+            errors[f"postInstall.addToGroups[{index}]"] = f"no group with id {group_id}"
+    for index, run in _items(section, "runPackages"):
+        where, package_id = f"postInstall.runPackages[{index}]", run.get("packageId")
+        package = refs.package(package_id) if _is_id(package_id) else None
+        if package is None:
+            if _is_id(package_id):
+                errors[f"{where}.packageId"] = f"no package with id {package_id}"
+            continue
+        if os_type and package.os_type != os_type:
+            errors[f"{where}.packageId"] = f"package {package.name} is for {package.os_type}, the image is {os_type}"
+        try:
+            validate_parameters(package, run.get("parameters", {}), f"{where}.parameters")
+        except InvalidRequest as invalid:
+            errors.update(invalid.errors)
+    for index, run in _items(section, "runScripts"):
+        name = run.get("name")
+        if not isinstance(name, str) or _problem(check_script_name, name):
+            continue
+        script_os = refs.script_os_type(name)
+        if script_os is None:
+            errors[f"postInstall.runScripts[{index}].name"] = (
+                f"no script {name} in the scripts library (OCTOPROV_SCRIPTS_DIR: .ps1 for Windows, .sh for Linux)")
+        elif os_type and script_os != os_type:
+            errors[f"postInstall.runScripts[{index}].name"] = f"{name} is a {script_os} script, the image is {os_type}"
+    return errors
 
 
 def parse_task_request(body: object, defaults: dict, refs: References) -> TaskSpec:

@@ -59,13 +59,46 @@ STATIC_NETWORK = {
 }
 
 
-def spec_example(variant: str = "dhcp", *, image_id: int = 1, node_id: int = 5) -> dict:
+# The package and groups the example's postInstall names, for tests that store them (their ids then
+# go to spec_example's package_id and group_ids).
+EXAMPLE_PACKAGE = {
+    "name": "SQL Server 2022", "osType": "windows", "script": "param([string]$instanceName)\n",
+    "parametersSchema": {"type": "object", "properties": {"instanceName": {"type": "string"}},
+                         "required": ["instanceName"]},
+}
+EXAMPLE_GROUPS = ({"name": "SQL Servers"}, {"name": "Berlin"})
+
+
+def spec_example(variant: str = "dhcp", *, image_id: int = 1, node_id: int = 5, package_id: int = 8,
+                 group_ids: tuple[int, ...] | list[int] = (5, 12)) -> dict:
     body = copy.deepcopy(_EXAMPLE)
     body["os"]["imageId"] = image_id
     body["hypervisorNodeId"] = node_id
+    body["postInstall"]["runPackages"][0]["packageId"] = package_id
+    body["postInstall"]["addToGroups"] = list(group_ids)
     if variant == "static":
         body["network"] = copy.deepcopy(STATIC_NETWORK)
     return body
+
+
+def store_post_install(post) -> dict:
+    """Store the example's package and groups through ``post(resource, body) -> id`` ("packages",
+    "groups"); their ids, as spec_example's keyword arguments."""
+    return {"package_id": post("packages", EXAMPLE_PACKAGE),
+            "group_ids": [post("groups", group) for group in EXAMPLE_GROUPS]}
+
+
+def store_post_install_in(session) -> dict:
+    """store_post_install through the domain layer, for tests that have a database but no API."""
+    from octoprov import groups, packages
+    from octoprov.specs import parse
+
+    def post(resource: str, body: dict) -> int:
+        if resource == "packages":
+            return packages.register_package(session, parse(packages.PackageSpec, body)).id
+        return groups.register_group(session, parse(groups.GroupSpec, body)).id
+
+    return store_post_install(post)
 
 
 SECRETS = (ADMIN_PASSWORD, PRODUCT_KEY, JOIN_PASSWORD, NODE_PASSWORD)

@@ -9,8 +9,15 @@ TEMPLATES = "/api/v1/provisioning/templates"
 HYPERVISORS = "/api/v1/provisioning/hypervisors"
 
 
+def driver_folder(settings, name: str = "dell-r750"):
+    folder = settings.effective_drivers_dir / name
+    (folder / "net").mkdir(parents=True)
+    (folder / "net" / "e1r.inf").write_text("[Version]\nSignature=\"$WINDOWS NT$\"\n")
+    return folder
+
+
 def test_driver_pack_lifecycle(client, settings):
-    (settings.effective_drivers_dir / "dell-r750").mkdir()
+    driver_folder(settings)
     body = {"name": "Dell PowerEdge R750", "vendor": "Dell", "modelPattern": "^PowerEdge R7[0-9]0$",
             "osType": "windows", "driverPath": "dell-r750"}
     created = client.post(DRIVERS, json=body)
@@ -30,7 +37,7 @@ def test_driver_pack_lifecycle(client, settings):
     ({"osType": "beos"}, "osType"),
 ], ids=["bad-regex", "escape", "missing", "os"])
 def test_driver_pack_validation(client, settings, change, field):
-    (settings.effective_drivers_dir / "dell-r750").mkdir()
+    driver_folder(settings)
     body = {"name": "Dell", "osType": "windows", "driverPath": "dell-r750", **change}
     response = client.post(DRIVERS, json=body)
     assert response.status_code == 400 and field in response.json["errors"], response.json
@@ -121,5 +128,10 @@ def test_inventory_errors_are_clear(client):
     response = client.get(f"{HYPERVISORS}/{unreachable['id']}/networks")
     assert response.status_code == 502 and "cannot connect" in response.json["message"]
     hyperv = client.post(HYPERVISORS, json={"name": "HV", "kind": "hyperv", "endpoint": "127.0.0.1"}).json
-    assert client.get(f"{HYPERVISORS}/{hyperv['id']}/storage").status_code == 501
+    no_login = client.get(f"{HYPERVISORS}/{hyperv['id']}/storage")
+    assert no_login.status_code == 409 and "needs a username and a password" in no_login.json["message"]
+    closed = client.post(HYPERVISORS, json={"name": "HV-CLOSED", "kind": "hyperv", "endpoint": "127.0.0.1",
+                                            "username": "u", "password": "p", "winrm": {"port": 9}}).json
+    refused = client.get(f"{HYPERVISORS}/{closed['id']}/storage")
+    assert refused.status_code == 502 and "connection to WinRM on HV-CLOSED" in refused.json["message"]
     assert client.get(f"{HYPERVISORS}/4242/networks").status_code == 404

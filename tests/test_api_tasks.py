@@ -6,14 +6,14 @@ import copy
 
 import pytest
 
-from tests.examples import spec_example
+from tests.examples import spec_example, store_post_install
 
 TASKS = "/api/v1/provisioning/tasks"
 
 
 @pytest.fixture
 def refs(client, settings):
-    """An image and a Hyper-V node for the example to refer to."""
+    """An image, a Hyper-V node, a package and groups for the example to refer to."""
     (settings.effective_images_dir / "2025-std.wim").write_bytes(b"wim")
     image = client.post("/api/v1/provisioning/images", json={
         "name": "Windows Server 2025 Standard", "osType": "windows", "imagePath": "2025-std.wim"}).json
@@ -22,11 +22,13 @@ def refs(client, settings):
         "username": "YOURDOM\\svc-hyperv", "password": "secret-pass"}).json
     kvm = client.post("/api/v1/provisioning/hypervisors", json={
         "name": "KVM01", "kind": "kvm", "endpoint": "test:///default"}).json
-    return {"image": image["id"], "node": node["id"], "kvm": kvm["id"]}
+    post_install = store_post_install(
+        lambda resource, body: client.post(f"/api/v1/provisioning/{resource}", json=body).json["id"])
+    return {"image": image["id"], "node": node["id"], "kvm": kvm["id"], "postInstall": post_install}
 
 
 def example(refs, variant="dhcp"):
-    return spec_example(variant, image_id=refs["image"], node_id=refs["node"])
+    return spec_example(variant, image_id=refs["image"], node_id=refs["node"], **refs["postInstall"])
 
 
 @pytest.mark.parametrize("variant", ["dhcp", "static"])
@@ -154,7 +156,7 @@ def test_mac_forms_are_stored_canonically(client, refs, mac):
 def test_template_defaults_are_merged_under_the_request(client, refs):
     template = client.post("/api/v1/provisioning/templates", json={
         "name": "SQL Server Standard", "defaultCpu": 8, "defaultMemoryGb": 32, "imageId": refs["image"],
-        "defaultDisks": [{"sizeGb": 120, "purpose": "os", "type": "dynamic"}],
+        "defaultDisks": [{"sizeGb": 80, "purpose": "os", "type": "dynamic"}],
         "language": "en-US", "timezone": "UTC"}).json
     body = {"hostname": "SQL-02", "targetType": "kvm", "hypervisorNodeId": refs["kvm"], "templateId": template["id"],
             "vm": {"memoryGb": 64}, "os": {"language": "fr-FR"}}
@@ -162,7 +164,7 @@ def test_template_defaults_are_merged_under_the_request(client, refs):
     assert response.status_code == 201, response.json
     config = response.json["config"]
     assert config["vm"]["cpu"] == 8 and config["vm"]["memoryGb"] == 64
-    assert config["vm"]["disks"] == [{"sizeGb": 120, "purpose": "os", "type": "dynamic"}]
+    assert config["vm"]["disks"] == [{"sizeGb": 80, "purpose": "os", "type": "dynamic"}]
     assert config["os"]["language"] == "fr-FR" and config["os"]["timezone"] == "UTC"
     assert config["os"]["imageId"] == refs["image"]
     # the template changing later does not change the stored task
@@ -231,6 +233,7 @@ def test_a_task_is_kept_when_the_broker_is_down(runtime, token, refs):
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     body = example(refs)
     body.update(targetType="kvm", hypervisorNodeId=refs["kvm"])
+    body["vm"].update(network={"vswitch": "default"}, disks=[{"sizeGb": 40, "purpose": "os"}])  # libvirt's test host
     response = client.post(TASKS, json=body)
     assert response.status_code == 201, response.json
     logs = client.get(f"{TASKS}/{response.json['id']}/logs").json

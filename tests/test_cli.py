@@ -14,7 +14,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from octoprov.settings import env_example
-from tests.examples import ADMIN_PASSWORD, spec_example
+from tests.examples import ADMIN_PASSWORD, spec_example, store_post_install_in
 from tests.live import free_port, octoprov
 from tests.processes import stop_group
 
@@ -54,6 +54,7 @@ def test_db_upgrade_token_and_tasks(tmp_path):
         image = images.register_image(session, settings.effective_images_dir,
                                       images.ImageSpec(name="x", os_type="windows", image_path="a.wim"))
         request["os"]["imageId"] = image.id
+        request["postInstall"] = spec_example(**store_post_install_in(session))["postInstall"]
     image_file.write_text(json.dumps(request))
     created = json.loads(octoprov("task", "create", "--file", str(image_file), env=env).stdout)
     assert created["status"] == "pending" and created["macAddress"] == "00:15:5d:01:02:03"

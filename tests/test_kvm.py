@@ -274,9 +274,10 @@ def test_real_connection_is_opened_and_closed(tmp_path):
     assert target.compute.destroy_machine(make_ctx(tmp_path)) == "no machine to remove"
 
 
-def test_no_domain_join_or_post_install(tmp_path):
+def test_no_domain_join_and_machine_post_install(tmp_path):
+    from octoprov.postinstall import MachinePostInstall
+
     target = kvm_target()
     with pytest.raises(NotAvailable):
         target.domain.provision_offline_join(make_ctx(tmp_path))
-    with pytest.raises(NotAvailable, match="KVM"):
-        target.post_install.run_item(make_ctx(tmp_path), {"type": "script"})
+    assert isinstance(target.post_install, MachinePostInstall)  # SSH for Linux, WinRM for Windows

@@ -13,11 +13,13 @@ import pytest
 from octoprov.targets.fake import events
 from tests.stack import flush_redis, start_stack
 
-FULL = {  # a request that has every kind of step: offline join, agent, a package and a script
-    "domain": {"join": True, "name": "yourdom.local", "method": "offline"},
-    "postInstall": {"installAgent": True, "runPackages": [{"packageId": 8, "parameters": {"instanceName": "SQL"}}],
-                    "runScripts": [{"name": "Configure-Firewall.ps1"}]},
-}
+
+def full(stack, **post_install) -> dict:
+    """A request that has every kind of step: offline join, agent, a package and a script."""
+    return {"domain": {"join": True, "name": "yourdom.local", "method": "offline"},
+            "postInstall": {"installAgent": True,
+                            "runPackages": [{"packageId": stack.package_id, "parameters": {"instanceName": "SQL"}}],
+                            "runScripts": [{"name": "Configure-Firewall.ps1"}], **post_install}}
 WORK_STEPS = ["create_vm", "prepare_domain_join", "render_answers", "register_mac", "power_on", "install_agent",
               "package_0", "script_0", "finish"]
 WAIT_STEPS = ["installer_started", "os_install", "first_boot", "domain_join"]
@@ -31,6 +33,9 @@ def stack(tmp_path_factory, postgres_server, redis_url):
     running = start_stack(tmp_path_factory.mktemp("stack"), postgres_server, redis_url)
     running.start_worker(concurrency=4)
     running.image_id = running.image()
+    running.package_id = running.call("POST", "/packages", 201, json={
+        "name": "SQL Server", "osType": "windows", "script": "param($instanceName) Write-Output $instanceName",
+        "parametersSchema": {"type": "object", "properties": {"instanceName": {"type": "string"}}}}).json()["id"]
     yield running
     running.stop()
 
@@ -43,7 +48,7 @@ def machines_of(stack, task_id: int) -> int:
 
 def test_one_fake_task_completes(stack):
     node = stack.fake_node("FAKE-ONE")
-    task = stack.task(node, stack.image_id, **FULL)
+    task = stack.task(node, stack.image_id, **full(stack))
     assert [s["name"] for s in task["steps"]] == [*WORK_STEPS[:5], *WAIT_STEPS, *WORK_STEPS[5:]]
     assert {s["status"] for s in task["steps"]} == {"pending"}
     done = stack.wait_for(task["id"], {"completed", "failed"}, timeout=90)
@@ -72,7 +77,8 @@ def test_a_failure_at_each_step_fails_the_task_and_rolls_back(stack):
     tasks = {}
     for step in WORK_STEPS + WAIT_STEPS:
         node = stack.fake_node(f"FAIL-{step}", failAt=step)
-        tasks[step] = stack.task(node, stack.image_id, hostname=f"F-{len(tasks):02d}", **FULL)["id"]
+        tasks[step] = stack.task(node, stack.image_id, hostname=f"F-{len(tasks):02d}",
+                                 **full(stack, onFailure="rollback"))["id"]
     for step, task_id in tasks.items():
         failed = stack.wait_for(task_id, {"completed", "failed"}, timeout=120)
         assert failed["status"] == "failed", (step, failed)
@@ -89,10 +95,20 @@ def test_a_failure_at_each_step_fails_the_task_and_rolls_back(stack):
         assert "cleanup_boot" in mine
 
 
+def test_a_post_install_failure_keeps_the_installed_machine_by_default(stack):
+    node = stack.fake_node("FAIL-KEEP", failAt="script_0")
+    task_id = stack.task(node, stack.image_id, hostname="F-KEEP", **full(stack))["id"]
+    failed = stack.wait_for(task_id, {"completed", "failed"}, timeout=120)
+    assert failed["status"] == "failed" and failed["errorMessage"].startswith("Post-install: script")
+    time.sleep(2)  # a rollback would have started by now
+    assert machines_of(stack, task_id) == 1
+    assert "cleanup_boot" not in [e["action"] for e in events(stack.data_dir) if e["task"] == task_id]
+
+
 @pytest.mark.parametrize("step", ["create_vm", "power_on", "package_0"])
 def test_transient_failures_are_retried(stack, step):
     node = stack.fake_node(f"FLAKY-{step}", failAt=step, failTimes=2)
-    task = stack.task(node, stack.image_id, hostname=f"FLAKY-{step[:3].upper()}", **FULL)
+    task = stack.task(node, stack.image_id, hostname=f"FLAKY-{step[:3].upper()}", **full(stack))
     done = stack.wait_for(task["id"], {"completed", "failed"}, timeout=120)
     assert done["status"] == "completed", done
     fails = [e for e in events(stack.data_dir) if e["task"] == task["id"] and e["action"] == "fail"]
@@ -105,7 +121,7 @@ def test_transient_failures_are_retried(stack, step):
 @pytest.mark.parametrize("wait_step", WAIT_STEPS)
 def test_cancel_in_each_wait_state(stack, wait_step):
     node = stack.fake_node(f"MANUAL-{wait_step}", callbacks=False)
-    task = stack.task(node, stack.image_id, hostname=f"CANCEL-{WAIT_STEPS.index(wait_step)}", **FULL)
+    task = stack.task(node, stack.image_id, hostname=f"CANCEL-{WAIT_STEPS.index(wait_step)}", **full(stack))
     stack.wait_step(task["id"], "installer_started")
     for step in WAIT_STEPS[:WAIT_STEPS.index(wait_step)]:
         answer = stack.report(task["id"], EVENT_OF[step])
@@ -149,7 +165,7 @@ def test_callbacks_need_the_tasks_token_and_come_in_order(stack):
 
 def test_retry_restarts_from_the_failed_step(stack):
     node = stack.fake_node("RETRY", failAt="install_agent")
-    task = stack.task(node, stack.image_id, hostname="RETRY", options={"keepVmOnFailure": True}, **FULL)
+    task = stack.task(node, stack.image_id, hostname="RETRY", options={"keepVmOnFailure": True}, **full(stack))
     failed = stack.wait_for(task["id"], {"failed", "completed"})
     assert failed["status"] == "failed"
     assert machines_of(stack, task["id"]) == 1  # kept for debugging: no rollback

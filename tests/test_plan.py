@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.examples import ADMIN_PASSWORD, spec_example
+from tests.examples import ADMIN_PASSWORD, spec_example, store_post_install, store_post_install_in
 from tests.live import octoprov
 
 TASKS = "/api/v1/provisioning/tasks"
@@ -16,7 +16,9 @@ def _refs(client, settings):
                                                              "imagePath": "a.wim"}).json["id"]
     node = client.post("/api/v1/provisioning/hypervisors", json={"name": "F", "kind": "fake",
                                                                  "endpoint": "fake://lab"}).json["id"]
-    body = spec_example("static", image_id=image, node_id=node)
+    stored = store_post_install(
+        lambda resource, body: client.post(f"/api/v1/provisioning/{resource}", json=body).json["id"])
+    body = spec_example("static", image_id=image, node_id=node, **stored)
     body["targetType"] = "fake"
     return body
 
@@ -54,7 +56,7 @@ def test_cli_plan_writes_the_artifacts(tmp_path):
         node = Node(name="F", role="hypervisor", kind="fake", endpoint="fake://lab")
         session.add_all([image, node])
         session.flush()
-        body = spec_example("dhcp", image_id=image.id, node_id=node.id)
+        body = spec_example("dhcp", image_id=image.id, node_id=node.id, **store_post_install_in(session))
     body["targetType"] = "fake"
     request = tmp_path / "request.json"
     request.write_text(json.dumps(body))

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octoprov.errors import InvalidRequest
+from octoprov.references import script_os_type
+from octoprov.settings import Settings
 from octoprov.taskspec import (
     SECRET_PATHS,
     TaskSpec,
@@ -25,11 +27,18 @@ from tests.examples import ADMIN_PASSWORD, JOIN_PASSWORD, PRODUCT_KEY, spec_exam
 
 
 class FakeRefs:
-    """Images 1 (windows) and 2 (linux), template 3, hypervisors 5 (hyperv) and 6 (kvm)."""
+    """Images 1 (windows) and 2 (linux), template 3, hypervisors 5 (hyperv) and 6 (kvm), Windows
+    packages 8 (parameter instanceName) and 9, groups 5, 7 and 12, the shipped scripts library."""
 
     images = {1: "windows", 2: "linux"}
     templates = {3}
     nodes = {5: "hyperv", 6: "kvm"}
+    packages = {
+        8: SimpleNamespace(name="SQL Server", os_type="windows", parameters_schema={
+            "type": "object", "properties": {"instanceName": {"type": "string"}}, "required": []}),
+        9: SimpleNamespace(name="Monitoring", os_type="windows", parameters_schema={}),
+    }
+    groups = {5, 7, 12}
 
     def image_os_type(self, image_id):
         return self.images.get(image_id)
@@ -42,6 +51,15 @@ class FakeRefs:
 
     def hypervisor_kind(self, node_id):
         return self.nodes.get(node_id)
+
+    def package(self, package_id):
+        return self.packages.get(package_id)
+
+    def group_exists(self, group_id):
+        return group_id in self.groups
+
+    def script_os_type(self, name):
+        return script_os_type(name, Settings().effective_scripts_dir)
 
 
 REFS = FakeRefs()
@@ -147,7 +165,8 @@ def test_generation_1_defaults_secureboot_off():
 
 def test_linux_image_allows_long_hostname():
     long_name = "sql-server-replica-01"
-    assert parse_task_request(changed(static_example(), ("hostname", long_name), ("os.imageId", 2)), {}, REFS)
+    linux = changed(static_example(), ("hostname", long_name), ("os.imageId", 2), ("postInstall", DELETE))
+    assert parse_task_request(linux, {}, REFS)
     assert "hostname" in errors_of(changed(static_example(), ("hostname", long_name)))
 
 

@@ -286,7 +286,8 @@ def test_deliver_refuses_other_urls(url):
 
 
 class FakeRefs:
-    """Image 1 (windows, not scanned) and hypervisor 5 (hyperv): what the spec's example refers to."""
+    """Image 1 (windows, not scanned), hypervisor 5 (hyperv), package 8 and groups 5 and 12: what the
+    spec's example refers to."""
 
     def image_os_type(self, image_id):
         return "windows" if image_id == 1 else None
@@ -299,6 +300,18 @@ class FakeRefs:
 
     def hypervisor_kind(self, node_id):
         return "hyperv" if node_id == 5 else None
+
+    def package(self, package_id):
+        if package_id != 8:
+            return None
+        schema = {"type": "object", "properties": {"instanceName": {"type": "string"}}, "required": []}
+        return SimpleNamespace(name="SQL Server", os_type="windows", parameters_schema=schema)
+
+    def group_exists(self, group_id):
+        return group_id in (5, 12)
+
+    def script_os_type(self, name):
+        return "windows" if name == "Configure-Firewall.ps1" else None
 
 
 def _request(webhooks: object) -> dict:

@@ -63,8 +63,8 @@ def test_task_image_index_is_checked_against_the_editions(client, settings, tmp_
 
 
 def test_scan_of_a_file_that_is_not_a_wim(client, settings):
-    (settings.effective_images_dir / "disk.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 100)
-    image = client.post(IMAGES, json={"name": "x", "osType": "linux", "imagePath": "disk.qcow2"}).json
+    (settings.effective_images_dir / "disk.iso").write_bytes(b"CD001" + b"\0" * 100)
+    image = client.post(IMAGES, json={"name": "x", "osType": "linux", "imagePath": "disk.iso"}).json
     response = client.post(f"{IMAGES}/{image['id']}/scan")
     assert response.status_code == 409 and "not a readable WIM" in response.json["message"]
     assert client.post(f"{IMAGES}/4242/scan").status_code == 404

@@ -1,6 +1,7 @@
 """A tiny Linux for the network-boot test: Debian's kernel and a busybox initramfs whose /init
 does what a real installer does first (DHCP, then Octoprov's `installer_started` callback, with
-the task, URL and token from the kernel command line iPXE built), then powers the VM off.
+the task, URL and token from the kernel command line iPXE built; ``octoprov.events=a,b,c`` on the
+image's kernel arguments posts those events in turn instead), then powers the VM off.
 
 Built once and cached under .cache/netboot/, keyed by the kernel package and by everything that
 goes into the initramfs, so a change to /init rebuilds it. The kernel package is only downloaded
@@ -28,6 +29,8 @@ MARKER = "OCTOPROV-TINY-LINUX"
 # NIC drivers in dependency order (insmod does not resolve dependencies): virtio-net, then e1000.
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover",
            "net_failover", "virtio_net", "e1000")
+# SATA CD-ROM (the cloud-init seed) and its ISO 9660 file system, for the cloud-image boot test
+CDROM_MODULES = ("scsi_common", "scsi_mod", "libata", "libahci", "ahci", "cdrom", "sr_mod", "isofs")
 KERNEL_ARGS = "console=ttyS0 panic=5"
 
 INIT = r"""#!/bin/sh
@@ -39,28 +42,32 @@ echo "@MARKER@: init started"
 for module in @MODULES@; do
     [ -f "/lib/modules/$module.ko" ] && insmod "/lib/modules/$module.ko"
 done
+events=installer_started
 for word in $(cat /proc/cmdline); do
     case "$word" in
         octoprov.task=*) task="${word#*=}" ;;
         octoprov.callback=*) callback="${word#*=}" ;;
         octoprov.token=*) token="${word#*=}" ;;
+        octoprov.events=*) events="${word#*=}" ;;
     esac
 done
 ip link set lo up
 ip link set eth0 up
 if udhcpc -i eth0 -q -n -t 10 -s /etc/udhcpc.script; then
     echo "@MARKER@: address $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
-    body="{\"taskId\":$task,\"token\":\"$token\",\"event\":\"installer_started\","
-    body="$body\"status\":\"ok\",\"message\":\"tiny linux booted\"}"
-    for attempt in 1 2 3; do
-        # busybox-static's wget -T crashes: timeout bounds the call instead
-        if answer=$(timeout 10 wget -q -O - --header "Content-Type: application/json" \
-                --post-data "$body" "$callback"); then
-            echo "@MARKER@: callback answered: $answer"
-            break
-        fi
-        echo "@MARKER@: callback attempt $attempt failed"
-        sleep 1
+    for event in $(echo "$events" | tr ',' ' '); do
+        body="{\"taskId\":$task,\"token\":\"$token\",\"event\":\"$event\","
+        body="$body\"status\":\"ok\",\"message\":\"tiny linux: $event\"}"
+        for attempt in 1 2 3; do
+            # busybox-static's wget -T crashes: timeout bounds the call instead
+            if answer=$(timeout 10 wget -q -O - --header "Content-Type: application/json" \
+                    --post-data "$body" "$callback"); then
+                echo "@MARKER@: callback $event answered: $answer"
+                break
+            fi
+            echo "@MARKER@: callback $event attempt $attempt failed"
+            sleep 1
+        done
     done
 else
     echo "@MARKER@: no DHCP lease"
@@ -101,10 +108,7 @@ def kernel_package() -> str:
 
 def build(cache: Path = CACHE) -> TinyLinux:
     """The cached kernel and initramfs, built first if missing."""
-    package = kernel_package()
-    kernel_dir = cache / package
-    if not (kernel_dir / "vmlinuz").is_file():
-        _unpack_kernel(package, kernel_dir)
+    package, kernel_dir = unpacked_kernel(cache)
     init = INIT.replace("@MARKER@", MARKER).replace("@MODULES@", " ".join(MODULES))
     digest = hashlib.sha256()
     for part in (init, UDHCPC_SCRIPT, *MODULES):
@@ -116,8 +120,18 @@ def build(cache: Path = CACHE) -> TinyLinux:
     return TinyLinux(kernel_dir / "vmlinuz", initrd, package)
 
 
+def unpacked_kernel(cache: Path = CACHE) -> tuple[str, Path]:
+    """The kernel package and the folder holding its vmlinuz and modules/, unpacked first if missing."""
+    package = kernel_package()
+    kernel_dir = cache / package
+    wanted = [kernel_dir / "vmlinuz", *(kernel_dir / "modules" / f"{name}.ko" for name in MODULES + CDROM_MODULES)]
+    if not all(path.is_file() for path in wanted):
+        _unpack_kernel(package, kernel_dir)
+    return package, kernel_dir
+
+
 def _unpack_kernel(package: str, kernel_dir: Path) -> None:
-    """Download the package, keep its vmlinuz and the NIC modules, drop the rest (~400 MB unpacked)."""
+    """Download the package, keep its vmlinuz and the NIC and CD-ROM modules, drop the rest (~400 MB unpacked)."""
     kernel_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tinylinux-", dir=kernel_dir.parent) as work:
         subprocess.run(["apt-get", "download", package], cwd=work, check=True, capture_output=True, timeout=600)
@@ -128,7 +142,7 @@ def _unpack_kernel(package: str, kernel_dir: Path) -> None:
         (staged / "modules").mkdir(parents=True)
         shutil.copyfile(next((tree / "boot").glob("vmlinuz-*")), staged / "vmlinuz")
         found = {path.name.removesuffix(".ko"): path for path in (tree / "lib" / "modules").rglob("*.ko")}
-        for module in MODULES:
+        for module in MODULES + CDROM_MODULES:
             if module not in found:
                 raise RuntimeError(f"{package} has no module {module}.ko")
             shutil.copyfile(found[module], staged / "modules" / f"{module}.ko")
@@ -136,7 +150,7 @@ def _unpack_kernel(package: str, kernel_dir: Path) -> None:
         try:
             os.replace(staged, kernel_dir)
         except OSError:
-            if not (kernel_dir / "vmlinuz").is_file():  # else a parallel run got there first
+            if not (kernel_dir / "modules" / f"{CDROM_MODULES[-1]}.ko").is_file():  # else a parallel run was first
                 raise
 
 
@@ -148,7 +162,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _initramfs(init: str, modules: Path) -> bytes:
+def _initramfs(init: str, modules: Path, names: tuple[str, ...] = MODULES) -> bytes:
     """A gzipped cpio (newc) archive: what the kernel unpacks as its first root file system."""
     archive = Newc()
     for folder in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "lib",
@@ -159,7 +173,7 @@ def _initramfs(init: str, modules: Path) -> bytes:
     archive.add("bin/sh", stat.S_IFLNK | 0o777, b"busybox")
     archive.add("init", stat.S_IFREG | 0o755, init.encode())
     archive.add("etc/udhcpc.script", stat.S_IFREG | 0o755, UDHCPC_SCRIPT.encode())
-    for module in MODULES:
+    for module in names:
         archive.add(f"lib/modules/{module}.ko", stat.S_IFREG | 0o644, (modules / f"{module}.ko").read_bytes())
     return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
 

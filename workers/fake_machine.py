@@ -22,12 +22,13 @@ from workers.runtime import worker_runtime
 
 
 def boot(ctx: TaskContext) -> None:
-    app.send_task("octoprov.fake_machine_report", args=(ctx.task_id, 0), queue="default",
-                  countdown=options_of(ctx).callback_delay_s)
+    options = options_of(ctx)
+    app.send_task("octoprov.fake_machine_report", args=(ctx.task_id, 0), queue=options.machine_pool,
+                  countdown=options.callback_delay_s)
 
 
-@app.task(name="octoprov.fake_machine_report")
-def report(task_id: int, index: int) -> str:
+@app.task(name="octoprov.fake_machine_report", bind=True)
+def report(self, task_id: int, index: int) -> str:
     from octoprov.context import load_context
 
     runtime = worker_runtime()
@@ -46,9 +47,9 @@ def report(task_id: int, index: int) -> str:
     body = {"taskId": task_id, "token": ctx.callback_token(), "event": step.event, "status": status,
             "message": f"fake machine: {step.title}" + (" failed" if status == "failed" else " done")}
     answer = _post(ctx.callback_url, body)
-    record(ctx, "callback", event=step.event, status=status, answer=answer)
+    record(ctx, "callback", event=step.event, status=status, answer=answer, worker=self.request.hostname)
     if status == "ok" and answer.get("accepted"):
-        app.send_task("octoprov.fake_machine_report", args=(task_id, index + 1), queue="default",
+        app.send_task("octoprov.fake_machine_report", args=(task_id, index + 1), queue=options.machine_pool,
                       countdown=options.callback_delay_s)
     return f"{step.event}: {answer}"
 

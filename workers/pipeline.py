@@ -15,6 +15,8 @@ from octoprov import pipeline, steps
 from octoprov.context import TaskContext, load_context
 from octoprov.errors import OctoprovError
 from octoprov.models import Task
+from octoprov.postinstall.membership import add_to_groups, register_with_octofleet
+from octoprov.results import result_node
 from octoprov.targets import target_for
 from octoprov.targets.base import Cancelled, PermanentError, TransientError
 from workers.app import app
@@ -52,8 +54,14 @@ def _action(name: str, target, ctx: TaskContext) -> str:
         return f"{target.boot.prepare_boot(ctx)} for {ctx.mac_address}"
     if name == "power_on":
         return target.power.power_on(ctx)
+    if name == "add_to_groups":
+        return add_to_groups(ctx)
     if name == "finish":
-        return "Machine ready"
+        with runtime.database.session() as session:
+            node = result_node(session, session.get(Task, ctx.task_id))
+            ready = f"Machine ready: node {node.id} ({node.name})"
+        fleet = register_with_octofleet(ctx)
+        return f"{ready}; {fleet}" if fleet else ready
     item = steps.post_install_item(ctx.config, name)
     if item is None:
         raise PermanentError(f"no action is known for step {name}")
@@ -103,6 +111,7 @@ def run_step(self, task_id: int, name: str) -> str:
     with runtime.database.session() as session:
         pipeline.complete(session, settings, task_id, name, detail)
         finished = session.get(Task, task_id).status == pipeline.states.COMPLETED
+    log.info("task %s: %s done by %s", task_id, name, self.request.hostname)  # which host ran it, across pools
     if finished:
         worker_dispatcher().notify(task_id)
     return detail
@@ -111,7 +120,7 @@ def run_step(self, task_id: int, name: str) -> str:
 def _after_failure(task_id: int, target_type: str) -> None:
     runtime = worker_runtime()
     with runtime.database.session() as session:
-        keep = pipeline.keeps_machine(session.get(Task, task_id))
+        keep = pipeline.keeps_machine(session.get(Task, task_id), session)
         if keep:
             pipeline.log(session, task_id, "Rollback skipped: the request asked to keep the machine", step="rollback")
     worker_dispatcher().after_failure(task_id, target_type, keep)

@@ -30,17 +30,18 @@ class DriverPackList(ManagementResource):
         number, size = page_args()
         with session_scope() as session:
             query = select(DriverPack).order_by(DriverPack.id)
-            return page_json(paginate(session, query, number, size), drivers.DriverPackView)
+            views = drivers.PackViews(runtime().settings.effective_drivers_dir)
+            return page_json(paginate(session, query, number, size), views)
 
     @ns.expect(spec_model)
     @ns.response(201, "Added", view)
     @errors(ns, 400)
     def post(self):
-        """Add a driver pack: a folder inside the drivers folder."""
+        """Add a driver pack: a folder inside the drivers folder holding at least one .inf file."""
         spec = parse(drivers.DriverPackSpec, json_body())
         root = runtime().settings.effective_drivers_dir
         with session_scope() as session:
-            return drivers.DriverPackView.of(drivers.add_driver_pack(session, root, spec)).to_json(), 201
+            return drivers.pack_view(drivers.add_driver_pack(session, root, spec), root).to_json(), 201
 
 
 @ns.route(f"/<int(max={MAX_ID}):pack_id>")
@@ -51,7 +52,8 @@ class DriverPackItem(ManagementResource):
     def get(self, pack_id: int):
         """Get a driver pack."""
         with session_scope() as session:
-            return drivers.DriverPackView.of(drivers.get_driver_pack(session, pack_id)).to_json()
+            pack = drivers.get_driver_pack(session, pack_id)
+            return drivers.pack_view(pack, runtime().settings.effective_drivers_dir).to_json()
 
     @ns.response(204, "Deleted (the folder stays)")
     @errors(ns, 404)

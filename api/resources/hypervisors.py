@@ -81,7 +81,8 @@ class HypervisorItem(ManagementResource):
 def _inventory(node_id: int):
     with session_scope() as session:
         node = nodes.get_hypervisor(session, node_id)
-        return inventory_for(node.kind, node.endpoint or "", nodes.credentials(node, runtime().vault))
+        return inventory_for(node.kind, node.endpoint or "", nodes.credentials(node, runtime().vault), node.options,
+                             username=node.username, name=node.name)
 
 
 @ns.route(f"/<int(max={MAX_ID}):node_id>/networks")

@@ -3,25 +3,35 @@ callback proves itself with the per-task callback token instead."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
-from pydantic import Field
+from pydantic import AfterValidator, Field, IPvAnyAddress
 from sqlalchemy import select
 
 from api.docs import ERROR_TEXT, error_model, schema_model
 from api.requests import json_body, text_arg
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, steps
-from octoprov.errors import InvalidRequest, NotFound
+from octoprov.answerfiles.files import task_files
+from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
-from octoprov.netboot.bootconfig import boot_answer, files_token_hash, record_boot
+from octoprov.netboot.bootconfig import boot_answer, files_token_hash, installing, record_boot
+from octoprov.results import MachineFacts
 from octoprov.specs import Spec, View, parse
+from octoprov.validation.linux import check_ssh_public_key
 from octoprov.validation.macs import canonical_mac
 
 ns = Namespace("pxe", path="/provisioning/pxe", description="Called by machines being provisioned")
+
+
+class SshReport(Spec):
+    """The machine's SSH server, so post-install can log on and pin its host keys."""
+
+    port: int = Field(default=22, ge=1, le=65535)
+    host_keys: list[Annotated[str, AfterValidator(check_ssh_public_key)]] = Field(default_factory=list, max_length=8)
 
 
 class StatusCallback(Spec):
@@ -30,6 +40,14 @@ class StatusCallback(Spec):
     event: Literal[(*steps.EVENTS, "progress")]
     status: Literal["ok", "failed"] = "ok"
     message: str | None = Field(default=None, max_length=2000)
+    addresses: list[IPvAnyAddress] = Field(default_factory=list, max_length=16,
+                                           description="The machine's own IP addresses, first the one to reach it on")
+    ssh: SshReport | None = None
+
+    def facts(self) -> MachineFacts:
+        return MachineFacts(addresses=[str(address) for address in self.addresses],
+                            ssh_port=self.ssh.port if self.ssh else 22,
+                            ssh_host_keys=self.ssh.host_keys if self.ssh else [])
 
 
 class CallbackAnswer(View):
@@ -55,10 +73,11 @@ class Status(Resource):
         report = parse(StatusCallback, json_body())
         with session_scope() as session:
             outcome = pipeline.handle_callback(session, runtime().settings, runtime().vault, report.task_id,
-                                               report.token, report.event, report.status, report.message)
+                                               report.token, report.event, report.status, report.message,
+                                               report.facts())
             task = session.get(Task, report.task_id)
             target_type, failed = task.target_type, task.status == pipeline.states.FAILED
-            keep = pipeline.keeps_machine(task)
+            keep = pipeline.keeps_machine(task, session)
         if outcome.resume:
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
         if failed and outcome.accepted:
@@ -126,23 +145,28 @@ class TaskFile(Resource):
     @ns.doc(security=[])
     @ns.produces(["text/plain", "application/json"])  # JSON: the error answers
     @ns.response(200, "The file")
-    @ns.response(404, "No such file, or the task has ended", errors)
+    @ns.response(404, "No such file, or the task is not installing (not yet, or no more)", errors)
+    @ns.response(409, "The file cannot be made for this task; the task's log says why", errors)
     def get(self, token: str, name: str):
-        """A task's own file (answer file, WinPE start script); gone once the task has ended."""
+        """A task's own file (answer file, WinPE start script), rendered with its secrets: served only
+        while the machine installs, never before its boot configuration is ready nor after the OS is
+        installed, the task has ended or been cancelled."""
+        problem = None
         with session_scope() as session:
             task = session.scalars(select(Task).where(Task.files_token_hash == files_token_hash(token))).first()
-            if task is None or task.status in pipeline.states.FINAL:
+            if task is None or task.status in pipeline.states.FINAL or not installing(session, task):
                 raise NotFound("no such file")
-            files = task_files(task)
-        if name not in files:
+            rendered = task_files(session, runtime().settings, runtime().vault, task)
+            if name in rendered.problems:
+                problem = f"{name} cannot be made: {rendered.problems[name]}"
+                pipeline.log(session, task.id, problem, level="error", step="render_answers")
+        if problem:
+            raise Conflict(problem)
+        if name not in rendered.files:
             raise NotFound("no such file")
-        return _text(files[name])
-
-
-def task_files(task: Task) -> dict[str, str]:
-    """The files a task serves to its machine. Answer files and WinPE start scripts are rendered
-    here once their templates exist; until then a task serves none."""
-    return {}
+        response = _text(rendered.files[name])
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def _text(body: str):

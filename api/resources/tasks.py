@@ -82,7 +82,8 @@ class TaskList(ManagementResource):
         if bool_arg("dryRun"):
             return plan_task(runtime().settings, runtime().database, runtime().vault, body).to_json()
         with session_scope() as session:
-            task = tasks.create_task(session, runtime().vault, body)
+            task = tasks.create_task(session, runtime().vault, body,
+                                     check_on_host=runtime().settings.check_on_host)
             session.flush()
             view = tasks.TaskView.of(task).to_json()
             first_run = pipeline.next_work_run(session, task.id)

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov import states
+from octoprov.answerfiles.kickstart import uses_kickstart
 from octoprov.crypto import Vault
+from octoprov.machines import record_hardware
 from octoprov.models import Image, Task, TaskLog, TaskStep, utcnow
 from octoprov.netboot import ipxe
 from octoprov.settings import Settings
@@ -43,8 +45,9 @@ def active_task_for_mac(session: Session, mac: str) -> Task | None:
     ).first()
 
 
-def _installing(session: Session, task: Task) -> bool:
-    """Boot config ready and the OS not installed yet."""
+def installing(session: Session, task: Task) -> bool:
+    """Boot config ready and the OS not installed yet: the window in which a machine boots its installer
+    and fetches the task's files."""
     status = dict(session.execute(select(TaskStep.name, TaskStep.status).where(TaskStep.task_id == task.id)).all())
     return status.get("register_mac") == "done" and status.get("os_install") != "done"
 
@@ -77,7 +80,8 @@ def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, ha
     seen = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
     if seen != (task.hardware or {}):  # write only what is new: a PXE storm must not queue on writes
         task.hardware = seen
-    if not _installing(session, task):
+        record_hardware(session, mac, seen)  # the machine's inventory, for driver matching on later installs
+    if not installing(session, task):
         return local_boot(f"Task {task.id} is not installing now ({task.status})")
     image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
     files_token = vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
@@ -94,10 +98,15 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
               "chain_url": chain_url(settings)}
     document = {"action": "install", "taskId": task.id, "hostname": task.hostname, "callbackUrl": callback}
     if image is not None and image.kernel_path:
+        kernel_args = image.kernel_args or ""
+        if uses_kickstart(image):  # Anaconda: the task's Kickstart file, from its file URL
+            kernel_args = f"{kernel_args} inst.ks={files}kickstart.cfg".strip()
         script = ipxe.render("install-linux", kernel_url=images + quote(image.kernel_path),
-                             initrd_url=images + quote(image.initrd_path), kernel_args=image.kernel_args or "",
+                             initrd_url=images + quote(image.initrd_path), kernel_args=kernel_args,
                              callback_url=callback, token=token, **common)
         document["files"] = {"kernel": images + quote(image.kernel_path), "initrd": images + quote(image.initrd_path)}
+        if uses_kickstart(image):
+            document["kickstart"] = files + "kickstart.cfg"
         return BootAnswer("install", script, document, task.id)
     if image is None or not image.boot_wim_path:
         return local_boot(f"Task {task.id}: its image has neither a kernel nor a WinPE boot.wim to boot")

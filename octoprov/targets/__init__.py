@@ -22,14 +22,26 @@ def target_for(target_type: str) -> Target:
         from octoprov.targets.baremetal import baremetal_target
 
         return baremetal_target()
+    if target_type == "hyperv":
+        from octoprov.targets.hyperv import hyperv_target
+
+        return hyperv_target()
     raise NotAvailable(f"the {target_type} target driver is not available in this version")
 
 
-def inventory_for(kind: str, endpoint: str, credentials: dict) -> InventoryInterface:
+def inventory_for(kind: str, endpoint: str, credentials: dict, options: dict | None = None, *,
+                  username: str | None = None, name: str | None = None) -> InventoryInterface:
+    if kind == "hyperv":
+        from octoprov.targets.hyperv.connection import endpoint as winrm_endpoint
+        from octoprov.targets.hyperv.inventory import HyperVInventory
+
+        label = name or endpoint
+        return HyperVInventory(winrm_endpoint(endpoint, (options or {}).get("winrm"), username,
+                                              credentials.get("password"), label, f"node {label}"))
     if kind == "kvm":
         from octoprov.targets.kvm import LibvirtInventory
 
-        return LibvirtInventory(endpoint, credentials)
+        return LibvirtInventory(endpoint, credentials, options)
     if kind == "fake":
         from octoprov.targets.fake import FakeInventory
 

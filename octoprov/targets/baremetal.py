@@ -1,23 +1,25 @@
-"""Bare metal: a machine registered by its MAC, booted from the network.
+"""Bare metal: a machine known by its MAC, booted from the network.
 
-Without a BMC (Redfish power control comes later) Octoprov cannot switch the machine on:
-the power step tells the operator to do it, and the task waits for the machine's first
-callback. Nothing is created on the machine, so there is nothing to destroy on rollback
-beyond the boot registration, which ends with the task.
+With a BMC (a machine registered under /machines with Redfish settings) Octoprov powers the
+machine on into a one-time network boot, and off again on rollback. Without one it cannot:
+the power step tells the operator to switch it on, and the task waits for the machine's first
+callback. Nothing is created on the machine, so rollback has nothing to delete; it powers a
+machine with a BMC off, so a cancelled install does not run on.
 """
 
 from __future__ import annotations
 
+from octoprov.postinstall import MachinePostInstall
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
     DomainJoinInterface,
     Machine,
     NotAvailable,
-    PostInstallInterface,
     PowerInterface,
     Target,
 )
+from octoprov.targets.redfish import RedfishPower
 
 
 class BareMetalCompute(ComputeInterface):
@@ -28,7 +30,23 @@ class BareMetalCompute(ComputeInterface):
         return Machine(f"mac-{ctx.mac_address}", ctx.mac_address, f"Machine registered by its MAC {ctx.mac_address}")
 
     def destroy_machine(self, ctx) -> str:
+        if _has_bmc(ctx):
+            return RedfishPower().power_off(ctx)
         return "Nothing to remove on a bare-metal machine"
+
+
+def _has_bmc(ctx) -> bool:
+    return ctx.node is not None and ctx.node.kind == "redfish"
+
+
+class BareMetalPower(PowerInterface):
+    """Through the BMC when the machine has one, else by hand."""
+
+    def power_on(self, ctx) -> str:
+        return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_on(ctx)
+
+    def power_off(self, ctx) -> str:
+        return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_off(ctx)
 
 
 class ManualPower(PowerInterface):
@@ -55,10 +73,5 @@ class NoDomainJoin(DomainJoinInterface):
         return "no computer account was created"
 
 
-class NoPostInstall(PostInstallInterface):
-    def run_item(self, ctx, item: dict) -> str:
-        raise NotAvailable(f"post-install ({item['type']}) on bare metal is not available in this version")
-
-
 def baremetal_target() -> Target:
-    return Target(BareMetalCompute(), ManualPower(), NetworkBoot(), NoDomainJoin(), NoPostInstall())
+    return Target(BareMetalCompute(), BareMetalPower(), NetworkBoot(), NoDomainJoin(), MachinePostInstall())

@@ -1,13 +1,15 @@
 """libvirt domain XML for a machine Octoprov installs, built with ElementTree (never by pasting
 strings, so a host name or network name cannot break out of its attribute).
 
-The machine boots from the network first (``<boot order>`` on the NIC before the OS disk) and
+The machine boots from the network first (``<boot order>`` on the NIC before the OS disk) or, for
+a cloud image, from its OS disk with the cloud-init seed as a CD-ROM (``with_cloud_image``), and
 carries its task id in ``<metadata>``: a redelivered step finds the domain it created before and
 adopts it, and a domain of the same name that is not tagged is never touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ OVMF_CODE_SECBOOT = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 OVMF_VARS_MS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"  # Microsoft keys enrolled: Windows boots with secure boot on
 
 GIB = 1024**3
+SERIAL_LOG_DIR = "/var/log/libvirt/qemu"  # where libvirt keeps each domain's own log
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class VolumeSpec:
     size_gb: int
     purpose: str = "data"
     format: str = "qcow2"
+    backing: str | None = None  # a cloud image's base volume (same pool): this volume is a qcow2 overlay on it
 
     @property
     def capacity_bytes(self) -> int:
@@ -54,7 +58,9 @@ class DomainSpec:
     mac_address: str | None = None
     virtio_drivers: bool = True  # False: SATA disks and an e1000e NIC, for Windows installers without VirtIO
     task_id: int | None = None
-    domain_type: str = "kvm"
+    boot_from_network: bool = True  # False: a cloud image, which boots from its OS disk
+    cdrom_volume: str | None = None  # a read-only CD-ROM (the cloud-init seed), in the same pool
+    domain_type: str = "kvm"  # "qemu": emulated (TCG), for hosts without usable hardware virtualisation
 
 
 def domain_xml(spec: DomainSpec) -> str:
@@ -84,6 +90,8 @@ def domain_xml(spec: DomainSpec) -> str:
     _disks(devices, spec)
     _interface(devices, spec)
     serial = ET.SubElement(devices, "serial", type="pty")
+    # what the installer prints stays readable on the host after the VM is gone
+    ET.SubElement(serial, "log", file=serial_log_path(spec.name), append="on")
     ET.SubElement(serial, "target", port="0")
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
@@ -91,6 +99,10 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(graphics, "listen", type="address", address="127.0.0.1")  # never on the host's public address
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
+
+
+def serial_log_path(name: str) -> str:
+    return f"{SERIAL_LOG_DIR}/{name}-serial0.log"
 
 
 def _os(root: ET.Element, spec: DomainSpec) -> None:
@@ -114,7 +126,15 @@ def _disks(devices: ET.Element, spec: DomainSpec) -> None:
         ET.SubElement(disk, "source", pool=spec.pool, volume=volume.name)
         ET.SubElement(disk, "target", dev=prefix + _drive_letters(index), bus=bus)
         if index == 0:
-            ET.SubElement(disk, "boot", order="2")
+            ET.SubElement(disk, "boot", order="2" if spec.boot_from_network else "1")
+    if spec.cdrom_volume:
+        # SATA works with every guest and firmware; behind VirtIO disks it is the first SATA drive
+        index = len(spec.disks) if bus == "sata" else 0
+        cdrom = ET.SubElement(devices, "disk", type="volume", device="cdrom")
+        ET.SubElement(cdrom, "driver", name="qemu", type="raw")
+        ET.SubElement(cdrom, "source", pool=spec.pool, volume=spec.cdrom_volume)
+        ET.SubElement(cdrom, "target", dev="sd" + _drive_letters(index), bus="sata")
+        ET.SubElement(cdrom, "readonly")
 
 
 def _interface(devices: ET.Element, spec: DomainSpec) -> None:
@@ -127,7 +147,8 @@ def _interface(devices: ET.Element, spec: DomainSpec) -> None:
         vlan = ET.SubElement(nic, "vlan")
         ET.SubElement(vlan, "tag", id=str(spec.vlan))
     ET.SubElement(nic, "model", type="virtio" if spec.virtio_drivers else "e1000e")
-    ET.SubElement(nic, "boot", order="1")
+    if spec.boot_from_network:
+        ET.SubElement(nic, "boot", order="1")
 
 
 def _drive_letters(index: int) -> str:
@@ -165,7 +186,7 @@ def mac_of(xml: str) -> str | None:
 
 
 def domain_spec_from(ctx, pool: str, network: str, network_is_bridge: bool, *,
-                     virtio_drivers: bool = True) -> DomainSpec:
+                     virtio_drivers: bool = True, domain_type: str = "kvm") -> DomainSpec:
     """The domain a task asks for (``ctx.config`` is the camelCase request)."""
     vm = ctx.config.get("vm") or {}
     generation = int(vm.get("generation", 2))
@@ -187,5 +208,20 @@ def domain_spec_from(ctx, pool: str, network: str, network_is_bridge: bool, *,
         name=ctx.hostname, vcpus=int(vm.get("cpu", 4)), memory_mib=int(vm.get("memoryGb", 16)) * 1024,
         pool=pool, network=network, disks=volumes, generation=generation, secure_boot=bool(secure_boot),
         network_is_bridge=network_is_bridge, vlan=(vm.get("network") or {}).get("vlan"),
-        mac_address=ctx.mac_address, virtio_drivers=virtio_drivers, task_id=ctx.task_id,
+        mac_address=ctx.mac_address, virtio_drivers=virtio_drivers, task_id=ctx.task_id, domain_type=domain_type,
     )
+
+
+def with_cloud_image(spec: DomainSpec, base_volume: str) -> DomainSpec:
+    """The domain for a cloud image: its OS disk (the first) a copy-on-write overlay on the image's
+    base volume, the seed ``<name>-cidata`` attached as a CD-ROM, booting from disk only."""
+    if not spec.disks or spec.disks[0].purpose != "os":
+        raise ValueError("a cloud image needs an OS disk")
+    os_disk = dataclasses.replace(spec.disks[0], format="qcow2", backing=base_volume)
+    return dataclasses.replace(spec, disks=[os_disk, *spec.disks[1:]], boot_from_network=False,
+                               cdrom_volume=seed_volume_name(spec.name))
+
+
+def seed_volume_name(domain_name: str) -> str:
+    """Named like the machine's disks, so the rollback that removes them removes it too."""
+    return f"{domain_name}-cidata"

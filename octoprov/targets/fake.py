@@ -15,6 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -44,6 +45,9 @@ class FakeOptions(Spec):
                             description="Fail that many times with a transient error, then succeed; 0: always")
     callbacks: bool = Field(default=True, description="Simulate the machine's status callbacks after power-on")
     callback_delay_s: float = Field(default=0.2, ge=0, le=3600, description="Time between two callbacks")
+    machine_pool: Literal["default", "hyperv", "kvm", "baremetal"] = Field(
+        default="default", description="Worker pool whose workers play the machine and send its callbacks, so a "
+                                       "rehearsal can spread one task over two pools")
 
 
 def options_of(ctx) -> FakeOptions:

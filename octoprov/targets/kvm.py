@@ -8,7 +8,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from octoprov.targets.baremetal import NoDomainJoin, NoPostInstall
+from octoprov.errors import InvalidRequest
+from octoprov.postinstall import MachinePostInstall
+from octoprov.targets import cloudimage
+from octoprov.targets.baremetal import NoDomainJoin
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
@@ -22,7 +25,17 @@ from octoprov.targets.base import (
     Target,
     TargetUnreachable,
 )
-from octoprov.targets.domain_xml import DomainSpec, domain_spec_from, domain_xml, mac_of, task_id_of, volume_names
+from octoprov.targets.domain_xml import (
+    GIB,
+    DomainSpec,
+    domain_spec_from,
+    domain_xml,
+    mac_of,
+    task_id_of,
+    volume_names,
+    with_cloud_image,
+)
+from octoprov.targets.libvirt_ssh import connection_uri
 
 
 def _libvirt():
@@ -36,17 +49,14 @@ def _libvirt():
 
 
 class LibvirtInventory(InventoryInterface):
-    def __init__(self, uri: str, credentials: dict):
+    def __init__(self, uri: str, credentials: dict, options: dict | None = None):
         self.uri = uri
         self.credentials = credentials
+        self.options = options or {}
 
     @contextlib.contextmanager
     def _connection(self):
-        libvirt = _libvirt()
-        try:
-            conn = libvirt.openReadOnly(self.uri)
-        except libvirt.libvirtError as exc:
-            raise TargetUnreachable(f"cannot connect to {self.uri}: {exc.get_error_message()}") from None
+        conn = open_connection(self.uri, self.credentials, self.options, read_only=True)
         try:
             yield conn
         finally:
@@ -106,20 +116,24 @@ _TRANSIENT_CODES = ("VIR_ERR_SYSTEM_ERROR", "VIR_ERR_RPC", "VIR_ERR_NO_CONNECT",
                     "VIR_ERR_AUTH_UNAVAILABLE")
 
 
-def _connect(uri: str):
-    """Open a read-write connection; a host that does not answer is a transient failure."""
+def open_connection(uri: str, credentials: dict | None = None, options: dict | None = None, *,
+                    read_only: bool = False):
+    """Open a connection (over SSH with the node's stored key and host key, see
+    :mod:`octoprov.targets.libvirt_ssh`); a host that does not answer is a transient failure."""
     libvirt = _libvirt()
-    try:
-        return libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise TargetUnreachable(f"cannot connect to {uri}: {exc.get_error_message()}") from None
+    host_key = ((options or {}).get("kvm") or {}).get("hostKey")
+    with connection_uri(uri, (credentials or {}).get("privateKey"), host_key) as target:
+        try:
+            return libvirt.openReadOnly(target) if read_only else libvirt.open(target)
+        except libvirt.libvirtError as exc:
+            raise TargetUnreachable(f"cannot connect to {uri}: {exc.get_error_message()}") from None
 
 
 class _LibvirtDriver:
     """Shared by the compute, power and boot drivers: one connection per call, libvirt errors turned
     into the target errors the pipeline understands.
 
-    ``connect`` replaces :func:`_connect` (tests pass one shared ``test:///default`` connection, whose
+    ``connect`` replaces :func:`open_connection` (tests pass one shared ``test:///default`` connection, whose
     state lives only as long as it); connections it returns are not closed here."""
 
     def __init__(self, connect: Callable[[str], Any] | None = None):
@@ -130,7 +144,10 @@ class _LibvirtDriver:
         libvirt = _libvirt()
         if ctx.node is None or not ctx.node.endpoint:
             raise PermanentError("a KVM task needs a hypervisor node with a libvirt URI")
-        conn = self._connect(ctx.node.endpoint) if self._connect else _connect(ctx.node.endpoint)
+        if self._connect:
+            conn = self._connect(ctx.node.endpoint)
+        else:
+            conn = open_connection(ctx.node.endpoint, ctx.node.credentials, ctx.node.options)
         try:
             yield conn
         except libvirt.libvirtError as exc:
@@ -166,18 +183,56 @@ class _LibvirtDriver:
         return dom
 
 
+def _refused_as(lookup, field: str, host: str, *args):
+    """``lookup(*args)``, its refusal turned into a 400 naming the request's field."""
+    try:
+        return lookup(*args)
+    except PermanentError as exc:
+        raise InvalidRequest({field: f"{exc.message} (on {host})"}) from None
+
+
 def _kvm_options(ctx) -> dict:
     return ((ctx.node.options if ctx.node else None) or {}).get("kvm") or {}
 
 
 class LibvirtCompute(_LibvirtDriver, ComputeInterface):
     def validate(self, config: dict, node) -> None:
-        """Nothing to check without connecting: the request model already checked the VM's shape."""
+        """The named network or bridge and the storage pool exist on the host, and the disks fit in
+        the pool's free space (all of them, dynamic ones too: a full pool pauses every VM on it).
+        A host that does not answer now is no reason to refuse: the worker retries it later."""
+        if node is None or not node.endpoint:
+            return
+        options = (node.options or {}).get("kvm") or {}
+        try:
+            if self._connect:
+                conn = self._connect(node.endpoint)
+            else:
+                conn = open_connection(node.endpoint, node.credentials, node.options)
+        except TargetUnreachable:
+            return
+        libvirt = _libvirt()
+        try:
+            pool = _refused_as(self._pool, "hypervisorNodeId", node.name, conn, options)
+            network, is_bridge = _refused_as(self._network, "vm.network.vswitch", node.name, conn, config)
+            if is_bridge and network not in _host_bridges(conn):
+                raise InvalidRequest({"vm.network.vswitch": f"no libvirt network or host bridge called {network} "
+                                                            f"on {node.name}"})
+            _state, _capacity, _allocation, available = pool.info()
+            wanted = sum(int(disk["sizeGb"]) for disk in (config.get("vm") or {}).get("disks") or []) * GIB
+            if wanted > available:
+                raise InvalidRequest({"vm.disks": f"{wanted / GIB:.0f} GiB of disks do not fit in storage pool "
+                                                  f"{pool.name()} on {node.name}: {available / GIB:.1f} GiB free"})
+        except libvirt.libvirtError:
+            return  # the host failed while answering: as unreachable
+        finally:
+            if not self._connect:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
-    def _pool(self, conn, ctx):
+    def _pool(self, conn, options: dict):
         """The node's ``kvm.storagePool`` option, else the host's first active pool."""
         libvirt = _libvirt()
-        wanted = _kvm_options(ctx).get("storagePool")
+        wanted = options.get("storagePool")
         if wanted:
             try:
                 pool = conn.storagePoolLookupByName(wanted)
@@ -190,11 +245,11 @@ class LibvirtCompute(_LibvirtDriver, ComputeInterface):
             return pool
         raise PermanentError("the host has no active storage pool")
 
-    def _network(self, conn, ctx) -> tuple[str, bool]:
+    def _network(self, conn, config: dict) -> tuple[str, bool]:
         """``vm.network.vswitch``: a libvirt network of that name, else a host bridge. Without one, the
         host's first active libvirt network."""
         libvirt = _libvirt()
-        wanted = ((ctx.config.get("vm") or {}).get("network") or {}).get("vswitch")
+        wanted = ((config.get("vm") or {}).get("network") or {}).get("vswitch")
         if wanted:
             try:
                 conn.networkLookupByName(wanted)
@@ -208,37 +263,52 @@ class LibvirtCompute(_LibvirtDriver, ComputeInterface):
         raise PermanentError("the host has no active libvirt network; name a network or bridge in vm.network.vswitch")
 
     def _volume(self, pool, name: str):
-        libvirt = _libvirt()
-        try:
-            return pool.storageVolLookupByName(name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
-                return None
-            raise
+        return cloudimage.find_volume(pool, name)
 
-    def _create_volumes(self, pool, spec: DomainSpec) -> None:
+    def _create_volumes(self, pool, spec: DomainSpec, base=None) -> None:
+        """The disks' volumes; a cloud image's OS disk as a qcow2 overlay on its ``base`` volume."""
         for volume in spec.disks:
             if self._volume(pool, volume.name) is not None:
                 continue  # created by an earlier attempt of this task (checked before the domain was defined)
-            root = ET.Element("volume")
-            ET.SubElement(root, "name").text = volume.name
-            ET.SubElement(root, "capacity", unit="bytes").text = str(volume.capacity_bytes)
+            if volume.backing:
+                pool.createXML(cloudimage.volume_xml(volume.name, volume.capacity_bytes, "qcow2",
+                                                     backing_path=base.path()), 0)
+                continue
             allocation = volume.capacity_bytes if volume.format == "raw" else 0
-            ET.SubElement(root, "allocation", unit="bytes").text = str(allocation)
-            target = ET.SubElement(root, "target")
-            ET.SubElement(target, "format", type=volume.format)
-            pool.createXML(ET.tostring(root, encoding="unicode"), 0)
+            pool.createXML(cloudimage.volume_xml(volume.name, volume.capacity_bytes, volume.format,
+                                                 allocation_bytes=allocation), 0)
+
+    def _cloud_image(self, conn, pool, spec: DomainSpec, ctx) -> tuple[DomainSpec, Any]:
+        """For a cloud-image task: the domain spec that boots it, and the pool's base volume (uploaded
+        first if missing). The OS disk is checked against the image before anything is created."""
+        image = ctx.cloud_image
+        if image is None:
+            return spec, None
+        cloudimage.check_os_disk(spec.disks[0].capacity_bytes if spec.disks else 0, image)
+        base = cloudimage.ensure_base_volume(conn, pool, image, ctx.check_cancelled)
+        return with_cloud_image(spec, base.name()), base
+
+    def _put_seed(self, conn, pool, spec: DomainSpec, dom, ctx) -> None:
+        """The seed is built once the domain exists: its network-config matches the MAC libvirt gave it."""
+        if spec.cdrom_volume:
+            mac = mac_of(dom.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
+            cloudimage.put_seed(conn, pool, spec.cdrom_volume, cloudimage.seed_for(ctx, mac))
 
     def _spec(self, conn, ctx) -> tuple[Any, DomainSpec]:
-        pool = self._pool(conn, ctx)
-        network, is_bridge = self._network(conn, ctx)
+        pool = self._pool(conn, _kvm_options(ctx))
+        network, is_bridge = self._network(conn, ctx.config)
+        options = _kvm_options(ctx)
         return pool, domain_spec_from(ctx, pool.name(), network, is_bridge,
-                                      virtio_drivers=bool(_kvm_options(ctx).get("virtioDrivers", True)))
+                                      virtio_drivers=bool(options.get("virtioDrivers", True)),
+                                      domain_type=options.get("domainType") or "kvm")
 
     def planned_domain_xml(self, ctx) -> str:
         """The domain XML ``create_machine`` would define now (for dry runs); creates nothing."""
         with self._connection(ctx) as conn:
-            return domain_xml(self._spec(conn, ctx)[1])
+            spec = self._spec(conn, ctx)[1]
+            if ctx.cloud_image is not None:
+                spec = with_cloud_image(spec, cloudimage.base_volume_name(ctx.cloud_image.checksum_sha256))
+            return domain_xml(spec)
 
     def create_machine(self, ctx) -> Machine:
         """Define the tagged domain first, then create its volumes: a retry after a crash in between
@@ -246,17 +316,21 @@ class LibvirtCompute(_LibvirtDriver, ComputeInterface):
         belong to someone else and are refused rather than reused."""
         with self._connection(ctx) as conn:
             pool, spec = self._spec(conn, ctx)
+            spec, base = self._cloud_image(conn, pool, spec, ctx)
             dom = self._own_domain(conn, ctx)
             if dom is not None:
-                self._create_volumes(pool, spec)
+                self._create_volumes(pool, spec, base)
+                self._put_seed(conn, pool, spec, dom, ctx)
                 mac = mac_of(dom.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
                 return Machine(dom.UUIDString(), mac, f"Adopted {ctx.hostname} created by an earlier attempt")
-            taken = [volume.name for volume in spec.disks if self._volume(pool, volume.name) is not None]
+            names = [volume.name for volume in spec.disks] + ([spec.cdrom_volume] if spec.cdrom_volume else [])
+            taken = [name for name in names if self._volume(pool, name) is not None]
             if taken:
                 raise PermanentError(f"volume(s) {', '.join(taken)} already exist in pool {pool.name()} "
                                      f"without a domain of this task")
             dom = conn.defineXML(domain_xml(spec))
-            self._create_volumes(pool, spec)
+            self._create_volumes(pool, spec, base)
+            self._put_seed(conn, pool, spec, dom, ctx)
             mac = mac_of(dom.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
             gb = spec.memory_mib // 1024
             return Machine(dom.UUIDString(), mac, f"Created {spec.vcpus} vCPU, {gb} GB RAM, {len(spec.disks)} disks "
@@ -302,7 +376,9 @@ class LibvirtPower(_LibvirtDriver, PowerInterface):
             if dom.isActive():
                 return "Already running"
             dom.create()
-            return "Powered on; booting from the network"
+            nic = ET.fromstring(dom.XMLDesc(0)).find("devices/interface")  # noqa: S314 - libvirt's own output
+            network_first = nic is not None and nic.find("boot") is not None
+            return "Powered on; booting from the network" if network_first else "Powered on; booting from disk"
 
     def power_off(self, ctx) -> str:
         with self._connection(ctx) as conn:
@@ -349,12 +425,7 @@ class LibvirtBoot(_LibvirtDriver, BootInterface):
         return "Nothing to remove: the boot order goes with the machine"
 
 
-class NoKvmPostInstall(NoPostInstall):
-    def run_item(self, ctx, item: dict) -> str:
-        raise NotAvailable(f"post-install ({item['type']}) on KVM machines is not available in this version")
-
-
 def kvm_target(connect: Callable[[str], Any] | None = None) -> Target:
     """``connect`` (a libvirt URI → connection) is for tests; workers open their own connections."""
     return Target(LibvirtCompute(connect), LibvirtPower(connect), LibvirtBoot(connect), NoDomainJoin(),
-                  NoKvmPostInstall())
+                  MachinePostInstall())

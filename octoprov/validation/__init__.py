@@ -13,6 +13,7 @@ from octoprov.validation.domains import (
 )
 from octoprov.validation.hostnames import check_hostname
 from octoprov.validation.ipv4 import check_ipv4, check_static_network, parse_subnet
+from octoprov.validation.linux import check_linux_user_name, check_shell_command, check_ssh_public_key
 from octoprov.validation.locales import WINDOWS_LANGUAGES, check_language
 from octoprov.validation.macs import canonical_mac
 from octoprov.validation.names import check_display_name, check_parameter_name, check_script_name
@@ -30,10 +31,13 @@ __all__ = [
     "check_hostname",
     "check_ipv4",
     "check_language",
+    "check_linux_user_name",
     "check_ou_in_domain",
     "check_parameter_name",
     "check_product_key",
     "check_script_name",
+    "check_shell_command",
+    "check_ssh_public_key",
     "check_static_network",
     "check_timezone",
     "iana_timezone",

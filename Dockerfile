@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+# One image for every Octoprov role; docker/entrypoint.sh picks the role from the command:
+#   api | worker --queues POOL | beat | pxe | flower | db upgrade | samba
+# Build: docker build -t octoprov:local .   (compose.yaml builds it; docs/operations.md)
+# Runs as the unprivileged user octoprov (UID 10001); pxe (UDP ports 67, 69, 4011) and samba (smbd switches
+# users) are the two roles that need root, which compose.yaml grants them, with pxe's capabilities cut down.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# libvirt-python is published as source only and compiles against libvirt-dev.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc pkg-config libvirt-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/octoprov
+# The dependencies first, in a layer of their own: a code change does not download and compile them again.
+COPY setup.cfg pyproject.toml ./
+RUN python -m venv .venv \
+ && .venv/bin/pip install --no-cache-dir --upgrade pip \
+ && .venv/bin/python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+print(c['options']['install_requires'])" > requirements.txt \
+ && .venv/bin/pip install --no-cache-dir -r requirements.txt
+COPY README.md ./
+COPY octoprov ./octoprov
+COPY api ./api
+COPY workers ./workers
+COPY ipxe ./ipxe
+# Editable: the code finds its templates beside it (ipxe/, answers/), as in a checkout.
+RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \
+ && find . -name __pycache__ -prune -exec rm -rf {} +
+
+FROM ${PYTHON_IMAGE}
+# ipxe: the iPXE binaries TFTP hands out (/usr/lib/ipxe); wimtools: wimlib, which reads WIM editions;
+# libvirt0 and openssh-client: libvirt's client library and the ssh it runs for qemu+ssh:// hosts;
+# samba: smbd for the samba role (the WinPE file share).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ipxe wimtools libvirt0 openssh-client samba \
+ && rm -rf /var/lib/apt/lists/*
+ARG UID=10001
+ARG GID=10001
+RUN groupadd --system --gid "${GID}" octoprov \
+ && useradd --system --uid "${UID}" --gid octoprov --home-dir /var/lib/octoprov --shell /usr/sbin/nologin octoprov \
+ && install -d -o octoprov -g octoprov /var/lib/octoprov /images /drivers
+COPY --from=build /opt/octoprov /opt/octoprov
+# The spec's layout: /answers holds the answer-file templates and the scripts library; compose mounts ./answers
+# over it, so templates are edited without a rebuild. The code looks for them beside itself.
+COPY answers /answers
+RUN ln -s /answers /opt/octoprov/answers
+COPY docker/entrypoint.sh /usr/local/bin/octoprov-entrypoint
+ENV PATH=/opt/octoprov/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OCTOPROV_DATA_DIR=/var/lib/octoprov \
+    OCTOPROV_IMAGES_DIR=/images \
+    OCTOPROV_DRIVERS_DIR=/drivers \
+    OCTOPROV_API_HOST=0.0.0.0
+USER octoprov
+WORKDIR /var/lib/octoprov
+EXPOSE 8080 5555
+ENTRYPOINT ["/usr/local/bin/octoprov-entrypoint"]
+CMD ["api"]

@@ -1,0 +1,88 @@
+"""The web UI: server-rendered pages whose scripts call the same REST API as every other client.
+
+The pages carry no data and need no session: the browser keeps the API token in sessionStorage
+and sends it as a bearer token, so the API's own authentication, validation and secret masking
+are the only ones. A strict Content-Security-Policy (scripts and styles from this app only) keeps
+injected markup from reading that token.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, redirect, render_template, url_for
+
+from octoprov import states
+from octoprov.models import MAX_ID
+from octoprov.validation.locales import WINDOWS_LANGUAGES
+from octoprov.validation.timezones import WINDOWS_TIMEZONES
+
+ui = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/ui/static")
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+TARGETS = {"hyperv": "Hyper-V", "kvm": "KVM", "baremetal": "Bare metal", "fake": "Fake (no hardware)"}
+DISK_PURPOSES = ("os", "data", "log", "tempdb", "backup", "other")
+LIBRARY = {  # page -> (title, template)
+    "images": ("Images", "ui/images.html"),
+    "drivers": ("Driver packs", "ui/drivers.html"),
+    "templates": ("Templates", "ui/templates.html"),
+    "hypervisors": ("Hypervisor nodes", "ui/hypervisors.html"),
+    "packages": ("Packages", "ui/packages.html"),
+    "groups": ("Groups", "ui/groups.html"),
+}
+
+
+@ui.context_processor
+def vocabulary() -> dict:
+    """What the forms offer as choices; everything else the scripts load from the API."""
+    return {
+        "targets": TARGETS,
+        "statuses": states.ALL,
+        "disk_purposes": DISK_PURPOSES,
+        "languages": [(tag, tag) for tag in sorted(WINDOWS_LANGUAGES)],
+        "timezones": [(zone, zone) for zone in sorted(WINDOWS_TIMEZONES, key=str.lower)],
+        "library": LIBRARY,
+    }
+
+
+@ui.after_request
+def security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+@ui.get("/")
+def root():
+    return redirect(url_for("ui.dashboard"))
+
+
+@ui.get("/ui/")
+def dashboard():
+    return render_template("ui/dashboard.html", page="dashboard", title="Provisioning")
+
+
+@ui.get("/ui/signin")
+def signin():
+    return render_template("ui/signin.html", page="signin", title="Sign in")
+
+
+@ui.get("/ui/tasks/new")
+def new_task():
+    return render_template("ui/task_new.html", page="task-new", title="New task")
+
+
+@ui.get(f"/ui/tasks/<int(max={MAX_ID}):task_id>")
+def task_detail(task_id: int):
+    return render_template("ui/task_detail.html", page="task-detail", title=f"Task {task_id}", task_id=task_id)
+
+
+@ui.get("/ui/<any(" + ", ".join(LIBRARY) + "):name>")
+def library(name: str):
+    title, template = LIBRARY[name]
+    return render_template(template, page=name, title=title)
+
+
+def register_ui(app: Flask) -> None:
+    app.register_blueprint(ui)

@@ -1,0 +1,110 @@
+/* Dashboard: active tasks (every unfinished state), recent tasks with filters and pages, library counts.
+   Refreshes itself: every 2 s while something runs, every 10 s otherwise. */
+"use strict";
+(() => {
+  const O = window.Octo;
+  if (O.blocked) return;
+  const h = O.h;
+  const form = document.getElementById("filters");
+  const activeBox = document.getElementById("active");
+  const recentBox = document.getElementById("recent");
+  const PER_PAGE = 20;
+  let page = 1;
+  let timer = null;
+
+  const params = new URLSearchParams(location.search);
+  for (const name of ["status", "targetType", "hostname"]) if (params.get(name)) form.elements[name].value = params.get(name);
+  page = Math.max(1, Number(params.get("page")) || 1);
+
+  const filters = () => {
+    const q = new URLSearchParams();
+    for (const name of ["status", "targetType", "hostname"]) if (form.elements[name].value) q.set(name, form.elements[name].value);
+    return q;
+  };
+
+  const row = (task) => {
+    const final = O.FINAL.has(task.status);
+    const what = task.status === "failed" ? `Failed: ${task.errorMessage || task.currentStep || ""}`
+      : task.currentStep && !final ? task.currentStep : O.statusText(task.status);
+    return h("div", { class: "task-row", role: "listitem" },
+      O.icon(task.status),
+      h("span", { class: "host" }, h("a", { href: `/ui/tasks/${task.id}`, text: task.hostname }),
+        h("span", { class: "vh", text: `, ${O.statusText(task.status)}` })),
+      h("span", { class: "target", text: O.TARGETS[task.targetType] || task.targetType }),
+      h("span", { class: "step" + (task.status === "failed" ? " bad" : ""), text: what }),
+      h("span", { class: "bar" }, O.progress(task.progressPercent, task.status),
+        h("span", { text: task.status === "failed" || task.status === "cancelled" ? "–" : `${task.progressPercent}%` })),
+      h("span", { class: "when-cell", text: O.when(task.createdAt) }));
+  };
+  const list = (box, tasks, empty) => {
+    box.setAttribute("aria-busy", "false");
+    box.replaceChildren(tasks.length ? h("div", { role: "list" }, tasks.map(row)) : h("p", { class: "muted", text: empty }));
+  };
+
+  const loadActive = async () => {
+    const q = filters();
+    q.delete("status");
+    q.set("perPage", "100");
+    const pages = await Promise.all(O.ACTIVE.map((status) => O.get(`/tasks?${q}&status=${status}`)));
+    const tasks = pages.flatMap((p) => p.items).sort((a, b) => b.id - a.id);
+    list(activeBox, tasks, "Nothing is running.");
+    return tasks.length;
+  };
+  const loadRecent = async () => {
+    const q = filters();
+    q.set("page", String(page));
+    q.set("perPage", String(PER_PAGE));
+    const result = await O.get(`/tasks?${q}`);
+    list(recentBox, result.items, result.total ? "No tasks on this page." : "No tasks match.");
+    const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
+    document.getElementById("page-info").textContent = `Page ${page} of ${pages} · ${result.total} task(s)`;
+    document.getElementById("prev").disabled = page <= 1;
+    document.getElementById("next").disabled = page >= pages;
+    return result.items.filter((t) => !O.FINAL.has(t.status)).length;
+  };
+  const loadCounts = async () => {
+    await Promise.all([...document.querySelectorAll("[data-count]")].map(async (link) => {
+      try {
+        const result = await O.get(`/${link.dataset.count}?perPage=1`);
+        link.querySelector(".count").textContent = String(result.total);
+      } catch (_) {
+        link.querySelector(".count").textContent = "?";
+      }
+    }));
+  };
+
+  const refresh = async () => {
+    clearTimeout(timer);
+    let running = 0;
+    try {
+      const [active, recent] = await Promise.all([loadActive(), loadRecent()]);
+      running = active + recent;
+    } catch (exc) {
+      if (exc.status !== 401) O.say(`Could not load the tasks: ${exc.message}`, true);
+    }
+    timer = setTimeout(refresh, document.hidden ? 15000 : running ? 2000 : 10000);
+  };
+  const changed = () => {
+    page = 1;
+    const q = filters();
+    history.replaceState(null, "", q.toString() ? `?${q}` : location.pathname);
+    refresh();
+  };
+  form.addEventListener("change", changed);
+  form.addEventListener("submit", (event) => { event.preventDefault(); changed(); });
+  let typing = null;
+  form.elements.hostname.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(changed, 400); });
+  const go = (delta) => {
+    page += delta;
+    const q = filters();
+    if (page > 1) q.set("page", String(page));
+    history.replaceState(null, "", q.toString() ? `?${q}` : location.pathname);
+    refresh();
+  };
+  document.getElementById("prev").addEventListener("click", () => go(-1));
+  document.getElementById("next").addEventListener("click", () => go(1));
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+
+  refresh();
+  loadCounts();
+})();

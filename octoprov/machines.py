@@ -1,0 +1,180 @@
+"""Bare-metal machines: servers Octoprov installs, known by the MACs of their network cards and,
+optionally, reached through their BMC (Redfish) so a task can switch them on into a network boot
+instead of waiting for someone to press the button.
+
+A MAC belongs to one machine only: a bare-metal task finds its machine by the MAC it names, and
+two machines claiming one card would make that ambiguous. BMC credentials are encrypted at rest
+and never leave through a view.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov import states
+from octoprov.crypto import Vault
+from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.logs import redactor
+from octoprov.models import Node, Task
+from octoprov.nodes import flush_named, name_taken
+from octoprov.specs import Spec, Timestamp, View, report
+from octoprov.validation.macs import canonical_mac
+
+BAREMETAL = "baremetal"
+KINDS = ("redfish", "manual")
+
+Mac = Annotated[str, Field(max_length=17), AfterValidator(canonical_mac)]
+
+
+class BmcSpec(Spec):
+    """How the machine's BMC is reached."""
+
+    address: str = Field(min_length=1, max_length=500, description="https://bmc-host[:port] (Redfish service root "
+                                                                    "is /redfish/v1 below it)")
+    protocol: Literal["redfish"] = "redfish"
+    system_id: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$",
+                                  description="The Redfish system to drive; default: the one with this machine's MAC")
+    verify_certificate: bool = True
+
+    @field_validator("address")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("not a valid port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError("must be http(s)://host[:port], the BMC's address")
+        return value.rstrip("/")
+
+
+class MachineSpec(Spec):
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")
+    mac_addresses: list[Mac] = Field(min_length=1, max_length=16,
+                                     description="Every network card it may boot from; the first is its main one")
+    bmc: BmcSpec | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=255, description="BMC user")
+    password: str | None = Field(default=None, min_length=1, max_length=1024, description="BMC password, stored "
+                                                                                        "encrypted")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.mac_addresses)) != len(self.mac_addresses):
+            report({"macAddresses": "lists a MAC twice"})
+        if self.bmc is None and (self.username or self.password):
+            report({"bmc": "BMC credentials given without a BMC address"})
+        return self
+
+
+class MachineView(View):
+    id: int
+    name: str
+    kind: str
+    mac_addresses: list[str]
+    bmc: dict | None
+    username: str | None
+    has_credentials: bool
+    hardware: dict | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, node: Node) -> MachineView:
+        options = node.options or {}
+        return cls(id=node.id, name=node.name, kind=node.kind, mac_addresses=node.mac_addresses or [],
+                   bmc=options.get("bmc"), username=node.username,
+                   has_credentials=node.credentials_encrypted is not None, hardware=options.get("hardware"),
+                   created_at=node.created_at, updated_at=node.updated_at)
+
+
+def _machines(session: Session):
+    return session.scalars(select(Node).where(Node.role == BAREMETAL))
+
+
+def machine_for_mac(session: Session, mac: str) -> Node | None:
+    """The machine one of whose cards has this MAC."""
+    for node in _machines(session):
+        if mac in (node.mac_addresses or []):
+            return node
+    return None
+
+
+def _check_macs(session: Session, spec: MachineSpec, other_than: int | None = None) -> None:
+    for index, mac in enumerate(spec.mac_addresses):
+        owner = machine_for_mac(session, mac)
+        if owner is not None and owner.id != other_than:
+            raise InvalidRequest({f"macAddresses[{index}]": f"{mac} belongs to machine {owner.name} already"})
+
+
+def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
+    node.name, node.username, node.mac_addresses = spec.name, spec.username, list(spec.mac_addresses)
+    node.kind = "redfish" if spec.bmc else "manual"
+    node.endpoint = spec.bmc.address if spec.bmc else None
+    options = dict(node.options or {})
+    options.pop("bmc", None)
+    if spec.bmc:
+        options["bmc"] = spec.bmc.model_dump(by_alias=True)
+    node.options = options or None
+    if spec.password:
+        redactor.register(spec.password)
+    node.credentials_encrypted = vault.encrypt_json({"password": spec.password}) if spec.password else None
+
+
+def register_machine(session: Session, vault: Vault, spec: MachineSpec) -> Node:
+    if name_taken(session, spec.name):
+        raise Conflict(f"name: a node called {spec.name!r} exists already")
+    _check_macs(session, spec)
+    node = Node(role=BAREMETAL)
+    _apply(node, spec, vault)
+    session.add(node)
+    flush_named(session, spec.name)
+    return node
+
+
+def update_machine(session: Session, vault: Vault, node_id: int, spec: MachineSpec) -> Node:
+    """Replace a machine's settings; a password left out is kept."""
+    node = get_machine(session, node_id)
+    if name_taken(session, spec.name, other_than=node_id):
+        raise Conflict(f"name: a node called {spec.name!r} exists already")
+    _check_macs(session, spec, other_than=node_id)
+    kept = vault.decrypt_json(node.credentials_encrypted) or {}
+    if spec.password is None and kept.get("password") and spec.bmc is not None:
+        spec = spec.model_copy(update={"password": kept["password"]})
+    _apply(node, spec, vault)
+    flush_named(session, spec.name)
+    return node
+
+
+def get_machine(session: Session, node_id: int) -> Node:
+    node = session.get(Node, node_id)
+    if node is None or node.role != BAREMETAL:
+        raise NotFound(f"no bare-metal machine with id {node_id}")
+    return node
+
+
+def remove_machine(session: Session, node_id: int) -> None:
+    """Refused while a task is installing it: the task would lose its way to the BMC."""
+    node = get_machine(session, node_id)
+    busy = session.scalar(select(Task.id).where(Task.target_type == "baremetal", Task.status.in_(states.ACTIVE),
+                                                Task.mac_address.in_(node.mac_addresses or [])).limit(1))
+    if busy is not None:
+        raise Conflict(f"machine {node_id} is being installed by task {busy}")
+    session.delete(node)
+
+
+def record_hardware(session: Session, mac: str, hardware: dict) -> None:
+    """SMBIOS facts the machine's firmware reported when it booted (manufacturer, product, uuid)."""
+    node = machine_for_mac(session, mac)
+    if node is None or not hardware:
+        return
+    options = dict(node.options or {})
+    seen = {**(options.get("hardware") or {}), **{k: v for k, v in hardware.items() if v}}
+    if seen != options.get("hardware"):
+        options["hardware"] = seen
+        node.options = options

@@ -1,0 +1,88 @@
+"""What a task produces: a node record of the installed machine (role ``machine``) that outlives
+the task, with the facts the machine reported about itself in its callbacks (addresses, SSH host
+keys) and the ones Octoprov knows (MAC, OS, where it runs).
+
+The SSH host keys a machine reports with its callback's token are the ones post-install pins:
+the token proves the report came from the machine being installed, so a host answering with
+another key later is refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from octoprov.models import Image, Node, Task
+from octoprov.specs import Timestamp, View
+
+MACHINE = "machine"
+
+
+class MachineFacts(View):
+    """Reported by the machine itself: the addresses it has and its SSH server's keys."""
+
+    addresses: list[str] = Field(default_factory=list)
+    ssh_port: int = 22
+    ssh_host_keys: list[str] = Field(default_factory=list)
+
+
+class NodeView(View):
+    id: int
+    name: str
+    os_type: str
+    os_name: str | None
+    hostname: str | None
+    mac_addresses: list[str]
+    ip_addresses: list[str]
+    task_id: int | None = None
+    hypervisor_node_id: int | None = None
+    ssh_host_keys: list[str] = Field(default_factory=list)
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, node: Node) -> NodeView:
+        options = node.options or {}
+        return cls(id=node.id, name=node.name, os_type=node.kind, os_name=node.os_name, hostname=node.hostname,
+                   mac_addresses=node.mac_addresses or [], ip_addresses=node.ip_addresses or [],
+                   task_id=options.get("taskId"), hypervisor_node_id=options.get("hypervisorNodeId"),
+                   ssh_host_keys=(options.get("ssh") or {}).get("hostKeys") or [],
+                   created_at=node.created_at, updated_at=node.updated_at)
+
+
+def result_node(session: Session, task: Task) -> Node:
+    """The task's node, created on first need. A machine installed again under the same host name
+    is the same node, brought up to date; a name held by a hypervisor or bare-metal record gets the
+    task id appended instead (node names are unique)."""
+    if task.result_node_id is not None:
+        return session.get(Node, task.result_node_id)
+    node = session.scalar(select(Node).where(Node.name == task.hostname))
+    if node is None or node.role != MACHINE:
+        name = task.hostname if node is None else f"{task.hostname} (task {task.id})"
+        node = Node(name=name, role=MACHINE, kind="windows")
+        session.add(node)
+    image = session.get(Image, ((task.config or {}).get("os") or {}).get("imageId"))
+    node.kind = image.os_type if image is not None else "windows"
+    node.os_name = image.name if image is not None else None
+    node.hostname = task.hostname
+    node.mac_addresses = [task.mac_address] if task.mac_address else []
+    options = {"taskId": task.id}
+    if task.hypervisor_node_id is not None:
+        options["hypervisorNodeId"] = task.hypervisor_node_id
+    node.options = options
+    node.ip_addresses = []
+    session.flush()
+    task.result_node_id = node.id
+    return node
+
+
+def record_facts(session: Session, task: Task, facts: MachineFacts) -> None:
+    """Keep what the machine reported; a later report replaces the earlier one."""
+    if not (facts.addresses or facts.ssh_host_keys):
+        return
+    node = result_node(session, task)
+    if facts.addresses:
+        node.ip_addresses = list(dict.fromkeys(facts.addresses))
+    if facts.ssh_host_keys:
+        node.options = {**(node.options or {}), "ssh": {"port": facts.ssh_port, "hostKeys": facts.ssh_host_keys}}

@@ -1,0 +1,430 @@
+"""The PowerShell the Hyper-V target runs, as data: which commands, in which order, with which
+bound parameters. Pure functions of a :class:`VmPlan`, so every option is testable as a table and
+the dry run lists exactly what a task would run.
+
+No value is ever written into script text. A command is a cmdlet name and its parameters, which
+pypsrp sends to the host as typed PSRP parameters (``add_cmdlet(...).add_parameter(...)``).
+Where PowerShell needs an object rather than a value (Set-VMFirmware's boot device), runs a
+program with arguments (djoin.exe) or has to shape its output as JSON, the command is one of the
+fixed scripts in ``SCRIPTS``: constant text whose ``param()`` block receives the values as bound
+parameters in the same way. Post-install items run their own scripts (a package's, a library
+file's) on installed machines just so: the text as it is, the values bound to its ``param()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ntpath
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+GIB = 1024**3
+TAG = "octoprov-task:"
+CREATING = " creating"  # the tag while the VM is being configured: an interrupted attempt left it half-made
+SECURE_BOOT_TEMPLATE = "MicrosoftUEFICertificateAuthority"
+ANSWER_ISO_SUFFIX = "-answer.iso"
+CHUNK_BYTES = 256 * 1024  # answer ISO upload: well below the 500 KiB WSMan envelope of current hosts
+BIOS_ORDER = {"pxe": ("LegacyNetworkAdapter", "IDE", "CD", "Floppy"),
+              "iso": ("CD", "IDE", "LegacyNetworkAdapter", "Floppy")}
+LEGACY_ADAPTER = "Legacy Network Adapter"
+DEFAULT_ADAPTER = "Network Adapter"  # the synthetic adapter New-VM adds
+
+
+@dataclass(frozen=True)
+class Cmdlet:
+    """One command with its bound parameters, in the order they are sent. ``True`` sets a switch.
+    ``text``: a script that is not one of ``SCRIPTS`` (a post-install package or library script),
+    run with the parameters bound to its ``param()`` block just the same; ``name`` then only names it."""
+
+    name: str
+    parameters: tuple[tuple[str, Any], ...] = ()
+    text: str | None = field(default=None, repr=False)
+
+    @property
+    def script(self) -> str | None:
+        """The script text behind this command: its own, or the fixed one when the name is one of
+        ``SCRIPTS``; None for a cmdlet."""
+        return self.text if self.text is not None else SCRIPTS.get(self.name)
+
+    def get(self, name: str) -> Any:
+        return dict(self.parameters).get(name)
+
+    def to_json(self) -> dict:
+        """For the dry run and logs: bytes (file contents, which carry secrets) shown by size only."""
+        shown = {name: f"<{len(value)} bytes>" if isinstance(value, bytes) else value
+                 for name, value in self.parameters}
+        return {"script" if self.script else "cmdlet": self.name, "parameters": shown}
+
+
+Pipeline = tuple[Cmdlet, ...]
+
+
+def cmdlet(name: str, **parameters: Any) -> Cmdlet:
+    """A command; parameters set to None are left out."""
+    return Cmdlet(name, tuple((key, value) for key, value in parameters.items() if value is not None))
+
+
+def script(name: str, text: str, parameters: dict[str, Any]) -> Cmdlet:
+    """A script of its own (``text``) with ``parameters`` bound by name, never pasted into it."""
+    return Cmdlet(name, tuple(parameters.items()), text)
+
+
+def pipeline(*cmdlets: Cmdlet) -> Pipeline:
+    return tuple(cmdlets)
+
+
+def to_json(command: Cmdlet | Pipeline) -> dict:
+    if isinstance(command, Cmdlet):
+        return command.to_json()
+    return command[0].to_json() if len(command) == 1 else {"pipeline": [item.to_json() for item in command]}
+
+
+# --- the plan of one machine ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    path: str
+    size_bytes: int
+    fixed: bool
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """Everything the commands need, decided before the first one runs."""
+
+    name: str
+    task_id: int
+    generation: int
+    cpu: int
+    memory_bytes: int
+    vm_path: str | None  # None: the host's default VirtualMachinePath
+    disks: tuple[DiskPlan, ...]
+    switch: str
+    vlan: int | None
+    mac: str  # canonical, 00:15:5d:01:02:03
+    secure_boot: bool
+    secure_boot_template: str = SECURE_BOOT_TEMPLATE
+    boot_mode: str = "pxe"
+    install_iso: str | None = None
+    answer_iso: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{TAG}{self.task_id}"
+
+    @property
+    def hyperv_mac(self) -> str:
+        """The form Set-VMNetworkAdapter -StaticMacAddress takes: 00155D010203."""
+        return self.mac.replace(":", "").upper()
+
+    @property
+    def legacy_nic(self) -> bool:
+        """A generation 1 VM boots from the network only through a legacy (emulated) adapter."""
+        return self.generation == 1 and self.boot_mode == "pxe"
+
+
+def task_of(notes: str | None) -> tuple[int | None, bool]:
+    """(task id, complete) from a VM's Notes; (None, False) when no Octoprov task made it."""
+    text = (notes or "").strip()
+    if not text.startswith(TAG):
+        return None, False
+    number, _, rest = text[len(TAG):].partition(" ")
+    return (int(number), not rest) if number.isdigit() else (None, False)
+
+
+def task_mac(task_id: int) -> str:
+    """A locally administered MAC derived from the task id. Hyper-V assigns a dynamic MAC only at
+    the first start, but the PXE services must know it before: each VM gets a static one, outside
+    the host's own 00:15:5d pool, and the same on every attempt."""
+    digest = hashlib.sha256(f"octoprov-hyperv:{task_id}".encode()).digest()
+    return "02:" + ":".join(f"{byte:02x}" for byte in digest[:5])
+
+
+def disk_plans(hostname: str, directory: str, disks: list[dict]) -> tuple[DiskPlan, ...]:
+    """One VHDX per disk, OS disk first, named after the machine and the disk's purpose
+    (``web01-os.vhdx``, ``web01-data-1.vhdx``, ``web01-data-2.vhdx``)."""
+    ordered = sorted(disks, key=lambda disk: disk.get("purpose") != "os")
+    total = Counter(disk.get("purpose", "data") for disk in ordered)
+    numbered: Counter = Counter()
+    plans = []
+    for disk in ordered:
+        purpose = disk.get("purpose", "data")
+        numbered[purpose] += 1
+        name = f"{hostname}-{purpose}" + (f"-{numbered[purpose]}" if total[purpose] > 1 else "") + ".vhdx"
+        plans.append(DiskPlan(ntpath.join(directory, name), int(disk["sizeGb"]) * GIB, disk.get("type") == "fixed"))
+    return tuple(plans)
+
+
+def answer_iso_path(directory: str, hostname: str) -> str:
+    return ntpath.join(directory, hostname + ANSWER_ISO_SUFFIX)
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def read_vm(name: str) -> Cmdlet:
+    return cmdlet("Read-OctoprovVM", Name=name)
+
+
+def read_host_storage() -> Cmdlet:
+    return cmdlet("Read-OctoprovHostStorage")
+
+
+def read_switches() -> Cmdlet:
+    return cmdlet("Read-OctoprovSwitches")
+
+
+def existing_files(paths: list[str]) -> Cmdlet:
+    """One boolean per path: leftovers must not be overwritten or adopted."""
+    return cmdlet("Test-Path", LiteralPath=list(paths))
+
+
+def file_hash(path: str) -> Pipeline:
+    return pipeline(cmdlet("Get-FileHash", LiteralPath=path, Algorithm="SHA256"),
+                    cmdlet("Select-Object", ExpandProperty="Hash"))
+
+
+# --- create ---------------------------------------------------------------------------------------
+
+
+def create_vm(plan: VmPlan) -> list[Pipeline]:
+    """The spec's creation script, step by step. The VM is tagged in the same pipeline that creates
+    it (New-VM's output goes straight to Set-VM), so no untagged VM of this task can exist; the
+    tag says ``creating`` until the last command marks it complete."""
+    name = plan.name
+    commands: list[Pipeline] = [
+        pipeline(cmdlet("New-VM", Name=name, Generation=plan.generation, MemoryStartupBytes=plan.memory_bytes,
+                        Path=plan.vm_path, NoVHD=True, ErrorAction="Stop"),
+                 cmdlet("Set-VM", Notes=plan.tag + CREATING)),
+        pipeline(cmdlet("Set-VMProcessor", VMName=name, Count=plan.cpu)),
+    ]
+    for index, disk in enumerate(plan.disks):
+        kind = {"Fixed": True} if disk.fixed else {"Dynamic": True}
+        commands.append(pipeline(cmdlet("New-VHD", Path=disk.path, SizeBytes=disk.size_bytes, **kind)))
+        commands.append(pipeline(cmdlet("Add-VMHardDiskDrive", VMName=name, Path=disk.path,
+                                        **_disk_slot(plan.generation, index))))
+    commands += network(plan)
+    commands += firmware(plan)
+    if plan.boot_mode == "pxe":
+        commands += boot_order(plan)
+    commands.append(pipeline(cmdlet("Set-VM", Name=name, Notes=plan.tag)))
+    return commands
+
+
+def _disk_slot(generation: int, index: int) -> dict:
+    """Generation 1 boots from IDE only: the OS disk takes IDE 0:0, the others go on SCSI.
+    Generation 2 has SCSI only, where Hyper-V picks the next free location."""
+    if generation == 2:
+        return {}
+    if index == 0:
+        return {"ControllerType": "IDE", "ControllerNumber": 0, "ControllerLocation": 0}
+    return {"ControllerType": "SCSI"}
+
+
+def network(plan: VmPlan) -> list[Pipeline]:
+    name = plan.name
+    if plan.legacy_nic:
+        commands = [pipeline(cmdlet("Remove-VMNetworkAdapter", VMName=name, Name=DEFAULT_ADAPTER)),
+                    pipeline(cmdlet("Add-VMNetworkAdapter", VMName=name, Name=LEGACY_ADAPTER, IsLegacy=True,
+                                    SwitchName=plan.switch))]
+    else:
+        commands = [pipeline(cmdlet("Connect-VMNetworkAdapter", VMName=name, SwitchName=plan.switch))]
+    if plan.vlan:
+        commands.append(pipeline(cmdlet("Set-VMNetworkAdapterVlan", VMName=name, Access=True, VlanId=plan.vlan)))
+    commands.append(pipeline(cmdlet("Set-VMNetworkAdapter", VMName=name, StaticMacAddress=plan.hyperv_mac)))
+    return commands
+
+
+def firmware(plan: VmPlan) -> list[Pipeline]:
+    """Secure Boot exists on generation 2 (UEFI) only; generation 1 has a BIOS."""
+    if plan.generation == 1:
+        return []
+    if plan.secure_boot:
+        return [pipeline(cmdlet("Set-VMFirmware", VMName=plan.name, EnableSecureBoot="On",
+                                SecureBootTemplate=plan.secure_boot_template))]
+    return [pipeline(cmdlet("Set-VMFirmware", VMName=plan.name, EnableSecureBoot="Off"))]
+
+
+def boot_order(plan: VmPlan) -> list[Pipeline]:
+    """Network first for PXE, the installation DVD first for ISO mode; the disk follows, so the
+    installed system boots once the installer is done with the machine."""
+    if plan.generation == 1:
+        return [pipeline(cmdlet("Set-VMBios", VMName=plan.name, StartupOrder=list(BIOS_ORDER[plan.boot_mode])))]
+    if plan.boot_mode == "pxe":
+        return [pipeline(cmdlet("Set-OctoprovFirstBootDevice", VMName=plan.name, Device="Network"))]
+    return [pipeline(cmdlet("Set-OctoprovFirstBootDevice", VMName=plan.name, Device="DVD", Path=plan.install_iso))]
+
+
+# --- ISO mode -------------------------------------------------------------------------------------
+
+
+def upload(path: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[Pipeline]:
+    """Write ``data`` to ``path`` on the host in chunks sent as byte-array parameters, then read
+    back its SHA-256 (the caller compares it)."""
+    chunks = [data[start:start + chunk_bytes] for start in range(0, len(data), chunk_bytes)] or [b""]
+    commands = [pipeline(cmdlet("Write-OctoprovFileChunk", Path=path, Data=chunk, Append=index > 0))
+                for index, chunk in enumerate(chunks)]
+    return [*commands, file_hash(path)]
+
+
+def attach_isos(plan: VmPlan, attached: list[str]) -> list[Pipeline]:
+    """The installation ISO and the answer ISO in two DVD drives (generation 1: the IDE 1:0 drive
+    New-VM made, and IDE 1:1); drives already holding them are left alone."""
+    commands = []
+    wanted = [(plan.install_iso, 0), (plan.answer_iso, 1)]
+    for path, location in wanted:
+        if path in attached:
+            continue
+        if plan.generation == 2:
+            commands.append(pipeline(cmdlet("Add-VMDvdDrive", VMName=plan.name, Path=path)))
+        elif location == 0:
+            commands.append(pipeline(cmdlet("Set-VMDvdDrive", VMName=plan.name, ControllerNumber=1,
+                                            ControllerLocation=0, Path=path)))
+        else:
+            commands.append(pipeline(cmdlet("Add-VMDvdDrive", VMName=plan.name, ControllerNumber=1,
+                                            ControllerLocation=1, Path=path)))
+    return commands
+
+
+# --- power and removal ----------------------------------------------------------------------------
+
+
+def start_vm(name: str) -> Pipeline:
+    return pipeline(cmdlet("Start-VM", Name=name))
+
+
+def press_enter(name: str) -> Pipeline:
+    """Generation 2 firmware boots a Windows DVD only after "Press any key to boot from CD or DVD";
+    Enter, typed through the VM's virtual keyboard for ten seconds after the start, is that key."""
+    return pipeline(cmdlet("Send-OctoprovEnterKey", VMName=name, Seconds=10))
+
+
+def stop_vm(name: str) -> Pipeline:
+    return pipeline(cmdlet("Stop-VM", Name=name, TurnOff=True, Force=True))
+
+
+def remove_vm(name: str, files: list[str], running: bool) -> list[Pipeline]:
+    """Rollback: power off, remove the VM, then delete its disks and answer ISO (never the
+    installation ISO, which is not the task's)."""
+    commands = [stop_vm(name)] if running else []
+    commands.append(pipeline(cmdlet("Remove-VM", Name=name, Force=True)))
+    commands += [pipeline(cmdlet("Remove-Item", LiteralPath=path, Force=True)) for path in files]
+    return commands
+
+
+# --- offline domain join (on the management host) -------------------------------------------------
+
+
+def find_computer(name: str, domain: str) -> Cmdlet:
+    return cmdlet("Find-OctoprovComputerAccount", Name=name, Server=domain)
+
+
+def provision_join(domain: str, machine: str, ou: str | None, reuse: bool) -> Cmdlet:
+    """djoin.exe /provision; ``reuse`` only for an account this task created before (its tag)."""
+    return cmdlet("Invoke-OctoprovDjoin", Domain=domain, Machine=machine, MachineOU=ou, Reuse=reuse)
+
+
+def tag_computer(name: str, domain: str, task_id: int) -> Cmdlet:
+    return cmdlet("Set-ADComputer", Identity=name, Server=domain, Description=f"{TAG}{task_id}")
+
+
+def remove_computer(distinguished_name: str, domain: str) -> Cmdlet:
+    return cmdlet("Remove-ADComputer", Identity=distinguished_name, Server=domain, Confirm=False)
+
+
+# --- the fixed scripts ----------------------------------------------------------------------------
+
+SCRIPTS = {
+    "Read-OctoprovVM": r"""
+param([Parameter(Mandatory)][string]$Name)
+foreach ($vm in @(Get-VM -Name $Name -ErrorAction Ignore)) {
+    $info = [ordered]@{
+        Id = [string]$vm.Id; Name = $vm.Name; Notes = $vm.Notes; State = [string]$vm.State
+        Generation = $vm.Generation; Path = $vm.Path
+        Disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
+        Dvds = @(Get-VMDvdDrive -VM $vm | ForEach-Object { $_.Path })
+        Adapters = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object {
+            [ordered]@{ Name = $_.Name; MacAddress = $_.MacAddress; SwitchName = $_.SwitchName
+                        IsLegacy = [bool]$_.IsLegacy }
+        })
+    }
+    ConvertTo-Json -InputObject $info -Compress -Depth 4
+}
+""",
+    "Read-OctoprovHostStorage": r"""
+$vmHost = Get-VMHost
+$volumes = foreach ($v in @(Get-Volume | Where-Object { $_.DriveLetter -and $_.DriveType -eq 'Fixed' })) {
+    [ordered]@{ Name = "$($v.DriveLetter):\"; Label = $v.FileSystemLabel; FileSystem = $v.FileSystem
+                SizeBytes = [int64]$v.Size; FreeBytes = [int64]$v.SizeRemaining }
+}
+ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{
+    VirtualHardDiskPath = $vmHost.VirtualHardDiskPath; VirtualMachinePath = $vmHost.VirtualMachinePath
+    Volumes = @($volumes)
+})
+""",
+    "Read-OctoprovSwitches": r"""
+$switches = foreach ($s in @(Get-VMSwitch)) {
+    [ordered]@{ Name = $s.Name; SwitchType = [string]$s.SwitchType; NetAdapter = $s.NetAdapterInterfaceDescription }
+}
+ConvertTo-Json -Compress -Depth 3 -InputObject @($switches)
+""",
+    "Set-OctoprovFirstBootDevice": r"""
+param([Parameter(Mandatory)][string]$VMName, [Parameter(Mandatory)][ValidateSet('Network', 'DVD')][string]$Device,
+      [string]$Path)
+if ($Device -eq 'Network') {
+    $first = Get-VMNetworkAdapter -VMName $VMName | Select-Object -First 1
+} else {
+    $first = Get-VMDvdDrive -VMName $VMName | Where-Object { $_.Path -eq $Path } | Select-Object -First 1
+}
+if (-not $first) { throw "$VMName has no $Device device to boot from" }
+Set-VMFirmware -VMName $VMName -FirstBootDevice $first -ErrorAction Stop
+""",
+    "Send-OctoprovEnterKey": r"""
+param([Parameter(Mandatory)][string]$VMName, [int]$Seconds = 10)
+$vm = Get-CimInstance -Namespace root\virtualization\v2 -ClassName Msvm_ComputerSystem |
+    Where-Object { $_.ElementName -eq $VMName } | Select-Object -First 1
+if (-not $vm) { throw "no VM called $VMName" }
+$keyboard = Get-CimAssociatedInstance -InputObject $vm -ResultClassName Msvm_Keyboard
+for ($i = 0; $i -lt $Seconds; $i++) {
+    Invoke-CimMethod -InputObject $keyboard -MethodName TypeKey -Arguments @{ keyCode = [uint32]13 } | Out-Null
+    Start-Sleep -Seconds 1
+}
+""",
+    "Write-OctoprovFileChunk": r"""
+param([Parameter(Mandatory)][string]$Path, [Parameter(Mandatory)][AllowEmptyCollection()][byte[]]$Data,
+      [bool]$Append)
+$mode = if ($Append) { [IO.FileMode]::Append } else { [IO.FileMode]::Create }
+$stream = [IO.File]::Open($Path, $mode, [IO.FileAccess]::Write)
+try { $stream.Write($Data, 0, $Data.Length) } finally { $stream.Dispose() }
+""",
+    "Find-OctoprovComputerAccount": r"""
+param([Parameter(Mandatory)][string]$Name, [Parameter(Mandatory)][string]$Server)
+try {
+    $account = Get-ADComputer -Identity $Name -Server $Server -Properties Description -ErrorAction Stop
+} catch [Microsoft.ActiveDirectory.Management.ADIdentityNotFoundException] {
+    return
+}
+ConvertTo-Json -Compress -InputObject ([ordered]@{
+    Name = $account.Name; DistinguishedName = $account.DistinguishedName; Description = $account.Description
+})
+""",
+    "Invoke-OctoprovDjoin": r"""
+param([Parameter(Mandatory)][string]$Domain, [Parameter(Mandatory)][string]$Machine, [string]$MachineOU,
+      [bool]$Reuse)
+$file = Join-Path ([IO.Path]::GetTempPath()) ('octoprov-' + [Guid]::NewGuid().ToString('N') + '.txt')
+$arguments = @('/provision', '/domain', $Domain, '/machine', $Machine, '/savefile', $file)
+if ($MachineOU) { $arguments += @('/machineou', $MachineOU) }
+if ($Reuse) { $arguments += '/reuse' }
+try {
+    $output = & (Join-Path $env:SystemRoot 'System32\djoin.exe') @arguments 2>&1
+    if ($LASTEXITCODE -ne 0) {
+        throw ('djoin.exe failed with exit code {0}: {1}' -f $LASTEXITCODE, ($output | Out-String).Trim())
+    }
+    [IO.File]::ReadAllText($file)
+} finally {
+    Remove-Item -LiteralPath $file -Force -ErrorAction SilentlyContinue
+}
+""",
+}

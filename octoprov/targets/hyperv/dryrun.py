@@ -1,0 +1,91 @@
+"""``hyperv-commands.json`` of a dry run: every command the task's steps would run on an empty host,
+in order, with the parameters bound to them, and what a rollback would run. Only the host's default
+VHD folder is asked for (when the request names no storagePath); file contents are shown by size."""
+
+from __future__ import annotations
+
+import json
+
+from octoprov.errors import OctoprovError
+from octoprov.targets.hyperv import commands
+from octoprov.targets.hyperv.connection import Connect, node_endpoint
+from octoprov.targets.hyperv.domainjoin import management_endpoint
+from octoprov.targets.hyperv.powershell import host_session
+from octoprov.targets.hyperv.vms import storage_dirs, vm_plan
+
+ANSWER_ISO = "<the answer ISO, built when the step runs>"
+
+
+def planned_commands(ctx, connect: Connect | None = None) -> tuple[str, list[str]]:
+    """(the JSON text, notes for the plan)."""
+    notes = []
+    asks_host = not (ctx.config.get("vm") or {}).get("storagePath")
+    try:
+        if not asks_host:
+            raise LookupError
+        with host_session(node_endpoint(ctx.node), connect) as host:
+            vm_path, vhd_dir = storage_dirs(host, ctx.config)
+    except (LookupError, OctoprovError) as exc:
+        vm_path, vhd_dir = storage_dirs(None, ctx.config)
+        if isinstance(exc, OctoprovError):
+            notes.append(f"hyperv-commands.json: {vhd_dir} stands for the host's folder: {exc.message}")
+    plan = vm_plan(ctx, vm_path, vhd_dir)
+    if plan.boot_mode == "pxe" and plan.secure_boot:
+        notes.append(f"Secure Boot is on ({plan.secure_boot_template}): the VM's firmware starts only a network boot "
+                     f"program signed for that template; an unsigned {ctx.settings.uefi_boot_file} is refused, so "
+                     "sign it or set vm.secureboot to false")
+    name, disks = plan.name, [disk.path for disk in plan.disks]
+    storage = [commands.read_host_storage()] if asks_host else []
+    steps = [("create_vm", ctx.node.name, [*storage, commands.read_vm(name), commands.existing_files(disks),
+                                            *commands.create_vm(plan), commands.read_vm(name)])]
+    rollback = [("destroy_machine", ctx.node.name,
+                 [commands.read_vm(name), *commands.remove_vm(name, disks + ([plan.answer_iso] if plan.answer_iso
+                                                                                else []), running=True)])]
+    domain = ctx.config.get("domain") or {}
+    if domain.get("join") and domain.get("method", "offline") == "offline":
+        try:
+            manager = management_endpoint(ctx.settings).label
+        except OctoprovError as exc:
+            manager = "the management host"
+            notes.append(f"hyperv-commands.json: {exc.message}")
+        steps.append(("prepare_domain_join", manager, [
+            commands.find_computer(name, domain["name"]),
+            commands.provision_join(domain["name"], name, domain.get("ou"), reuse=False),
+            commands.tag_computer(name, domain["name"], ctx.task_id)]))
+        rollback.append(("remove_computer_account", manager, [
+            commands.find_computer(name, domain["name"]),
+            commands.remove_computer(f"<distinguished name of {name}>", domain["name"])]))
+    if plan.boot_mode == "pxe":
+        boot = [*storage, commands.read_vm(name), *commands.boot_order(plan)]
+    else:
+        *chunks, check = commands.upload(plan.answer_iso, b"")
+        boot = [*storage, commands.read_vm(name), *chunks, check, *commands.attach_isos(plan, []),
+                *commands.boot_order(plan)]
+    steps.append(("register_mac", ctx.node.name, boot))
+    power = [commands.read_vm(name), commands.start_vm(name)]
+    if plan.boot_mode == "iso" and plan.generation == 2:
+        power.append(commands.press_enter(name))
+    steps.append(("power_on", ctx.node.name, power))
+    # the dry run's task gets no id of its own: what derives from the id is shown as what it stands for
+    stand_ins = {plan.tag: f"{commands.TAG}<task id>", plan.tag + commands.CREATING: f"{commands.TAG}<task id>"
+                 + commands.CREATING}
+    if not ctx.mac_address:
+        stand_ins[plan.hyperv_mac] = "<MAC derived from the task id>"
+    text = json.dumps({"steps": [_step(*step, stand_ins) for step in steps],
+                       "rollback": [_step(*step, stand_ins) for step in rollback]}, indent=2, ensure_ascii=False)
+    return text + "\n", notes
+
+
+def _step(step: str, host: str, runs: list, stand_ins: dict) -> dict:
+    listed = []
+    for command in runs:
+        shown = commands.to_json(command)
+        for part in shown.get("pipeline", [shown]):
+            parameters = part["parameters"]
+            for name, value in parameters.items():
+                if isinstance(value, str) and value in stand_ins:
+                    parameters[name] = stand_ins[value]
+            if part.get("script") == "Write-OctoprovFileChunk":
+                parameters["Data"] = ANSWER_ISO
+        listed.append(shown)
+    return {"step": step, "host": host, "commands": listed}

@@ -1,0 +1,99 @@
+"""What the Hyper-V drivers share about one task's VM: its plan, the session to its host, and
+finding it there. A VM is the task's only when its Notes carry the task's tag; one of that name
+made by anything else is never touched."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from octoprov.targets.base import PermanentError
+from octoprov.targets.hyperv import commands
+from octoprov.targets.hyperv.commands import VmPlan
+from octoprov.targets.hyperv.connection import Connect, node_endpoint
+from octoprov.targets.hyperv.options import hyperv_options
+from octoprov.targets.hyperv.powershell import HostSession, host_session
+from octoprov.validation.macs import canonical_mac
+
+
+class HostDriver:
+    """Base of the compute, power and boot drivers. ``connect`` (an endpoint → pypsrp WSMan)
+    replaces :func:`octoprov.targets.hyperv.connection.open_wsman`; tests pass the fake host's."""
+
+    def __init__(self, connect: Connect | None = None):
+        self._connect = connect
+
+    @contextlib.contextmanager
+    def _host(self, ctx, *, cancellable: bool = True) -> Iterator[HostSession]:
+        """A session on the task's host. Work toward the machine stops when the task is cancelled;
+        removing it (``cancellable=False``) is what a cancelled task needs and runs to the end."""
+        check = ctx.check_cancelled if cancellable else None
+        with host_session(node_endpoint(ctx.node), self._connect, check) as host:
+            yield host
+
+
+def storage_dirs(host: HostSession | None, config: dict) -> tuple[str | None, str]:
+    """(VM folder, VHDX folder): the request's ``vm.storagePath`` for both, as the spec's script
+    does, else the host's defaults (the VM folder is then left to New-VM)."""
+    path = (config.get("vm") or {}).get("storagePath")
+    if path:
+        return path, path
+    if host is None:
+        return None, "<VirtualHardDiskPath of the host>"
+    return None, host.json(commands.read_host_storage())[0]["VirtualHardDiskPath"]
+
+
+def vm_plan(ctx, vm_path: str | None, vhd_dir: str) -> VmPlan:
+    vm = ctx.config.get("vm") or {}
+    network = vm.get("network") or {}
+    options = hyperv_options(ctx.node.options if ctx.node else None)
+    generation = int(vm.get("generation") or 2)
+    secure_boot = vm.get("secureboot")
+    iso = options.boot_mode == "iso"
+    return VmPlan(
+        name=ctx.hostname, task_id=ctx.task_id, generation=generation, cpu=int(vm.get("cpu") or 4),
+        memory_bytes=int(vm.get("memoryGb") or 16) * commands.GIB, vm_path=vm_path,
+        disks=commands.disk_plans(ctx.hostname, vhd_dir, vm.get("disks") or []),
+        switch=network.get("vswitch") or "", vlan=network.get("vlan"),
+        mac=ctx.mac_address or commands.task_mac(ctx.task_id),
+        secure_boot=generation == 2 if secure_boot is None else bool(secure_boot),
+        secure_boot_template=ctx.settings.hyperv_secure_boot_template, boot_mode=options.boot_mode,
+        install_iso=options.install_iso, answer_iso=commands.answer_iso_path(vhd_dir, ctx.hostname) if iso else None,
+    )
+
+
+def plan_on_host(ctx, host: HostSession | None) -> VmPlan:
+    return vm_plan(ctx, *storage_dirs(host, ctx.config))
+
+
+def find_vm(host: HostSession, name: str) -> dict | None:
+    found = host.json(commands.read_vm(name))
+    if len(found) > 1:
+        raise PermanentError(f"{len(found)} VMs called {name} exist on {host.where.label}; Octoprov will not guess")
+    return found[0] if found else None
+
+
+def own_vm(host: HostSession, ctx) -> dict | None:
+    """This task's VM, or None when there is none; refused when the name belongs to another."""
+    vm = find_vm(host, ctx.hostname)
+    if vm is None:
+        return None
+    owner, _complete = commands.task_of(vm.get("Notes"))
+    if owner != ctx.task_id:
+        who = f"task {owner}" if owner is not None else "no Octoprov task"
+        raise PermanentError(f"a VM called {ctx.hostname} already exists on {host.where.label} and belongs to {who}")
+    return vm
+
+
+def required_vm(host: HostSession, ctx) -> dict:
+    vm = own_vm(host, ctx)
+    if vm is None:
+        raise PermanentError(f"no VM called {ctx.hostname} on {host.where.label}")
+    return vm
+
+
+def mac_of(vm: dict) -> str:
+    adapters = vm.get("Adapters") or []
+    if not adapters or not adapters[0].get("MacAddress"):
+        raise PermanentError(f"{vm.get('Name')} has no network adapter with a MAC address")
+    return canonical_mac(adapters[0]["MacAddress"])
