@@ -21,7 +21,7 @@ from octoprov.crypto import Vault
 from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.logs import redactor
 from octoprov.models import Node, Task
-from octoprov.nodes import flush_named, name_taken
+from octoprov.nodes import add_node, flush_named, name_taken
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.validation.macs import canonical_mac
 
@@ -127,14 +127,10 @@ def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
 
 
 def register_machine(session: Session, vault: Vault, spec: MachineSpec) -> Node:
-    if name_taken(session, spec.name):
-        raise Conflict(f"name: a node called {spec.name!r} exists already")
     _check_macs(session, spec)
     node = Node(role=BAREMETAL)
     _apply(node, spec, vault)
-    session.add(node)
-    flush_named(session, spec.name)
-    return node
+    return add_node(session, node)
 
 
 def update_machine(session: Session, vault: Vault, node_id: int, spec: MachineSpec) -> Node:

@@ -180,14 +180,19 @@ def name_taken(session: Session, name: str, other_than: int | None = None) -> bo
     return session.scalar(query) is not None
 
 
+def add_node(session: Session, node: Node) -> Node:
+    """Store a new node; names are unique across hypervisors, bare-metal machines and installed nodes."""
+    if name_taken(session, node.name):
+        raise Conflict(f"name: a node called {node.name!r} exists already")
+    session.add(node)
+    flush_named(session, node.name)
+    return node
+
+
 def register_hypervisor(session: Session, vault: Vault, spec: HypervisorSpec) -> Node:
-    if name_taken(session, spec.name):
-        raise Conflict(f"name: a node called {spec.name!r} exists already")
     node = Node(role=HYPERVISOR)
     _apply(node, spec, vault)
-    session.add(node)
-    flush_named(session, spec.name)
-    return node
+    return add_node(session, node)
 
 
 def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: HypervisorSpec) -> Node:

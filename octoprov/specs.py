@@ -94,6 +94,21 @@ def errors_of(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def _nul_paths(value: object, path: str = "") -> list[str]:
+    """Field paths whose text holds a NUL character, which no database text column can store."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            found += [here] if "\x00" in str(key) else _nul_paths(item, here)
+        return found
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _nul_paths(item, f"{path}[{index}]")]
+    return []
+
+
 def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None,
           context: dict | None = None) -> SpecT:
     """Validate a decoded JSON body against ``model``; one InvalidRequest names every bad field,
@@ -103,11 +118,11 @@ def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None
     """
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
-    errors = dict(errors or {})
+    errors = {**(errors or {}), **{path: "must not contain NUL characters" for path in _nul_paths(body)}}
     try:
         spec = model.model_validate(body, by_alias=True, by_name=False, context=context)
     except ValidationError as exc:
-        errors.update(errors_of(exc))
+        errors = {**errors_of(exc), **errors}  # what was found first says more (a NUL, an unknown reference)
     if errors:
         raise InvalidRequest(errors)
     return spec

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tests import netlab
+from tests.processes import Managed
 
 SOCKET = Path("/run/libvirt/libvirt-sock")
 URI = "qemu:///system"
@@ -51,7 +52,7 @@ def _answers(path: Path) -> bool:
     return True
 
 
-class Libvirtd:
+class Libvirtd(Managed):
     """libvirtd in ``lab``'s site namespace with a directory storage pool of its own; a context
     manager that destroys every domain it knows, then stops the daemon."""
 
@@ -62,18 +63,7 @@ class Libvirtd:
         self.pool_path = lab.workdir / "pool"
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> Libvirtd:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _start(self) -> None:
+    def _create(self) -> None:
         shutil.copytree("/etc/libvirt", self.config, symlinks=True)
         with (self.config / "qemu.conf").open("a") as conf:
             conf.write(QEMU_CONF_EXTRA)

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.processes import stop_group
+from tests.processes import Managed, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "opv"  # namespaces are opv<pid>s and opv<pid>b
@@ -93,7 +93,7 @@ class Vm:
         stop_group(self.process, grace=10)
 
 
-class Lab:
+class Lab(Managed):
     """The two namespaces and the processes running in them; a context manager that undoes all."""
 
     def __init__(self, workdir: Path):
@@ -102,17 +102,6 @@ class Lab:
         self.site, self.boot = tag + "s", tag + "b"
         self.processes: list[subprocess.Popen] = []
         self._namespaces: list[str] = []
-
-    def __enter__(self) -> Lab:
-        try:
-            self._create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _create(self) -> None:
         remove_stale_namespaces()

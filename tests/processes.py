@@ -28,3 +28,25 @@ def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: floa
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+class Managed:
+    """A context manager that undoes whatever ``_create`` set up, even when ``_create`` fails half-way
+    (``close`` must cope with a partial set-up)."""
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -3,6 +3,7 @@ checked against libvirt's own schema with ``virt-xml-validate``."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -11,7 +12,7 @@ import pytest
 
 from octoprov.context import NodeInfo, TaskContext
 from octoprov.settings import Settings
-from octoprov.targets.base import NotAvailable, PermanentError, TargetUnreachable
+from octoprov.targets.base import PermanentError, TargetUnreachable
 from octoprov.targets.domain_xml import TASK_NS, DomainSpec, VolumeSpec, domain_spec_from, domain_xml, task_id_of
 from octoprov.targets.kvm import kvm_target
 
@@ -274,10 +275,13 @@ def test_real_connection_is_opened_and_closed(tmp_path):
     assert target.compute.destroy_machine(make_ctx(tmp_path)) == "no machine to remove"
 
 
-def test_no_domain_join_and_machine_post_install(tmp_path):
+def test_offline_join_and_post_install_are_the_shared_ones(tmp_path):
     from octoprov.postinstall import MachinePostInstall
+    from octoprov.targets.hyperv.domainjoin import DjoinDomainJoin
 
     target = kvm_target()
-    with pytest.raises(NotAvailable):
-        target.domain.provision_offline_join(make_ctx(tmp_path))
+    assert isinstance(target.domain, DjoinDomainJoin)  # djoin on the management host, as for Hyper-V
+    with pytest.raises(PermanentError, match="DJOIN_HOST"):
+        target.domain.provision_offline_join(dataclasses.replace(make_ctx(tmp_path), config={
+            "domain": {"join": True, "name": "yourdom.local", "method": "offline"}}))
     assert isinstance(target.post_install, MachinePostInstall)  # SSH for Linux, WinRM for Windows

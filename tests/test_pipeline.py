@@ -294,3 +294,15 @@ def test_parked_tasks_hold_no_worker_slot(tmp_path, postgres_server, redis_url):
         assert {stack.get(task_id)["status"] for task_id in parked[:5]} == {"booting"}
     finally:
         stack.stop()
+
+
+def test_answers_that_cannot_be_made_fail_the_task_at_render_answers(stack):
+    """A Windows task without an administrator password gets no answer file: it fails before any machine
+    boots, naming the field, and is rolled back."""
+    node = stack.fake_node("NO-PASSWORD")
+    task = stack.task(node, stack.image_id, hostname="NO-PASS", os={"imageId": stack.image_id})
+    failed = stack.wait_for(task["id"], {"completed", "failed"}, timeout=120)
+    assert failed["status"] == "failed"
+    assert next(s for s in failed["steps"] if s["status"] == "failed")["name"] == "render_answers"
+    assert "os.adminPassword" in failed["errorMessage"], failed["errorMessage"]
+    assert next(s for s in failed["steps"] if s["name"] == "power_on")["status"] == "pending"

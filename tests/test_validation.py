@@ -490,3 +490,15 @@ def test_display_name_accepted(value, max_len, normalised):
 def test_display_name_rejected(value, max_len, message):
     with pytest.raises(ValueError, match=message):
         check_display_name(value, max_len)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"name": "Std", "description": "a\x00b"}, "description"),
+    ({"name": "Std", "defaultDisks": [{"sizeGb": 10, "purpose": "os"}], "timezone": "UTC\x00"}, "timezone"),
+], ids=["text", "also-invalid"])
+def test_nul_characters_are_a_400_naming_the_field(client, body, field):
+    """PostgreSQL text cannot hold NUL: refused before anything is stored, on both databases."""
+    response = client.post("/api/v1/provisioning/templates", json=body)
+    assert response.status_code == 400, response.json
+    assert "NUL" in response.json["errors"].get(field, ""), response.json
+    assert client.get("/api/v1/provisioning/templates").json["total"] == 0

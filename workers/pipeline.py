@@ -12,6 +12,7 @@ import logging
 from celery.exceptions import Ignore
 
 from octoprov import pipeline, steps
+from octoprov.answerfiles.files import check_task_files
 from octoprov.context import TaskContext, load_context
 from octoprov.errors import OctoprovError
 from octoprov.models import Task
@@ -49,7 +50,8 @@ def _action(name: str, target, ctx: TaskContext) -> str:
             session.get(Task, ctx.task_id).domain_join_blob = runtime.vault.encrypt(blob)
         return f"Computer account {ctx.hostname} created in {ctx.config['domain']['name']}; blob stored encrypted"
     if name == "render_answers":
-        return "No answer-file templates are installed for this image type yet"
+        with runtime.database.session() as session:
+            return check_task_files(session, runtime.settings, runtime.vault, session.get(Task, ctx.task_id))
     if name == "register_mac":
         return f"{target.boot.prepare_boot(ctx)} for {ctx.mac_address}"
     if name == "power_on":

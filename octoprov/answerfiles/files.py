@@ -21,6 +21,7 @@ from octoprov.crypto import Vault
 from octoprov.errors import InvalidRequest, OctoprovError
 from octoprov.models import Task
 from octoprov.settings import Settings
+from octoprov.targets.base import PermanentError
 
 WINDOWS_FILES = ("autounattend.xml", "startnet.cmd", "winpeshl.ini")
 
@@ -61,3 +62,14 @@ def render_files(inputs: TaskInputs, settings: Settings) -> Rendered:
 
 def task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> Rendered:
     return render_files(TaskInputs.load(session, settings, vault, task), settings)
+
+
+def check_task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> str:
+    """The ``render_answers`` step: render every file now, so a task that cannot get its answers fails
+    here, naming why, rather than when the installer fetches them (which renders them again, fresh)."""
+    rendered = task_files(session, settings, vault, task)
+    if rendered.problems:
+        raise PermanentError("; ".join(f"{name}: {why}" for name, why in rendered.problems.items()))
+    if not rendered.files:
+        return "No answer files: this image's installer takes none"
+    return f"{', '.join(rendered.files)} ready; served to the machine while it installs"

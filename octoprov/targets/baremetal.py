@@ -13,9 +13,7 @@ from octoprov.postinstall import MachinePostInstall
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
-    DomainJoinInterface,
     Machine,
-    NotAvailable,
     PowerInterface,
     Target,
 )
@@ -65,13 +63,7 @@ class NetworkBoot(BootInterface):
         return "Boot config removed with the task"
 
 
-class NoDomainJoin(DomainJoinInterface):
-    def provision_offline_join(self, ctx) -> str:
-        raise NotAvailable("offline domain join needs a management host, which this version cannot use yet")
-
-    def remove_computer_account(self, ctx) -> str:
-        return "no computer account was created"
-
-
 def baremetal_target() -> Target:
-    return Target(BareMetalCompute(), BareMetalPower(), NetworkBoot(), NoDomainJoin(), MachinePostInstall())
+    from octoprov.targets.hyperv.domainjoin import DjoinDomainJoin  # AD, whatever the machine runs on
+
+    return Target(BareMetalCompute(), BareMetalPower(), NetworkBoot(), DjoinDomainJoin(), MachinePostInstall())

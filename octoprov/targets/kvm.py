@@ -11,7 +11,6 @@ from typing import Any
 from octoprov.errors import InvalidRequest
 from octoprov.postinstall import MachinePostInstall
 from octoprov.targets import cloudimage
-from octoprov.targets.baremetal import NoDomainJoin
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
@@ -35,6 +34,7 @@ from octoprov.targets.domain_xml import (
     volume_names,
     with_cloud_image,
 )
+from octoprov.targets.hyperv.domainjoin import DjoinDomainJoin
 from octoprov.targets.libvirt_ssh import connection_uri
 
 
@@ -427,5 +427,5 @@ class LibvirtBoot(_LibvirtDriver, BootInterface):
 
 def kvm_target(connect: Callable[[str], Any] | None = None) -> Target:
     """``connect`` (a libvirt URI → connection) is for tests; workers open their own connections."""
-    return Target(LibvirtCompute(connect), LibvirtPower(connect), LibvirtBoot(connect), NoDomainJoin(),
+    return Target(LibvirtCompute(connect), LibvirtPower(connect), LibvirtBoot(connect), DjoinDomainJoin(),
                   MachinePostInstall())
