@@ -296,13 +296,13 @@ def test_parked_tasks_hold_no_worker_slot(tmp_path, postgres_server, redis_url):
         stack.stop()
 
 
-def test_answers_that_cannot_be_made_fail_the_task_at_render_answers(stack):
-    """A Windows task without an administrator password gets no answer file: it fails before any machine
-    boots, naming the field, and is rolled back."""
+def test_answers_that_cannot_be_made_are_reported_at_render_answers(stack):
+    """A Windows task without an administrator password gets no answer file. The fake target's machines
+    fetch none, so the step says so and goes on; on real targets it fails the task (tested in
+    test_task_files.py)."""
     node = stack.fake_node("NO-PASSWORD")
     task = stack.task(node, stack.image_id, hostname="NO-PASS", os={"imageId": stack.image_id})
-    failed = stack.wait_for(task["id"], {"completed", "failed"}, timeout=120)
-    assert failed["status"] == "failed"
-    assert next(s for s in failed["steps"] if s["status"] == "failed")["name"] == "render_answers"
-    assert "os.adminPassword" in failed["errorMessage"], failed["errorMessage"]
-    assert next(s for s in failed["steps"] if s["name"] == "power_on")["status"] == "pending"
+    done = stack.wait_for(task["id"], {"completed", "failed"}, timeout=120)
+    step = next(s for s in done["steps"] if s["name"] == "render_answers")
+    assert step["detail"].startswith("A real machine would get no answer files"), step
+    assert "os.adminPassword" in step["detail"]

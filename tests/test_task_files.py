@@ -122,3 +122,25 @@ def test_a_file_that_cannot_be_made_is_a_409_the_task_log_explains(anonymous, cl
     assert anonymous.get(f"{PXE}/files/{token}/startnet.cmd").status_code == 200  # the others are still made
     logs = client.get(f"{TASKS}/{task}/logs").json
     assert any(entry["level"] == "error" and "os.adminPassword" in entry["message"] for entry in logs)
+
+
+def test_render_answers_fails_a_real_task_whose_files_cannot_be_made(client, database, runtime, settings):
+    """The render_answers step renders every file: a bare-metal Windows task without a password fails
+    there, naming the field, before any machine boots; with the password it names the files."""
+    from octoprov.answerfiles.files import check_task_files
+    from octoprov.models import Task
+    from octoprov.targets.base import PermanentError
+
+    (settings.effective_images_dir / "a.wim").write_bytes(b"x")
+    image = client.post("/api/v1/provisioning/images", json={"name": "x", "osType": "windows",
+                                                             "imagePath": "a.wim"}).json["id"]
+    body = {"hostname": "NOPW-02", "targetType": "baremetal", "macAddress": "00:15:5d:0a:0b:0e",
+            "os": {"imageId": image}}
+    without = client.post(TASKS, json=body).json["id"]
+    body.update(hostname="PW-02", macAddress="00:15:5d:0a:0b:0f", os={"imageId": image, "adminPassword": "S3cret!x"})
+    with_password = client.post(TASKS, json=body).json["id"]
+    with database.session() as session:
+        with pytest.raises(PermanentError, match=r"autounattend\.xml: os\.adminPassword"):
+            check_task_files(session, runtime.settings, runtime.vault, session.get(Task, without))
+        detail = check_task_files(session, runtime.settings, runtime.vault, session.get(Task, with_password))
+    assert detail.startswith("autounattend.xml, startnet.cmd, winpeshl.ini ready"), detail

@@ -66,10 +66,14 @@ def task_files(session: Session, settings: Settings, vault: Vault, task: Task) -
 
 def check_task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> str:
     """The ``render_answers`` step: render every file now, so a task that cannot get its answers fails
-    here, naming why, rather than when the installer fetches them (which renders them again, fresh)."""
+    here, naming why, rather than when the installer fetches them (which renders them again, fresh).
+    The fake target's machines fetch nothing: there the problems are only reported."""
     rendered = task_files(session, settings, vault, task)
-    if rendered.problems:
-        raise PermanentError("; ".join(f"{name}: {why}" for name, why in rendered.problems.items()))
+    problems = "; ".join(f"{name}: {why}" for name, why in rendered.problems.items())
+    if problems and task.target_type != "fake":
+        raise PermanentError(problems)
+    if problems:
+        return f"A real machine would get no answer files: {problems}"
     if not rendered.files:
         return "No answer files: this image's installer takes none"
     return f"{', '.join(rendered.files)} ready; served to the machine while it installs"
