@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
-from collections import Counter
 from dataclasses import dataclass, field
+
+from octoprov.targets.disks import named_disks
 
 TASK_NS = "https://octoprov.dev/xmlns/task/1"
 TASK_PREFIX = "octoprov"
@@ -193,17 +194,9 @@ def domain_spec_from(ctx, pool: str, network: str, network_is_bridge: bool, *,
     secure_boot = vm.get("secureboot")
     if secure_boot is None:  # as the request model decides: on for UEFI, off for BIOS
         secure_boot = generation == 2
-    disks = sorted(vm.get("disks") or [], key=lambda disk: disk.get("purpose") != "os")  # stable: OS disk first
-    repeats = Counter(disk.get("purpose", "data") for disk in disks)
-    seen: Counter = Counter()
-    volumes = []
-    for disk in disks:
-        purpose = disk.get("purpose", "data")
-        seen[purpose] += 1
-        suffix = f"-{seen[purpose]}" if repeats[purpose] > 1 else ""
-        fixed = disk.get("type") == "fixed"
-        volumes.append(VolumeSpec(f"{ctx.hostname}-{purpose}{suffix}", int(disk["sizeGb"]), purpose,
-                                  "raw" if fixed else "qcow2"))
+    volumes = [VolumeSpec(name, int(disk["sizeGb"]), disk.get("purpose", "data"),
+                          "raw" if disk.get("type") == "fixed" else "qcow2")
+               for name, disk in named_disks(ctx.hostname, vm.get("disks") or [])]
     return DomainSpec(
         name=ctx.hostname, vcpus=int(vm.get("cpu", 4)), memory_mib=int(vm.get("memoryGb", 16)) * 1024,
         pool=pool, network=network, disks=volumes, generation=generation, secure_boot=bool(secure_boot),

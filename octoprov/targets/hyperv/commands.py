@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import ntpath
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from octoprov.targets.disks import named_disks
 
 GIB = 1024**3
 TAG = "octoprov-task:"
@@ -145,16 +146,8 @@ def task_mac(task_id: int) -> str:
 def disk_plans(hostname: str, directory: str, disks: list[dict]) -> tuple[DiskPlan, ...]:
     """One VHDX per disk, OS disk first, named after the machine and the disk's purpose
     (``web01-os.vhdx``, ``web01-data-1.vhdx``, ``web01-data-2.vhdx``)."""
-    ordered = sorted(disks, key=lambda disk: disk.get("purpose") != "os")
-    total = Counter(disk.get("purpose", "data") for disk in ordered)
-    numbered: Counter = Counter()
-    plans = []
-    for disk in ordered:
-        purpose = disk.get("purpose", "data")
-        numbered[purpose] += 1
-        name = f"{hostname}-{purpose}" + (f"-{numbered[purpose]}" if total[purpose] > 1 else "") + ".vhdx"
-        plans.append(DiskPlan(ntpath.join(directory, name), int(disk["sizeGb"]) * GIB, disk.get("type") == "fixed"))
-    return tuple(plans)
+    return tuple(DiskPlan(ntpath.join(directory, f"{name}.vhdx"), int(disk["sizeGb"]) * GIB,
+                          disk.get("type") == "fixed") for name, disk in named_disks(hostname, disks))
 
 
 def answer_iso_path(directory: str, hostname: str) -> str:
