@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from octoprov import states
 from octoprov.crypto import Vault
-from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.errors import Conflict, InvalidRequest
 from octoprov.logs import redactor
 from octoprov.models import Node, Task
-from octoprov.nodes import add_node, flush_named, name_taken
+from octoprov.nodes import add_node, flush_named, get_node, name_taken
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.validation.macs import canonical_mac
 
@@ -148,10 +148,7 @@ def update_machine(session: Session, vault: Vault, node_id: int, spec: MachineSp
 
 
 def get_machine(session: Session, node_id: int) -> Node:
-    node = session.get(Node, node_id)
-    if node is None or node.role != BAREMETAL:
-        raise NotFound(f"no bare-metal machine with id {node_id}")
-    return node
+    return get_node(session, node_id, BAREMETAL, "bare-metal machine")
 
 
 def remove_machine(session: Session, node_id: int) -> None:

@@ -218,11 +218,16 @@ def _open_tasks(session: Session, node_id: int) -> list[int]:
     ))
 
 
-def get_hypervisor(session: Session, node_id: int) -> Node:
+def get_node(session: Session, node_id: int, role: str, what: str) -> Node:
+    """The node with that id and role; nodes of other roles share the id space and are not found here."""
     node = session.get(Node, node_id)
-    if node is None or node.role != HYPERVISOR:
-        raise NotFound(f"no hypervisor node with id {node_id}")
+    if node is None or node.role != role:
+        raise NotFound(f"no {what} with id {node_id}")
     return node
+
+
+def get_hypervisor(session: Session, node_id: int) -> Node:
+    return get_node(session, node_id, HYPERVISOR, "hypervisor node")
 
 
 def remove_hypervisor(session: Session, node_id: int) -> None:

@@ -200,14 +200,14 @@ def fail(session: Session, task_id: int, name: str | None, message: str) -> bool
     return True
 
 
-def keeps_machine(task: Task, session: Session | None = None) -> bool:
+def keeps_machine(session: Session, task: Task) -> bool:
     """Whether a failed task's machine stays instead of being rolled back: the request asked to keep it
     (for debugging), or it failed in post-install and the request did not ask for a rollback then
     (an installed machine is worth more than one item that did not run)."""
     config = task.config or {}
     if (config.get("options") or {}).get("keepVmOnFailure", False):
         return True
-    if session is None or (config.get("postInstall") or {}).get("onFailure", "keep") != "keep":
+    if (config.get("postInstall") or {}).get("onFailure", "keep") != "keep":
         return False
     failed = session.scalar(select(TaskStep.name).where(TaskStep.task_id == task.id, TaskStep.status == FAILED))
     return failed is not None and steps.is_post_install(failed)

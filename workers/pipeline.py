@@ -122,7 +122,7 @@ def run_step(self, task_id: int, name: str) -> str:
 def _after_failure(task_id: int, target_type: str) -> None:
     runtime = worker_runtime()
     with runtime.database.session() as session:
-        keep = pipeline.keeps_machine(session.get(Task, task_id), session)
+        keep = pipeline.keeps_machine(session, session.get(Task, task_id))
         if keep:
             pipeline.log(session, task_id, "Rollback skipped: the request asked to keep the machine", step="rollback")
     worker_dispatcher().after_failure(task_id, target_type, keep)

@@ -9,8 +9,8 @@ from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, view
 from api.requests import text_arg
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
-from octoprov.errors import NotFound
 from octoprov.models import MAX_ID, Node
+from octoprov.nodes import get_node
 from octoprov.pages import paginate
 from octoprov.results import MACHINE, NodeView
 
@@ -43,7 +43,4 @@ class NodeItem(ManagementResource):
     def get(self, node_id: int):
         """Get an installed machine."""
         with session_scope() as session:
-            node = session.get(Node, node_id)
-            if node is None or node.role != MACHINE:
-                raise NotFound(f"no installed machine with id {node_id}")
-            return NodeView.of(node).to_json()
+            return NodeView.of(get_node(session, node_id, MACHINE, "installed machine")).to_json()

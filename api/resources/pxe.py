@@ -77,7 +77,7 @@ class Status(Resource):
                                                report.facts())
             task = session.get(Task, report.task_id)
             target_type, failed = task.target_type, task.status == pipeline.states.FAILED
-            keep = pipeline.keeps_machine(task, session)
+            keep = pipeline.keeps_machine(session, task)
         if outcome.resume:
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
         if failed and outcome.accepted:
