@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
+from octoprov.errors import Cancelled
 from octoprov.images import CloudImage, cloud_image
 from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task
 from octoprov.references import DbReferences
 from octoprov.settings import Settings
-from octoprov.targets.base import Cancelled
 
 
 @dataclass(frozen=True)

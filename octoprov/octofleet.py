@@ -27,9 +27,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from octoprov.errors import PermanentError, TransientError
 from octoprov.logs import redactor
 from octoprov.settings import Settings, SettingsError
-from octoprov.targets.base import PermanentError, TransientError
 
 TIMEOUT_S = 15.0
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from octoprov import images, pipeline, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
-from octoprov.errors import InvalidRequest
+from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
 from octoprov.models import Image, Node, Task, TaskLog, Template
@@ -28,7 +28,6 @@ from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
 from octoprov.specs import MASK, Timestamp, View
 from octoprov.targets import target_for
-from octoprov.targets.base import NotAvailable
 
 TARGET_TYPES = ("hyperv", "kvm", "baremetal", "fake")
 

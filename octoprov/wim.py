@@ -14,9 +14,8 @@ from pathlib import Path
 
 from defusedxml import DefusedXmlException, ElementTree
 
-from octoprov.errors import Conflict
+from octoprov.errors import Conflict, NotAvailable
 from octoprov.specs import View
-from octoprov.targets.base import NotAvailable
 
 # WINDOWS/ARCH in a WIM's XML: the PROCESSOR_ARCHITECTURE_* constants of Windows
 ARCHITECTURES = {"0": "x86", "5": "arm", "9": "x64", "12": "arm64"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from octoprov.targets.base import PermanentError
+from octoprov.errors import PermanentError
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import GIB, SCRIPTS, DiskPlan, VmPlan, cmdlet
 from octoprov.targets.hyperv.connection import endpoint, open_wsman

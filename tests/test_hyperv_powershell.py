@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from octoprov.targets.base import Cancelled, PermanentError, TargetUnreachable
+from octoprov.errors import Cancelled, PermanentError, TargetUnreachable
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import cmdlet, pipeline
 from octoprov.targets.hyperv.connection import endpoint

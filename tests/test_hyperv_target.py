@@ -12,8 +12,8 @@ import pytest
 
 from octoprov import migrate
 from octoprov.db import Database
+from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.targets import target_for
-from octoprov.targets.base import PermanentError, TargetUnreachable
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.dryrun import planned_commands
 from tests.fake_pypsrp import ADMIN_PASSWORD, DJOIN_PASSWORD, NODE_PASSWORD, lab_settings, make_lab

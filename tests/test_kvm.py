@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from octoprov.context import NodeInfo, TaskContext
+from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.settings import Settings
-from octoprov.targets.base import PermanentError, TargetUnreachable
 from octoprov.targets.domain_xml import TASK_NS, DomainSpec, VolumeSpec, domain_spec_from, domain_xml, task_id_of
 from octoprov.targets.kvm import kvm_target
 

@@ -33,10 +33,10 @@ from octoprov.cloudinit.metadata import instance_id
 from octoprov.context import load_context
 from octoprov.crypto import Vault
 from octoprov.db import Database
+from octoprov.errors import Cancelled, PermanentError, TransientError
 from octoprov.models import Image, Node, Task
 from octoprov.settings import Settings
 from octoprov.targets import cloudimage
-from octoprov.targets.base import Cancelled, PermanentError, TransientError
 from octoprov.targets.domain_xml import DomainSpec, VolumeSpec, domain_xml, with_cloud_image
 from tests import test_kvm, tinycloud
 

@@ -11,8 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from octoprov.context import NodeInfo
-from octoprov.errors import InvalidRequest
-from octoprov.targets.base import PermanentError
+from octoprov.errors import InvalidRequest, PermanentError
 from octoprov.targets.kvm import kvm_target
 from octoprov.targets.libvirt_ssh import connection_uri, with_query
 

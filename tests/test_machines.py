@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from octoprov.context import NodeInfo, TaskContext
+from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.settings import Settings
 from octoprov.targets.baremetal import baremetal_target
-from octoprov.targets.base import PermanentError, TargetUnreachable
 from tests import redfish_bmc
 from tests.live import free_port
 

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from octoprov.errors import PermanentError, TransientError
 from octoprov.octofleet import OctofleetClient, client_from
 from octoprov.settings import Settings, SettingsError
-from octoprov.targets.base import PermanentError, TransientError
 
 TOKEN = "oct0fleet-T0ken-5ecret-81f2"
 

@@ -26,9 +26,9 @@ from pypsrp.shell import SignalCode
 
 from octoprov import steps
 from octoprov.answerfiles.files import task_files
+from octoprov.errors import Cancelled, PermanentError, TargetUnreachable
 from octoprov.models import Task
 from octoprov.results import MachineFacts, record_facts
-from octoprov.targets.base import Cancelled, PermanentError, TargetUnreachable
 from octoprov.targets.hyperv import hyperv_target, powershell
 from octoprov.targets.hyperv.commands import Cmdlet
 from tests import test_hyperv_pipeline as hyperv_pipeline

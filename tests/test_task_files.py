@@ -128,8 +128,8 @@ def test_render_answers_fails_a_real_task_whose_files_cannot_be_made(client, dat
     """The render_answers step renders every file: a bare-metal Windows task without a password fails
     there, naming the field, before any machine boots; with the password it names the files."""
     from octoprov.answerfiles.files import check_task_files
+    from octoprov.errors import PermanentError
     from octoprov.models import Task
-    from octoprov.targets.base import PermanentError
 
     (settings.effective_images_dir / "a.wim").write_bytes(b"x")
     image = client.post("/api/v1/provisioning/images", json={"name": "x", "osType": "windows",

@@ -14,12 +14,11 @@ from celery.exceptions import Ignore
 from octoprov import pipeline, steps
 from octoprov.answerfiles.files import check_task_files
 from octoprov.context import TaskContext, load_context
-from octoprov.errors import OctoprovError
+from octoprov.errors import Cancelled, OctoprovError, PermanentError, TransientError
 from octoprov.models import Task
 from octoprov.postinstall.membership import add_to_groups, register_with_octofleet
 from octoprov.results import result_node
 from octoprov.targets import target_for
-from octoprov.targets.base import Cancelled, PermanentError, TransientError
 from workers.app import app
 from workers.runtime import worker_dispatcher, worker_runtime
 

@@ -18,10 +18,9 @@ from octoprov.answerfiles.inputs import TaskInputs
 from octoprov.answerfiles.kickstart import kickstart_for, uses_kickstart
 from octoprov.answerfiles.startnet import startnet_for, winpeshl
 from octoprov.crypto import Vault
-from octoprov.errors import InvalidRequest, OctoprovError
+from octoprov.errors import InvalidRequest, OctoprovError, PermanentError
 from octoprov.models import Task
 from octoprov.settings import Settings
-from octoprov.targets.base import PermanentError
 
 WINDOWS_FILES = ("autounattend.xml", "startnet.cmd", "winpeshl.ini")
 

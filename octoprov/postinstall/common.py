@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from octoprov import pipeline
+from octoprov.errors import PermanentError
 from octoprov.models import Node, Task
 from octoprov.paths import confined
-from octoprov.targets.base import PermanentError
 
 TAIL_LINES = 20
 

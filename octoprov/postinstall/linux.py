@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from octoprov import deploykey, pipeline
+from octoprov.errors import PermanentError
 from octoprov.models import Task
 from octoprov.postinstall import shell
 from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
 from octoprov.postinstall.ssh import Connection, SshTarget, connect, fingerprint, run_script, upload
 from octoprov.results import result_node
-from octoprov.targets.base import PermanentError
 
 
 @dataclass(frozen=True)

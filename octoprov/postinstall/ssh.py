@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from octoprov.targets.base import PermanentError, TargetUnreachable
+from octoprov.errors import PermanentError, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 20
 

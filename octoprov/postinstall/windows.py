@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from octoprov.answerfiles.autounattend import administrator_name
 from octoprov.answerfiles.inputs import TaskInputs
+from octoprov.errors import PermanentError
 from octoprov.models import Task
 from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
-from octoprov.targets.base import PermanentError
 from octoprov.targets.hyperv.commands import Cmdlet, cmdlet, pipeline, script
 from octoprov.targets.hyperv.connection import Endpoint, endpoint
 from octoprov.targets.hyperv.powershell import CommandFailed, HostSession, LoginRefused, host_session

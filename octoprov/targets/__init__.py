@@ -6,7 +6,8 @@ supports, and the functions here pick the implementation by target type and node
 
 from __future__ import annotations
 
-from octoprov.targets.base import InventoryInterface, NotAvailable, Target
+from octoprov.errors import NotAvailable
+from octoprov.targets.base import InventoryInterface, Target
 
 
 def target_for(target_type: str) -> Target:

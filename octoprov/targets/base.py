@@ -12,34 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from octoprov.errors import OctoprovError
 from octoprov.specs import View
-
-
-class NotAvailable(OctoprovError):
-    """The node's kind has no implementation of this interface (yet)."""
-
-    status = 501
-
-
-class TransientError(OctoprovError):
-    """Worth retrying: a host that did not answer, a lock held elsewhere, a timeout."""
-
-    status = 502
-
-
-class TargetUnreachable(TransientError):
-    """The host did not answer or refused the connection."""
-
-
-class PermanentError(OctoprovError):
-    """Retrying will not help: the task fails at this step."""
-
-    status = 409
-
-
-class Cancelled(Exception):
-    """The task was cancelled while the step ran; the step stops at once."""
 
 
 @dataclass(frozen=True)

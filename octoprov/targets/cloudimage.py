@@ -24,8 +24,8 @@ from typing import BinaryIO
 from octoprov import deploykey
 from octoprov.cloudinit import seed_files
 from octoprov.cloudinit.seed import seed_iso
+from octoprov.errors import PermanentError, TransientError
 from octoprov.images import CloudImage
-from octoprov.targets.base import PermanentError, TransientError
 
 CHUNK = 4 * 1024 * 1024
 CHUNKS_BETWEEN_CHECKS = 16  # ask whether the task was cancelled every 64 MiB

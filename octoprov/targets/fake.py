@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from octoprov.errors import PermanentError, TransientError
 from octoprov.specs import Spec
 from octoprov.targets.base import (
     BootInterface,
@@ -27,12 +28,10 @@ from octoprov.targets.base import (
     InventoryInterface,
     Machine,
     NetworkView,
-    PermanentError,
     PostInstallInterface,
     PowerInterface,
     StorageView,
     Target,
-    TransientError,
 )
 
 

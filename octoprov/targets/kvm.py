@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from octoprov.errors import InvalidRequest
+from octoprov.errors import InvalidRequest, NotAvailable, PermanentError, TargetUnreachable
 from octoprov.postinstall import MachinePostInstall
 from octoprov.targets import cloudimage
 from octoprov.targets.base import (
@@ -17,12 +17,9 @@ from octoprov.targets.base import (
     InventoryInterface,
     Machine,
     NetworkView,
-    NotAvailable,
-    PermanentError,
     PowerInterface,
     StorageView,
     Target,
-    TargetUnreachable,
 )
 from octoprov.targets.domain_xml import (
     GIB,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from octoprov.targets.base import PermanentError, PowerInterface, TargetUnreachable
+from octoprov.errors import PermanentError, TargetUnreachable
+from octoprov.targets.base import PowerInterface
 
 
 def _sushy():

@@ -17,7 +17,7 @@ import pycdlib
 
 from octoprov.answerfiles.autounattend import callback_command
 from octoprov.answerfiles.share import Endpoints
-from octoprov.targets.base import PermanentError
+from octoprov.errors import PermanentError
 
 UNATTEND = "urn:schemas-microsoft-com:unattend"
 WCM = "http://schemas.microsoft.com/WMIConfig/2002/State"

@@ -7,8 +7,9 @@ import hashlib
 
 from octoprov.answerfiles.files import task_files
 from octoprov.answerfiles.share import Endpoints
+from octoprov.errors import PermanentError
 from octoprov.models import Task
-from octoprov.targets.base import BootInterface, PermanentError
+from octoprov.targets.base import BootInterface
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.answeriso import answer_iso, for_dvd_install
 from octoprov.targets.hyperv.commands import VmPlan

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ntpath
 
-from octoprov.errors import InvalidRequest
-from octoprov.targets.base import ComputeInterface, Machine, PermanentError, TargetUnreachable
+from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
+from octoprov.targets.base import ComputeInterface, Machine
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.connection import node_endpoint
 from octoprov.targets.hyperv.options import hyperv_options

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from octoprov.targets.base import PermanentError
+from octoprov.errors import PermanentError
 
 TRANSPORTS = ("ntlm", "kerberos", "credssp")
 OPERATION_TIMEOUT_S = 60  # a New-VHD -Fixed of a large disk takes a while; receives are polled again after it

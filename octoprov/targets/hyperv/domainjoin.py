@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from octoprov.errors import PermanentError
 from octoprov.logs import redactor
 from octoprov.settings import Settings
-from octoprov.targets.base import DomainJoinInterface, PermanentError
+from octoprov.targets.base import DomainJoinInterface
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.connection import Connect, Endpoint, endpoint
 from octoprov.targets.hyperv.powershell import HostSession, host_session

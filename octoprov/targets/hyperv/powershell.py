@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from octoprov.targets.base import PermanentError, TargetUnreachable
+from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.targets.hyperv.commands import Cmdlet, Pipeline, to_json
 from octoprov.targets.hyperv.connection import Connect, Endpoint, open_wsman
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from octoprov.targets.base import PermanentError
+from octoprov.errors import PermanentError
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import VmPlan
 from octoprov.targets.hyperv.connection import Connect, node_endpoint
