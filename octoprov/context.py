@@ -16,6 +16,7 @@ from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task
 from octoprov.references import DbReferences
 from octoprov.settings import Settings
+from octoprov.taskspec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TaskContext:
     hostname: str
     target_type: str
     os_type: str
-    config: dict
+    spec: TaskSpec  # the validated request, secrets included (never logged: they are repr=False)
     mac_address: str | None
     machine_ref: str | None
     node: NodeInfo | None
@@ -44,6 +45,11 @@ class TaskContext:
     database: Database = field(repr=False)
     vault: Vault = field(repr=False)
     cloud_image: CloudImage | None = None  # set when the task boots a Linux cloud image (qcow2)
+
+    @property
+    def config(self) -> dict:
+        """The request as camelCase JSON without secrets (transitional: readers move to ``spec``)."""
+        return self.spec.to_config()
 
     @property
     def data_dir(self) -> Path:
@@ -82,6 +88,7 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
     os_type = (DbReferences(session).image_os_type(image_id) if image_id else None) or "windows"
+    spec = TaskSpec.from_stored(config, vault.decrypt_json(task.secrets_encrypted) or {}, os_type)
     node = None
     if task.hypervisor_node_id is not None:
         node = node_info(session.get(Node, task.hypervisor_node_id), vault)
@@ -89,7 +96,7 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None
     return TaskContext(
-        task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, config=config,
+        task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, spec=spec,
         mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,
         database=database, vault=vault,
         cloud_image=cloud_image(session.get(Image, image_id) if image_id else None, settings.effective_images_dir),

@@ -346,6 +346,18 @@ class TaskSpec(Spec):
                 parent[path[-1]] = None
         return config
 
+    @classmethod
+    def from_stored(cls, config: dict, secrets: dict[str, str], os_type: str | None) -> TaskSpec:
+        """The request a task was accepted with, read back from its stored configuration (where
+        secrets are masked) with its decrypted ``secrets`` put back in their places. Drivers, answer
+        files and the dry run read this typed request, never the raw JSON."""
+        data = copy.deepcopy(config)
+        for path in SECRET_PATHS:
+            parent = _lookup(data, path[:-1])
+            if isinstance(parent, dict) and path[-1] in parent:
+                parent[path[-1]] = secrets.get(".".join(path))
+        return cls.model_validate(data, context={"os_type": os_type})
+
     def secrets(self) -> dict[str, str]:
         """The secrets that are set, keyed by field path: ``{"os.adminPassword": ...}``."""
         dumped = self.model_dump(mode="json", by_alias=True)

@@ -102,3 +102,18 @@ def store_post_install_in(session) -> dict:
 
 
 SECRETS = (ADMIN_PASSWORD, PRODUCT_KEY, JOIN_PASSWORD, NODE_PASSWORD)
+
+
+def task_spec(target_type: str, hostname: str, *, os_type: str = "windows", **sections):
+    """A validated TaskSpec for tests that build a driver's context by hand: the target's required
+    fields filled in (node 1, image 1), ``sections`` (camelCase request sections) over them."""
+    from octoprov.taskspec import TaskSpec
+
+    body: dict = {"hostname": hostname, "targetType": target_type, "os": {"imageId": 1}}
+    if target_type == "baremetal":
+        body["macAddress"] = sections.pop("macAddress", "52:54:00:00:00:01")
+    else:
+        body["hypervisorNodeId"] = 1
+        body["vm"] = {"disks": [{"sizeGb": 40, "purpose": "os"}]}
+    body.update(sections)
+    return TaskSpec.model_validate(body, context={"os_type": os_type})

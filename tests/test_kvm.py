@@ -15,6 +15,7 @@ from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.settings import Settings
 from octoprov.targets.domain_xml import TASK_NS, DomainSpec, VolumeSpec, domain_spec_from, domain_xml, task_id_of
 from octoprov.targets.kvm import kvm_target
+from tests.examples import task_spec
 
 libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -28,7 +29,8 @@ def make_ctx(tmp_path, task_id=42, hostname="web01", vm=None, mac=None, uri=URI,
                 "disks": [{"sizeGb": 20, "purpose": "data"}, {"sizeGb": 60, "purpose": "os"},
                           {"sizeGb": 5, "purpose": "data", "type": "fixed"}]}
     node = NodeInfo(1, "KVM01", "kvm", uri, options or {}, {})
-    return TaskContext(task_id=task_id, hostname=hostname, target_type="kvm", os_type="linux", config={"vm": vm},
+    return TaskContext(task_id=task_id, hostname=hostname, target_type="kvm", os_type="linux",
+                       spec=task_spec("kvm", hostname, os_type="linux", vm=vm),
                        mac_address=mac, machine_ref=None, node=node, settings=Settings(data_dir=tmp_path),
                        database=None, vault=None)
 
@@ -282,6 +284,6 @@ def test_offline_join_and_post_install_are_the_shared_ones(tmp_path):
     target = kvm_target()
     assert isinstance(target.domain, DjoinDomainJoin)  # djoin on the management host, as for Hyper-V
     with pytest.raises(PermanentError, match="DJOIN_HOST"):
-        target.domain.provision_offline_join(dataclasses.replace(make_ctx(tmp_path), config={
-            "domain": {"join": True, "name": "yourdom.local", "method": "offline"}}))
+        target.domain.provision_offline_join(dataclasses.replace(make_ctx(tmp_path), spec=task_spec(
+            "kvm", "web01", os_type="linux", domain={"join": True, "name": "yourdom.local", "method": "offline"})))
     assert isinstance(target.post_install, MachinePostInstall)  # SSH for Linux, WinRM for Windows

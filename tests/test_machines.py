@@ -12,6 +12,7 @@ from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.settings import Settings
 from octoprov.targets.baremetal import baremetal_target
 from tests import redfish_bmc
+from tests.examples import task_spec
 from tests.live import free_port
 
 MACHINES = "/api/v1/provisioning/machines"
@@ -110,7 +111,8 @@ def ctx(tmp_path, bmc, mac=MAC_B, password=redfish_bmc.PASSWORD, address=None, s
     node = NodeInfo(7, "R740-01", "redfish", address or bmc.url,
                     {"bmc": {"address": address or bmc.url, "systemId": system_id, "verifyCertificate": True}},
                     {"password": password}, bmc.username, (mac,))
-    return TaskContext(task_id=1, hostname="bm01", target_type="baremetal", os_type="linux", config={},
+    return TaskContext(task_id=1, hostname="bm01", target_type="baremetal", os_type="linux",
+                       spec=task_spec("baremetal", "bm01", os_type="linux", macAddress=mac),
                        mac_address=mac, machine_ref=None, node=node, settings=Settings(data_dir=tmp_path),
                        database=None, vault=None)
 
