@@ -24,6 +24,7 @@ COPY README.md ./
 COPY octoprov ./octoprov
 COPY api ./api
 COPY workers ./workers
+COPY cli ./cli
 COPY ipxe ./ipxe
 # Editable: the code finds its templates beside it (ipxe/, answers/), as in a checkout.
 RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \

@@ -54,7 +54,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages .venv run test lint env-example states clean bench bench-packages
+.PHONY: help system-packages .venv run test test-fast lint env-example states clean bench bench-packages
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -77,11 +77,15 @@ run: .venv ## set up and start the whole stack on http://127.0.0.1:8080 with emb
 	$(VENV)/bin/octoprov db upgrade
 	exec $(VENV)/bin/octoprov up$(if $(strip $(UP_ARGS)), $(strip $(UP_ARGS)))
 
-test: system-packages .venv ## run linters and the whole test suite against SQLite, PostgreSQL and Redis
+test: system-packages .venv ## run linters and the whole test suite (unit, integration, e2e) on real parts
 	status=0; \
 	$(VENV)/bin/ruff check . || status=$$?; \
+	$(VENV)/bin/mypy || status=$$?; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
+
+test-fast: .venv ## run the unit tests only (no servers, no VMs; under a minute)
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 bench-packages: ## install what only the benchmarks use (wrk, nginx as a reference)
 	@$(call ensure_deb_packages,$(BENCH_DEB_PACKAGES))
@@ -93,8 +97,11 @@ bench: system-packages .venv bench-packages ## run the benchmarks; each prints r
 	$(VENV)/bin/python -m bench.http_files
 	$(VENV)/bin/python -m bench.kvm_start
 
-lint: .venv ## run ruff
-	$(VENV)/bin/ruff check .
+lint: .venv ## run ruff and the type checker (mypy)
+	status=0; \
+	$(VENV)/bin/ruff check . || status=$$?; \
+	$(VENV)/bin/mypy || status=$$?; \
+	exit $$status
 
 env-example: .venv ## regenerate .env.example from the settings
 	$(VENV)/bin/octoprov settings example > .env.example.tmp && mv .env.example.tmp .env.example \

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from api.docs import make_api
+from api.docs import ErrorHandling, make_api
 from api.runtime import DISPATCH, EXTENSION
 from octoprov.errors import InvalidRequest, OctoprovError
 from octoprov.runtime import Runtime
@@ -40,26 +41,27 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     register_ui(app)
 
     @app.errorhandler(HTTPException)
-    def outside_the_api(error: HTTPException):
+    def outside_the_api(error: HTTPException) -> tuple[dict[str, str], int]:
         """Routing errors (no such URL, wrong method) answer in JSON like everything else."""
+        assert error.code is not None  # Flask hands exceptions without a code to no handler
         return {"message": error.description or error.name}, error.code
 
     return app
 
 
-def _register_error_handlers(api) -> None:
+def _register_error_handlers(api: ErrorHandling) -> None:
     @api.errorhandler(OctoprovError)
-    def domain_error(error: OctoprovError):
-        body = {"message": error.message}
+    def domain_error(error: OctoprovError) -> tuple[dict[str, Any], int]:
+        body: dict[str, Any] = {"message": error.message}
         if isinstance(error, InvalidRequest):
             body = {"message": "Invalid request", "errors": error.errors}
         return body, error.status
 
     @api.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
+    def http_error(error: HTTPException) -> tuple[dict[str, str], int | None]:
         return {"message": error.description or error.name}, error.code
 
     @api.errorhandler(Exception)
-    def unexpected(error: Exception):
+    def unexpected(error: Exception) -> tuple[dict[str, str], int]:
         log.exception("unexpected error")
         return {"message": "internal error; the server log has the details"}, 500

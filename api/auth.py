@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from flask import request
 
@@ -11,10 +13,14 @@ from octoprov.tokens import verify_token
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="octoprov"'}
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+Refusal = tuple[dict[str, str], int, dict[str, str]]
 
-def require_token(view):
+
+def require_token(view: Callable[_P, _R]) -> Callable[_P, _R | Refusal]:
     @wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Refusal:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return {"message": "an API token is required: Authorization: Bearer <token>"}, 401, CHALLENGE

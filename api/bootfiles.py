@@ -13,6 +13,9 @@ with ``sendfile`` instead of copying it through Python. Other requests go to Fla
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from io import BufferedReader
+from pathlib import Path
 
 from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
@@ -24,7 +27,7 @@ bootfiles = Blueprint("bootfiles", __name__, url_prefix="/boot")
 _ONE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def _serve(root, path: str):
+def _serve(root: Path, path: str) -> Response:
     try:
         target = confined(root, path)
     except ValueError:
@@ -39,7 +42,7 @@ def _serve(root, path: str):
     return send_file(target, conditional=not several, max_age=0, mimetype="application/octet-stream")
 
 
-def _one_range(target, first: str, last: str) -> Response:
+def _one_range(target: Path, first: str, last: str) -> Response:
     size = target.stat().st_size
     if first:
         start, end = int(first), min(int(last) if last else size - 1, size - 1)
@@ -59,7 +62,7 @@ def _one_range(target, first: str, last: str) -> Response:
     return response
 
 
-def _limited(handle, length: int):
+def _limited(handle: BufferedReader, length: int) -> Iterator[bytes]:
     """The range from a server without a file wrapper: read in chunks, stop at its end."""
     try:
         while length > 0:
@@ -73,10 +76,10 @@ def _limited(handle, length: int):
 
 
 @bootfiles.get("/images/<path:path>")
-def image_file(path: str):
+def image_file(path: str) -> Response:
     return _serve(runtime().settings.effective_images_dir, path)
 
 
 @bootfiles.get("/drivers/<path:path>")
-def driver_file(path: str):
+def driver_file(path: str) -> Response:
     return _serve(runtime().settings.effective_drivers_dir, path)

@@ -2,13 +2,61 @@
 
 from __future__ import annotations
 
-from flask_restx import Api, Namespace
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from flask_restx import Api
 from pydantic import BaseModel
 
 from api.requests import int_arg
 from api.runtime import runtime
-from api.schemas import swagger_schema
+from api.schemas import SchemaMode, swagger_schema
 from octoprov.pages import Page
+from octoprov.specs import View
+
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class SchemaModel(Protocol):
+    """A model ``Namespace.schema_model`` made: what the OpenAPI document refers to."""
+
+    @property
+    def __schema__(self) -> dict[str, Any]: ...
+
+
+class DocNamespace(Protocol):
+    """What the resources use of a flask-restx ``Namespace``, typed (flask-restx ships no type hints).
+    Each decorator documents what it decorates and returns it unchanged."""
+
+    def route(self, *urls: str, **kwargs: Any) -> Callable[[_T], _T]: ...
+
+    def param(self, name: str, description: str | None = None, _in: str = "query",
+              **kwargs: Any) -> Callable[[_T], _T]: ...
+
+    def doc(self, shortcut: str | None = None, **kwargs: Any) -> Callable[[_T], _T]: ...
+
+    def expect(self, *inputs: SchemaModel, **kwargs: Any) -> Callable[[_T], _T]: ...
+
+    def response(self, code: int, description: str, model: SchemaModel | None = None,
+                 **kwargs: Any) -> Callable[[_T], _T]: ...
+
+    def produces(self, mimetypes: list[str]) -> Callable[[_T], _T]: ...
+
+    def schema_model(self, name: str | None = None, schema: dict[str, Any] | None = None) -> SchemaModel: ...
+
+
+class ErrorHandling(Protocol):
+    """The error-handler registration of a flask-restx ``Api``, typed."""
+
+    def errorhandler(self, exception: type[Exception]) -> Callable[[_F], _F]: ...
+
+
+class Viewer(Protocol):
+    """What lists a page's items: a ``View`` class, or an object with an ``of`` of its own."""
+
+    def of(self, item: Any, /) -> View: ...
+
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -44,16 +92,16 @@ def make_api() -> Api:
     )
 
 
-def schema_model(ns: Namespace, model: type[BaseModel], mode: str = "validation"):
+def schema_model(ns: DocNamespace, model: type[BaseModel], mode: SchemaMode = "validation") -> SchemaModel:
     name = model.__name__
     return ns.schema_model(name, swagger_schema(model, mode=mode))
 
 
-def view_model(ns: Namespace, model: type[BaseModel]):
+def view_model(ns: DocNamespace, model: type[BaseModel]) -> SchemaModel:
     return schema_model(ns, model, mode="serialization")
 
 
-def page_model(ns: Namespace, item_model: type[BaseModel]):
+def page_model(ns: DocNamespace, item_model: type[BaseModel]) -> SchemaModel:
     item = swagger_schema(item_model, mode="serialization")
     return ns.schema_model(item_model.__name__ + "Page", {
         "type": "object",
@@ -67,15 +115,15 @@ def page_model(ns: Namespace, item_model: type[BaseModel]):
     })
 
 
-def error_model(ns: Namespace):
+def error_model(ns: DocNamespace) -> SchemaModel:
     return ns.schema_model("Error", ERROR_SCHEMA)
 
 
-def errors(ns: Namespace, *codes: int):
+def errors(ns: DocNamespace, *codes: int) -> Callable[[_F], _F]:
     """Document the error answers an operation can give (401 is implied by the token)."""
     model = error_model(ns)
 
-    def decorate(func):
+    def decorate(func: _F) -> _F:
         for code in (*codes, 401):
             func = ns.response(code, ERROR_TEXT[code], model)(func)
         return func
@@ -95,7 +143,7 @@ def page_args() -> tuple[int, int]:
     return int_arg("page", 1, maximum=1_000_000), int_arg("perPage", 50, maximum=limit)
 
 
-def page_json(page: Page, view: type) -> dict:
+def page_json(page: Page, view: Viewer) -> dict[str, Any]:
     return {
         "items": [view.of(item).to_json() for item in page.items],
         "total": page.total,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import overload
 
 from flask import request
 
@@ -18,6 +19,14 @@ def json_body() -> object:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest({"body": f"not valid JSON: {exc}"}) from None
+
+
+@overload
+def int_arg(name: str, default: int, *, minimum: int = 1, maximum: int = MAX_ID) -> int: ...
+
+
+@overload
+def int_arg(name: str, default: None = None, *, minimum: int = 1, maximum: int = MAX_ID) -> int | None: ...
 
 
 def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum: int = MAX_ID) -> int | None:

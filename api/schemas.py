@@ -7,19 +7,21 @@ them) understand. ``$ref``s are inlined so each model is self-contained.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 _DROP = {"title", "discriminator", "$defs", "examples"}
+SchemaMode = Literal["validation", "serialization"]
 
 
-def swagger_schema(model: type[BaseModel], mode: str = "validation") -> dict[str, Any]:
+def swagger_schema(model: type[BaseModel], mode: SchemaMode = "validation") -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode=mode, ref_template="#/$defs/{model}")
-    return _convert(schema, schema.get("$defs", {}))
+    converted: dict[str, Any] = _convert(schema, schema.get("$defs", {}))  # a schema converts to a schema
+    return converted
 
 
-def _convert(node: Any, defs: dict) -> Any:
+def _convert(node: Any, defs: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [_convert(item, defs) for item in node]
     if not isinstance(node, dict):

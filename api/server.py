@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from octoprov import logs
 from octoprov.settings import Settings
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict):
+class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    def __init__(self, options: dict[str, Any]):
         self.options = options
         super().__init__()
 
-    def load_config(self):
+    def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Flask:
         from api import create_app
 
         settings = Settings.from_env()

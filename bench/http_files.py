@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.live import free_port, start_live_api
+from tests.support.live import free_port, start_live_api
 
 SIZE = 1 << 30
 PARTS = 8

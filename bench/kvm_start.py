@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from tests import libvirtlab, netlab
-from tests.servers import start_postgres, start_redis
-from tests.stack import start_stack
+from tests.support import libvirtlab, netlab
+from tests.support.servers import start_postgres, start_redis
+from tests.support.stack import start_stack
 
 TASKS = 20
 SLOTS = 4

@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from octoprov.settings import Settings
-from tests.servers import start_postgres, start_redis
-from tests.stack import start_stack
+from tests.support.servers import start_postgres, start_redis
+from tests.support.stack import start_stack
 from workers.app import make_celery
 
 SAMPLES = 30

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from octoprov.models import TaskStep
-from tests.live import start_live_api
+from tests.support.live import start_live_api
 
 MACHINES = 1000
 CONNECTIONS = 100

@@ -3,7 +3,7 @@
 #   api | worker | beat | pxe | flower | db upgrade | any other octoprov command  ->  octoprov "$@"
 #   samba                                       ->  the WinPE file share (smbd), configured from OCTOPROV_* settings
 #   sh | bash | python | python3 ...            ->  run as given, for a look inside
-# CI runs this same script outside the container (tests/test_deployment.py, tests/test_multihost.py), so
+# CI runs this same script outside the container (tests/integration/test_deployment.py, tests/integration/test_multihost.py), so
 # it relies only on what both places have: octoprov and python on PATH, Samba's tools for the samba role.
 set -eu
 

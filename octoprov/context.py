@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task
 from octoprov.references import DbReferences
 from octoprov.settings import Settings
+from octoprov.targets import registry
 from octoprov.taskspec import TaskSpec
 
 
@@ -25,8 +27,8 @@ class NodeInfo:
     name: str
     kind: str
     endpoint: str | None
-    options: dict
-    credentials: dict = field(repr=False)
+    options: dict[str, Any]
+    credentials: dict[str, Any] = field(repr=False)
     username: str | None = None
     mac_addresses: tuple[str, ...] = ()  # a bare-metal machine's network cards
 
@@ -45,11 +47,7 @@ class TaskContext:
     database: Database = field(repr=False)
     vault: Vault = field(repr=False)
     cloud_image: CloudImage | None = None  # set when the task boots a Linux cloud image (qcow2)
-
-    @property
-    def config(self) -> dict:
-        """The request as camelCase JSON without secrets (transitional: readers move to ``spec``)."""
-        return self.spec.to_config()
+    known_callback_token: str | None = field(default=None, repr=False)  # read with the task when it was loaded
 
     @property
     def data_dir(self) -> Path:
@@ -60,19 +58,21 @@ class TaskContext:
         return self.settings.effective_public_url + "/api/v1/provisioning/pxe/status"
 
     def callback_token(self) -> str:
+        if self.known_callback_token is not None:
+            return self.known_callback_token
         with self.database.session() as session:
-            token = session.get(Task, self.task_id).callback_token_encrypted
+            token = session.get_one(Task, self.task_id).callback_token_encrypted
         return self.vault.decrypt(token) if token else ""
 
     def secrets(self) -> dict[str, str]:
         with self.database.session() as session:
-            token = session.get(Task, self.task_id).secrets_encrypted
+            token = session.get_one(Task, self.task_id).secrets_encrypted
         return self.vault.decrypt_json(token) or {}
 
     def check_cancelled(self) -> None:
         """Long driver actions call this between their parts: a cancelled task stops there."""
         with self.database.session() as session:
-            status = session.get(Task, self.task_id).status
+            status = session.get_one(Task, self.task_id).status
         if status in (states.CANCELLED, states.FAILED):
             raise Cancelled(f"task {self.task_id} is {status}")
 
@@ -84,15 +84,15 @@ def node_info(row: Node, vault: Vault) -> NodeInfo:
 
 
 def load_context(session: Session, task_id: int, settings: Settings, database: Database, vault: Vault) -> TaskContext:
-    task = session.get(Task, task_id)
+    task = session.get_one(Task, task_id)
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
     os_type = (DbReferences(session).image_os_type(image_id) if image_id else None) or "windows"
     spec = TaskSpec.from_stored(config, vault.decrypt_json(task.secrets_encrypted) or {}, os_type)
     node = None
     if task.hypervisor_node_id is not None:
-        node = node_info(session.get(Node, task.hypervisor_node_id), vault)
-    elif task.target_type == "baremetal" and task.mac_address:
+        node = node_info(session.get_one(Node, task.hypervisor_node_id), vault)
+    elif task.target_type in registry.machine_target_names() and task.mac_address:
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None
     return TaskContext(
@@ -100,4 +100,5 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
         mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,
         database=database, vault=vault,
         cloud_image=cloud_image(session.get(Image, image_id) if image_id else None, settings.effective_images_dir),
+        known_callback_token=vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else "",
     )

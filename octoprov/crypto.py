@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -42,10 +43,10 @@ class Vault:
         except InvalidToken:
             raise SecretUnreadable("stored secret cannot be decrypted with the configured key(s)") from None
 
-    def encrypt_json(self, value) -> str:
+    def encrypt_json(self, value: Any) -> str:
         return self.encrypt(json.dumps(value, sort_keys=True))
 
-    def decrypt_json(self, token: str | None):
+    def decrypt_json(self, token: str | None) -> Any:
         return None if token is None else json.loads(self.decrypt(token))
 
 

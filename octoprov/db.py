@@ -7,12 +7,14 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from octoprov.settings import Settings
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:
+def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # Several processes (API, worker, beat) share one SQLite file in the embedded stack:
     # WAL lets readers proceed beside a writer, busy_timeout waits instead of failing,
     # and foreign keys are off by default in SQLite.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from octoprov.lookup import fetch
 from octoprov.models import DriverPack
 from octoprov.paths import LIBRARY_PATH_PATTERN, confined, relative_name
 from octoprov.specs import Spec, Timestamp, View
+from octoprov.targets import registry
 from octoprov.validation import check_display_name
 
 _LIBRARY_PATH = re.compile(LIBRARY_PATH_PATTERN)
@@ -156,20 +157,30 @@ def pack_matches(pack: DriverPack, manufacturer: str | None, product: str | None
     if pack.vendor and (not manufacturer or not _vendor_matches(pack.vendor, manufacturer)):
         return False
     if pack.model_pattern:
-        return bool(product) and re.search(pack.model_pattern, product) is not None
+        if not product:
+            return False
+        return re.search(pack.model_pattern, product) is not None
     return True
 
 
-def machine_model(target_type: str, generation: int, hardware: dict | None) -> tuple[str | None, str | None]:
+def machine_model(target_type: str, generation: int, hardware: dict[str, Any] | None) -> tuple[str | None, str | None]:
     """(manufacturer, product) the machine reported to iPXE, else what a VM of its kind reports."""
     hardware = hardware or {}
     if hardware.get("manufacturer") or hardware.get("product"):
         return hardware.get("manufacturer"), hardware.get("product")
-    if target_type == "kvm":
-        return KVM_MODELS.get(generation, KVM_MODELS[2])
-    if target_type == "hyperv":
-        return HYPERV_MODEL
-    return None, None
+    target = registry.find(target_type)
+    if target is None or target.hardware_model is None:
+        return None, None
+    return target.hardware_model(generation)
+
+
+def kvm_model(generation: int) -> tuple[str | None, str | None]:
+    """What a KVM (QEMU) VM's SMBIOS says, by machine type: i440FX for generation 1, Q35 for 2."""
+    return KVM_MODELS.get(generation, KVM_MODELS[2])
+
+
+def hyperv_model(generation: int) -> tuple[str | None, str | None]:
+    return HYPERV_MODEL
 
 
 def matching_packs(session: Session, os_type: str, manufacturer: str | None, product: str | None) -> list[DriverPack]:

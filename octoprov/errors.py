@@ -61,7 +61,7 @@ class Cancelled(Exception):
     """The task was cancelled while the step ran; the step stops at once."""
 
 
-def field_path(location: tuple) -> str:
+def field_path(location: tuple[str | int, ...]) -> str:
     """Render a pydantic-style location tuple as ``a.b[2].c``."""
     path = ""
     for part in location:

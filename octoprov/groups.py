@@ -51,7 +51,7 @@ class MemberView(View):
                    added_at=member.added_at)
 
 
-def group_query() -> Select:
+def group_query() -> Select[Group]:
     return select(Group).order_by(Group.id)
 
 
@@ -102,7 +102,7 @@ def remove_member(session: Session, group_id: int, node_id: int) -> None:
     session.delete(member)
 
 
-def member_query(group_id: int) -> Select:
+def member_query(group_id: int) -> Select[GroupMember]:
     """The group's members, longest-standing first."""
     return (select(GroupMember).where(GroupMember.group_id == group_id)
             .order_by(GroupMember.added_at, GroupMember.node_id))

@@ -13,7 +13,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from pydantic import Field, computed_field, field_validator
 from sqlalchemy import select
@@ -25,7 +25,11 @@ from octoprov.lookup import fetch
 from octoprov.models import Image, Task, Template
 from octoprov.paths import LIBRARY_PATH_PATTERN, confined, relative_name
 from octoprov.specs import Spec, Timestamp, View
+from octoprov.targets import registry
 from octoprov.wim import Edition, read_editions
+
+if TYPE_CHECKING:
+    from octoprov.taskspec import TaskSpec
 
 # What may stand on a kernel command line that an iPXE script carries: no ${ expansion, no || or &&,
 # no quotes or newlines (iPXE's script syntax has no quoting).
@@ -95,7 +99,7 @@ class ImageView(View):
     created_at: Timestamp
     updated_at: Timestamp
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented way; mypy cannot follow it
     @property
     def cloud_image(self) -> bool:
         """A Linux qcow2 image: KVM tasks boot it directly (copy-on-write overlay + cloud-init)."""
@@ -153,7 +157,7 @@ def register_image(session: Session, root: Path, spec: ImageSpec) -> Image:
 
 
 def upload_image(
-    session: Session, root: Path, spec: UploadSpec, stream: BinaryIO, length: int | None, chunk: int
+    session: Session, root: Path, spec: UploadSpec, stream: IO[bytes], length: int | None, chunk: int
 ) -> Image:
     """Write ``stream`` to the images folder and register it; nothing remains if anything fails."""
     try:
@@ -226,8 +230,6 @@ def delete_image(session: Session, image_id: int) -> None:
 # --- cloud images ---------------------------------------------------------------------------------
 
 GIB = 1024**3
-CLOUD_IMAGE_TARGETS = ("kvm", "fake")  # the fake target simulates any machine
-CLOUD_IMAGE_ONLY = (("os", "adminUsername"), ("os", "sshAuthorizedKeys"), ("postInstall", "runCommands"))
 
 
 @dataclass(frozen=True)
@@ -248,33 +250,35 @@ def is_cloud_image(image: Image | ImageView | None) -> bool:
 
 def cloud_image(image: Image | None, root: Path) -> CloudImage | None:
     """The cloud image a task boots, or None when its image is not one."""
-    if not is_cloud_image(image):
+    if image is None or not is_cloud_image(image):
         return None
     return CloudImage(image.id, root / image.image_path, image.checksum_sha256 or "",
                       image.size_bytes or 0, image.virtual_size_bytes or 0)
 
 
-def cloud_image_request_errors(image: Image | None, request: dict) -> dict[str, str]:
-    """What in a task request (camelCase, as validated) does not fit its image: a cloud image needs
-    a KVM target and an OS disk of at least its virtual size that can hold an overlay; the fields
-    only cloud-init reads are refused for other images rather than silently ignored."""
+def cloud_image_request_errors(image: Image | None, spec: TaskSpec) -> dict[str, str]:
+    """What in a validated task request does not fit its image: a cloud image needs a target that
+    boots cloud images and an OS disk of at least its virtual size that can hold an overlay; the
+    fields only cloud-init reads are refused for other images rather than silently ignored."""
     errors = {}
     if not is_cloud_image(image):
-        for path in CLOUD_IMAGE_ONLY:
-            section = request.get(path[0]) or {}
-            if section.get(path[1]):
-                errors[".".join(path)] = "only cloud-image tasks use it (the image is not a Linux qcow2 image)"
+        cloud_only = {"os.adminUsername": spec.os.admin_username, "os.sshAuthorizedKeys": spec.os.ssh_authorized_keys,
+                      "postInstall.runCommands": spec.post_install.run_commands}
+        for path, value in cloud_only.items():
+            if value:
+                errors[path] = "only cloud-image tasks use it (the image is not a Linux qcow2 image)"
         return errors
-    if request.get("targetType") not in CLOUD_IMAGE_TARGETS:
-        errors["os.imageId"] = (f"image {image.id} is a qcow2 cloud image; targetType {request.get('targetType')} "
+    assert image is not None  # is_cloud_image said so
+    if spec.target_type not in registry.cloud_image_target_names():
+        errors["os.imageId"] = (f"image {image.id} is a qcow2 cloud image; targetType {spec.target_type} "
                                 f"cannot boot it (use kvm)")
-    for index, disk in enumerate((request.get("vm") or {}).get("disks") or []):
-        if disk.get("purpose") != "os":
+    for index, disk in enumerate(spec.vm.disks if spec.vm else []):
+        if disk.purpose != "os":
             continue
         needed = -(-(image.virtual_size_bytes or 0) // GIB)
-        if disk.get("sizeGb", 0) < needed:
+        if disk.size_gb < needed:
             errors[f"vm.disks[{index}].sizeGb"] = (f"must be at least {needed}: the cloud image's disk is "
                                                    f"{image.virtual_size_bytes} bytes")
-        if disk.get("type") == "fixed":
+        if disk.type == "fixed":
             errors[f"vm.disks[{index}].type"] = "must be dynamic: a cloud image's OS disk is a copy-on-write overlay"
     return errors

@@ -16,6 +16,7 @@ from pathlib import Path
 _PAIR = re.compile(r"(?i)(password|passwd|secret|token|productkey|product_key|authorization)"
                    r"(['\"]?\s*[:=]\s*['\"]?)([^'\"\s,;&}]+)")
 MASK = "********"
+_OURS = "_octoprov"  # marks the handlers configure() added, so that a second call replaces them
 
 
 class SecretRedactor(logging.Filter):
@@ -67,10 +68,10 @@ def configure(log_dir: Path, name: str, level: str = "INFO") -> Path:
     root = logging.getLogger()
     root.setLevel(level.upper())
     for handler in list(root.handlers):
-        if getattr(handler, "_octoprov", False):
+        if getattr(handler, _OURS, False):
             root.removeHandler(handler)
     for handler in (WatchedFileHandler(path), logging.StreamHandler()):
-        handler._octoprov = True
+        setattr(handler, _OURS, True)
         handler.setFormatter(formatter)
         handler.addFilter(redactor)
         root.addHandler(handler)

@@ -9,11 +9,12 @@ and never leave through a view.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from sqlalchemy import select
+from sqlalchemy.engine import ScalarResult
 from sqlalchemy.orm import Session
 
 from octoprov import states
@@ -64,7 +65,7 @@ class MachineSpec(Spec):
                                                                                         "encrypted")
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> Self:
         if len(set(self.mac_addresses)) != len(self.mac_addresses):
             report({"macAddresses": "lists a MAC twice"})
         if self.bmc is None and (self.username or self.password):
@@ -77,10 +78,10 @@ class MachineView(View):
     name: str
     kind: str
     mac_addresses: list[str]
-    bmc: dict | None
+    bmc: dict[str, Any] | None
     username: str | None
     has_credentials: bool
-    hardware: dict | None = None
+    hardware: dict[str, Any] | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -93,7 +94,7 @@ class MachineView(View):
                    created_at=node.created_at, updated_at=node.updated_at)
 
 
-def _machines(session: Session):
+def _machines(session: Session) -> ScalarResult[Node]:
     return session.scalars(select(Node).where(Node.role == BAREMETAL))
 
 
@@ -161,7 +162,7 @@ def remove_machine(session: Session, node_id: int) -> None:
     session.delete(node)
 
 
-def record_hardware(session: Session, mac: str, hardware: dict) -> None:
+def record_hardware(session: Session, mac: str, hardware: dict[str, Any]) -> None:
     """SMBIOS facts the machine's firmware reported when it booted (manufacturer, product, uuid)."""
     node = machine_for_mac(session, mac)
     if node is None or not hardware:

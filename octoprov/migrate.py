@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from octoprov.models import Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def _config(engine: Engine, connection) -> Config:
+def _config(engine: Engine, connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -38,8 +39,9 @@ def revision(engine: Engine, message: str) -> None:
         command.revision(_config(engine, connection), message=message, autogenerate=True)
 
 
-def pending_differences(engine: Engine) -> list:
+def pending_differences(engine: Engine) -> list[Any]:
     """What the models have that the migrated database lacks (empty when they agree)."""
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, Base.metadata)
+        differences: list[Any] = compare_metadata(context, Base.metadata)  # alembic types it as Any
+        return differences

@@ -9,6 +9,7 @@ Columns ending in ``_encrypted`` hold Fernet tokens (see ``octoprov.crypto``), n
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column, relationship
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; a bigger number must never reach a query
@@ -35,11 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _created():
+def _created() -> MappedColumn[datetime]:
     return mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 
 
-def _updated():
+def _updated() -> MappedColumn[datetime]:
     return mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now())
 
 
@@ -59,11 +60,11 @@ class Node(Base):
     endpoint: Mapped[str | None] = mapped_column(String(500))  # WinRM URL, libvirt URI
     username: Mapped[str | None] = mapped_column(String(255))
     credentials_encrypted: Mapped[str | None] = mapped_column(Text)
-    options: Mapped[dict | None] = mapped_column(JSONType)  # transport, certificate validation, ...
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # transport, certificate validation, ...
     hostname: Mapped[str | None] = mapped_column(String(255))
     os_name: Mapped[str | None] = mapped_column(String(100))
-    mac_addresses: Mapped[list | None] = mapped_column(JSONType)
-    ip_addresses: Mapped[list | None] = mapped_column(JSONType)
+    mac_addresses: Mapped[list[str] | None] = mapped_column(JSONType)
+    ip_addresses: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -83,7 +84,7 @@ class Image(Base):
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     disk_format: Mapped[str | None] = mapped_column(String(20))  # "qcow2" when the file is one (cloud images)
     virtual_size_bytes: Mapped[int | None] = mapped_column(BigInteger)  # a qcow2 image's disk size
-    editions: Mapped[list | None] = mapped_column(JSONType)  # filled by a WIM scan
+    editions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # filled by a WIM scan
     kernel_path: Mapped[str | None] = mapped_column(String(500))  # Linux installers: kernel + initrd
     initrd_path: Mapped[str | None] = mapped_column(String(500))
     kernel_args: Mapped[str | None] = mapped_column(String(1000))
@@ -111,7 +112,7 @@ class Template(Base):
     description: Mapped[str | None] = mapped_column(Text)
     default_cpu: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
     default_memory_gb: Mapped[int] = mapped_column(Integer, default=16, server_default="16")
-    default_disks: Mapped[list | None] = mapped_column(JSONType)
+    default_disks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_images.id"))
     language: Mapped[str] = mapped_column(String(10), default="de-DE", server_default="de-DE")
     timezone: Mapped[str] = mapped_column(
@@ -121,7 +122,7 @@ class Template(Base):
     domain_name: Mapped[str | None] = mapped_column(String(255))
     domain_ou: Mapped[str | None] = mapped_column(String(500))
     domain_join_method: Mapped[str] = mapped_column(String(20), default="offline", server_default="offline")
-    post_install_packages: Mapped[list | None] = mapped_column(JSONType)
+    post_install_packages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -139,14 +140,14 @@ class Task(Base):
     hypervisor_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
     mac_address: Mapped[str | None] = mapped_column(String(17))  # canonical: 00:15:5d:01:02:03
     template_id: Mapped[int | None] = mapped_column(ForeignKey("provisioning_templates.id"))
-    config_override: Mapped[dict | None] = mapped_column(JSONType)  # the request as sent, secrets removed
-    config: Mapped[dict | None] = mapped_column(JSONType)  # template merged with the request, secrets removed
+    config_override: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # the request as sent, secrets removed
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # template merged with the request, secrets removed
     secrets_encrypted: Mapped[str | None] = mapped_column(Text)  # the request's secrets, encrypted
     callback_token_encrypted: Mapped[str | None] = mapped_column(Text)  # the machine's callback token
     machine_ref: Mapped[str | None] = mapped_column(String(255))  # the target's id of the machine it created
     files_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # per-task file URLs
     files_token_encrypted: Mapped[str | None] = mapped_column(Text)
-    hardware: Mapped[dict | None] = mapped_column(JSONType)  # SMBIOS manufacturer/product/uuid from iPXE
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # SMBIOS manufacturer/product/uuid from iPXE
     domain_join_blob: Mapped[str | None] = mapped_column(Text)  # djoin output, encrypted
     status: Mapped[str] = mapped_column(String(50), default="pending", server_default="pending")
     current_step: Mapped[str | None] = mapped_column(String(100))
@@ -221,7 +222,7 @@ class Package(Base):
     description: Mapped[str | None] = mapped_column(Text)
     os_type: Mapped[str] = mapped_column(String(20))  # windows (PowerShell script) | linux (POSIX sh script)
     script: Mapped[str] = mapped_column(Text)
-    parameters_schema: Mapped[dict] = mapped_column(JSONType)  # a small subset of JSON Schema (octoprov.packages)
+    parameters_schema: Mapped[dict[str, Any]] = mapped_column(JSONType)  # a subset of JSON Schema (octoprov.packages)
     idempotent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # may be retried
     timeout_s: Mapped[int] = mapped_column(Integer, default=1800, server_default="1800")
     created_at: Mapped[datetime] = _created()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,15 +23,33 @@ from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.logs import redactor
 from octoprov.models import Node, Task
 from octoprov.specs import Spec, Timestamp, View, report
+from octoprov.targets import registry
 from octoprov.targets.fake import FakeOptions
 from octoprov.targets.hyperv.options import HyperVOptions
-from octoprov.targets.libvirt_ssh import HOST_KEY, SSH_SCHEMES
+from octoprov.targets.libvirt.connection import HOST_KEY, SSH_SCHEMES
 
 HYPERVISOR = "hypervisor"
-HYPERVISOR_KINDS = ("hyperv", "kvm", "fake")
 LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def _known_kind(kind: str) -> str:
+    if kind not in registry.node_kinds():
+        raise ValueError(f"must be one of {', '.join(registry.node_kinds())}")
+    return kind
+
+
+class _NodeKindSchema:
+    """The OpenAPI enum of a node's ``kind``: the kinds the registered VM targets run on."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["enum"] = list(registry.node_kinds())
+        return schema
+
+
+NodeKind = Annotated[str, AfterValidator(_known_kind), _NodeKindSchema()]
 
 
 class WinRmOptions(Spec):
@@ -61,7 +80,7 @@ class KvmOptions(Spec):
 
 class HypervisorSpec(Spec):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")
-    kind: Literal["hyperv", "kvm", "fake"]
+    kind: NodeKind
     endpoint: str = Field(
         min_length=1, max_length=500,
         description="Hyper-V: host name or https URL of WinRM. KVM: libvirt URI such as qemu+ssh://user@host/system",
@@ -77,7 +96,7 @@ class HypervisorSpec(Spec):
     fake: FakeOptions | None = None
 
     @model_validator(mode="after")
-    def _options_fit_kind(self):
+    def _options_fit_kind(self) -> Self:
         if self.fake is not None and self.kind != "fake":
             report({"fake": "only for nodes of kind fake"})
         if self.kvm is not None and self.kind != "kvm":
@@ -90,7 +109,7 @@ class HypervisorSpec(Spec):
         return self
 
     @model_validator(mode="after")
-    def _endpoint_fits_kind(self):
+    def _endpoint_fits_kind(self) -> Self:
         if self.kind == "fake":
             if not self.endpoint.startswith("fake://"):
                 report({"endpoint": "a fake node's endpoint is fake://<anything>"})
@@ -137,10 +156,10 @@ class HypervisorView(View):
     endpoint: str | None
     username: str | None
     has_credentials: bool
-    winrm: dict | None
-    hyperv: dict | None = None
-    kvm: dict | None = None
-    fake: dict | None = None
+    winrm: dict[str, Any] | None
+    hyperv: dict[str, Any] | None = None
+    kvm: dict[str, Any] | None = None
+    fake: dict[str, Any] | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -239,6 +258,3 @@ def remove_hypervisor(session: Session, node_id: int) -> None:
     session.delete(node)
 
 
-def credentials(node: Node, vault: Vault) -> dict:
-    """The decrypted credentials, for drivers that connect to the node."""
-    return vault.decrypt_json(node.credentials_encrypted) or {}

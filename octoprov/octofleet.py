@@ -23,6 +23,7 @@ PermanentError. The token is never part of a message.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -80,12 +81,12 @@ class OctofleetClient:
     def add_to_group(self, node_ref: str, group_name: str) -> None:
         self._call("PUT", f"/nodes/{_segment(node_ref)}/groups/{_segment(group_name)}")
 
-    def queue_package(self, node_ref: str, package_name: str, parameters: dict) -> str | None:
+    def queue_package(self, node_ref: str, package_name: str, parameters: dict[str, Any]) -> str | None:
         """Queue a package for the node's agent; Octofleet's job id when it gives one."""
         body = {"package": package_name, "parameters": parameters}
         return _ref(self._call("POST", f"/nodes/{_segment(node_ref)}/packages", body).get("id"))
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         what = f"Octofleet {method} {path}"
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:

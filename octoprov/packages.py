@@ -12,7 +12,7 @@ changed in between.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, Self
 
 from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import Select, select
@@ -84,8 +84,8 @@ class ParameterSchema(Spec):
     default: Value | None = None
 
     @model_validator(mode="after")
-    def _consistent(self):
-        problems: dict[str | tuple, str | None] = {}
+    def _consistent(self) -> Self:
+        problems: dict[str | tuple[str | int, ...], str | None] = {}
         if self.pattern is not None:
             if self.type != "string":
                 problems["pattern"] = "only for parameters of type string"
@@ -117,7 +117,7 @@ class ParametersSchema(Spec):
     required: Annotated[list[str], Field(max_length=64)] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _required_declared(self):
+    def _required_declared(self) -> Self:
         report({("required", index): f"{name} is not among the properties" if name not in self.properties else
                 ("listed twice" if name in self.required[:index] else None)
                 for index, name in enumerate(self.required)})
@@ -143,7 +143,7 @@ class PackageView(View):
     description: str | None
     os_type: str
     script: str
-    parameters_schema: dict
+    parameters_schema: dict[str, Any]
     idempotent: bool
     timeout_s: int = Field(alias="timeoutSeconds")
     created_at: Timestamp
@@ -155,7 +155,7 @@ class PackageLike(Protocol):
 
     name: str
     os_type: str
-    parameters_schema: dict
+    parameters_schema: dict[str, Any]
 
 
 def value_problem(declared: dict[str, Any], value: object) -> str | None:
@@ -193,14 +193,14 @@ def value_problem(declared: dict[str, Any], value: object) -> str | None:
     return None
 
 
-def validate_parameters(package: PackageLike, parameters: object, prefix: str = "parameters") -> dict:
+def validate_parameters(package: PackageLike, parameters: object, prefix: str = "parameters") -> dict[str, Any]:
     """The parameters checked against the package's schema, with defaults filled in; InvalidRequest
     names each problem under ``prefix`` (``postInstall.runPackages[0].parameters.instanceName``)."""
     if not isinstance(parameters, dict):
         raise InvalidRequest({prefix: "must be a JSON object"})
     schema = package.parameters_schema or {}
     declared = schema.get("properties") or {}
-    problems = {}
+    problems: dict[str, str | None] = {}
     for name, value in parameters.items():
         if name not in declared:
             known = ", ".join(declared) or "none"
@@ -215,9 +215,9 @@ def validate_parameters(package: PackageLike, parameters: object, prefix: str = 
             values[name] = spec["default"]
         elif name in (schema.get("required") or []):
             problems[f"{prefix}.{name}"] = f"required by package {package.name}"
-    problems = {path: problem for path, problem in problems.items() if problem}
-    if problems:
-        raise InvalidRequest(problems)
+    found = {path: problem for path, problem in problems.items() if problem}
+    if found:
+        raise InvalidRequest(found)
     return values
 
 
@@ -227,7 +227,7 @@ def _apply(package: Package, spec: PackageSpec) -> None:
     package.parameters_schema = spec.parameters_schema.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def package_query(os_type: str | None = None) -> Select:
+def package_query(os_type: str | None = None) -> Select[Package]:
     query = select(Package).order_by(Package.id)
     return query.where(Package.os_type == os_type) if os_type else query
 

@@ -1,6 +1,6 @@
 """Moving a task through its steps: the part of the pipeline that is pure database work.
 
-Celery tasks (``workers/pipeline.py``) call these functions; nothing here blocks on the
+Celery tasks (``workers/step_tasks.py``) call these functions; nothing here blocks on the
 outside world. Every change is a conditional UPDATE, so a redelivered message, a second
 worker or a late callback can never run a step twice or move a task backwards:
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from octoprov import states, steps
@@ -27,7 +29,15 @@ from octoprov.models import Task, TaskLog, TaskStep, utcnow
 from octoprov.results import MachineFacts, record_facts
 from octoprov.settings import Settings
 
-PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+
+class StepStatus(StrEnum):
+    """Where one step of a task stands (the task's own state is ``octoprov.states``)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Forbidden(OctoprovError):
@@ -52,8 +62,8 @@ def step_rows(session: Session, task_id: int) -> list[TaskStep]:
 def refresh_progress(session: Session, task_id: int) -> None:
     """``progress_percent`` and ``current_step`` derived from the steps."""
     rows = step_rows(session, task_id)
-    done = sum(1 for row in rows if row.status == DONE)
-    current = next((row for row in rows if row.status != DONE), None)
+    done = sum(1 for row in rows if row.status == StepStatus.DONE)
+    current = next((row for row in rows if row.status != StepStatus.DONE), None)
     session.execute(update(Task).where(Task.id == task_id).values(
         progress_percent=int(100 * done / len(rows)) if rows else 100,
         current_step=current.title if current else None,
@@ -92,17 +102,19 @@ def claim(session: Session, task_id: int, name: str, lease_s: int) -> Claim | st
     if status is None or status in states.FINAL:
         return TASK_OVER
     now = utcnow()
-    taken = session.execute(
+    taken = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
-               or_(TaskStep.status == PENDING, (TaskStep.status == RUNNING) & (TaskStep.lease_until < now)))
-        .values(status=RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
+               or_(TaskStep.status == StepStatus.PENDING,
+                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now)))
+        .values(status=StepStatus.RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
                 started_at=now, finished_at=None)
         .execution_options(synchronize_session="fetch")
-    ).rowcount
+    )).rowcount
     step = session.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == name))
     if not taken:
-        return ALREADY_DONE if step is not None and step.status == DONE else TAKEN
+        return ALREADY_DONE if step is not None and step.status == StepStatus.DONE else TAKEN
+    assert step is not None  # this worker just claimed it
     if not _enter_phase(session, task_id, step.phase):
         session.rollback()
         return TASK_OVER
@@ -114,12 +126,12 @@ def claim(session: Session, task_id: int, name: str, lease_s: int) -> Claim | st
 
 def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str) -> bool:
     """Mark a claimed work step done and activate the wait step that follows, if any."""
-    done = session.execute(
+    done = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(TaskStep)
-        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == RUNNING)
-        .values(status=DONE, finished_at=utcnow(), detail=detail, lease_until=None)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING)
+        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=detail, lease_until=None)
         .execution_options(synchronize_session="fetch")
-    ).rowcount
+    )).rowcount
     if not done:
         return False
     log(session, task_id, f"{_title(session, task_id, name)}: {detail}", step=name)
@@ -131,8 +143,8 @@ def release(session: Session, task_id: int, name: str, reason: str) -> None:
     """Give a claimed step back after a transient error, so its retry can claim it again."""
     session.execute(
         update(TaskStep)
-        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == RUNNING)
-        .values(status=PENDING, lease_until=None, detail=reason)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING)
+        .values(status=StepStatus.PENDING, lease_until=None, detail=reason)
         .execution_options(synchronize_session="fetch")
     )
     log(session, task_id, f"{_title(session, task_id, name)}: {reason}; retrying", level="warn", step=name)
@@ -150,19 +162,19 @@ def _after(session: Session, settings: Settings, task_id: int, name: str) -> Non
     if following is None:
         if states.transition(session, task_id, states.COMPLETED):
             log(session, task_id, "Task completed", step=name)
-    elif following.kind == steps.WAIT and following.status == PENDING:
+    elif following.kind == steps.WAIT and following.status == StepStatus.PENDING:
         _activate_wait(session, settings, task_id, following)
     refresh_progress(session, task_id)
 
 
 def _activate_wait(session: Session, settings: Settings, task_id: int, step: TaskStep) -> None:
-    seconds = getattr(settings, f"deadline_{step.name}_s", settings.deadline_os_install_s)
+    seconds = settings.deadline_s(step.name)
     if not _enter_phase(session, task_id, step.phase):
         return
     now = utcnow()
     session.execute(
-        update(TaskStep).where(TaskStep.id == step.id, TaskStep.status == PENDING)
-        .values(status=RUNNING, started_at=now, deadline_at=now + timedelta(seconds=seconds))
+        update(TaskStep).where(TaskStep.id == step.id, TaskStep.status == StepStatus.PENDING)
+        .values(status=StepStatus.RUNNING, started_at=now, deadline_at=now + timedelta(seconds=seconds))
         .execution_options(synchronize_session="fetch")
     )
     log(session, task_id, f"Waiting for: {step.title} (deadline {seconds} s)", step=step.name)
@@ -176,9 +188,9 @@ def next_work_run(session: Session, task_id: int) -> list[str]:
 def _work_run(rows: list[TaskStep]) -> list[str]:
     run: list[str] = []
     for row in rows:
-        if row.status == DONE and not run:
+        if row.status == StepStatus.DONE and not run:
             continue
-        if row.kind != steps.WORK or row.status != PENDING:
+        if row.kind != steps.WORK or row.status != StepStatus.PENDING:
             break
         run.append(row.name)
     return run
@@ -192,7 +204,7 @@ def fail(session: Session, task_id: int, name: str | None, message: str) -> bool
     if name:
         session.execute(
             update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == name)
-            .values(status=FAILED, finished_at=utcnow(), detail=message, lease_until=None)
+            .values(status=StepStatus.FAILED, finished_at=utcnow(), detail=message, lease_until=None)
             .execution_options(synchronize_session="fetch")
         )
     log(session, task_id, f"{title} failed: {message}", level="error", step=name)
@@ -209,7 +221,8 @@ def keeps_machine(session: Session, task: Task) -> bool:
         return True
     if (config.get("postInstall") or {}).get("onFailure", "keep") != "keep":
         return False
-    failed = session.scalar(select(TaskStep.name).where(TaskStep.task_id == task.id, TaskStep.status == FAILED))
+    failed = session.scalar(select(TaskStep.name).where(TaskStep.task_id == task.id,
+                                                        TaskStep.status == StepStatus.FAILED))
     return failed is not None and steps.is_post_install(failed)
 
 
@@ -242,7 +255,7 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
     if facts is not None:
         record_facts(session, task, facts)
     rows = step_rows(session, task_id)
-    current = next((row for row in rows if row.status != DONE), None)
+    current = next((row for row in rows if row.status != StepStatus.DONE), None)
     if event == "progress":
         if current is not None and message:
             current.detail = message[:2000]
@@ -252,10 +265,10 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
     if target is None:
         log(session, task_id, text + " - ignored, this task expects no such event", level="warn", step=event)
         return CallbackOutcome(False, "no step waits for this event", [])
-    if target.status == DONE:
+    if target.status == StepStatus.DONE:
         log(session, task_id, text + " - duplicate, ignored", level="debug", step=target.name)
         return CallbackOutcome(False, "duplicate", [])
-    if current is None or target.id != current.id or current.status != RUNNING:
+    if current is None or target.id != current.id or current.status != StepStatus.RUNNING:
         log(session, task_id, text + f" - out of order (waiting for {current.title if current else 'nothing'}), "
             "ignored", level="warn", step=target.name)
         return CallbackOutcome(False, "out of order", [])
@@ -264,8 +277,8 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
         fail(session, task_id, target.name, message or "the machine reported a failure")
         return CallbackOutcome(True, "failed", [])
     session.execute(
-        update(TaskStep).where(TaskStep.id == target.id, TaskStep.status == RUNNING)
-        .values(status=DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None)
+        update(TaskStep).where(TaskStep.id == target.id, TaskStep.status == StepStatus.RUNNING)
+        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None)
         .execution_options(synchronize_session="fetch")
     )
     _after(session, settings, task_id, target.name)
@@ -280,7 +293,7 @@ def expire_deadlines(session: Session) -> list[int]:
     overdue = session.execute(
         select(TaskStep.task_id, TaskStep.name, TaskStep.title, TaskStep.started_at, TaskStep.deadline_at)
         .join(Task, Task.id == TaskStep.task_id)
-        .where(TaskStep.kind == steps.WAIT, TaskStep.status == RUNNING, TaskStep.deadline_at < utcnow(),
+        .where(TaskStep.kind == steps.WAIT, TaskStep.status == StepStatus.RUNNING, TaskStep.deadline_at < utcnow(),
                Task.status.in_(states.ACTIVE))
     ).all()
     failed = []
@@ -300,7 +313,7 @@ def stalled(session: Session, older_than_s: int) -> list[tuple[int, str, list[st
         select(Task.id, Task.target_type).where(Task.status == states.PENDING, Task.created_at < cutoff)
     ):
         rows = step_rows(session, task_id)
-        if rows and not any(row.status == RUNNING for row in rows):
+        if rows and not any(row.status == StepStatus.RUNNING for row in rows):
             found.append((task_id, target_type, _work_run(rows)))
     return found
 
@@ -312,8 +325,9 @@ def cancel(session: Session, task_id: int) -> Task:
         session.refresh(task)
         raise Conflict(f"task {task_id} is {task.status} and can no longer be cancelled")
     session.execute(
-        update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.status.in_((PENDING, RUNNING)))
-        .values(status=CANCELLED, lease_until=None, deadline_at=None)
+        update(TaskStep)
+        .where(TaskStep.task_id == task_id, TaskStep.status.in_((StepStatus.PENDING, StepStatus.RUNNING)))
+        .values(status=StepStatus.CANCELLED, lease_until=None, deadline_at=None)
         .execution_options(synchronize_session="fetch")
     )
     log(session, task_id, "Task cancelled on request", step="cancel")
@@ -330,13 +344,13 @@ def retry(session: Session, task_id: int, rolled_back: bool) -> list[str]:
     if task.status != states.FAILED:
         raise Conflict(f"task {task_id} is {task.status}; only a failed task can be retried")
     rows = step_rows(session, task_id)
-    start = 0 if rolled_back else next((i for i, row in enumerate(rows) if row.status == FAILED), 0)
+    start = 0 if rolled_back else next((i for i, row in enumerate(rows) if row.status == StepStatus.FAILED), 0)
     while start > 0 and rows[start].kind == steps.WAIT:
         start -= 1
     if not states.transition(session, task_id, states.PENDING, error_message=None, completed_at=None):
         raise Conflict(f"task {task_id} changed meanwhile; try again")
     for row in rows[start:]:
-        row.status, row.started_at, row.finished_at, row.detail = PENDING, None, None, None
+        row.status, row.started_at, row.finished_at, row.detail = StepStatus.PENDING, None, None, None
         row.deadline_at = row.lease_until = None
         row.attempts = 0
     log(session, task_id, f"Retry requested: restarting from {rows[start].title}", step="retry")

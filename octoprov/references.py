@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -69,7 +70,7 @@ class DbReferences:
         return script_os_type(name, self.scripts_dir or Settings.from_env().effective_scripts_dir)
 
 
-def active_post_install(session: Session) -> Iterator[tuple[int, dict]]:
+def active_post_install(session: Session) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each open task's id and ``postInstall`` section: what it names must stay until it ends."""
     rows = session.execute(select(Task.id, Task.config).where(Task.status.in_(states.ACTIVE)).order_by(Task.id))
     for task_id, config in rows:

@@ -56,7 +56,9 @@ def result_node(session: Session, task: Task) -> Node:
     is the same node, brought up to date; a name held by a hypervisor or bare-metal record gets the
     task id appended instead (node names are unique)."""
     if task.result_node_id is not None:
-        return session.get(Node, task.result_node_id)
+        existing = session.get(Node, task.result_node_id)
+        assert existing is not None  # result_node_id is a foreign key to it
+        return existing
     node = session.scalar(select(Node).where(Node.name == task.hostname))
     if node is None or node.role != MACHINE:
         name = task.hostname if node is None else f"{task.hostname} (task {task.id})"

@@ -1,19 +1,34 @@
 """Typed settings read from ``OCTOPROV_*`` environment variables.
 
-Every setting is declared once here, with its type, default and a sentence for the
+Every setting is declared once here, with its type, range, default and a sentence for the
 operator; ``.env.example`` is generated from these declarations (``octoprov settings
-example``), so documentation and code cannot drift apart. Embedded defaults put
-everything under ``OCTOPROV_DATA_DIR`` and need no server: SQLite for the database and
-kombu's SQLAlchemy transport (on SQLite) for the Celery broker.
+example``), so documentation and code cannot drift apart. The declarations are grouped by
+concern, one small model per group that ``Settings`` inherits, so that attribute access stays
+flat (``settings.step_retries``) while ``.env.example`` shows one headed section per group.
+
+Embedded defaults put everything under ``OCTOPROV_DATA_DIR`` and need no server: SQLite for
+the database and kombu's SQLAlchemy transport (on SQLite) for the Celery broker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "OCTOPROV_"
 
@@ -22,77 +37,165 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-def _setting(default, doc: str, *, secret: bool = False, example: str | None = None):
-    return field(default=default, metadata={"doc": doc, "secret": secret, "example": example})
+# -- value types: what the environment's text may say ------------------------------------------------
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
-@dataclass(frozen=True)
-class Settings:
+def _flag(value: object) -> object:
+    """The words operators write in env files; an empty value (``VAR=``) means off."""
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ValueError("must be true or false")
+    return word in _TRUE
+
+
+def _empty_is_none(value: object) -> object:
+    """``VAR=`` in an env file means "not set": the derived default applies."""
+    return None if value == "" else value
+
+
+def _upper(value: object) -> object:
+    """Logging, gunicorn and Celery all take the level in any case; so does this setting."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+Port = Annotated[int, Field(ge=1, le=65535)]  # services bind a fixed, known port; tests pass 0 to servers directly
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
+WinRmTransport = Literal["ntlm", "kerberos", "credssp"]  # what octoprov/winrm/connection.py can connect with
+UefiBootFile = Literal["ipxe.efi", "snponly.efi"]  # the two UEFI binaries prepare_root copies from IPXE_DIR
+SecureBootTemplate = Literal["MicrosoftUEFICertificateAuthority", "MicrosoftWindows"]
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False, example: str | None = None) -> Any:
+    """A field with its sentence for the operator; a secret stays out of ``repr()`` and ``.env.example``."""
+    extra: dict[str, Any] = {"secret": secret} if example is None else {"secret": secret, "example": example}
+    return Field(default, description=doc, repr=not secret, json_schema_extra=extra)
+
+
+# -- the groups ----------------------------------------------------------------------------------
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(title="Local folders and logs")
+
     data_dir: Path = _setting(
         Path("./var"), "Folder for everything Octoprov keeps locally: SQLite files, key, logs, uploads."
     )
+    images_dir: OptionalPath = _setting(None, "Folder holding WIM, ISO and kernel images. Empty: DATA_DIR/images.")
+    drivers_dir: OptionalPath = _setting(None, "Folder holding driver packs. Empty: DATA_DIR/drivers.")
+    log_dir: OptionalPath = _setting(None, "Folder for log files. Empty: DATA_DIR/log.")
+    log_level: LogLevel = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+
+
+class DatabaseSettings(BaseModel):
+    model_config = ConfigDict(title="Database")
+
     database_url: str = _setting(
         "",
         "SQLAlchemy URL of the database. Empty: SQLite at DATA_DIR/octoprov.sqlite.",
         example="postgresql://octoprov:secret@127.0.0.1:5432/octoprov",
     )
-    broker_url: str = _setting(
-        "",
-        "Celery broker URL. Empty: kombu's SQLAlchemy transport on DATA_DIR/broker.sqlite (no server).",
-        example="redis://127.0.0.1:6379/0",
-    )
+
+
+class EncryptionSettings(BaseModel):
+    model_config = ConfigDict(title="Encryption at rest")
+
     secret_key: str = _setting(
         "",
         "Fernet key(s) encrypting secrets at rest, comma-separated, newest first (older keys still "
         "decrypt, for rotation). Empty: a key generated on first start in DATA_DIR/secret.key (mode 0600).",
         secret=True,
     )
-    images_dir: Path | None = _setting(
-        None, "Folder holding WIM, ISO and kernel images. Empty: DATA_DIR/images."
+
+
+class BrokerSettings(BaseModel):
+    model_config = ConfigDict(title="Celery broker and workers")
+
+    broker_url: str = _setting(
+        "",
+        "Celery broker URL. Empty: kombu's SQLAlchemy transport on DATA_DIR/broker.sqlite (no server).",
+        example="redis://127.0.0.1:6379/0",
     )
-    drivers_dir: Path | None = _setting(None, "Folder holding driver packs. Empty: DATA_DIR/drivers.")
-    log_dir: Path | None = _setting(None, "Folder for log files. Empty: DATA_DIR/log.")
-    log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    broker_visibility_timeout_s: PositiveInt = _setting(
+        300, "Redis broker: seconds before an unacknowledged message (its worker died) is delivered again."
+    )
+    worker_concurrency: PositiveInt = _setting(2, "Parallel task slots of one Celery worker process.")
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(title="API")
+
     api_host: str = _setting("127.0.0.1", "Address the API listens on.")
-    api_port: int = _setting(8080, "TCP port the API listens on.")
-    api_workers: int = _setting(2, "API server processes.")
-    api_threads: int = _setting(8, "Threads per API server process.")
+    api_port: Port = _setting(8080, "TCP port the API listens on.")
+    api_workers: PositiveInt = _setting(2, "API server processes.")
+    api_threads: PositiveInt = _setting(8, "Threads per API server process.")
     public_url: str = _setting(
         "",
         "URL under which machines being provisioned reach the API. Empty: http://API_HOST:API_PORT.",
         example="http://192.0.2.10:8080",
     )
-    worker_concurrency: int = _setting(2, "Parallel task slots of one Celery worker process.")
-    upload_chunk_bytes: int = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
-    page_size_max: int = _setting(500, "Largest page a list endpoint returns.")
-    # -- pipeline ----------------------------------------------------------------------------------
-    step_retries: int = _setting(5, "How often a step that failed with a transient error is retried.")
-    step_retry_base_s: int = _setting(2, "First retry delay in seconds; each further retry doubles it.")
-    step_lease_s: int = _setting(
+    upload_chunk_bytes: PositiveInt = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
+    page_size_max: PositiveInt = _setting(500, "Largest page a list endpoint returns.")
+
+
+class PipelineSettings(BaseModel):
+    model_config = ConfigDict(title="Pipeline: retries, leases, deadline checks")
+
+    step_retries: NonNegativeInt = _setting(
+        5, "How often a step that failed with a transient error is retried."
+    )
+    step_retry_base_s: NonNegativeInt = _setting(2, "First retry delay in seconds; each further retry doubles it.")
+    step_lease_s: PositiveInt = _setting(
         300, "How long a worker owns a running step before another may take it over (after a crash)."
     )
-    broker_visibility_timeout_s: int = _setting(
-        300, "Redis broker: seconds before an unacknowledged message (its worker died) is delivered again."
+    deadline_check_s: PositiveInt = _setting(
+        15, "How often the periodic job looks for wait steps past their deadline."
     )
-    deadline_check_s: int = _setting(15, "How often the periodic job looks for wait steps past their deadline.")
-    deadline_installer_started_s: int = _setting(
+
+
+class DeadlineSettings(BaseModel):
+    model_config = ConfigDict(title="Deadlines of the wait steps")
+
+    deadline_installer_started_s: PositiveInt = _setting(
         1800, "Deadline for a machine to boot the installer (WinPE) and report in."
     )
-    deadline_os_install_s: int = _setting(7200, "Deadline for the OS installation to report it is done.")
-    deadline_first_boot_s: int = _setting(3600, "Deadline for the installed OS to report its first boot.")
-    deadline_domain_join_s: int = _setting(1800, "Deadline for the machine to report its domain join.")
-    # -- network boot ------------------------------------------------------------------------------
+    deadline_os_install_s: PositiveInt = _setting(7200, "Deadline for the OS installation to report it is done.")
+    deadline_first_boot_s: PositiveInt = _setting(3600, "Deadline for the installed OS to report its first boot.")
+    deadline_domain_join_s: PositiveInt = _setting(1800, "Deadline for the machine to report its domain join.")
+
+    def deadline_s(self, step: str) -> int:
+        """Seconds the wait step ``step`` (a name from octoprov.steps) may take. Any other name gets
+        the OS installation's deadline, the longest wait, so an unforeseen step is not cut short."""
+        deadlines = {
+            "installer_started": self.deadline_installer_started_s,
+            "os_install": self.deadline_os_install_s,
+            "first_boot": self.deadline_first_boot_s,
+            "domain_join": self.deadline_domain_join_s,
+        }
+        return deadlines.get(step, self.deadline_os_install_s)
+
+
+class NetworkBootSettings(BaseModel):
+    model_config = ConfigDict(title="Network boot: TFTP, ProxyDHCP, iPXE")
+
     ipxe_dir: Path = _setting(
         Path("/usr/lib/ipxe"), "Folder with the iPXE binaries (undionly.kpxe, ipxe.efi, snponly.efi): Debian's ipxe."
     )
-    tftp_root: Path | None = _setting(None, "Folder the TFTP server serves (read-only). Empty: DATA_DIR/tftp.")
+    tftp_root: OptionalPath = _setting(None, "Folder the TFTP server serves (read-only). Empty: DATA_DIR/tftp.")
     tftp_host: str = _setting("0.0.0.0", "Address the TFTP server listens on.", example="192.0.2.10")  # noqa: S104
-    tftp_port: int = _setting(69, "UDP port of the TFTP server.")
+    tftp_port: Port = _setting(69, "UDP port of the TFTP server.")
     proxydhcp_interface: str = _setting(
         "", "Network interface the ProxyDHCP server answers on (empty: all).", example="eth0"
     )
-    proxydhcp_port: int = _setting(67, "UDP port where PXE clients broadcast DHCP requests.")
-    proxydhcp_pxe_port: int = _setting(4011, "UDP port of the PXE boot server (ProxyDHCP requests from UEFI firmware).")
+    proxydhcp_port: Port = _setting(67, "UDP port where PXE clients broadcast DHCP requests.")
+    proxydhcp_pxe_port: Port = _setting(
+        4011, "UDP port of the PXE boot server (ProxyDHCP requests from UEFI firmware)."
+    )
     boot_server_address: str = _setting(
         "", "IPv4 address PXE clients fetch boot files from (siaddr; the TFTP server). Required for ProxyDHCP.",
         example="192.0.2.10",
@@ -100,15 +203,19 @@ class Settings:
     wimboot_path: str = _setting(
         "wimboot", "wimboot (from the iPXE project) in the images folder; it loads WinPE for Windows installs."
     )
-    uefi_boot_file: str = _setting("ipxe.efi", "iPXE binary for UEFI firmware: ipxe.efi or snponly.efi.")
-    pxe_enabled: bool = _setting(
+    uefi_boot_file: UefiBootFile = _setting("ipxe.efi", "iPXE binary for UEFI firmware: ipxe.efi or snponly.efi.")
+    pxe_enabled: Flag = _setting(
         False, "`octoprov up` also runs the network-boot services (TFTP and ProxyDHCP; needs root for ports 67/69)."
     )
-    boot_unknown_machines: bool = _setting(
+    boot_unknown_machines: Flag = _setting(
         False, "Answer PXE clients with no active task too (they get the boot menu) instead of ignoring them."
     )
-    # -- targets -----------------------------------------------------------------------------------
-    ssh_key_file: Path | None = _setting(
+
+
+class TargetSettings(BaseModel):
+    model_config = ConfigDict(title="Targets: KVM, bare metal, post-install")
+
+    ssh_key_file: OptionalPath = _setting(
         None, "Private SSH key (OpenSSH format) workers log on to installed Linux machines with, for "
               "post-install; cloud-init and Kickstart answers authorise its public key (octoprov deploy-key "
               "prints it). Empty: generated on first use in DATA_DIR/ssh/octoprov_ed25519 (mode 0600).",
@@ -116,20 +223,29 @@ class Settings:
     linux_agent_installer: str = _setting(
         "agent/octoprov-agent.sh", "The agent's installer for Linux in the images folder: copied to the machine "
         "over SSH and run with LINUX_AGENT_ARGS by the install_agent step (skipped with a warning when absent).")
-    scripts_dir: Path | None = _setting(
+    scripts_dir: OptionalPath = _setting(
         None, "The post-install scripts library (runScripts names a file in it: .ps1 for Windows, .sh for Linux). "
               "Empty: the answers/scripts folder shipped with Octoprov.", example="/etc/octoprov/scripts")
     linux_agent_args: str = _setting("", "Arguments for the Linux agent installer (split like a shell would).")
-    check_on_host: bool = _setting(
+    check_on_host: Flag = _setting(
         True, "Check a new task against its hypervisor (network, storage pool, free space) before accepting it: "
               "one connection per POST /tasks. Off: the worker finds out when it creates the machine."
     )
-    hyperv_secure_boot_template: str = _setting(
+
+
+class HyperVSettings(BaseModel):
+    model_config = ConfigDict(title="Hyper-V")
+
+    hyperv_secure_boot_template: SecureBootTemplate = _setting(
         "MicrosoftUEFICertificateAuthority",
         "Secure Boot template of generation 2 Hyper-V VMs with secureboot on: MicrosoftUEFICertificateAuthority "
         "(the spec's; also boots loaders signed by Microsoft's third-party UEFI CA) or MicrosoftWindows.",
     )
-    # -- Active Directory: offline domain join -------------------------------------------------------
+
+
+class DomainJoinSettings(BaseModel):
+    model_config = ConfigDict(title="Active Directory: offline domain join")
+
     djoin_host: str = _setting(
         "", "Management host that runs djoin.exe /provision for offline domain joins, over WinRM: a domain "
             "controller or a member server with the RSAT AD PowerShell module. Host name (HTTPS, port 5986) or "
@@ -140,11 +256,17 @@ class Settings:
             "accounts in the OUs tasks name.", example="YOURDOM\\svc-djoin",
     )
     djoin_password: str = _setting("", "Password of DJOIN_USERNAME.", secret=True)
-    djoin_transport: str = _setting("ntlm", "WinRM authentication to DJOIN_HOST: ntlm, kerberos or credssp.")
-    djoin_validate_certificate: bool = _setting(
+    djoin_transport: WinRmTransport = _setting(
+        "ntlm", "WinRM authentication to DJOIN_HOST: ntlm, kerberos or credssp."
+    )
+    djoin_validate_certificate: Flag = _setting(
         True, "Check DJOIN_HOST's TLS certificate against the CAs the worker trusts."
     )
-    # -- Windows deployment (WinPE file share, answer files) ----------------------------------------
+
+
+class WindowsSettings(BaseModel):
+    model_config = ConfigDict(title="Windows deployment: WinPE file share (Samba), answer files")
+
     winpe_share_server: str = _setting(
         "", "Host WinPE mounts the image and driver shares from; an IP address spares WinPE a name lookup. "
             "Empty: BOOT_SERVER_ADDRESS, else the host of PUBLIC_URL.", example="192.0.2.10",
@@ -159,7 +281,7 @@ class Settings:
         "", "Password of WINPE_SHARE_USER. It is written into each task's WinPE start script, so give this "
             "account nothing but read access to the two shares.", secret=True,
     )
-    samba_smb1: bool = _setting(
+    samba_smb1: Flag = _setting(
         False, "Let the generated Samba configuration speak SMB1 (server min protocol = NT1, NTLMv1) for WinPE "
                "older than Windows 10 1709. Off: SMB2 and newer only.",
     )
@@ -171,7 +293,11 @@ class Settings:
         "agent/octoprov-agent.msi", "The agent's MSI in the images folder; Windows machines download it from "
                                     "/boot/images/ and install it at first logon.",
     )
-    # -- notifications -----------------------------------------------------------------------------
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(title="Webhooks")
+
     webhook_urls: str = _setting(
         "", "Comma-separated URLs called on every task's completion, failure or cancellation.",
         example="https://chat.example.internal/hooks/provisioning",
@@ -179,15 +305,58 @@ class Settings:
     webhook_secret: str = _setting(
         "", "Key of the HMAC-SHA256 signature sent with each webhook (header X-Octoprov-Signature).", secret=True
     )
-    webhook_retries: int = _setting(5, "How often a failed webhook delivery is retried (with growing delays).")
-    webhook_retry_base_s: int = _setting(5, "First webhook retry delay in seconds; each further retry doubles it.")
-    webhook_timeout_s: int = _setting(10, "Seconds to wait for a webhook receiver to answer.")
-    # -- Octofleet (optional endpoint management) --------------------------------------------------
+    webhook_retries: NonNegativeInt = _setting(
+        5, "How often a failed webhook delivery is retried (with growing delays)."
+    )
+    webhook_retry_base_s: NonNegativeInt = _setting(
+        5, "First webhook retry delay in seconds; each further retry doubles it."
+    )
+    webhook_timeout_s: PositiveInt = _setting(10, "Seconds to wait for a webhook receiver to answer.")
+
+
+class OctofleetSettings(BaseModel):
+    model_config = ConfigDict(title="Octofleet (optional endpoint management)")
+
     octofleet_api: str = _setting(
         "", "Base URL of an Octofleet endpoint-management API to mirror new nodes, their groups and queued "
             "packages to. Empty: Octoprov's own records only.", example="https://octofleet.yourdom.local/api/v1",
     )
     octofleet_token: str = _setting("", "Bearer token for OCTOFLEET_API.", secret=True)
+
+
+class Settings(  # the groups in the order .env.example shows them
+    StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, PipelineSettings,
+    DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings, WindowsSettings,
+    WebhookSettings, OctofleetSettings, BaseSettings,
+):
+    """All settings, flat: ``Settings(data_dir=...)`` takes keywords only; ``from_env`` reads the environment."""
+
+    model_config = SettingsConfigDict(title="Octoprov settings", env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords only: a Settings built in code (tests, the API's runtime) must not pick up whatever
+        OCTOPROV_* the process happens to have; ``from_env`` is the one way the environment comes in."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every declared setting from ``environ`` (default: the process environment)."""
+        found = _Environ(cls, os.environ if environ is None else environ)()
+        return cls(**{**found, **overrides})
 
     # -- derived locations -------------------------------------------------------------------------
 
@@ -233,63 +402,92 @@ class Settings:
                        self.effective_log_dir):
             Path(folder).mkdir(parents=True, exist_ok=True)
 
-    # -- loading -----------------------------------------------------------------------------------
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-        """Read every declared setting from ``environ`` (default: the process environment)."""
-        environ = os.environ if environ is None else environ
-        values = {}
-        for f in dataclasses.fields(cls):
-            name = env_name(f.name)
-            if name in environ:
-                values[f.name] = _convert(name, f.type, environ[name])
-        values.update(overrides)
-        return cls(**values)
+GROUPS: tuple[type[BaseModel], ...] = tuple(base for base in Settings.__bases__ if base is not BaseSettings)
+
+
+class _Environ(PydanticBaseSettingsSource):
+    """The ``OCTOPROV_*`` variables of one mapping, by their exact names (pydantic-settings' own
+    environment source folds case and reads only ``os.environ``); values are stripped, as env
+    files often carry stray blanks."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = env_name(field_name)
+        return self.environ.get(name), name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            raw, _, _ = self.get_field_value(field, field_name)
+            if raw is not None:
+                found[field_name] = raw.strip()
+        return found
 
 
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
 
 
-def _convert(name: str, type_name: str, raw: str):
-    raw = raw.strip()
-    if type_name == "bool":
-        if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
-            raise SettingsError(f"{name} must be true or false, not {raw!r}")
-        return raw.lower() in ("true", "1", "yes", "on")
-    if type_name == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if type_name in ("Path", "Path | None"):
-        return Path(raw) if raw else None if "None" in type_name else Path(".")
-    return raw
+def _explain(exc: ValidationError) -> str:
+    """One sentence per bad value, naming the variable an operator would correct."""
+    return "; ".join(_explain_one(error) for error in exc.errors())
+
+
+def _explain_one(error: ErrorDetails) -> str:
+    field_name = str(error["loc"][0]) if error["loc"] else ""
+    name = env_name(field_name)
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return f"{name} is no setting"
+    wants = {
+        "value_error": str(ctx.get("error", "")),
+        "int_parsing": "must be a whole number",
+        "int_type": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "greater_than": f"must be greater than {ctx.get('gt')}",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "literal_error": f"must be {ctx.get('expected')}",
+    }.get(kind, f"is not valid ({error['msg']})")
+    field = Settings.model_fields.get(field_name)
+    if field is not None and _extra(field).get("secret"):
+        return f"{name} {wants}"  # never echo a secret
+    return f"{name} {wants}, not {error['input']!r}"
+
+
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
 
 
 def env_example() -> str:
-    """The text of ``.env.example``: every setting with its documentation and an example."""
+    """The text of ``.env.example``: every setting with its documentation and an example, by group."""
     lines = [
         "# Octoprov settings. Generated by `octoprov settings example`; do not edit by hand.",
         "# Every variable is optional: the defaults run everything locally under OCTOPROV_DATA_DIR.",
         "",
     ]
-    for f in dataclasses.fields(Settings):
-        doc = f.metadata["doc"]
-        lines.append(f"# {doc}")
-        example = f.metadata.get("example")
-        if f.metadata.get("secret"):
-            value = ""
-        elif example is not None:
-            value = example
-        elif f.default is None:
-            value = ""
-        elif isinstance(f.default, bool):
-            value = str(f.default).lower()
-        else:
-            value = str(f.default)
-        commented = "" if example is None and not f.metadata.get("secret") else "# "
-        lines.append(f"{commented}{env_name(f.name)}={value}")
-        lines.append("")
+    for group in GROUPS:
+        lines += [f"# -- {group.model_config.get('title')} ".ljust(100, "-"), ""]
+        for field_name in group.model_fields:
+            field = Settings.model_fields[field_name]
+            extra = _extra(field)
+            lines.append(f"# {field.description}")
+            example, secret = extra.get("example"), bool(extra.get("secret"))
+            if secret:
+                value = ""
+            elif example is not None:
+                value = str(example)
+            elif field.default is None:
+                value = ""
+            elif isinstance(field.default, bool):
+                value = str(field.default).lower()
+            else:
+                value = str(field.default)
+            commented = "" if example is None and not secret else "# "
+            lines.append(f"{commented}{env_name(field_name)}={value}")
+            lines.append("")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ JSON the API returns and for the OpenAPI document (``api/schemas.py`` converts t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from pydantic.alias_generators import to_camel
@@ -16,6 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from octoprov.errors import InvalidRequest, field_path
 
 SpecT = TypeVar("SpecT", bound="Spec")
+WhereT = TypeVar("WhereT", bound=str | tuple[str | int, ...])  # a field name, or a location tuple
 
 MASK = "********"
 
@@ -38,7 +40,7 @@ class View(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
     @classmethod
-    def of(cls, obj: Any):
+    def of(cls, obj: Any) -> Self:
         """The view of a stored object."""
         return cls.model_validate(obj)
 
@@ -53,7 +55,7 @@ Timestamp = Annotated[
 ]
 
 
-def report(errors: dict[str | tuple, str | None]) -> None:
+def report(errors: Mapping[WhereT, str | None]) -> None:
     """Raise a ValidationError putting each message at its place: a (camelCase) field name of
     the model being validated, or a location tuple relative to the value being validated.
     None means that place is fine. Pydantic prefixes the locations of enclosing models."""
@@ -110,7 +112,7 @@ def _nul_paths(value: object, path: str = "") -> list[str]:
 
 
 def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None,
-          context: dict | None = None) -> SpecT:
+          context: dict[str, Any] | None = None) -> SpecT:
     """Validate a decoded JSON body against ``model``; one InvalidRequest names every bad field,
     together with ``errors`` the caller found before (for example unknown references).
 

@@ -1,6 +1,6 @@
 """The task state machine drawn from ``octoprov.states``, so the picture in docs/states.md cannot drift.
 
-``make states`` (``octoprov states``) writes ``markdown()`` to docs/states.md; tests/test_states.py
+``make states`` (``octoprov states``) writes ``markdown()`` to docs/states.md; tests/integration/test_states.py
 fails when the file and the declared transitions differ.
 """
 

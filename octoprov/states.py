@@ -7,7 +7,9 @@ never both move the same task, and a task never moves backwards.
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from octoprov.models import Task, utcnow
@@ -53,16 +55,16 @@ def sources_of(target: str) -> frozenset[str]:
     return frozenset(state for state, targets in TRANSITIONS.items() if target in targets)
 
 
-def transition(session: Session, task_id: int, target: str, **values) -> bool:
+def transition(session: Session, task_id: int, target: str, **values: Any) -> bool:
     """Move the task to ``target`` if its current state allows it; False when another writer won."""
     if target not in TRANSITIONS:
         raise ValueError(f"unknown state {target!r}")
     if target in FINAL:
         values.setdefault("completed_at", utcnow())
-    result = session.execute(
+    result = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(Task)
         .where(Task.id == task_id, Task.status.in_(sources_of(target)))
         .values(status=target, **values)
         .execution_options(synchronize_session="fetch")
-    )
+    ))
     return result.rowcount == 1

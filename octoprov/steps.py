@@ -8,8 +8,13 @@ so the task's state follows from where it is in its step list.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from octoprov import states
+from octoprov.targets import registry
+
+if TYPE_CHECKING:
+    from octoprov.taskspec import TaskSpec
 
 WORK, WAIT = "work", "wait"
 
@@ -28,18 +33,17 @@ class StepDef:
 EVENTS = ("installer_started", "os_installed", "first_boot", "domain_joined")
 
 
-def plan(config: dict, target_type: str, node_name: str | None, os_type: str, *,
-         cloud_image: bool = False) -> list[StepDef]:
+def plan(spec: TaskSpec, node_name: str | None, os_type: str, *, cloud_image: bool = False) -> list[StepDef]:
     windows = os_type == "windows"
-    vm = target_type != "baremetal"
-    domain = config.get("domain") or {}
-    joins = bool(domain.get("join"))
-    post = config.get("postInstall") or {}
+    vm = registry.get(spec.target_type).makes_vms
+    domain = spec.domain
+    joins = domain.join
+    post = spec.post_install
     if vm:
         steps = [StepDef("create_vm", f"Create VM on {node_name}", WORK, states.CREATING_VM)]
     else:
         steps = [StepDef("register_machine", "Register machine", WORK, states.CREATING_VM)]
-    if joins and domain.get("method", "offline") == "offline":
+    if joins and domain.method == "offline":
         steps.append(StepDef("prepare_domain_join", "Prepare offline domain join", WORK, states.CREATING_VM))
     if cloud_image:  # boots from its own disk: no answer file, no PXE, no installer to wait for
         steps += [
@@ -51,14 +55,14 @@ def plan(config: dict, target_type: str, node_name: str | None, os_type: str, *,
         steps += _install_steps(windows, vm)
     if joins:
         steps.append(StepDef("domain_join", "Domain join", WAIT, states.CONFIGURING, "domain_joined"))
-    if post.get("installAgent", True):
+    if post.install_agent:
         steps.append(StepDef("install_agent", "Install agent", WORK, states.CONFIGURING))
-    for index, package in enumerate(post.get("runPackages") or []):
-        steps.append(StepDef(f"package_{index}", f"Post-install: package {package['packageId']}", WORK,
+    for index, package in enumerate(post.run_packages):
+        steps.append(StepDef(f"package_{index}", f"Post-install: package {package.package_id}", WORK,
                              states.CONFIGURING))
-    for index, script in enumerate(post.get("runScripts") or []):
-        steps.append(StepDef(f"script_{index}", f"Post-install: script {script['name']}", WORK, states.CONFIGURING))
-    if post.get("addToGroups"):
+    for index, script in enumerate(post.run_scripts):
+        steps.append(StepDef(f"script_{index}", f"Post-install: script {script.name}", WORK, states.CONFIGURING))
+    if post.add_to_groups:
         steps.append(StepDef("add_to_groups", "Add to groups", WORK, states.CONFIGURING))
     steps.append(StepDef("finish", "Finish", WORK, states.CONFIGURING))
     return steps
@@ -85,16 +89,17 @@ def is_post_install(step_name: str) -> bool:
     return step_name in ("install_agent", "add_to_groups") or (kind in ("package", "script") and index.isdigit())
 
 
-def post_install_item(config: dict, step_name: str) -> dict | None:
-    """The postInstall entry a step runs: the agent, a package or a script."""
-    post = config.get("postInstall") or {}
+def post_install_item(spec: TaskSpec, step_name: str) -> dict[str, Any] | None:
+    """The postInstall entry a step runs (the agent, a package or a script), shaped as the request
+    spells it: the post-install runners of every target read these camelCase keys."""
+    post = spec.post_install
     if step_name == "install_agent":
         return {"type": "agent"}
     if step_name == "add_to_groups":
-        return {"type": "groups", "groupIds": list(post.get("addToGroups") or [])}
+        return {"type": "groups", "groupIds": list(post.add_to_groups)}
     kind, _, index = step_name.partition("_")
     if kind == "package" and index.isdigit():
-        return {"type": "package", **post["runPackages"][int(index)]}
+        return {"type": "package", **post.run_packages[int(index)].model_dump(mode="json", by_alias=True)}
     if kind == "script" and index.isdigit():
-        return {"type": "script", **post["runScripts"][int(index)]}
+        return {"type": "script", **post.run_scripts[int(index)].model_dump(mode="json", by_alias=True)}
     return None

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 class Child:
     name: str
     argv: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     deaths: list[float] = field(default_factory=list)
     restart_at: float = 0.0
 
@@ -37,7 +38,7 @@ class ProcessGroup:
         child.process = subprocess.Popen(child.argv)
         log.info("started %s (pid %d)", child.name, child.process.pid)
 
-    def _on_signal(self, signum, _frame) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._stopping = True
 
     def run(self) -> int:
@@ -88,4 +89,4 @@ class ProcessGroup:
 
 def octoprov_command(*args: str) -> list[str]:
     """The argv that runs an `octoprov` subcommand with this same interpreter."""
-    return [sys.executable, "-m", "octoprov.cli", *args]
+    return [sys.executable, "-m", "cli", *args]

@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass
 from datetime import datetime
 from secrets import token_urlsafe
+from typing import Any, Protocol, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,10 +27,9 @@ from octoprov.models import Image, Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
+from octoprov.runtime import Runtime
 from octoprov.specs import MASK, Timestamp, View
-from octoprov.targets import target_for
-
-TARGET_TYPES = ("hyperv", "kvm", "baremetal", "fake")
+from octoprov.targets.registry import target_for
 
 
 class StepView(View):
@@ -64,7 +64,7 @@ class TaskView(TaskSummaryView):
     """A task in full: its effective configuration (secrets masked) and its steps."""
 
     result_node_id: int | None
-    config: dict | None
+    config: dict[str, Any] | None
     steps: list[StepView]
 
 
@@ -91,7 +91,7 @@ def _lookup(data: object, path: tuple[str, ...]) -> object:
     return data
 
 
-def _with_mask(data: dict, paths: list[tuple[str, ...]]) -> dict:
+def _with_mask(data: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
     """A copy of ``data`` with MASK at each of ``paths`` (missing containers are created)."""
     result = copy.deepcopy(data)
     for *parents, leaf in paths:
@@ -116,15 +116,16 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
         if template is not None:
             defaults = taskspec.template_defaults(template)
     spec = taskspec.parse_task_request(body, defaults, refs)
+    request = cast(dict[str, Any], body)  # parse_task_request refuses anything but a JSON object
     image = session.get(Image, spec.os.image_id)
-    problems = images.cloud_image_request_errors(image, spec.model_dump(mode="json", by_alias=True))
+    problems = images.cloud_image_request_errors(image, spec)
     if problems:
         raise InvalidRequest(problems)
     secrets = spec.secrets()
     redactor.register(*secrets.values())
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
-    _validate_on_target(spec.target_type, config, node_info(node, vault) if node and check_on_host else None)
+    _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)
     task = Task(
@@ -133,7 +134,7 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
         hypervisor_node_id=spec.hypervisor_node_id,
         mac_address=spec.mac_address,
         template_id=spec.template_id,
-        config_override=_with_mask(body, [p for p in taskspec.SECRET_PATHS if _lookup(body, p) is not None]),
+        config_override=_with_mask(request, [p for p in taskspec.SECRET_PATHS if _lookup(request, p) is not None]),
         config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
         callback_token_encrypted=vault.encrypt(callback_token),
@@ -144,19 +145,41 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     session.add(task)
     session.flush()
     os_type = refs.image_os_type(spec.os.image_id) or "windows"
-    pipeline.add_steps(session, task, steps.plan(config, spec.target_type, node.name if node else None, os_type,
+    pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type,
                                                  cloud_image=images.is_cloud_image(image)))
     pipeline.log(session, task.id, "Task created", step="create")
     return task
 
 
-def _validate_on_target(target_type: str, config: dict, node: NodeInfo | None) -> None:
+class StepQueue(Protocol):
+    """Where a new task's first work steps are sent (the Celery dispatcher of the caller)."""
+
+    def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool: ...
+
+
+def submit(runtime: Runtime, queue: StepQueue, body: object) -> dict[str, Any]:
+    """The one way a task is submitted, by the API and the CLI alike: validate and store it, queue
+    its first steps, and return its view. A broker that cannot be reached leaves the task pending
+    (logged); the periodic job queues it once the broker is back."""
+    with runtime.database.session() as session:
+        task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host)
+        session.flush()
+        view = TaskView.of(task).to_json()
+        first_run = pipeline.next_work_run(session, task.id)
+    if not queue.run_steps(view["id"], view["targetType"], first_run):
+        with runtime.database.session() as session:
+            pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
+                         level="warn", step="create")
+    return view
+
+
+def _validate_on_target(spec: taskspec.TaskSpec, node: NodeInfo | None) -> None:
     """The target's own cheap check (a driver that is not available yet fails the task when it runs)."""
     try:
-        target = target_for(target_type)
+        target = target_for(spec.target_type)
     except NotAvailable:
         return
-    target.compute.validate(config, node)
+    target.compute.validate(spec, node)
 
 
 def get_task(session: Session, task_id: int) -> Task:
@@ -182,7 +205,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def task_logs(session: Session, task_id: int, since: datetime | None, after_id: int | None, limit: int) -> list:
+def task_logs(
+    session: Session, task_id: int, since: datetime | None, after_id: int | None, limit: int
+) -> list[TaskLog]:
     get_task(session, task_id)
     query = select(TaskLog).where(TaskLog.task_id == task_id).order_by(TaskLog.id).limit(limit)
     if since is not None:

@@ -16,21 +16,25 @@ import copy
 import functools
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeGuard
 
 from pydantic import (
     AfterValidator,
     Field,
+    GetJsonSchemaHandler,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
 
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.packages import PackageLike, validate_parameters
 from octoprov.specs import Spec, parse, report
+from octoprov.targets import registry
+from octoprov.targets.registry import TargetType
 from octoprov.validation import (
     canonical_mac,
     check_account_name,
@@ -53,7 +57,6 @@ from octoprov.validation import (
 
 SECRET_PATHS = (("os", "adminPassword"), ("os", "productKey"), ("domain", "serviceAccount", "password"))
 
-VM_TARGETS = ("hyperv", "kvm", "fake")  # fake: the in-tree target that needs no hardware
 DEFAULT_LANGUAGE = "de-DE"
 DEFAULT_TIMEZONE = "W. Europe Standard Time"
 
@@ -190,9 +193,10 @@ class NetworkSpec(Spec):
         given = {"ip": self.ip, "subnet": self.subnet, "gateway": self.gateway}
         if self.mode == "dhcp":
             errors = {name: "not allowed when mode is dhcp" for name, value in given.items() if value is not None}
-        else:
+        elif self.ip is None or self.subnet is None:
             errors = {name: "required when mode is static" for name in ("ip", "subnet") if given[name] is None}
-            errors = errors or check_static_network(self.ip, self.subnet, self.gateway)
+        else:
+            errors = check_static_network(self.ip, self.subnet, self.gateway)
         report(errors)
         return self
 
@@ -287,21 +291,47 @@ class TaskOptions(Spec):
     ] = Field(default_factory=list)
 
 
-# field -> the targetTypes that need it, and those that refuse it
-_NEEDED_FOR = {"hypervisor_node_id": VM_TARGETS, "vm": VM_TARGETS, "mac_address": ("baremetal",)}
-_REFUSED_FOR = {"hypervisor_node_id": ("baremetal",), "vm": ("baremetal",), "mac_address": ()}
+# the target-dependent fields: a VM target needs a node and a vm section, a machine target (known by its
+# MAC) needs the MAC and refuses both
+_TARGET_FIELDS = ("hypervisor_node_id", "vm", "mac_address")
+
+
+def _needed(field_name: str, target: TargetType) -> bool:
+    return (field_name == "mac_address") != target.makes_vms
+
+
+def _refused(field_name: str, target: TargetType) -> bool:
+    return field_name != "mac_address" and not target.makes_vms
+
+
+def _known_target(name: str) -> str:
+    if registry.find(name) is None:
+        raise ValueError(f"must be one of {', '.join(registry.names())}")
+    return name
+
+
+class _TargetTypeSchema:
+    """The OpenAPI enum of ``targetType``: the target types registered when the document is made."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["enum"] = list(registry.names())
+        return schema
+
+
+TargetTypeName = Annotated[str, AfterValidator(_known_target), _TargetTypeSchema()]
 
 
 class TaskSpec(Spec):
     """A provisioning request, merged with its template's defaults."""
 
     hostname: str
-    target_type: Literal["hyperv", "kvm", "baremetal", "fake"]
+    target_type: TargetTypeName
     hypervisor_node_id: Id | None = None
     mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = None
     template_id: Id | None = None
     vm: VmSpec | None = None
-    os: OsSpec = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]  # imageId is required
+    os: OsSpec = Field(default_factory=dict, validate_default=True)  # imageId is required
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     domain: DomainSpec = Field(default_factory=DomainSpec)
     post_install: PostInstallSpec = Field(default_factory=PostInstallSpec)
@@ -322,22 +352,23 @@ class TaskSpec(Spec):
         the Python name)."""
         if not isinstance(data, dict):
             return data
-        absent = [name for name in _NEEDED_FOR if name not in data and to_camel(name) not in data]
+        absent = [name for name in _TARGET_FIELDS if name not in data and to_camel(name) not in data]
         return {**data, **{to_camel(name): None for name in absent}}
 
     @field_validator("hypervisor_node_id", "mac_address", "vm", mode="before")
     @classmethod
     def _fits_target_type(cls, value: Any, info: ValidationInfo) -> Any:
-        target = info.data.get("target_type")
+        target = registry.find(info.data.get("target_type"))
         if target is None:  # targetType itself is wrong; that error is reported
             return value
-        if value is None and target in _NEEDED_FOR[info.field_name]:
-            raise ValueError(f"required when targetType is {target}")
-        if value is not None and target in _REFUSED_FOR[info.field_name]:
-            raise ValueError(f"not allowed when targetType is {target}")
+        assert info.field_name is not None  # always set for a field validator
+        if value is None and _needed(info.field_name, target):
+            raise ValueError(f"required when targetType is {target.name}")
+        if value is not None and _refused(info.field_name, target):
+            raise ValueError(f"not allowed when targetType is {target.name}")
         return value
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         """The effective configuration as camelCase JSON, secrets set to None."""
         config = self.model_dump(mode="json", by_alias=True)
         for path in SECRET_PATHS:
@@ -347,7 +378,7 @@ class TaskSpec(Spec):
         return config
 
     @classmethod
-    def from_stored(cls, config: dict, secrets: dict[str, str], os_type: str | None) -> TaskSpec:
+    def from_stored(cls, config: dict[str, Any], secrets: dict[str, str], os_type: str | None) -> TaskSpec:
         """The request a task was accepted with, read back from its stored configuration (where
         secrets are masked) with its decrypted ``secrets`` put back in their places. Drivers, answer
         files and the dry run read this typed request, never the raw JSON."""
@@ -373,17 +404,17 @@ def _lookup(data: Any, path: tuple[str, ...]) -> Any:
     return data
 
 
-def merge_defaults(defaults: dict, request: dict) -> dict:
+def merge_defaults(defaults: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge a template's defaults under a request: the request wins leaf by leaf,
     lists are replaced whole. A baremetal request drops the defaults' ``vm`` section,
     since templates are shared between VM and bare-metal targets."""
-    target = request.get("targetType", defaults.get("targetType"))
-    if target == "baremetal":
+    target = registry.find(request.get("targetType", defaults.get("targetType")))
+    if target is not None and not target.makes_vms:
         defaults = {key: value for key, value in defaults.items() if key != "vm"}
     return copy.deepcopy(_merge(defaults, request))
 
 
-def _merge(base: dict, override: dict) -> dict:
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Shallow: the result shares its leaves with the inputs."""
     merged = dict(base)
     for key, value in override.items():
@@ -392,11 +423,11 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _is_id(value: Any) -> bool:
+def _is_id(value: object) -> TypeGuard[int]:
     return type(value) is int and 1 <= value <= MAX_ID
 
 
-def _check_references(request: dict, refs: References) -> tuple[str | None, dict[str, str]]:
+def _check_references(request: dict[str, Any], refs: References) -> tuple[str | None, dict[str, str]]:
     """Look up the ids in the raw request; return the image's OS type and the errors."""
     errors = {}
     os_type = None
@@ -411,18 +442,19 @@ def _check_references(request: dict, refs: References) -> tuple[str | None, dict
     template_id = request.get("templateId")
     if _is_id(template_id) and not refs.template_exists(template_id):
         errors["templateId"] = f"no template with id {template_id}"
-    node_id, target = request.get("hypervisorNodeId"), request.get("targetType")
-    if _is_id(node_id) and target in VM_TARGETS:
+    node_id = request.get("hypervisorNodeId")
+    target = registry.find(request.get("targetType"))
+    if _is_id(node_id) and target is not None and target.makes_vms:
         kind = refs.hypervisor_kind(node_id)
         if kind is None:
             errors["hypervisorNodeId"] = f"no hypervisor node with id {node_id}"
-        elif kind != target:
-            errors["hypervisorNodeId"] = f"node {node_id} is a {kind} host, but targetType is {target}"
+        elif kind not in target.node_kinds:
+            errors["hypervisorNodeId"] = f"node {node_id} is a {kind} host, but targetType is {target.name}"
     errors.update(_check_post_install(request.get("postInstall"), os_type, refs))
     return os_type, errors
 
 
-def _items(section: dict, key: str) -> list[tuple[int, dict]]:
+def _items(section: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
     entries = section.get(key)
     if not isinstance(entries, list):
         return []
@@ -465,7 +497,7 @@ def _check_post_install(section: object, os_type: str | None, refs: References) 
     return errors
 
 
-def parse_task_request(body: object, defaults: dict, refs: References) -> TaskSpec:
+def parse_task_request(body: object, defaults: dict[str, Any], refs: References) -> TaskSpec:
     """Merge ``body`` over ``defaults`` and validate the result; raise InvalidRequest with every error."""
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
@@ -506,7 +538,7 @@ class TemplateSpec(Spec):
 
     @model_validator(mode="after")
     def _domain_consistent(self) -> TemplateSpec:
-        errors = {}
+        errors: dict[str, str | None] = {}
         if self.domain_join and self.domain_name is None:
             errors["domainName"] = "required when domainJoin is true"
         if self.domain_ou and self.domain_name:
@@ -524,10 +556,10 @@ def parse_template(body: object, refs: References) -> TemplateSpec:
     return parse(TemplateSpec, body, errors)
 
 
-def template_defaults(t: Any) -> dict:
+def template_defaults(t: Any) -> dict[str, Any]:
     """The request-shaped (camelCase) defaults a template contributes to a task."""
 
-    def present(section: dict) -> dict:
+    def present(section: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in section.items() if value is not None}
 
     entries = t.post_install_packages or []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -36,7 +38,7 @@ class TemplateView(View):
     description: str | None
     default_cpu: int
     default_memory_gb: int
-    default_disks: list | None
+    default_disks: list[Any] | None
     image_id: int | None
     language: str
     timezone: str
@@ -44,7 +46,7 @@ class TemplateView(View):
     domain_name: str | None
     domain_ou: str | None
     domain_join_method: str
-    post_install_packages: list | None
+    post_install_packages: list[Any] | None
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -17,6 +17,7 @@ import json
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from octoprov import states
@@ -55,7 +56,7 @@ def _iso(moment: datetime | None) -> str | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-def task_payload(task: Task, event: str | None = None) -> dict:
+def task_payload(task: Task, event: str | None = None) -> dict[str, Any]:
     """What a receiver learns about a task: its outcome, not its configuration, which holds
     hypervisor, domain and network details the receiver has no need for.
 
@@ -96,7 +97,8 @@ def host_of(url: str) -> str:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would send the signed body somewhere the operator did not configure; refuse it."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
         return None  # urllib then raises HTTPError with the 3xx status
 
 
@@ -111,12 +113,12 @@ def _split_credentials(url: str) -> tuple[str, str | None]:
     return bare, "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
-def encode_body(body: dict) -> bytes:
+def encode_body(body: dict[str, Any]) -> bytes:
     """The exact bytes sent and signed: compact, keys sorted, so a retry signs the same bytes."""
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
-def deliver(url: str, event: str, delivery_id: str, body: dict, secret: str, timeout: float) -> int:
+def deliver(url: str, event: str, delivery_id: str, body: dict[str, Any], secret: str, timeout: float) -> int:
     """POST ``body`` to ``url``; the HTTP status when the receiver took it (2xx).
 
     Raises DeliveryFailed for any other status (3xx included: redirects are not followed), a
@@ -145,7 +147,7 @@ def deliver(url: str, event: str, delivery_id: str, body: dict, secret: str, tim
     opener = urllib.request.build_opener(_NoRedirect)  # per call: proxy settings come from the environment
     try:
         with opener.open(request, timeout=timeout) as response:
-            status = response.status
+            status: int = response.status  # urllib types the response as Any
     except urllib.error.HTTPError as exc:
         exc.close()
         if 300 <= exc.code < 400:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -13,7 +15,10 @@ from octoprov.db import Database
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from octoprov.tokens import create_token
-from tests.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
+from tests.support.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
+
+# fixtures some modules share: libvirt's test driver (conn, target); steps run in-process (queue, lab)
+pytest_plugins = ["tests.support.libvirt_ctx", "tests.support.inline_pipeline"]
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -30,6 +35,14 @@ def database_url_for(backend: str, settings: Settings, request) -> str:
         return settings.effective_database_url
     server = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+def sqlite_database(settings: Settings) -> Iterator[Database]:
+    """For a module whose tests are not about the database: overrides ``database`` with SQLite only."""
+    db = Database(settings.effective_database_url)
+    migrate.upgrade(db.engine)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,11 +8,10 @@ per worker pool; a task goes to the pool of its target type.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from octoprov.settings import Settings
-
-QUEUES = ("default", "hyperv", "kvm", "baremetal")
+from octoprov.targets import registry
 
 
 def result_backend_for(broker_url: str, settings: Settings) -> str:
@@ -21,7 +20,7 @@ def result_backend_for(broker_url: str, settings: Settings) -> str:
     return f"db+sqlite:///{(settings.data_dir / 'results.sqlite').resolve()}"
 
 
-def _redis_options(settings: Settings) -> dict:
+def _redis_options(settings: Settings) -> dict[str, int]:
     """A message whose worker died is delivered again after the visibility timeout (steps are
     idempotent). kombu looks for such messages every interval x throttle seconds (100 s by
     default); scan at a fifth of the timeout so a crash costs little more than the timeout."""
@@ -31,9 +30,10 @@ def _redis_options(settings: Settings) -> dict:
 
 
 def make_celery(settings: Settings) -> Celery:
-    settings.ensure_dirs()
+    """The Celery app for these settings: one queue per target pool (from the target registry).
+    Creates no folders: the commands that run a worker or beat make them."""
     broker = settings.effective_broker_url
-    app = Celery("octoprov", include=["workers.tasks", "workers.pipeline", "workers.notify", "workers.fake_machine"])
+    app = Celery("octoprov", include=["workers.tasks", "workers.step_tasks", "workers.notify", "workers.fake_machine"])
     app.conf.update(
         broker_url=broker,
         result_backend=result_backend_for(broker, settings),
@@ -43,7 +43,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="default",
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in registry.queues()],  # type: ignore[no-untyped-call]  # kombu: untyped
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

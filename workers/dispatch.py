@@ -11,14 +11,13 @@ import logging
 from celery import Celery, chain
 
 from octoprov.settings import Settings
+from octoprov.targets import registry
 
 log = logging.getLogger(__name__)
 
-QUEUE_FOR = {"hyperv": "hyperv", "kvm": "kvm", "baremetal": "baremetal", "fake": "default"}
-
-
 def queue_for(target_type: str) -> str:
-    return QUEUE_FOR.get(target_type, "default")
+    """The pool of a task's target type, as the target registry declares it."""
+    return registry.queue_for(target_type)
 
 
 class Dispatcher:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from octoprov import steps
 from octoprov.context import TaskContext
 from octoprov.models import Task, TaskStep
-from octoprov.targets.fake import options_of, record
+from octoprov.targets.fake import options_of, record, use_machine_scheduler
 from workers.app import app
 from workers.runtime import worker_runtime
+
+if TYPE_CHECKING:
+    from celery import Task as CeleryTask
 
 
 def boot(ctx: TaskContext) -> None:
@@ -27,8 +31,11 @@ def boot(ctx: TaskContext) -> None:
                   countdown=options.callback_delay_s)
 
 
-@app.task(name="octoprov.fake_machine_report", bind=True)
-def report(self, task_id: int, index: int) -> str:
+use_machine_scheduler(boot)
+
+
+@app.task(name="octoprov.fake_machine_report", bind=True)  # type: ignore[untyped-decorator]  # celery: untyped
+def report(self: CeleryTask, task_id: int, index: int) -> str:
     from octoprov.context import load_context
 
     runtime = worker_runtime()
@@ -54,12 +61,13 @@ def report(self, task_id: int, index: int) -> str:
     return f"{step.event}: {answer}"
 
 
-def _post(url: str, body: dict) -> dict:
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(  # noqa: S310 - the API's own callback URL from settings
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own API's URL
-            return json.loads(response.read() or b"{}")
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
     except urllib.error.HTTPError as exc:
         return {"accepted": False, "status": exc.code}
     except OSError as exc:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from typing import Any
 
 from celery import Celery
+from celery.app.task import Task as CeleryTask
 
 from octoprov.db import Database
 from octoprov.models import Task, TaskLog
@@ -45,8 +47,9 @@ def _log(database: Database, task_id: int, message: str, level: str) -> None:
         session.add(TaskLog(task_id=task_id, message=message, level=level, step=LOG_STEP))
 
 
-@app.task(bind=True, name=NOTIFY_TASK, ignore_result=True)
-def notify_webhook(self, task_id: int, url: str, event: str, delivery_id: str, body: dict | None = None) -> None:
+@app.task(bind=True, name=NOTIFY_TASK, ignore_result=True)  # type: ignore[untyped-decorator]  # celery: untyped
+def notify_webhook(self: CeleryTask, task_id: int, url: str, event: str, delivery_id: str,
+                   body: dict[str, Any] | None = None) -> None:
     """Deliver one notification. ``body`` is filled in by the first attempt and handed to the
     retries, so every attempt sends (and signs) the same bytes even if the task changes."""
     settings = Settings.from_env()

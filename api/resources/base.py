@@ -5,5 +5,5 @@ from flask_restx import Resource
 from api.auth import require_token
 
 
-class ManagementResource(Resource):
+class ManagementResource(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     method_decorators = [require_token]

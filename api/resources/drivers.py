@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
@@ -14,7 +16,8 @@ from octoprov.models import MAX_ID, DriverPack
 from octoprov.pages import paginate
 from octoprov.specs import parse
 
-ns = Namespace("drivers", path="/provisioning/drivers", description="Driver packs injected into WinPE and Windows")
+ns: DocNamespace = Namespace("drivers", path="/provisioning/drivers",
+                             description="Driver packs injected into WinPE and Windows")
 spec_model = schema_model(ns, drivers.DriverPackSpec)
 view = view_model(ns, drivers.DriverPackView)
 page = page_model(ns, drivers.DriverPackView)
@@ -25,7 +28,7 @@ class DriverPackList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Driver packs", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List driver packs."""
         number, size = page_args()
         with session_scope() as session:
@@ -36,7 +39,7 @@ class DriverPackList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Added", view)
     @errors(ns, 400)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Add a driver pack: a folder inside the drivers folder holding at least one .inf file."""
         spec = parse(drivers.DriverPackSpec, json_body())
         root = runtime().settings.effective_drivers_dir
@@ -49,7 +52,7 @@ class DriverPackList(ManagementResource):
 class DriverPackItem(ManagementResource):
     @ns.response(200, "The driver pack", view)
     @errors(ns, 404)
-    def get(self, pack_id: int):
+    def get(self, pack_id: int) -> dict[str, Any]:
         """Get a driver pack."""
         with session_scope() as session:
             pack = drivers.get_driver_pack(session, pack_id)
@@ -57,7 +60,7 @@ class DriverPackItem(ManagementResource):
 
     @ns.response(204, "Deleted (the folder stays)")
     @errors(ns, 404)
-    def delete(self, pack_id: int):
+    def delete(self, pack_id: int) -> tuple[str, int]:
         """Delete a driver pack registration."""
         with session_scope() as session:
             drivers.delete_driver_pack(session, pack_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
@@ -13,7 +15,7 @@ from octoprov.models import MAX_ID
 from octoprov.pages import paginate
 from octoprov.specs import parse
 
-ns = Namespace("groups", path="/provisioning/groups", description="Node groups")
+ns: DocNamespace = Namespace("groups", path="/provisioning/groups", description="Node groups")
 spec_model = schema_model(ns, groups.GroupSpec)
 view = view_model(ns, groups.GroupView)
 page = page_model(ns, groups.GroupView)
@@ -26,7 +28,7 @@ class GroupList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Groups", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List groups."""
         number, size = page_args()
         with session_scope() as session:
@@ -35,7 +37,7 @@ class GroupList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400, 409)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Create a group."""
         spec = parse(groups.GroupSpec, json_body())
         with session_scope() as session:
@@ -47,7 +49,7 @@ class GroupList(ManagementResource):
 class GroupItem(ManagementResource):
     @ns.response(200, "The group", view)
     @errors(ns, 404)
-    def get(self, group_id: int):
+    def get(self, group_id: int) -> dict[str, Any]:
         """Get a group."""
         with session_scope() as session:
             return groups.GroupView.of(groups.get_group(session, group_id)).to_json()
@@ -55,7 +57,7 @@ class GroupItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
-    def put(self, group_id: int):
+    def put(self, group_id: int) -> dict[str, Any]:
         """Rename or redescribe a group; its members stay."""
         spec = parse(groups.GroupSpec, json_body())
         with session_scope() as session:
@@ -63,7 +65,7 @@ class GroupItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
-    def delete(self, group_id: int):
+    def delete(self, group_id: int) -> tuple[str, int]:
         """Delete a group with its memberships; refused while an open task is to add a machine to it."""
         with session_scope() as session:
             groups.remove_group(session, group_id)
@@ -76,7 +78,7 @@ class GroupMembers(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "The group's member nodes", member_page)
     @errors(ns, 400, 404)
-    def get(self, group_id: int):
+    def get(self, group_id: int) -> dict[str, Any]:
         """List the nodes in a group."""
         number, size = page_args()
         with session_scope() as session:
@@ -90,7 +92,7 @@ class GroupMembers(ManagementResource):
 class GroupMember(ManagementResource):
     @ns.response(204, "The node is a member")
     @errors(ns, 404)
-    def put(self, group_id: int, node_id: int):
+    def put(self, group_id: int, node_id: int) -> tuple[str, int]:
         """Add a node to a group (a member already stays one)."""
         with session_scope() as session:
             groups.add_member(session, group_id, node_id)
@@ -98,7 +100,7 @@ class GroupMember(ManagementResource):
 
     @ns.response(204, "Removed from the group")
     @errors(ns, 404)
-    def delete(self, group_id: int, node_id: int):
+    def delete(self, group_id: int, node_id: int) -> tuple[str, int]:
         """Take a node out of a group."""
         with session_scope() as session:
             groups.remove_member(session, group_id, node_id)

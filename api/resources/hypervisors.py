@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import choice_arg, json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
 from octoprov import nodes
+from octoprov.context import node_info
 from octoprov.models import MAX_ID, Node
 from octoprov.pages import paginate
 from octoprov.specs import parse
-from octoprov.targets import inventory_for
-from octoprov.targets.base import NetworkView, StorageView, as_json
+from octoprov.targets import inventory_for, registry
+from octoprov.targets.base import InventoryInterface, NetworkView, StorageView
 
-ns = Namespace("hypervisors", path="/provisioning/hypervisors", description="Hyper-V and KVM hosts")
+ns: DocNamespace = Namespace("hypervisors", path="/provisioning/hypervisors", description="Hyper-V and KVM hosts")
 spec_model = schema_model(ns, nodes.HypervisorSpec)
 view = view_model(ns, nodes.HypervisorView)
 page = page_model(ns, nodes.HypervisorView)
@@ -26,13 +29,13 @@ storage_model = ns.schema_model("StorageList", {"type": "array", "items": view_m
 
 @ns.route("")
 class HypervisorList(ManagementResource):
-    @ns.doc(params={**PAGE_PARAMS, "kind": {"in": "query", "type": "string", "enum": list(nodes.HYPERVISOR_KINDS)}})
+    @ns.doc(params={**PAGE_PARAMS, "kind": {"in": "query", "type": "string", "enum": list(registry.node_kinds())}})
     @ns.response(200, "Hypervisor nodes", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List hypervisor nodes."""
         number, size = page_args()
-        kind = choice_arg("kind", nodes.HYPERVISOR_KINDS)
+        kind = choice_arg("kind", registry.node_kinds())
         query = select(Node).where(Node.role == nodes.HYPERVISOR).order_by(Node.id)
         if kind:
             query = query.where(Node.kind == kind)
@@ -42,7 +45,7 @@ class HypervisorList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Registered", view)
     @errors(ns, 400, 409)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Register a hypervisor node (credentials are stored encrypted and never returned)."""
         spec = parse(nodes.HypervisorSpec, json_body())
         with session_scope() as session:
@@ -54,7 +57,7 @@ class HypervisorList(ManagementResource):
 class HypervisorItem(ManagementResource):
     @ns.response(200, "The node", view)
     @errors(ns, 404)
-    def get(self, node_id: int):
+    def get(self, node_id: int) -> dict[str, Any]:
         """Get a hypervisor node."""
         with session_scope() as session:
             return nodes.HypervisorView.of(nodes.get_hypervisor(session, node_id)).to_json()
@@ -62,7 +65,7 @@ class HypervisorItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
-    def put(self, node_id: int):
+    def put(self, node_id: int) -> dict[str, Any]:
         """Update a hypervisor node; credentials left out are kept."""
         spec = parse(nodes.HypervisorSpec, json_body())
         with session_scope() as session:
@@ -71,18 +74,17 @@ class HypervisorItem(ManagementResource):
 
     @ns.response(204, "Removed")
     @errors(ns, 404, 409)
-    def delete(self, node_id: int):
+    def delete(self, node_id: int) -> tuple[str, int]:
         """Remove a hypervisor node; refused while tasks reference it."""
         with session_scope() as session:
             nodes.remove_hypervisor(session, node_id)
         return "", 204
 
 
-def _inventory(node_id: int):
+def _inventory(node_id: int) -> InventoryInterface:
     with session_scope() as session:
         node = nodes.get_hypervisor(session, node_id)
-        return inventory_for(node.kind, node.endpoint or "", nodes.credentials(node, runtime().vault), node.options,
-                             username=node.username, name=node.name)
+        return inventory_for(node_info(node, runtime().vault))
 
 
 @ns.route(f"/<int(max={MAX_ID}):node_id>/networks")
@@ -90,9 +92,9 @@ def _inventory(node_id: int):
 class HypervisorNetworks(ManagementResource):
     @ns.response(200, "Networks and bridges (KVM) or virtual switches (Hyper-V)", networks_model)
     @errors(ns, 404, 501, 502)
-    def get(self, node_id: int):
+    def get(self, node_id: int) -> list[dict[str, Any]]:
         """List the networks a machine on this host can be attached to."""
-        return as_json(_inventory(node_id).networks())
+        return [network.to_json() for network in _inventory(node_id).networks()]
 
 
 @ns.route(f"/<int(max={MAX_ID}):node_id>/storage")
@@ -100,6 +102,6 @@ class HypervisorNetworks(ManagementResource):
 class HypervisorStorage(ManagementResource):
     @ns.response(200, "Storage pools with capacity and free space", storage_model)
     @errors(ns, 404, 501, 502)
-    def get(self, node_id: int):
+    def get(self, node_id: int) -> list[dict[str, Any]]:
         """List where this host can store disks, with capacity and free space."""
-        return as_json(_inventory(node_id).storage())
+        return [pool.to_json() for pool in _inventory(node_id).storage()]

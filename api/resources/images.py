@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
@@ -17,7 +19,8 @@ from octoprov.pages import paginate
 from octoprov.paths import LIBRARY_PATH_PATTERN
 from octoprov.specs import parse
 
-ns = Namespace("images", path="/provisioning/images", description="OS images (WIM, ISO, kernels, cloud images)")
+ns: DocNamespace = Namespace("images", path="/provisioning/images",
+                             description="OS images (WIM, ISO, kernels, cloud images)")
 spec_model = schema_model(ns, images.ImageSpec)
 view = view_model(ns, images.ImageView)
 page = page_model(ns, images.ImageView)
@@ -44,7 +47,7 @@ class ImageList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Images", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List images."""
         number, size = page_args()
         with session_scope() as session:
@@ -53,7 +56,7 @@ class ImageList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Registered", view)
     @errors(ns, 400)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Register an image file that is already in the images folder (size and SHA-256 are computed)."""
         spec = parse(images.ImageSpec, json_body())
         root = runtime().settings.effective_images_dir
@@ -66,9 +69,9 @@ class ImageUpload(ManagementResource):
     @ns.doc(params=UPLOAD_PARAMS, consumes=["application/octet-stream"])
     @ns.response(201, "Uploaded and registered", view)
     @errors(ns, 400, 409)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Upload an image as the raw request body, streamed to disk; registered only when complete."""
-        query = {k: v for k, v in request.args.items() if k != "payload"}
+        query: dict[str, str | int] = {k: v for k, v in request.args.items() if k != "payload"}
         if "imageIndex" in query:
             try:
                 query["imageIndex"] = int(query["imageIndex"])
@@ -89,7 +92,7 @@ class ImageUpload(ManagementResource):
 class ImageScan(ManagementResource):
     @ns.response(200, "The image with its editions", view)
     @errors(ns, 404, 409, 501)
-    def post(self, image_id: int):
+    def post(self, image_id: int) -> dict[str, Any]:
         """Scan a WIM for its editions (index, name, edition ID, architecture, version, size)."""
         with session_scope() as session:
             image = images.scan_image(session, runtime().settings.effective_images_dir, image_id)
@@ -101,14 +104,14 @@ class ImageScan(ManagementResource):
 class ImageItem(ManagementResource):
     @ns.response(200, "The image", view)
     @errors(ns, 404)
-    def get(self, image_id: int):
+    def get(self, image_id: int) -> dict[str, Any]:
         """Get an image."""
         with session_scope() as session:
             return images.ImageView.of(images.get_image(session, image_id)).to_json()
 
     @ns.response(204, "Deleted (the file stays in the images folder)")
     @errors(ns, 404, 409)
-    def delete(self, image_id: int):
+    def delete(self, image_id: int) -> tuple[str, int]:
         """Delete an image registration; refused while a template or an open task uses it."""
         with session_scope() as session:
             images.delete_image(session, image_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import runtime, session_scope
@@ -14,7 +16,8 @@ from octoprov.models import MAX_ID, Node
 from octoprov.pages import paginate
 from octoprov.specs import parse
 
-ns = Namespace("machines", path="/provisioning/machines", description="Bare-metal machines and their BMCs")
+ns: DocNamespace = Namespace("machines", path="/provisioning/machines",
+                             description="Bare-metal machines and their BMCs")
 spec_model = schema_model(ns, machines.MachineSpec)
 view = view_model(ns, machines.MachineView)
 page = page_model(ns, machines.MachineView)
@@ -25,7 +28,7 @@ class MachineList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Bare-metal machines", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List bare-metal machines."""
         number, size = page_args()
         query = select(Node).where(Node.role == machines.BAREMETAL).order_by(Node.id)
@@ -35,7 +38,7 @@ class MachineList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Registered", view)
     @errors(ns, 400, 409)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Register a bare-metal machine by its MACs, with its BMC (credentials stored encrypted)."""
         spec = parse(machines.MachineSpec, json_body())
         with session_scope() as session:
@@ -47,7 +50,7 @@ class MachineList(ManagementResource):
 class MachineItem(ManagementResource):
     @ns.response(200, "The machine", view)
     @errors(ns, 404)
-    def get(self, machine_id: int):
+    def get(self, machine_id: int) -> dict[str, Any]:
         """Get a bare-metal machine, with the hardware its firmware reported."""
         with session_scope() as session:
             return machines.MachineView.of(machines.get_machine(session, machine_id)).to_json()
@@ -55,7 +58,7 @@ class MachineItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
-    def put(self, machine_id: int):
+    def put(self, machine_id: int) -> dict[str, Any]:
         """Update a machine; a BMC password left out is kept."""
         spec = parse(machines.MachineSpec, json_body())
         with session_scope() as session:
@@ -64,7 +67,7 @@ class MachineItem(ManagementResource):
 
     @ns.response(204, "Removed")
     @errors(ns, 404, 409)
-    def delete(self, machine_id: int):
+    def delete(self, machine_id: int) -> tuple[str, int]:
         """Remove a machine; refused while a task installs it."""
         with session_scope() as session:
             machines.remove_machine(session, machine_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, view_model
 from api.requests import text_arg
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
@@ -14,7 +16,7 @@ from octoprov.nodes import get_node
 from octoprov.pages import paginate
 from octoprov.results import MACHINE, NodeView
 
-ns = Namespace("nodes", path="/provisioning/nodes", description="Installed machines")
+ns: DocNamespace = Namespace("nodes", path="/provisioning/nodes", description="Installed machines")
 view = view_model(ns, NodeView)
 page = page_model(ns, NodeView)
 
@@ -24,7 +26,7 @@ class NodeList(ManagementResource):
     @ns.doc(params={**PAGE_PARAMS, "hostname": {"in": "query", "type": "string", "maxLength": 255}})
     @ns.response(200, "Installed machines", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List the machines tasks installed (a task's `resultNodeId` points here)."""
         number, size = page_args()
         query = select(Node).where(Node.role == MACHINE).order_by(Node.id)
@@ -40,7 +42,7 @@ class NodeList(ManagementResource):
 class NodeItem(ManagementResource):
     @ns.response(200, "The machine", view)
     @errors(ns, 404)
-    def get(self, node_id: int):
+    def get(self, node_id: int) -> dict[str, Any]:
         """Get an installed machine."""
         with session_scope() as session:
             return NodeView.of(get_node(session, node_id, MACHINE, "installed machine")).to_json()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import choice_arg, json_body
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
@@ -13,7 +15,7 @@ from octoprov.models import MAX_ID
 from octoprov.pages import paginate
 from octoprov.specs import parse
 
-ns = Namespace("packages", path="/provisioning/packages", description="Post-install packages")
+ns: DocNamespace = Namespace("packages", path="/provisioning/packages", description="Post-install packages")
 spec_model = schema_model(ns, packages.PackageSpec)
 view = view_model(ns, packages.PackageView)
 page = page_model(ns, packages.PackageView)
@@ -24,7 +26,7 @@ class PackageList(ManagementResource):
     @ns.doc(params={**PAGE_PARAMS, "osType": {"in": "query", "type": "string", "enum": list(packages.OS_TYPES)}})
     @ns.response(200, "Packages", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List packages, optionally those for one OS."""
         number, size = page_args()
         query = packages.package_query(choice_arg("osType", packages.OS_TYPES))
@@ -34,7 +36,7 @@ class PackageList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400, 409)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Create a package: a script for one OS and the schema of its parameters."""
         spec = parse(packages.PackageSpec, json_body())
         with session_scope() as session:
@@ -46,7 +48,7 @@ class PackageList(ManagementResource):
 class PackageItem(ManagementResource):
     @ns.response(200, "The package", view)
     @errors(ns, 404)
-    def get(self, package_id: int):
+    def get(self, package_id: int) -> dict[str, Any]:
         """Get a package with its script."""
         with session_scope() as session:
             return packages.PackageView.of(packages.get_package(session, package_id)).to_json()
@@ -54,7 +56,7 @@ class PackageItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
-    def put(self, package_id: int):
+    def put(self, package_id: int) -> dict[str, Any]:
         """Replace a package."""
         spec = parse(packages.PackageSpec, json_body())
         with session_scope() as session:
@@ -62,7 +64,7 @@ class PackageItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
-    def delete(self, package_id: int):
+    def delete(self, package_id: int) -> tuple[str, int]:
         """Delete a package; refused while an open task is to run it."""
         with session_scope() as session:
             packages.remove_package(session, package_id)

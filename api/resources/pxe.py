@@ -3,17 +3,17 @@ callback proves itself with the per-task callback token instead."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Response, request
 from flask_restx import Namespace, Resource
 from pydantic import AfterValidator, Field, IPvAnyAddress
 from sqlalchemy import select
 
-from api.docs import ERROR_TEXT, error_model, schema_model
+from api.docs import ERROR_TEXT, DocNamespace, error_model, schema_model
 from api.requests import json_body, text_arg
 from api.runtime import dispatcher, runtime, session_scope
-from octoprov import pipeline, steps
+from octoprov import pipeline, states, steps
 from octoprov.answerfiles.files import task_files
 from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.models import MAX_ID, Task
@@ -24,7 +24,7 @@ from octoprov.specs import Spec, View, parse
 from octoprov.validation.linux import check_ssh_public_key
 from octoprov.validation.macs import canonical_mac
 
-ns = Namespace("pxe", path="/provisioning/pxe", description="Called by machines being provisioned")
+ns: DocNamespace = Namespace("pxe", path="/provisioning/pxe", description="Called by machines being provisioned")
 
 
 class SshReport(Spec):
@@ -37,7 +37,7 @@ class SshReport(Spec):
 class StatusCallback(Spec):
     task_id: int = Field(ge=1, le=MAX_ID)
     token: str = Field(min_length=1, max_length=200)
-    event: Literal[(*steps.EVENTS, "progress")]
+    event: Literal[(*steps.EVENTS, "progress")]  # type: ignore[valid-type]  # built from steps.EVENTS for pydantic
     status: Literal["ok", "failed"] = "ok"
     message: str | None = Field(default=None, max_length=2000)
     addresses: list[IPvAnyAddress] = Field(default_factory=list, max_length=16,
@@ -61,14 +61,14 @@ errors = error_model(ns)
 
 
 @ns.route("/status")
-class Status(Resource):
+class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.doc(security=[])
     @ns.expect(callback_model)
     @ns.response(200, "Recorded; `accepted` is false for duplicates and reports out of order", answer_model)
     @ns.response(400, ERROR_TEXT[400], errors)
     @ns.response(403, "The token does not belong to this task", errors)
     @ns.response(404, ERROR_TEXT[404], errors)
-    def post(self):
+    def post(self) -> dict[str, Any]:
         """Status callback from WinPE, the installer or the first-boot scripts."""
         report = parse(StatusCallback, json_body())
         with session_scope() as session:
@@ -76,7 +76,8 @@ class Status(Resource):
                                                report.token, report.event, report.status, report.message,
                                                report.facts())
             task = session.get(Task, report.task_id)
-            target_type, failed = task.target_type, task.status == pipeline.states.FAILED
+            assert task is not None  # handle_callback raised NotFound otherwise
+            target_type, failed = task.target_type, task.status == states.FAILED
             keep = pipeline.keeps_machine(session, task)
         if outcome.resume:
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
@@ -97,13 +98,13 @@ BOOT_PARAMS = {
 
 
 @ns.route("/chain.ipxe")
-class Chain(Resource):
+class Chain(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.doc(security=[], params={"mac": {"in": "query", "type": "string", "maxLength": 17,
                                          "description": "The booting NIC (ProxyDHCP fills it in)"}})
     @ns.response(400, ERROR_TEXT[400], errors)
     @ns.produces(["text/plain", "application/json"])  # JSON: the error answers
     @ns.response(200, "The first iPXE script every client runs")
-    def get(self):
+    def get(self) -> Response:
         """The chain script ProxyDHCP hands to iPXE clients: it fetches this machine's boot script."""
         settings = runtime().settings
         mac = None  # the template falls back to iPXE's first NIC
@@ -117,12 +118,12 @@ class Chain(Resource):
 
 
 @ns.route("/boot")
-class Boot(Resource):
+class Boot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.doc(security=[], params=BOOT_PARAMS)
     @ns.produces(["text/plain", "application/json"])
     @ns.response(200, "An iPXE script (text/plain), or with Accept: application/json the boot config")
     @ns.response(400, ERROR_TEXT[400], errors)
-    def get(self):
+    def get(self) -> dict[str, Any] | Response:
         """Boot config for a MAC: the install script while its task installs, else local boot."""
         try:
             mac = canonical_mac(request.args.get("mac", ""))
@@ -141,20 +142,20 @@ class Boot(Resource):
 @ns.route("/files/<string:token>/<string:name>")
 @ns.param("token", "The task's file token (in the URL its boot script carries)")
 @ns.param("name", "autounattend.xml, startnet.cmd, winpeshl.ini, ...")
-class TaskFile(Resource):
+class TaskFile(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.doc(security=[])
     @ns.produces(["text/plain", "application/json"])  # JSON: the error answers
     @ns.response(200, "The file")
     @ns.response(404, "No such file, or the task is not installing (not yet, or no more)", errors)
     @ns.response(409, "The file cannot be made for this task; the task's log says why", errors)
-    def get(self, token: str, name: str):
+    def get(self, token: str, name: str) -> Response:
         """A task's own file (answer file, WinPE start script), rendered with its secrets: served only
         while the machine installs, never before its boot configuration is ready nor after the OS is
         installed, the task has ended or been cancelled."""
         problem = None
         with session_scope() as session:
             task = session.scalars(select(Task).where(Task.files_token_hash == files_token_hash(token))).first()
-            if task is None or task.status in pipeline.states.FINAL or not installing(session, task):
+            if task is None or task.status in states.FINAL or not installing(session, task):
                 raise NotFound("no such file")
             rendered = task_files(session, runtime().settings, runtime().vault, task)
             if name in rendered.problems:
@@ -169,5 +170,5 @@ class TaskFile(Resource):
         return response
 
 
-def _text(body: str):
+def _text(body: str) -> Response:
     return Response(body, mimetype="text/plain")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import request
 from flask_restx import Namespace
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg
 from api.resources.base import ManagementResource
 from api.runtime import dispatcher, runtime, session_scope
@@ -15,9 +16,10 @@ from octoprov import pipeline, states, tasks, taskspec
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.plan import plan_task
+from octoprov.targets import registry
 from octoprov.validation.macs import canonical_mac
 
-ns = Namespace("tasks", path="/provisioning/tasks", description="Provisioning tasks")
+ns: DocNamespace = Namespace("tasks", path="/provisioning/tasks", description="Provisioning tasks")
 request_model = schema_model(ns, taskspec.TaskSpec)
 view = view_model(ns, tasks.TaskView)
 page = page_model(ns, tasks.TaskSummaryView)
@@ -32,7 +34,7 @@ logs_model = ns.schema_model("TaskLogList", {"type": "array", "items": view_mode
 LIST_PARAMS = {
     **PAGE_PARAMS,
     "status": {"in": "query", "type": "string", "enum": list(states.ALL)},
-    "targetType": {"in": "query", "type": "string", "enum": list(tasks.TARGET_TYPES)},
+    "targetType": {"in": "query", "type": "string", "enum": list(registry.names())},
     "hostname": {"in": "query", "type": "string", "maxLength": 255, "description": "Part of the host name"},
     "hypervisorNodeId": {"in": "query", "type": "integer", "minimum": 1},
     "macAddress": {"in": "query", "type": "string", "maxLength": 17},
@@ -51,7 +53,7 @@ class TaskList(ManagementResource):
     @ns.doc(params=LIST_PARAMS)
     @ns.response(200, "Tasks, newest first", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List tasks, with filters and pagination."""
         number, size = page_args()
         mac = text_arg("macAddress", 17)
@@ -62,7 +64,7 @@ class TaskList(ManagementResource):
                 raise InvalidRequest({"macAddress": str(exc)}) from None
         where = tasks.TaskFilter(
             status=choice_arg("status", states.ALL),
-            target_type=choice_arg("targetType", tasks.TARGET_TYPES),
+            target_type=choice_arg("targetType", registry.names()),
             hostname=text_arg("hostname"),
             hypervisor_node_id=int_arg("hypervisorNodeId"),
             mac_address=mac,
@@ -76,21 +78,12 @@ class TaskList(ManagementResource):
     @ns.response(201, "Created; the task is pending", view)
     @ns.response(200, "Dry run: the task as it would be, and its artifacts", plan_model)
     @errors(ns, 400)
-    def post(self):
+    def post(self) -> dict[str, Any] | tuple[dict[str, Any], int]:
         """Create a provisioning task: the request is merged over its template's defaults and stored."""
         body = json_body()
         if bool_arg("dryRun"):
             return plan_task(runtime().settings, runtime().database, runtime().vault, body).to_json()
-        with session_scope() as session:
-            task = tasks.create_task(session, runtime().vault, body,
-                                     check_on_host=runtime().settings.check_on_host)
-            session.flush()
-            view = tasks.TaskView.of(task).to_json()
-            first_run = pipeline.next_work_run(session, task.id)
-        if not dispatcher().run_steps(view["id"], view["targetType"], first_run):
-            with session_scope() as session:
-                pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
-                             level="warn", step="create")
+        view = tasks.submit(runtime(), dispatcher(), body)
         return view, 201
 
 
@@ -99,14 +92,14 @@ class TaskList(ManagementResource):
 class TaskItem(ManagementResource):
     @ns.response(200, "The task with its steps (secrets masked)", view)
     @errors(ns, 404)
-    def get(self, task_id: int):
+    def get(self, task_id: int) -> dict[str, Any]:
         """Get a task's status, steps and configuration."""
         with session_scope() as session:
             return tasks.TaskView.of(tasks.get_task(session, task_id)).to_json()
 
     @ns.response(200, "Cancelled; the rollback runs in the background", view)
     @errors(ns, 404, 409)
-    def delete(self, task_id: int):
+    def delete(self, task_id: int) -> dict[str, Any]:
         """Cancel a task in any unfinished state: its running step stops, everything it created is removed."""
         with session_scope() as session:
             view = tasks.TaskView.of(pipeline.cancel(session, task_id)).to_json()
@@ -119,7 +112,7 @@ class TaskItem(ManagementResource):
 class TaskRetry(ManagementResource):
     @ns.response(200, "Restarted", view)
     @errors(ns, 404, 409)
-    def post(self, task_id: int):
+    def post(self, task_id: int) -> dict[str, Any]:
         """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
         with session_scope() as session:
             task = tasks.get_task(session, task_id)
@@ -136,7 +129,7 @@ class TaskLogs(ManagementResource):
     @ns.doc(params=LOG_PARAMS)
     @ns.response(200, "Log entries, oldest first", logs_model)
     @errors(ns, 400, 404)
-    def get(self, task_id: int):
+    def get(self, task_id: int) -> list[dict[str, Any]]:
         """Get a task's log; `afterId` or `since` tail it."""
         since = _timestamp_arg("since")
         after_id = int_arg("afterId", minimum=0)

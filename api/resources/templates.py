@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_restx import Namespace
 from sqlalchemy import select
 
-from api.docs import PAGE_PARAMS, errors, page_args, page_json, page_model, schema_model, view_model
+from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
 from api.runtime import session_scope
@@ -13,7 +15,7 @@ from octoprov import taskspec, templates
 from octoprov.models import MAX_ID, Template
 from octoprov.pages import paginate
 
-ns = Namespace("templates", path="/provisioning/templates", description="Task templates (defaults)")
+ns: DocNamespace = Namespace("templates", path="/provisioning/templates", description="Task templates (defaults)")
 spec_model = schema_model(ns, taskspec.TemplateSpec)
 view = view_model(ns, templates.TemplateView)
 page = page_model(ns, templates.TemplateView)
@@ -24,7 +26,7 @@ class TemplateList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Templates", page)
     @errors(ns, 400)
-    def get(self):
+    def get(self) -> dict[str, Any]:
         """List templates."""
         number, size = page_args()
         with session_scope() as session:
@@ -34,7 +36,7 @@ class TemplateList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400)
-    def post(self):
+    def post(self) -> tuple[dict[str, Any], int]:
         """Create a template."""
         body = json_body()
         with session_scope() as session:
@@ -46,7 +48,7 @@ class TemplateList(ManagementResource):
 class TemplateItem(ManagementResource):
     @ns.response(200, "The template", view)
     @errors(ns, 404)
-    def get(self, template_id: int):
+    def get(self, template_id: int) -> dict[str, Any]:
         """Get a template."""
         with session_scope() as session:
             return templates.TemplateView.of(templates.get_template(session, template_id)).to_json()
@@ -54,7 +56,7 @@ class TemplateItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404)
-    def put(self, template_id: int):
+    def put(self, template_id: int) -> dict[str, Any]:
         """Update a template: the fields sent replace the stored ones."""
         body = json_body()
         with session_scope() as session:
@@ -62,7 +64,7 @@ class TemplateItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
-    def delete(self, template_id: int):
+    def delete(self, template_id: int) -> tuple[str, int]:
         """Delete a template; refused while an open task uses it."""
         with session_scope() as session:
             templates.delete_template(session, template_id)

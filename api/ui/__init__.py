@@ -8,10 +8,14 @@ injected markup from reading that token.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, render_template, url_for
+from typing import Any
+
+from flask import Blueprint, Flask, Response, redirect, render_template, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from octoprov import states
 from octoprov.models import MAX_ID
+from octoprov.targets import registry
 from octoprov.validation.locales import WINDOWS_LANGUAGES
 from octoprov.validation.timezones import WINDOWS_TIMEZONES
 
@@ -19,7 +23,6 @@ ui = Blueprint("ui", __name__, template_folder="templates", static_folder="stati
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-TARGETS = {"hyperv": "Hyper-V", "kvm": "KVM", "baremetal": "Bare metal", "fake": "Fake (no hardware)"}
 DISK_PURPOSES = ("os", "data", "log", "tempdb", "backup", "other")
 LIBRARY = {  # page -> (title, template)
     "images": ("Images", "ui/images.html"),
@@ -32,10 +35,10 @@ LIBRARY = {  # page -> (title, template)
 
 
 @ui.context_processor
-def vocabulary() -> dict:
+def vocabulary() -> dict[str, Any]:
     """What the forms offer as choices; everything else the scripts load from the API."""
     return {
-        "targets": TARGETS,
+        "targets": registry.labels(),
         "statuses": states.ALL,
         "disk_purposes": DISK_PURPOSES,
         "languages": [(tag, tag) for tag in sorted(WINDOWS_LANGUAGES)],
@@ -45,7 +48,7 @@ def vocabulary() -> dict:
 
 
 @ui.after_request
-def security_headers(response):
+def security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -54,32 +57,32 @@ def security_headers(response):
 
 
 @ui.get("/")
-def root():
+def root() -> BaseResponse:
     return redirect(url_for("ui.dashboard"))
 
 
 @ui.get("/ui/")
-def dashboard():
+def dashboard() -> str:
     return render_template("ui/dashboard.html", page="dashboard", title="Provisioning")
 
 
 @ui.get("/ui/signin")
-def signin():
+def signin() -> str:
     return render_template("ui/signin.html", page="signin", title="Sign in")
 
 
 @ui.get("/ui/tasks/new")
-def new_task():
+def new_task() -> str:
     return render_template("ui/task_new.html", page="task-new", title="New task")
 
 
 @ui.get(f"/ui/tasks/<int(max={MAX_ID}):task_id>")
-def task_detail(task_id: int):
+def task_detail(task_id: int) -> str:
     return render_template("ui/task_detail.html", page="task-detail", title=f"Task {task_id}", task_id=task_id)
 
 
 @ui.get("/ui/<any(" + ", ".join(LIBRARY) + "):name>")
-def library(name: str):
+def library(name: str) -> str:
     title, template = LIBRARY[name]
     return render_template(template, page=name, title=title)
 

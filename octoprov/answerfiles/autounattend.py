@@ -12,6 +12,7 @@ single quotes and cmd read literally, so the commands need no escaping of their 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Literal
 
@@ -22,7 +23,6 @@ from octoprov.answerfiles.render import UnsafeValue, render_xml, xml_problem
 from octoprov.answerfiles.share import Endpoints, WinpeShare
 from octoprov.errors import InvalidRequest
 from octoprov.settings import Settings
-from octoprov.taskspec import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE
 from octoprov.validation import parse_subnet
 
 ARCHITECTURES = {"x64": "amd64", "amd64": "amd64", "arm64": "arm64", "x86": "x86"}
@@ -105,7 +105,7 @@ class Autounattend:
     first_logon: tuple[Command, ...] = ()
 
     def __post_init__(self) -> None:
-        errors = {}
+        errors: dict[str, str] = {}
         for path, text in _texts(self):
             problem = xml_problem(text)
             if problem:
@@ -133,7 +133,7 @@ class Autounattend:
         return render_xml("windows/autounattend.xml.j2", u=self)
 
 
-def _texts(value: object, prefix: str = ""):
+def _texts(value: object, prefix: str = "") -> Iterator[tuple[str, str]]:
     """(field path, text) for every string in a context, nested dataclasses and tuples included."""
     if is_dataclass(value):
         for item in fields(value):
@@ -212,15 +212,15 @@ def first_logon_commands(inputs: TaskInputs, settings: Settings) -> tuple[Comman
     answer file Setup cached (it holds the callback token) is deleted and the session logged off."""
     endpoints = Endpoints.from_settings(settings)
     token, task_id = inputs.callback_token, inputs.task_id
-    post = inputs.config.get("postInstall") or {}
+    post = inputs.spec.post_install
     commands = []
-    if post.get("installAgent", True):
+    if post.install_agent:
         commands.append(Command(agent_command(endpoints.agent_installer(settings)), "Install the Octoprov agent"))
-    if post.get("runPackages") or post.get("runScripts"):
+    if post.run_packages or post.run_scripts:
         commands.append(Command(remoting_command(), "Enable PowerShell remoting for post-install"))
     commands.append(Command(callback_command(endpoints, task_id, token, "first_boot", "'ok'", "'first logon'",
                                              ADDRESSES, ";addresses=$a"), "Report the first boot"))
-    if (inputs.config.get("domain") or {}).get("join"):
+    if inputs.spec.domain.join:
         prelude = "$c=Get-CimInstance Win32_ComputerSystem;$s='failed';if($c.PartOfDomain){$s='ok'};"
         commands.append(Command(callback_command(endpoints, task_id, token, "domain_joined", "$s",
                                                  "('domain: '+$c.Domain)", prelude), "Report the domain join"))
@@ -231,32 +231,32 @@ def first_logon_commands(inputs: TaskInputs, settings: Settings) -> tuple[Comman
 
 
 def _join(inputs: TaskInputs) -> OfflineJoin | OnlineJoin | None:
-    domain = inputs.config.get("domain") or {}
-    if not domain.get("join"):
+    domain = inputs.spec.domain
+    if not domain.join:
         return None
-    if domain.get("method", "offline") == "offline":
+    if domain.method == "offline":
         blob = "".join((inputs.domain_join_blob or "").replace("\ufeff", "").replace("\x00", "").split())
         if not blob:
             raise InvalidRequest({"domain": "the offline join blob is not there yet: the prepare_domain_join step "
                                             "makes it"})
         return OfflineJoin(blob)
-    account = (domain.get("serviceAccount") or {}).get("username") or ""
-    password = inputs.secrets.get("domain.serviceAccount.password")
-    if not account or not password:
+    service_account = domain.service_account
+    if service_account is None or not service_account.username or not service_account.password:
         raise InvalidRequest({"domain.serviceAccount": "required for an online join"})
-    account_domain, user = split_account(account, domain["name"])
-    return OnlineJoin(domain["name"], user, account_domain, password, domain.get("ou"))
+    assert domain.name is not None  # a join requires the domain's name
+    account_domain, user = split_account(service_account.username, domain.name)
+    return OnlineJoin(domain.name, user, account_domain, service_account.password, domain.ou)
 
 
 def _network(inputs: TaskInputs) -> StaticNetwork | None:
-    network = inputs.config.get("network") or {}
-    if network.get("mode") != "static":
+    network = inputs.spec.network
+    if network.mode != "static":
         return None
     if not inputs.mac_address:
         raise InvalidRequest({"network": "a static address is bound to the machine's MAC, which is not known yet"})
-    address = f"{network['ip']}/{parse_subnet(network['subnet'])}"
-    return StaticNetwork(windows_mac(inputs.mac_address), address, network.get("gateway"),
-                         tuple(network.get("dns") or ()))
+    assert network.subnet is not None  # a static network requires its address and subnet
+    address = f"{network.ip}/{parse_subnet(network.subnet)}"
+    return StaticNetwork(windows_mac(inputs.mac_address), address, network.gateway, tuple(network.dns))
 
 
 def _image_languages(inputs: TaskInputs) -> list[str]:
@@ -268,7 +268,7 @@ def administrator_name(inputs: TaskInputs) -> str:
     """The built-in Administrator's name in the image's own language (else the requested one's):
     auto-logon needs it, and post-install over WinRM logs on with it."""
     image_languages = _image_languages(inputs)
-    wanted = language((inputs.config.get("os") or {}).get("language") or DEFAULT_LANGUAGE)
+    wanted = language(inputs.spec.os.language)
     row = LANGUAGES.get(image_languages[0] if image_languages else wanted.tag)
     return row.administrator if row else "Administrator"
 
@@ -276,19 +276,19 @@ def administrator_name(inputs: TaskInputs) -> str:
 def autounattend_for(inputs: TaskInputs, settings: Settings) -> Autounattend:
     """The answer file of a Windows task. Locales follow the request; the UI language falls back to
     the image's own when a scanned image lacks the requested one (Setup stops otherwise)."""
-    os_config = inputs.config.get("os") or {}
-    password = inputs.secrets.get("os.adminPassword")
+    os_spec = inputs.spec.os
+    password = os_spec.admin_password
     if not password:
         raise InvalidRequest({"os.adminPassword": "required for Windows: Setup stops at the password prompt "
                                                   "without it, and the first-logon commands need auto-logon"})
     image = inputs.image
     if image is None:
         raise InvalidRequest({"os.imageId": "the task's image no longer exists"})
-    wanted = language(os_config.get("language") or DEFAULT_LANGUAGE)
+    wanted = language(os_spec.language)
     edition = image.edition(inputs.image_index) or {}
     image_languages = _image_languages(inputs)
     ui_language = wanted.tag if not image_languages or wanted.tag in image_languages else image_languages[0]
-    domain = inputs.config.get("domain") or {}
+    domain = inputs.spec.domain
     network = _network(inputs)
     share = WinpeShare.from_settings(settings)
     return Autounattend(
@@ -296,9 +296,9 @@ def autounattend_for(inputs: TaskInputs, settings: Settings) -> Autounattend:
         architecture=ARCHITECTURES.get(edition.get("architecture") or image.architecture, image.architecture),
         language=wanted.tag, ui_language=ui_language, input_locale=wanted.input_locale,
         firmware=inputs.firmware, wim_path=share.unc(share.images, image.image_path), image_index=inputs.image_index,
-        time_zone=os_config.get("timezone") or DEFAULT_TIMEZONE, admin_password=password,
+        time_zone=os_spec.timezone, admin_password=password,
         administrator=administrator_name(inputs),
-        product_key=inputs.secrets.get("os.productKey"), network=network,
-        dns_domain=domain.get("name") if network and domain.get("join") else None,
+        product_key=os_spec.product_key, network=network,
+        dns_domain=domain.name if network and domain.join else None,
         join=_join(inputs), first_logon=first_logon_commands(inputs, settings),
     )

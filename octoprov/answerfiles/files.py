@@ -21,6 +21,7 @@ from octoprov.crypto import Vault
 from octoprov.errors import InvalidRequest, OctoprovError, PermanentError
 from octoprov.models import Task
 from octoprov.settings import Settings
+from octoprov.targets import registry
 
 WINDOWS_FILES = ("autounattend.xml", "startnet.cmd", "winpeshl.ini")
 
@@ -66,10 +67,10 @@ def task_files(session: Session, settings: Settings, vault: Vault, task: Task) -
 def check_task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> str:
     """The ``render_answers`` step: render every file now, so a task that cannot get its answers fails
     here, naming why, rather than when the installer fetches them (which renders them again, fresh).
-    The fake target's machines fetch nothing: there the problems are only reported."""
+    A target whose machines fetch no answer files (the fake one) only reports the problems."""
     rendered = task_files(session, settings, vault, task)
     problems = "; ".join(f"{name}: {why}" for name, why in rendered.problems.items())
-    if problems and task.target_type != "fake":
+    if problems and registry.get(task.target_type).serves_answers:
         raise PermanentError(problems)
     if problems:
         return f"A real machine would get no answer files: {problems}"

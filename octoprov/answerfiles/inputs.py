@@ -1,21 +1,31 @@
-"""Everything a task's answer files are made from, read once from the database and the vault.
+"""Everything a task's answer files are made from: the task's context, and what it lacks.
 
-Secrets are decrypted here and nowhere earlier: only to be rendered into the files the
-machine fetches, never to be logged or stored again.
+The request comes typed, secrets included, from the task context (``load_context``); only what
+the context does not carry is read here: the hardware the machine reported, the callback token,
+the offline-join blob, the image's editions and the matching driver packs. Secrets are rendered
+only into the files the machine fetches, never logged or stored again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
 from octoprov import drivers
+from octoprov.context import TaskContext, load_context
 from octoprov.crypto import Vault
-from octoprov.models import Image, Node, Task
+from octoprov.db import Database
+from octoprov.models import Image, Task
 from octoprov.paths import confined
 from octoprov.settings import Settings
+from octoprov.targets import registry
+from octoprov.targets.registry import TargetType
+from octoprov.taskspec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,10 @@ class ImageInfo:
     architecture: str  # x64 | arm64 | x86, as images are registered
     image_path: str  # relative to the images folder, POSIX
     image_index: int
-    editions: tuple[dict, ...] = ()
+    editions: tuple[dict[str, Any], ...] = ()
     kernel_args: str | None = None
 
-    def edition(self, index: int) -> dict | None:
+    def edition(self, index: int) -> dict[str, Any] | None:
         return next((edition for edition in self.editions if edition.get("index") == index), None)
 
 
@@ -47,61 +57,84 @@ class TaskInputs:
     task_id: int
     hostname: str
     target_type: str
-    config: dict
+    spec: TaskSpec  # the validated request, secrets included (they are repr=False)
     mac_address: str | None
-    hardware: dict
+    hardware: dict[str, Any]
     image: ImageInfo | None
-    node_options: dict
+    node_options: dict[str, Any]
     packs: tuple[PackInfo, ...] = ()
-    secrets: dict = field(default_factory=dict, repr=False)
     callback_token: str = field(default="", repr=False)
     domain_join_blob: str | None = field(default=None, repr=False)
 
     @property
-    def generation(self) -> int:
-        return int((self.config.get("vm") or {}).get("generation") or 2)
+    def target(self) -> TargetType:
+        """The target type's declaration: what it makes and which drivers its VMs need."""
+        return registry.get(self.target_type)
 
     @property
-    def firmware(self) -> str:
+    def generation(self) -> int:
+        """The VM's generation; a machine target has no ``vm`` section and counts as generation 2."""
+        vm = self.spec.vm
+        return vm.generation if vm is not None and self.target.makes_vms else 2
+
+    @property
+    def firmware(self) -> Literal["uefi", "bios"]:
         """``uefi`` or ``bios``: a VM's generation, or what the machine's iPXE reported (``pcbios``)."""
-        if self.target_type == "baremetal":
+        if not self.target.makes_vms:
             return "bios" if self.hardware.get("platform") == "pcbios" else "uefi"
         return "uefi" if self.generation == 2 else "bios"
 
     @property
     def virtio(self) -> bool:
-        """KVM machines get VirtIO disks and NICs unless their host is set to emulate SATA and e1000e."""
-        return self.target_type == "kvm" and bool((self.node_options.get("kvm") or {}).get("virtioDrivers", True))
+        """VirtIO disks and NICs, as the target decides from its node's options (KVM unless set to emulate)."""
+        virtio = self.target.virtio
+        return virtio is not None and virtio(self.node_options)
 
     @property
     def image_index(self) -> int:
-        chosen = (self.config.get("os") or {}).get("imageIndex")
-        return int(chosen or (self.image.image_index if self.image else 1))
+        return self.spec.os.image_index or (self.image.image_index if self.image else 1)
 
     @classmethod
-    def load(cls, session: Session, settings: Settings, vault: Vault, task: Task) -> TaskInputs:
-        config = task.config or {}
-        row = session.get(Image, (config.get("os") or {}).get("imageId"))
+    def from_context(cls, session: Session, ctx: TaskContext) -> TaskInputs:
+        """The context's request and node, with what only the answer files need read from ``session``."""
+        task = session.get_one(Task, ctx.task_id)
+        row = session.get(Image, ctx.spec.os.image_id)
         image = None if row is None else ImageInfo(
             row.id, row.name, row.os_type, row.architecture or "x64", row.image_path, row.image_index or 1,
             tuple(row.editions or ()), row.kernel_args)
-        node = session.get(Node, task.hypervisor_node_id) if task.hypervisor_node_id else None
         inputs = cls(
-            task_id=task.id, hostname=task.hostname, target_type=task.target_type, config=config,
-            mac_address=task.mac_address, hardware=dict(task.hardware or {}), image=image,
-            node_options=dict((node.options if node else None) or {}),
-            secrets=vault.decrypt_json(task.secrets_encrypted) or {},
-            callback_token=vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else "",
-            domain_join_blob=vault.decrypt(task.domain_join_blob) if task.domain_join_blob else None,
+            task_id=ctx.task_id, hostname=ctx.hostname, target_type=ctx.target_type, spec=ctx.spec,
+            mac_address=ctx.mac_address, hardware=dict(task.hardware or {}), image=image,
+            node_options=dict(ctx.node.options or {}) if ctx.node else {},
+            callback_token=ctx.callback_token(),
+            domain_join_blob=ctx.vault.decrypt(task.domain_join_blob) if task.domain_join_blob else None,
         )
         os_type = image.os_type if image else "windows"
-        manufacturer, product = drivers.machine_model(task.target_type, inputs.generation, inputs.hardware)
+        manufacturer, product = drivers.machine_model(ctx.target_type, inputs.generation, inputs.hardware)
         packs = []
         for pack in drivers.matching_packs(session, os_type, manufacturer, product):
-            folder = _folder(settings.effective_drivers_dir, pack.driver_path)
+            folder = _folder(ctx.settings.effective_drivers_dir, pack.driver_path)
             if folder is not None:
                 packs.append(PackInfo(pack.name, pack.driver_path, tuple(drivers.inf_files(folder))))
         return replace(inputs, packs=tuple(packs))
+
+    @classmethod
+    def load(cls, session: Session, settings: Settings, vault: Vault, task: Task) -> TaskInputs:
+        """For callers holding a session but no context: the task's context, read in that session."""
+        ctx = load_context(session, task.id, settings, _OpenSession(session), vault)
+        return cls.from_context(session, ctx)
+
+
+class _OpenSession(Database):
+    """The caller's open session standing in for the context's Database: ``load`` reads the context
+    once, inside that session, so it needs no engine or connection of its own."""
+
+    def __init__(self, session: Session) -> None:  # no engine: nothing to open or dispose
+        self._open = session
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        yield self._open
 
 
 def _folder(root: Path, relative: str) -> Path | None:

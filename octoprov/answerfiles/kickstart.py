@@ -21,7 +21,6 @@ from octoprov.answerfiles.share import Endpoints
 from octoprov.errors import InvalidRequest
 from octoprov.models import Image
 from octoprov.settings import Settings
-from octoprov.taskspec import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE
 from octoprov.validation import iana_timezone, parse_subnet
 
 _ANACONDA = re.compile(r"(^|\s)inst\.(repo|stage2|ks)=")
@@ -68,20 +67,21 @@ class Kickstart:
 
 
 def kickstart_for(inputs: TaskInputs, settings: Settings, *, salt: str | None = None) -> Kickstart:
-    if (inputs.config.get("domain") or {}).get("join"):
+    if inputs.spec.domain.join:
         raise InvalidRequest({"domain.join": "Kickstart installs do not join a domain (yet)"})
-    os_config = inputs.config.get("os") or {}
-    lang = language(os_config.get("language") or DEFAULT_LANGUAGE)
-    network = inputs.config.get("network") or {}
+    os_spec = inputs.spec.os
+    lang = language(os_spec.language)
+    network = inputs.spec.network
     static = None
-    if network.get("mode") == "static":
-        prefix = parse_subnet(network["subnet"])
-        static = StaticNetwork(network["ip"], str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask),
-                               network.get("gateway"), tuple(network.get("dns") or ()))
-    password = inputs.secrets.get("os.adminPassword")
+    if network.mode == "static":
+        assert network.ip is not None and network.subnet is not None  # a static network requires both
+        prefix = parse_subnet(network.subnet)
+        static = StaticNetwork(network.ip, str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask),
+                               network.gateway, tuple(network.dns))
+    password = os_spec.admin_password
     return Kickstart(
         task_id=inputs.task_id, hostname=inputs.hostname, locale=lang.glibc_locale, keyboard=lang.xkb_layout,
-        timezone=iana_timezone(os_config.get("timezone") or DEFAULT_TIMEZONE),
+        timezone=iana_timezone(os_spec.timezone),
         callback_url=Endpoints.from_settings(settings).callback, token=inputs.callback_token,
         device=inputs.mac_address or "link", network=static,
         root_password_hash=sha512_crypt(password, salt) if password else None,

@@ -19,8 +19,9 @@ import re
 import shlex
 import unicodedata
 from pathlib import Path
+from typing import TypedDict
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, Undefined
 from markupsafe import Markup, escape
 
 from octoprov.errors import OctoprovError
@@ -99,8 +100,18 @@ def ks_quote(value: object) -> str:
     return shlex.quote(text)
 
 
-_COMMON = {"loader": FileSystemLoader(TEMPLATES), "undefined": StrictUndefined, "keep_trailing_newline": True,
-           "trim_blocks": True, "lstrip_blocks": True}
+class _Options(TypedDict):
+    """The ``Environment`` options every language shares."""
+
+    loader: BaseLoader
+    undefined: type[Undefined]
+    keep_trailing_newline: bool
+    trim_blocks: bool
+    lstrip_blocks: bool
+
+
+_COMMON: _Options = {"loader": FileSystemLoader(TEMPLATES), "undefined": StrictUndefined,
+                     "keep_trailing_newline": True, "trim_blocks": True, "lstrip_blocks": True}
 _xml = Environment(autoescape=True, finalize=_xml_finalize, **_COMMON)
 # cmd and Kickstart are not HTML: HTML escaping would corrupt them; their own filters above apply instead
 _cmd = Environment(autoescape=False, finalize=_cmd_finalize, **_COMMON)  # noqa: S701
@@ -109,15 +120,15 @@ _kickstart = Environment(autoescape=False, **_COMMON)  # noqa: S701
 _kickstart.filters.update(ks=ks_quote)
 
 
-def render_xml(template: str, **context) -> str:
+def render_xml(template: str, **context: object) -> str:
     return _xml.get_template(template).render(**context)
 
 
-def render_cmd(template: str, **context) -> str:
+def render_cmd(template: str, **context: object) -> str:
     """cmd files need CRLF line ends: with bare LF, ``goto`` and ``call`` miss labels."""
     text = _cmd.get_template(template).render(**context)
     return text.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
-def render_kickstart(template: str, **context) -> str:
+def render_kickstart(template: str, **context: object) -> str:
     return _kickstart.get_template(template).render(**context)

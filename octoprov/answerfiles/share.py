@@ -25,7 +25,7 @@ _WINPE_DIR = re.compile(r"^[A-Za-z]:\\[A-Za-z0-9 ._\\-]*$")
 API = "/api/v1/provisioning"
 
 
-def _checked(name: str, value: str, pattern: re.Pattern, rule: str) -> str:
+def _checked(name: str, value: str, pattern: re.Pattern[str], rule: str) -> str:
     if not pattern.match(value):
         raise UnsafeValue(f"{env_name(name)} {rule}")
     return value

@@ -8,8 +8,8 @@ or as failed naming the command, so a failed hook fails the task instead of pass
 Its settings (callback URL, task id, token, commands) come from a root-only JSON file the
 user-data writes; the file is removed at the end, since the token is of no use afterwards.
 
-Only the standard library, and nothing newer than Python 3.6: this is whatever Python the
-image's cloud-init runs on.
+Only the standard library, and nothing newer than Python 3.6 (annotations it cannot evaluate are
+written as strings): this is whatever Python the image's cloud-init runs on.
 """
 
 import glob
@@ -20,18 +20,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 CONFIG = "/etc/octoprov/firstboot.json"
 ATTEMPTS = 30  # about 7 minutes of retries: the API may be restarting, the network still coming up
 TIMEOUT_S = 15
 
 
-def log(text):
+def log(text: str) -> None:
     sys.stderr.write(f"octoprov-firstboot: {text}\n")
     sys.stderr.flush()
 
 
-def facts():
+def facts() -> "dict[str, Any]":
     """What Octoprov needs to log on for post-install: this machine's addresses and its SSH server's
     host keys (which Octoprov then pins)."""
     try:
@@ -46,7 +47,8 @@ def facts():
     return {"addresses": addresses[:16], "ssh": {"port": 22, "hostKeys": keys[:8]}}
 
 
-def post(config, event, status, message, extra=None):
+def post(config: "dict[str, Any]", event: str, status: str, message: str,
+         extra: "dict[str, Any] | None" = None) -> bool:
     """POST one status report; True when the API answered. Client errors (bad token, unknown
     task) are final: repeating the same report cannot change the answer."""
     report = {"taskId": config["taskId"], "token": config["token"], "event": event, "status": status,
@@ -72,7 +74,7 @@ def post(config, event, status, message, extra=None):
     return False
 
 
-def run_commands(commands):
+def run_commands(commands: "list[str]") -> "str | None":
     """Run each command with ``sh -c``; None when all succeeded, else what failed."""
     for number, command in enumerate(commands, 1):
         log(f"command {number} of {len(commands)}")
@@ -82,7 +84,7 @@ def run_commands(commands):
     return None
 
 
-def main(config_path=CONFIG):
+def main(config_path: str = CONFIG) -> int:
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     commands = config.get("commands") or []

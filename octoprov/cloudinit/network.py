@@ -9,26 +9,33 @@ route to ``0.0.0.0/0``, which every cloud-init version reads, rather than the de
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from octoprov.cloudinit.yamldoc import dump
 from octoprov.validation import parse_subnet
+
+if TYPE_CHECKING:
+    from octoprov.taskspec import NetworkSpec
 
 INTERFACE = "eth0"
 
 
-def network_config(mac_address: str, network: dict, search_domain: str | None = None) -> str:
-    """``network`` is the request's ``network`` section: ``mode`` dhcp or static, with ``ip``,
-    ``subnet``, ``gateway`` and ``dns`` for static (DNS servers are kept for DHCP too)."""
-    interface: dict = {"match": {"macaddress": mac_address.lower()}, "set-name": INTERFACE}
-    if network.get("mode", "dhcp") == "static":
+def network_config(mac_address: str, network: NetworkSpec, search_domain: str | None = None) -> str:
+    """``network`` is the request's ``network`` section: DHCP, or a static ``ip``, ``subnet`` and
+    ``gateway`` (DNS servers are kept for DHCP too)."""
+    interface: dict[str, Any] = {"match": {"macaddress": mac_address.lower()}, "set-name": INTERFACE}
+    if network.mode == "static":
+        if network.ip is None or network.subnet is None:  # NetworkSpec refuses that; stated for the types
+            raise ValueError("a static network needs an ip and a subnet")
         interface["dhcp4"] = False
-        interface["addresses"] = [f"{network['ip']}/{parse_subnet(network['subnet'])}"]
-        if network.get("gateway"):
-            interface["routes"] = [{"to": "0.0.0.0/0", "via": network["gateway"]}]
+        interface["addresses"] = [f"{network.ip}/{parse_subnet(network.subnet)}"]
+        if network.gateway:
+            interface["routes"] = [{"to": "0.0.0.0/0", "via": network.gateway}]
     else:
         interface["dhcp4"] = True
-    nameservers = {}
-    if network.get("dns"):
-        nameservers["addresses"] = list(network["dns"])
+    nameservers: dict[str, list[str]] = {}
+    if network.dns:
+        nameservers["addresses"] = list(network.dns)
     if search_domain:
         nameservers["search"] = [search_domain]
     if nameservers:

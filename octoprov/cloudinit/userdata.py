@@ -13,6 +13,7 @@ import importlib.resources
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from octoprov.cloudinit.yamldoc import dump
 
@@ -42,13 +43,13 @@ def runner_source() -> str:
 
 def user_data(*, hostname: str, admin: Admin, callback: Callback, commands: Sequence[str] = (),
               fqdn: str | None = None, timezone: str | None = None) -> str:
-    document: dict = {"hostname": hostname}
+    document: dict[str, Any] = {"hostname": hostname}
     if fqdn:
         document["fqdn"] = fqdn
     document["manage_etc_hosts"] = True
     if timezone:
         document["timezone"] = timezone
-    user: dict = {
+    user: dict[str, Any] = {
         "name": admin.name,
         "gecos": "Octoprov administrator",
         "shell": "/bin/bash",

@@ -9,6 +9,8 @@ string exactly (trailing spaces, special characters).
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 
@@ -24,7 +26,7 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _string)
 
 
-def dump(data: dict, header: str | None = None) -> str:
+def dump(data: dict[str, Any], header: str | None = None) -> str:
     """``data`` as a YAML document (UTF-8 text, keys in the given order), after ``header`` if any."""
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
                      width=4096)

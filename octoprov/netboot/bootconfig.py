@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -31,7 +32,7 @@ API = "/api/v1/provisioning"
 class BootAnswer:
     action: str  # install | localboot | menu (unknown machines, when they are answered)
     script: str  # for iPXE
-    document: dict  # for JSON clients (the spec's boot config response)
+    document: dict[str, Any]  # for JSON clients (the spec's boot config response)
     task_id: int | None = None
 
 
@@ -70,7 +71,8 @@ def local_boot(reason: str) -> BootAnswer:
                       {"action": "localboot", "message": reason})
 
 
-def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, hardware: dict) -> BootAnswer:
+def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
+                hardware: dict[str, str | None]) -> BootAnswer:
     task = active_task_for_mac(session, mac)
     if task is None and settings.boot_unknown_machines:
         script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))
@@ -85,6 +87,7 @@ def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str, ha
         return local_boot(f"Task {task.id} is not installing now ({task.status})")
     image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
     files_token = vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
+    assert task.callback_token_encrypted is not None  # every task gets its callback token when it is created
     return install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted), files_token)
 
 
@@ -98,6 +101,7 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
               "chain_url": chain_url(settings)}
     document = {"action": "install", "taskId": task.id, "hostname": task.hostname, "callbackUrl": callback}
     if image is not None and image.kernel_path:
+        assert image.initrd_path is not None  # an image is registered with both kernelPath and initrdPath or neither
         kernel_args = image.kernel_args or ""
         if uses_kickstart(image):  # Anaconda: the task's Kickstart file, from its file URL
             kernel_args = f"{kernel_args} inst.ks={files}kickstart.cfg".strip()

@@ -245,7 +245,8 @@ def client_arch(packet: DhcpPacket) -> int | None:
     value = packet.options.get(OPT_CLIENT_ARCH)
     if not value:
         return None
-    return struct.unpack_from("!H", value)[0]
+    arch: int = struct.unpack_from("!H", value)[0]
+    return arch
 
 
 def client_ndi(packet: DhcpPacket) -> tuple[int, int, int] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -52,5 +53,5 @@ _environment = Environment(
 _environment.filters.update(ipxe_word=ipxe_word, ipxe_args=ipxe_args, ipxe_comment=ipxe_comment)
 
 
-def render(template: str, **context) -> str:
+def render(template: str, **context: Any) -> str:
     return _environment.get_template(f"{template}.ipxe.j2").render(**context)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from octoprov.netboot import dhcp
 from octoprov.netboot.dhcp import DhcpPacket, MalformedPacket
+from octoprov.settings import Settings
 from octoprov.validation.macs import canonical_mac
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class BootConfig:
     bios_boot_file: str = "undionly.kpxe"
     boot_unknown: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("server_address", "proxy_address"):
             address = ipaddress.IPv4Address(getattr(self, name))  # ValueError names the bad value
             if address.is_unspecified or address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
@@ -58,7 +59,7 @@ class BootConfig:
                 raise ValueError(f"{name} must be 1 to {MAX_FILE} ASCII characters")
 
     @classmethod
-    def from_settings(cls, settings, proxy_address: str | None = None) -> BootConfig:
+    def from_settings(cls, settings: Settings, proxy_address: str | None = None) -> BootConfig:
         """The configuration the running service uses. The script URL is the chain script with the
         MAC the client sent in chaddr, not iPXE's ``${net0/mac}``: that is the NIC actually booting.
         The chain script adds the SMBIOS strings (for driver matching) when it asks for the boot script."""
@@ -249,7 +250,8 @@ class ProxyDhcpServer:
         self._wake_w: socket.socket | None = None
 
     @classmethod
-    def from_settings(cls, settings, is_active: Callable[[str], bool], proxy_address: str | None = None):
+    def from_settings(cls, settings: Settings, is_active: Callable[[str], bool],
+                      proxy_address: str | None = None) -> ProxyDhcpServer:
         return cls(BootConfig.from_settings(settings, proxy_address), is_active,
                    dhcp_port=settings.proxydhcp_port, pxe_port=settings.proxydhcp_pxe_port,
                    interface=settings.proxydhcp_interface)
@@ -299,6 +301,7 @@ class ProxyDhcpServer:
         """Stop the loop and close the sockets; safe to call twice."""
         if self._thread is None:
             return
+        assert self._wake_r is not None and self._wake_w is not None  # start() made them with the thread
         self._stop.set()
         self._wake_w.send(b"\0")
         self._thread.join(timeout)
@@ -311,10 +314,11 @@ class ProxyDhcpServer:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _run(self) -> None:
+        assert self._wake_r is not None  # start() made it before starting this thread
         watched = [*self._sockets, self._wake_r]
         while not self._stop.is_set():
             try:
@@ -355,5 +359,7 @@ class ProxyDhcpServer:
             log.exception("ProxyDHCP: answering %s:%d failed", *source)
             return
         self.stats["answered"] += 1
-        log.info("ProxyDHCP: %s %s to %s via %s:%d: file %r", dhcp.MESSAGE_TYPES[reply.message_type],
+        kind = reply.message_type
+        assert kind is not None  # decide() always sets option 53
+        log.info("ProxyDHCP: %s %s to %s via %s:%d: file %r", dhcp.MESSAGE_TYPES[kind],
                  request.mac, reply.siaddr, *destination, reply.file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from octoprov.db import Database
 from octoprov.netboot.bootconfig import active_task_for_mac
@@ -20,7 +21,7 @@ from octoprov.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def mac_lookup(database: Database):
+def mac_lookup(database: Database) -> Callable[[str], bool]:
     def is_active(mac: str) -> bool:
         with database.session() as session:
             return active_task_for_mac(session, mac) is not None
@@ -30,11 +31,12 @@ def mac_lookup(database: Database):
 
 def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> None:
     """Serve until SIGTERM or SIGINT."""
-    servers = []
+    servers: list[TftpServer | ProxyDhcpServer] = []
     if tftp:
         root = prepare_root(settings)
-        servers.append(TftpServer(root, host=settings.tftp_host, port=settings.tftp_port).start())
-        log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, servers[-1].port)
+        tftp_server = TftpServer(root, host=settings.tftp_host, port=settings.tftp_port).start()
+        servers.append(tftp_server)
+        log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, tftp_server.port)
     if proxydhcp:
         dhcp = ProxyDhcpServer.from_settings(settings, mac_lookup(Database.from_settings(settings)))
         dhcp.start()

@@ -11,6 +11,7 @@ request or packet ends only its own transfer, and the OACK carries exactly the a
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import selectors
@@ -28,6 +29,8 @@ from tftpy.TftpContexts import TftpContextServer
 from tftpy.TftpPacketTypes import TftpPacketOACK
 from tftpy.TftpShared import TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
+
+from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ _TICK = 0.1  # how often running transfers are checked for a missing answer
 # -- the root ----------------------------------------------------------------------------------
 
 
-def prepare_root(settings) -> Path:
+def prepare_root(settings: Settings) -> Path:
     """Create the TFTP root and copy the iPXE binaries into it.
 
     Copies, not symlinks: Debian's ``ipxe.efi`` is itself a link into /boot, and the server
@@ -102,7 +105,7 @@ def _error_packet(code: int, message: str) -> bytes:
     return b"\x00\x05" + code.to_bytes(2, "big") + message.encode("ascii", "replace") + b"\x00"
 
 
-def _open_confined(root: Path, name: str):
+def _open_confined(root: Path, name: str) -> tuple[io.BufferedReader, int]:
     """Open ``name`` if it is a regular file under ``root`` (already resolved); else raise _Refused.
 
     Like tftpd-hpa's --secure, a leading slash means the root; backslashes count as slashes
@@ -151,7 +154,7 @@ def _negotiate(requested: Mapping[str, str], size: int) -> dict[str, int]:
     return accepted
 
 
-def _local_address(ancdata) -> str:
+def _local_address(ancdata: list[tuple[int, int, bytes]]) -> str:
     """The address a request was sent to (IP_PKTINFO), so the answer comes from it: PXE ROMs check."""
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
@@ -162,8 +165,10 @@ def _local_address(ancdata) -> str:
 # -- one transfer ------------------------------------------------------------------------------
 
 
-class _Transfer(TftpContextServer):
+class _Transfer(TftpContextServer):  # type: ignore[misc]  # tftpy ships no type hints
     """One download: tftpy's context and ExpectACK state, with our own request handling."""
+
+    timeout: float  # tftpy's, replaced by a negotiated one
 
     def __init__(self, host: str, port: int, timeout: float, root: Path, retries: int, local_ip: str):
         super().__init__(host, port, timeout, str(root), retries=retries, flock=False)
@@ -238,8 +243,16 @@ class _Transfer(TftpContextServer):
 # -- the server --------------------------------------------------------------------------------
 
 
-class _ConfinedServer(tftpy.TftpServer):
+class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no type hints
     """tftpy's server with a loop that survives any request and never leaves its root."""
+
+    # tftpy's attributes this class uses
+    sock: socket.socket
+    listenport: int
+    sessions: dict[int, _Transfer]
+    is_running: threading.Event
+    shutdown_gracefully: bool
+    shutdown_immediately: bool
 
     def __init__(self, root: Path):
         super().__init__(str(root))
@@ -247,7 +260,7 @@ class _ConfinedServer(tftpy.TftpServer):
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self.bound = False  # whether the last listen() got as far as binding its socket
 
-    def listen(self, listenip="", listenport=69, timeout=5, retries=3):
+    def listen(self, listenip: str = "", listenport: int = 69, timeout: float = 5, retries: int = 3) -> None:
         """Serve until stop(); same arguments as tftpy's, port 0 picks a free port."""
         self.bound = False
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -295,14 +308,14 @@ class _ConfinedServer(tftpy.TftpServer):
             self.shutdown_gracefully = self.shutdown_immediately = False
             log.info("TFTP server on %s:%d stopped", self.listenip, self.listenport)
 
-    def stop(self, now=False):
+    def stop(self, now: bool = False) -> None:
         super().stop(now)
         wake = self._wake
         if wake is not None:
             with contextlib.suppress(OSError):  # the loop has just ended and closed it
                 wake[1].send(b"x")
 
-    def _accept(self, selector, timeout, retries) -> None:
+    def _accept(self, selector: selectors.BaseSelector, timeout: float, retries: int) -> None:
         try:
             buffer, ancdata, _flags, (host, port) = self.sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(12))
         except (BlockingIOError, InterruptedError):
@@ -337,7 +350,7 @@ class _ConfinedServer(tftpy.TftpServer):
         selector.register(transfer.sock, selectors.EVENT_READ, transfer)
         log.debug("TFTP %r to %s:%d started, options %s", transfer.file_to_transfer, host, port, transfer.accepted)
 
-    def _receive(self, selector, transfer: _Transfer) -> None:
+    def _receive(self, selector: selectors.BaseSelector, transfer: _Transfer) -> None:
         try:
             if transfer.receive():
                 self._finish(selector, transfer, "sent", logging.INFO)
@@ -351,7 +364,7 @@ class _ConfinedServer(tftpy.TftpServer):
             transfer.send_error(ILLEGAL_OPERATION, "Illegal TFTP operation")
             self._finish(selector, transfer, f"aborted: {error}", logging.INFO)
 
-    def _retransmit(self, selector, transfer: _Transfer, now: float) -> None:
+    def _retransmit(self, selector: selectors.BaseSelector, transfer: _Transfer, now: float) -> None:
         transfer.retry_count += 1
         if transfer.retry_count > transfer.retries:
             self._finish(selector, transfer, "aborted: client stopped answering", logging.INFO)
@@ -363,7 +376,7 @@ class _ConfinedServer(tftpy.TftpServer):
         transfer.metrics.resent_bytes += len(transfer.last_pkt.buffer)
         transfer.last_update = now
 
-    def _finish(self, selector, transfer: _Transfer, outcome: str, level: int) -> None:
+    def _finish(self, selector: selectors.BaseSelector, transfer: _Transfer, outcome: str, level: int) -> None:
         key = transfer.sock.fileno()
         selector.unregister(transfer.sock)
         self.sessions.pop(key, None)
@@ -434,5 +447,5 @@ class TftpServer:
     def __enter__(self) -> TftpServer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

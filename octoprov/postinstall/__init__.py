@@ -3,13 +3,18 @@ packages and library scripts, run on the machine itself once it reports its firs
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from octoprov.targets.base import PostInstallInterface
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 
 class MachinePostInstall(PostInstallInterface):
     """Linux machines over SSH; Windows machines over WinRM."""
 
-    def run_item(self, ctx, item: dict) -> str:
+    def run_item(self, ctx: TaskContext, item: dict[str, Any]) -> str:
         if ctx.os_type == "linux":
             from octoprov.postinstall.linux import run_item
 

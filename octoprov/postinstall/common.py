@@ -8,11 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from octoprov import pipeline
 from octoprov.errors import PermanentError
 from octoprov.models import Node, Task
 from octoprov.paths import confined
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 TAIL_LINES = 20
 
@@ -20,8 +24,10 @@ TAIL_LINES = 20
 class TaskLog:
     """Output lines into the task log, written in batches (one database session per batch)."""
 
-    def __init__(self, ctx, step: str):
-        self.ctx, self.step, self.lines, self.tail = ctx, step, [], []
+    def __init__(self, ctx: TaskContext, step: str) -> None:
+        self.ctx, self.step = ctx, step
+        self.lines: list[str] = []
+        self.tail: list[str] = []
         self.flushed = time.monotonic()
 
     def __call__(self, line: str) -> None:
@@ -39,10 +45,10 @@ class TaskLog:
         self.flushed = time.monotonic()
 
 
-def reported(ctx, over: str) -> tuple[str, dict]:
+def reported(ctx: TaskContext, over: str) -> tuple[str, dict[str, Any]]:
     """(first address, node options) from the machine's own authenticated report: where to log on."""
     with ctx.database.session() as session:
-        task = session.get(Task, ctx.task_id)
+        task = session.get_one(Task, ctx.task_id)
         node = session.get(Node, task.result_node_id) if task.result_node_id else None
         if node is None or not node.ip_addresses:
             raise PermanentError(f"the machine reported no address: post-install over {over} needs `addresses` in "
@@ -50,12 +56,13 @@ def reported(ctx, over: str) -> tuple[str, dict]:
         return node.ip_addresses[0], dict(node.options or {})
 
 
-def with_retries(ctx, item: dict, title: str, repeatable: bool, attempt: Callable[[TaskLog], str | None]) -> str:
+def with_retries(ctx: TaskContext, item: dict[str, Any], title: str, repeatable: bool,
+                 attempt: Callable[[TaskLog], str | None]) -> str:
     """Run ``attempt`` (one try; its output goes to the sink it is given; None when it succeeded,
     else what went wrong, e.g. "exited with status 3") once, or for an item that may safely run
     again as many more times as ``postInstall.retries`` says, with a growing pause in between. The
     final failure fails the step with the last lines of output."""
-    attempts = 1 + (int((ctx.config.get("postInstall") or {}).get("retries", 2)) if repeatable else 0)
+    attempts = 1 + (ctx.spec.post_install.retries if repeatable else 0)
     for number in range(1, attempts + 1):
         sink = TaskLog(ctx, item["step"])
         try:
@@ -71,19 +78,19 @@ def with_retries(ctx, item: dict, title: str, repeatable: bool, attempt: Callabl
     raise PermanentError(f"{title} {problem}" + (f"; last output:\n{tail}" if tail else ""))
 
 
-def agent_skipped(ctx, item: dict, system: str, where: str, consequence: str) -> str:
+def agent_skipped(ctx: TaskContext, item: dict[str, Any], system: str, where: str, consequence: str) -> str:
     """The agent step when the images folder holds no installer for this OS: a warning, not a failure."""
     message = f"No {system} agent installer at images/{where}: {consequence}"
     log(ctx, item["step"], message, level="warn")
     return message
 
 
-def log(ctx, step: str, message: str, level: str = "info") -> None:
+def log(ctx: TaskContext, step: str, message: str, level: str = "info") -> None:
     with ctx.database.session() as session:
         pipeline.log(session, ctx.task_id, message, level=level, step=step)
 
 
-def pause(ctx, seconds: float) -> None:
+def pause(ctx: TaskContext, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         ctx.check_cancelled()
@@ -97,12 +104,12 @@ class PackageRun:
 
     name: str
     script: str
-    parameters: dict
+    parameters: dict[str, Any]
     idempotent: bool
     timeout_s: int
 
 
-def package_run(ctx, item: dict) -> PackageRun:
+def package_run(ctx: TaskContext, item: dict[str, Any]) -> PackageRun:
     from octoprov.packages import get_package, validate_parameters
 
     with ctx.database.session() as session:
@@ -111,7 +118,7 @@ def package_run(ctx, item: dict) -> PackageRun:
         return PackageRun(package.name, package.script, parameters, package.idempotent, package.timeout_s)
 
 
-def library_script(ctx, item: dict) -> str:
+def library_script(ctx: TaskContext, item: dict[str, Any]) -> str:
     """The text of a ``runScripts`` entry's file in the scripts library (a byte-order mark, which
     Windows editors write, left out)."""
     path = confined(ctx.settings.effective_scripts_dir, item["name"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from octoprov import deploykey, pipeline
 from octoprov.errors import PermanentError
@@ -19,6 +20,9 @@ from octoprov.postinstall import shell
 from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
 from octoprov.postinstall.ssh import Connection, SshTarget, connect, fingerprint, run_script, upload
 from octoprov.results import result_node
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,13 @@ class Work:
     # then run with ``script`` as its arguments
 
 
-def run_item(ctx, item: dict) -> str:
+def run_item(ctx: TaskContext, item: dict[str, Any]) -> str:
     target, password = _target(ctx)
     work = _work(ctx, item)
     if work is None:
         return agent_skipped(ctx, item, "Linux", ctx.settings.linux_agent_installer, "agent not installed")
 
-    def attempt(sink) -> str | None:
+    def attempt(sink: Callable[[str], None]) -> str | None:
         with connect(target, deploykey.private_key_text(ctx.settings), password) as connection:
             _pin_on_first_use(ctx, connection, target)
             status = _run(connection, work, target.username != "root", sink, ctx.check_cancelled)
@@ -48,7 +52,8 @@ def run_item(ctx, item: dict) -> str:
     return with_retries(ctx, item, work.title, work.repeatable, attempt)
 
 
-def _run(connection: Connection, work: Work, sudo: bool, sink: Callable[[str], None], check_cancelled) -> int:
+def _run(connection: Connection, work: Work, sudo: bool, sink: Callable[[str], None],
+         check_cancelled: Callable[[], None]) -> int:
     script = work.script
     if work.upload is not None:
         data, name = work.upload
@@ -57,25 +62,25 @@ def _run(connection: Connection, work: Work, sudo: bool, sink: Callable[[str], N
                       check_cancelled=check_cancelled)
 
 
-def _target(ctx) -> tuple[SshTarget, str | None]:
+def _target(ctx: TaskContext) -> tuple[SshTarget, str | None]:
     address, options = reported(ctx, "SSH")
     ssh = options.get("ssh") or {}
-    username = (ctx.config.get("os") or {}).get("adminUsername") or "root"
-    password = ctx.secrets().get("os.adminPassword")  # the key first; the account's password if the key is refused
+    username = ctx.spec.os.admin_username or "root"
+    password = ctx.spec.os.admin_password  # the key first; the account's password if the key is refused
     return SshTarget(address, int(ssh.get("port", 22)), username, tuple(ssh.get("hostKeys") or ())), password
 
 
-def _pin_on_first_use(ctx, connection: Connection, target: SshTarget) -> None:
+def _pin_on_first_use(ctx: TaskContext, connection: Connection, target: SshTarget) -> None:
     if not connection.first_use:
         return
     with ctx.database.session() as session:
-        node = result_node(session, session.get(Task, ctx.task_id))
+        node = result_node(session, session.get_one(Task, ctx.task_id))
         node.options = {**(node.options or {}), "ssh": {"port": target.port, "hostKeys": [connection.host_key]}}
         pipeline.log(session, ctx.task_id, f"{target.host}:{target.port} reported no host key; trusted on first "
                      f"use and pinned: {fingerprint(connection.host_key)}", level="warn", step="post-install")
 
 
-def _work(ctx, item: dict) -> Work | None:
+def _work(ctx: TaskContext, item: dict[str, Any]) -> Work | None:
     kind = item["type"]
     if kind == "agent":
         installer = ctx.settings.effective_images_dir / ctx.settings.linux_agent_installer

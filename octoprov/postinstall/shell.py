@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from octoprov.validation.names import check_parameter_name
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -20,8 +20,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from octoprov.errors import PermanentError, TargetUnreachable
+
+if TYPE_CHECKING:
+    import paramiko
 
 CONNECT_TIMEOUT_S = 20
 
@@ -36,7 +40,7 @@ class SshTarget:
 
 @dataclass(frozen=True)
 class Connection:
-    client: object  # paramiko.SSHClient
+    client: paramiko.SSHClient
     host_key: str  # the key the host showed, "type base64"
     first_use: bool
 
@@ -47,7 +51,9 @@ def fingerprint(key_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def _known_hosts(paramiko, target: SshTarget):
+def _known_hosts(target: SshTarget) -> paramiko.HostKeys:
+    import paramiko
+
     host_keys = paramiko.HostKeys()
     name = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
     for line in target.host_keys:
@@ -64,7 +70,7 @@ def connect(target: SshTarget, private_key: str, password: str | None = None) ->
     client = paramiko.SSHClient()
     pinned = bool(target.host_keys)
     if pinned:
-        client._host_keys = _known_hosts(paramiko, target)  # paramiko has no setter for these
+        client._host_keys = _known_hosts(target)  # type: ignore[attr-defined]  # paramiko has no setter for these
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
     else:
         # first use only: the caller logs the fingerprint and pins the key for every later connection
@@ -91,13 +97,19 @@ def connect(target: SshTarget, private_key: str, password: str | None = None) ->
         client.close()
         raise TargetUnreachable(f"SSH to {where} failed: {exc}") from None
     try:
-        shown = _line(client.get_transport().get_remote_server_key())
+        shown = _line(_transport(client).get_remote_server_key())
         yield Connection(client, shown, not pinned)
     finally:
         client.close()
 
 
-def _line(key) -> str:
+def _transport(client: paramiko.SSHClient) -> paramiko.Transport:
+    transport = client.get_transport()
+    assert transport is not None  # set once the client has connected, until it is closed
+    return transport
+
+
+def _line(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.get_base64()}"
 
 
@@ -106,7 +118,7 @@ def run_script(connection: Connection, script: str, *, sudo: bool, timeout_s: fl
     """Run ``script`` with ``sh -s`` (through ``sudo -n`` for an account other than root); returns its
     exit status. Output (stdout and stderr, merged) reaches ``on_line`` a line at a time."""
     command = "sudo -n sh -s" if sudo else "sh -s"
-    channel = connection.client.get_transport().open_session()
+    channel = _transport(connection.client).open_session()
     try:
         channel.set_combine_stderr(True)
         channel.exec_command(command)
@@ -140,7 +152,7 @@ def upload(connection: Connection, data: bytes, name: str) -> str:
     not SFTP, which not every server offers; returns the file's absolute path."""
     if not re.fullmatch(r"\.?[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
         raise ValueError(f"unsafe file name {name!r}")
-    channel = connection.client.get_transport().open_session()
+    channel = _transport(connection.client).open_session()
     try:
         channel.exec_command(f'umask 077 && cat > "$HOME/{name}" && printf %s "$HOME/{name}"')
         channel.sendall(data)

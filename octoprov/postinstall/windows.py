@@ -16,27 +16,32 @@ The agent needs no connection: the answer file installed it at first logon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from octoprov.answerfiles.autounattend import administrator_name
 from octoprov.answerfiles.inputs import TaskInputs
 from octoprov.errors import PermanentError
-from octoprov.models import Task
 from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
-from octoprov.targets.hyperv.commands import Cmdlet, cmdlet, pipeline, script
-from octoprov.targets.hyperv.connection import Endpoint, endpoint
-from octoprov.targets.hyperv.powershell import CommandFailed, HostSession, LoginRefused, host_session
+from octoprov.winrm.commands import Cmdlet, cmdlet, pipeline, script
+from octoprov.winrm.connection import Endpoint, endpoint
+from octoprov.winrm.powershell import CommandFailed, HostSession, LoginRefused, host_session
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 WINRM = {"ssl": False, "port": 5985, "transport": "ntlm"}  # what the first-logon commands enable
 FORMATTED = cmdlet("Out-String", Stream=True, Width=160)  # output objects as lines of text, as a console shows them
 EXIT_CODE = cmdlet("Get-Variable", Name="LASTEXITCODE", Scope="Global", ValueOnly=True, ErrorAction="Ignore")
 
 
-def run_item(ctx, item: dict) -> str:
+def run_item(ctx: TaskContext, item: dict[str, Any]) -> str:
     if item["type"] == "agent":
         return _agent(ctx, item)
     command, repeatable, timeout_s = _work(ctx, item)
     where = _endpoint(ctx)
 
-    def attempt(sink) -> str | None:
+    def attempt(sink: Callable[[str], None]) -> str | None:
         try:
             with host_session(where, check=ctx.check_cancelled) as session:
                 session.stream(pipeline(command, FORMATTED), sink, timeout_s)
@@ -52,7 +57,7 @@ def run_item(ctx, item: dict) -> str:
     return with_retries(ctx, item, command.name, repeatable, attempt)
 
 
-def _work(ctx, item: dict) -> tuple[Cmdlet, bool, float]:
+def _work(ctx: TaskContext, item: dict[str, Any]) -> tuple[Cmdlet, bool, float]:
     """(the item's script as a command with its parameters, may it run again, its time limit)."""
     kind = item["type"]
     if kind == "script":
@@ -64,20 +69,20 @@ def _work(ctx, item: dict) -> tuple[Cmdlet, bool, float]:
     raise PermanentError(f"post-install item {kind} cannot run on a Windows machine")
 
 
-def _agent(ctx, item: dict) -> str:
+def _agent(ctx: TaskContext, item: dict[str, Any]) -> str:
     where = ctx.settings.windows_agent_installer
     if not (ctx.settings.effective_images_dir / where).is_file():
         return agent_skipped(ctx, item, "Windows", where, "agent not installed")
     return f"Installed at first logon by the answer file's commands (images/{where}), before the first-boot report"
 
 
-def _endpoint(ctx) -> Endpoint:
-    """The machine's WinRM: its first reported address, the built-in Administrator and the task's
-    password (decrypted from the task's secrets, never logged)."""
+def _endpoint(ctx: TaskContext) -> Endpoint:
+    """The machine's WinRM: its first reported address, the built-in Administrator (named in the
+    image's language, hence the task's inputs) and the request's password (never logged)."""
     address, _options = reported(ctx, "WinRM")
     with ctx.database.session() as session:
-        inputs = TaskInputs.load(session, ctx.settings, ctx.vault, session.get(Task, ctx.task_id))
-    password = inputs.secrets.get("os.adminPassword")
+        inputs = TaskInputs.from_context(session, ctx)
+    password = ctx.spec.os.admin_password
     if not password:
         raise PermanentError("the task has no os.adminPassword to log on to the machine with")
     return endpoint(address, WINRM, administrator_name(inputs), password, ctx.hostname, f"machine {ctx.hostname}")

@@ -9,6 +9,9 @@ machine with a BMC off, so a cancelled install does not run on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from octoprov.errors import PermanentError
 from octoprov.postinstall import MachinePostInstall
 from octoprov.targets.base import (
     BootInterface,
@@ -19,51 +22,59 @@ from octoprov.targets.base import (
 )
 from octoprov.targets.redfish import RedfishPower
 
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo, TaskContext
+    from octoprov.taskspec import TaskSpec
+
 
 class BareMetalCompute(ComputeInterface):
-    def validate(self, config: dict, node) -> None:
+    def validate(self, spec: TaskSpec, node: NodeInfo | None) -> None:
         """The request model already requires the MAC for bare metal; nothing else to check cheaply."""
 
-    def create_machine(self, ctx) -> Machine:
-        return Machine(f"mac-{ctx.mac_address}", ctx.mac_address, f"Machine registered by its MAC {ctx.mac_address}")
+    def create_machine(self, ctx: TaskContext) -> Machine:
+        mac = ctx.mac_address
+        if mac is None:  # the request model requires it; a task without one has nothing to boot
+            raise PermanentError("a bare-metal task needs the machine's MAC address")
+        return Machine(f"mac-{mac}", mac, f"Machine registered by its MAC {mac}")
 
-    def destroy_machine(self, ctx) -> str:
+    def destroy_machine(self, ctx: TaskContext) -> str:
         if _has_bmc(ctx):
             return RedfishPower().power_off(ctx)
         return "Nothing to remove on a bare-metal machine"
 
 
-def _has_bmc(ctx) -> bool:
+def _has_bmc(ctx: TaskContext) -> bool:
     return ctx.node is not None and ctx.node.kind == "redfish"
 
 
 class BareMetalPower(PowerInterface):
     """Through the BMC when the machine has one, else by hand."""
 
-    def power_on(self, ctx) -> str:
+    def power_on(self, ctx: TaskContext) -> str:
         return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_on(ctx)
 
-    def power_off(self, ctx) -> str:
+    def power_off(self, ctx: TaskContext) -> str:
         return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_off(ctx)
 
 
 class ManualPower(PowerInterface):
-    def power_on(self, ctx) -> str:
+    def power_on(self, ctx: TaskContext) -> str:
         return "No BMC configured: power on the machine now (it boots from the network)"
 
-    def power_off(self, ctx) -> str:
+    def power_off(self, ctx: TaskContext) -> str:
         return "No BMC configured: power the machine off by hand if needed"
 
 
 class NetworkBoot(BootInterface):
-    def prepare_boot(self, ctx) -> str:
+    def prepare_boot(self, ctx: TaskContext) -> str:
         return "Boot config ready"  # the PXE services find the task by its MAC while it installs
 
-    def cleanup_boot(self, ctx) -> str:
+    def cleanup_boot(self, ctx: TaskContext) -> str:
         return "Boot config removed with the task"
 
 
 def baremetal_target() -> Target:
-    from octoprov.targets.hyperv.domainjoin import DjoinDomainJoin  # AD, whatever the machine runs on
+    from octoprov.domainjoin import domain_join_backend  # AD, whatever the machine runs on
 
-    return Target(BareMetalCompute(), BareMetalPower(), NetworkBoot(), DjoinDomainJoin(), MachinePostInstall())
+    return Target(BareMetalCompute(), BareMetalPower(), NetworkBoot(), domain_join_backend(),
+                  MachinePostInstall())

@@ -1,4 +1,4 @@
-"""The interfaces a target driver implements, one per concern, and the errors they raise.
+"""The interfaces a target driver implements, one per concern.
 
 A step calls exactly one method; every method is idempotent (a redelivered step calls it
 again and must not create a second machine), and ``validate`` is cheap, so ``POST /tasks``
@@ -10,9 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from octoprov.domainjoin.base import DomainJoinInterface
 from octoprov.specs import View
+
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo, TaskContext
+    from octoprov.taskspec import TaskSpec
+
+PLANNED_MAC = "52:54:00:00:00:00"  # in a dry run, stands for the MAC a machine gets when it is created
 
 
 @dataclass(frozen=True)
@@ -53,48 +60,39 @@ class InventoryInterface(ABC):
 
 class ComputeInterface(ABC):
     @abstractmethod
-    def validate(self, config: dict, node) -> None:
+    def validate(self, spec: TaskSpec, node: NodeInfo | None) -> None:
         """Raise InvalidRequest naming the field when the task cannot run on this target (cheap:
-        ``POST /tasks`` calls it before accepting). ``node`` is the hypervisor node row, if any."""
+        ``POST /tasks`` calls it before accepting). ``node`` is the hypervisor node, if any."""
 
     @abstractmethod
-    def create_machine(self, ctx) -> Machine:
+    def create_machine(self, ctx: TaskContext) -> Machine:
         """Create the machine, or adopt the one this task created before (tagged with its id)."""
 
     @abstractmethod
-    def destroy_machine(self, ctx) -> str:
+    def destroy_machine(self, ctx: TaskContext) -> str:
         """Remove the machine and everything created with it; a no-op when it is gone."""
 
 
 class PowerInterface(ABC):
     @abstractmethod
-    def power_on(self, ctx) -> str: ...
+    def power_on(self, ctx: TaskContext) -> str: ...
 
     @abstractmethod
-    def power_off(self, ctx) -> str: ...
+    def power_off(self, ctx: TaskContext) -> str: ...
 
 
 class BootInterface(ABC):
     @abstractmethod
-    def prepare_boot(self, ctx) -> str:
+    def prepare_boot(self, ctx: TaskContext) -> str:
         """Make the machine's next boot go to the network (or the answer ISO)."""
 
     @abstractmethod
-    def cleanup_boot(self, ctx) -> str: ...
-
-
-class DomainJoinInterface(ABC):
-    @abstractmethod
-    def provision_offline_join(self, ctx) -> str:
-        """Create the computer account and return the djoin blob."""
-
-    @abstractmethod
-    def remove_computer_account(self, ctx) -> str: ...
+    def cleanup_boot(self, ctx: TaskContext) -> str: ...
 
 
 class PostInstallInterface(ABC):
     @abstractmethod
-    def run_item(self, ctx, item: dict) -> str:
+    def run_item(self, ctx: TaskContext, item: dict[str, Any]) -> str:
         """Run one post-install item (agent, package, script) on the installed machine."""
 
 
@@ -108,8 +106,8 @@ class Target:
     boot: BootInterface
     domain: DomainJoinInterface
     post_install: PostInstallInterface
-    before_step: Callable[[Any, str], None] | None = None
+    before_step: Callable[[TaskContext, str], None] | None = None
 
 
-def as_json(items: list[View]) -> list[dict]:
+def as_json(items: list[View]) -> list[dict[str, Any]]:
     return [item.to_json() for item in items]

@@ -5,16 +5,21 @@ the machine and its purpose, numbered only where a purpose repeats (``web01-os``
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from octoprov.taskspec import DiskSpec
 
 
-def named_disks(hostname: str, disks: list[dict]) -> list[tuple[str, dict]]:
-    """``(name, disk)`` for each disk of the request (camelCase dicts), the OS disk first."""
-    ordered = sorted(disks, key=lambda disk: disk.get("purpose") != "os")  # stable: the rest keep their order
-    total = Counter(disk.get("purpose", "data") for disk in ordered)
-    numbered: Counter = Counter()
+def named_disks(hostname: str, disks: Sequence[DiskSpec]) -> list[tuple[str, DiskSpec]]:
+    """``(name, disk)`` for each disk of the request, the OS disk first."""
+    ordered = sorted(disks, key=lambda disk: disk.purpose != "os")  # stable: the rest keep their order
+    total = Counter(disk.purpose for disk in ordered)
+    numbered: Counter[str] = Counter()
     named = []
     for disk in ordered:
-        purpose = disk.get("purpose", "data")
-        numbered[purpose] += 1
-        named.append((f"{hostname}-{purpose}" + (f"-{numbered[purpose]}" if total[purpose] > 1 else ""), disk))
+        numbered[disk.purpose] += 1
+        suffix = f"-{numbered[disk.purpose]}" if total[disk.purpose] > 1 else ""
+        named.append((f"{hostname}-{disk.purpose}{suffix}", disk))
     return named

@@ -14,17 +14,19 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from octoprov.domainjoin import DomainJoinInterface
 from octoprov.errors import PermanentError, TransientError
 from octoprov.specs import Spec
+from octoprov.targets import registry
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
-    DomainJoinInterface,
     InventoryInterface,
     Machine,
     NetworkView,
@@ -33,6 +35,27 @@ from octoprov.targets.base import (
     StorageView,
     Target,
 )
+
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo, TaskContext
+    from octoprov.taskspec import TaskSpec
+
+
+def _known_queue(name: str) -> str:
+    if name not in registry.queues():
+        raise ValueError(f"must be one of {', '.join(registry.queues())}")
+    return name
+
+
+MachineScheduler = Callable[["TaskContext"], None]
+_machine_scheduler: MachineScheduler | None = None
+
+
+def use_machine_scheduler(schedule: MachineScheduler) -> None:
+    """Hand in what plays a fake machine after power-on (the workers' timed callback tasks): the
+    domain never imports the worker code that does it."""
+    global _machine_scheduler
+    _machine_scheduler = schedule
 
 
 class FakeOptions(Spec):
@@ -44,30 +67,30 @@ class FakeOptions(Spec):
                             description="Fail that many times with a transient error, then succeed; 0: always")
     callbacks: bool = Field(default=True, description="Simulate the machine's status callbacks after power-on")
     callback_delay_s: float = Field(default=0.2, ge=0, le=3600, description="Time between two callbacks")
-    machine_pool: Literal["default", "hyperv", "kvm", "baremetal"] = Field(
+    machine_pool: Annotated[str, AfterValidator(_known_queue)] = Field(
         default="default", description="Worker pool whose workers play the machine and send its callbacks, so a "
                                        "rehearsal can spread one task over two pools")
 
 
-def options_of(ctx) -> FakeOptions:
+def options_of(ctx: TaskContext) -> FakeOptions:
     raw = ((ctx.node.options if ctx.node else {}) or {}).get("fake") or {}
     return FakeOptions.model_validate(raw, by_alias=True, by_name=True)
 
 
-def fake_dir(ctx) -> Path:
+def fake_dir(ctx: TaskContext) -> Path:
     folder = ctx.data_dir / "fake"
     (folder / "machines").mkdir(parents=True, exist_ok=True)
     (folder / "failures").mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def record(ctx, action: str, **details) -> None:
+def record(ctx: TaskContext, action: str, **details: Any) -> None:
     line = json.dumps({"action": action, "task": ctx.task_id, "time": time.time(), **details}) + "\n"
     with open(fake_dir(ctx) / "events.jsonl", "a") as handle:  # one write: lines never interleave
         handle.write(line)
 
 
-def events(data_dir: Path) -> list[dict]:
+def events(data_dir: Path) -> list[dict[str, Any]]:
     path = Path(data_dir) / "fake" / "events.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -78,7 +101,7 @@ def fake_mac(task_id: int) -> str:
     return "02:00:" + ":".join(f"{b:02x}" for b in digest[:4])
 
 
-def act(ctx, step: str) -> None:
+def act(ctx: TaskContext, step: str) -> None:
     """Before every work step: take the configured time, watching for cancellation; fail as configured."""
     options = options_of(ctx)
     deadline = time.monotonic() + options.delay_s
@@ -99,14 +122,14 @@ def act(ctx, step: str) -> None:
         raise TransientError(f"fake transient failure at {step} ({counter.stat().st_size} of {options.fail_times})")
 
 
-def claim_record(path: Path, ctx, content: dict, what: str) -> dict | None:
+def claim_record(path: Path, ctx: TaskContext, content: dict[str, Any], what: str) -> dict[str, Any] | None:
     """Create the JSON record of something this task owns, exactly once. None when it was created
     now; the stored record when an earlier attempt of this task created it (adopt it); refused
     when it belongs to another task."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        existing = json.loads(path.read_text() or "{}")
+        existing: dict[str, Any] = json.loads(path.read_text() or "{}")
         if existing.get("task") != ctx.task_id:
             raise PermanentError(f"{what} belongs to another task") from None
         return existing
@@ -115,7 +138,7 @@ def claim_record(path: Path, ctx, content: dict, what: str) -> dict | None:
     return None
 
 
-def drop_record(path: Path, ctx, action: str, **details) -> bool:
+def drop_record(path: Path, ctx: TaskContext, action: str, **details: Any) -> bool:
     """Remove a record (and log the action); False when it was already gone."""
     if not path.exists():
         return False
@@ -125,13 +148,13 @@ def drop_record(path: Path, ctx, action: str, **details) -> bool:
 
 
 class FakeCompute(ComputeInterface):
-    def validate(self, config: dict, node) -> None:
+    def validate(self, spec: TaskSpec, node: NodeInfo | None) -> None:
         FakeOptions.model_validate(((node.options if node else None) or {}).get("fake") or {}, by_alias=True)
 
-    def _path(self, ctx) -> Path:
+    def _path(self, ctx: TaskContext) -> Path:
         return fake_dir(ctx) / "machines" / f"task-{ctx.task_id}.json"
 
-    def create_machine(self, ctx) -> Machine:
+    def create_machine(self, ctx: TaskContext) -> Machine:
         path = self._path(ctx)
         mac = ctx.mac_address or fake_mac(ctx.task_id)
         existing = claim_record(path, ctx, {"name": ctx.hostname, "mac": mac, "power": "off"},
@@ -139,63 +162,68 @@ class FakeCompute(ComputeInterface):
         if existing is not None:
             return Machine(path.stem, existing["mac"], f"Adopted {ctx.hostname} created by an earlier attempt")
         record(ctx, "create", machine=path.stem)
-        config = ctx.config.get("vm") or {}
+        vm = ctx.spec.vm
+        if vm is None:
+            return Machine(path.stem, mac, f"Created ? vCPU, ? GB RAM, 0 disks; MAC {mac}")
         return Machine(path.stem, mac,
-                       f"Created {config.get('cpu', '?')} vCPU, {config.get('memoryGb', '?')} GB RAM, "
-                       f"{len(config.get('disks') or [])} disks; MAC {mac}")
+                       f"Created {vm.cpu} vCPU, {vm.memory_gb} GB RAM, {len(vm.disks)} disks; MAC {mac}")
 
-    def destroy_machine(self, ctx) -> str:
+    def destroy_machine(self, ctx: TaskContext) -> str:
         path = self._path(ctx)
         return f"Removed {ctx.hostname}" if drop_record(path, ctx, "destroy", machine=path.stem) \
             else "no machine to remove"
 
 
 class FakePower(PowerInterface):
-    def power_on(self, ctx) -> str:
+    def power_on(self, ctx: TaskContext) -> str:
         record(ctx, "power_on")
         if options_of(ctx).callbacks:
-            from workers.fake_machine import boot  # the simulated machine runs as timed worker tasks
-
-            boot(ctx)
+            if _machine_scheduler is None:
+                raise PermanentError("no fake machine can report here: this process runs no fake-machine worker")
+            _machine_scheduler(ctx)  # the simulated machine runs as timed worker tasks
         return "Network boot started"
 
-    def power_off(self, ctx) -> str:
+    def power_off(self, ctx: TaskContext) -> str:
         record(ctx, "power_off")
         return "Powered off"
 
 
 class FakeBoot(BootInterface):
-    def prepare_boot(self, ctx) -> str:
+    def prepare_boot(self, ctx: TaskContext) -> str:
         record(ctx, "prepare_boot")
         return "Boot config ready"
 
-    def cleanup_boot(self, ctx) -> str:
+    def cleanup_boot(self, ctx: TaskContext) -> str:
         record(ctx, "cleanup_boot")
         return "Boot config removed"
 
 
 class FakeDomain(DomainJoinInterface):
-    def _account(self, ctx) -> Path:
+    def _account(self, ctx: TaskContext) -> Path:
         folder = fake_dir(ctx) / "accounts"
         folder.mkdir(exist_ok=True)
-        return folder / f"{ctx.config['domain']['name']}-{ctx.hostname}.json"
+        return folder / f"{ctx.spec.domain.name}-{ctx.hostname}.json"
 
-    def provision_offline_join(self, ctx) -> str:
+    def provision_offline_join(self, ctx: TaskContext) -> str:
         """Like ``djoin /provision``: one computer account per name; a repeat returns its blob."""
         if claim_record(self._account(ctx), ctx, {}, f"computer account {ctx.hostname}") is None:
             record(ctx, "computer_account", hostname=ctx.hostname)
-        return f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.config['domain']['name']}"
+        return f"FAKE-DJOIN-BLOB:{ctx.hostname}:{ctx.spec.domain.name}"
 
-    def remove_computer_account(self, ctx) -> str:
+    def remove_computer_account(self, ctx: TaskContext) -> str:
         if drop_record(self._account(ctx), ctx, "remove_computer_account", hostname=ctx.hostname):
             return f"Removed computer account {ctx.hostname}"
         return "no computer account to remove"
 
 
 class FakePostInstall(PostInstallInterface):
-    def run_item(self, ctx, item: dict) -> str:
+    def run_item(self, ctx: TaskContext, item: dict[str, Any]) -> str:
         record(ctx, "post_install", item=item)
         return f"Ran {item['type']}"
+
+
+def inventory_for_node(node: NodeInfo) -> FakeInventory:
+    return FakeInventory()
 
 
 def fake_target() -> Target:

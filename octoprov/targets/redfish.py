@@ -9,29 +9,40 @@ whatever its persistent boot order says, and restarts it if it was already runni
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.targets.base import PowerInterface
 
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
-def _sushy():
-    import sushy
+# sushy carries no type information (no py.typed): its objects are Any to a type checker
+System = Any  # sushy.resources.system.system.System
 
-    return sushy
+
+def _sushy() -> ModuleType:
+    """sushy, loaded only where a BMC is used."""
+    return importlib.import_module("sushy")
 
 
 @contextlib.contextmanager
-def redfish_system(ctx) -> Iterator:
+def redfish_system(ctx: TaskContext) -> Iterator[System]:
     """The sushy system object of the task's machine; BMC failures as target errors."""
     sushy = _sushy()
     node = ctx.node
+    if node is None:
+        raise PermanentError("a machine powered through its BMC needs the machine's BMC settings")
     bmc = (node.options or {}).get("bmc") or {}
     address = bmc.get("address") or node.endpoint
     try:
         root = sushy.Sushy(f"{address}/redfish/v1", username=node.username, password=node.credentials.get("password"),
                            verify=bool(bmc.get("verifyCertificate", True)))
-        yield _find_system(root, bmc.get("systemId"), set(node.mac_addresses or [ctx.mac_address]))
+        macs = set(node.mac_addresses or ([ctx.mac_address] if ctx.mac_address else []))
+        yield _find_system(root, bmc.get("systemId"), macs)
     except sushy.exceptions.ConnectionError as exc:
         raise TargetUnreachable(f"the BMC at {address} does not answer: {_reason(exc)}") from None
     except sushy.exceptions.AccessError:
@@ -48,7 +59,7 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc).splitlines()[0][:300]
 
 
-def _find_system(root, system_id: str | None, macs: set[str]):
+def _find_system(root: Any, system_id: str | None, macs: set[str]) -> System:
     if system_id:
         path = system_id if system_id.startswith("/redfish/") else f"/redfish/v1/Systems/{system_id}"
         return root.get_system(path)
@@ -66,7 +77,7 @@ def _find_system(root, system_id: str | None, macs: set[str]):
 
 
 class RedfishPower(PowerInterface):
-    def power_on(self, ctx) -> str:
+    def power_on(self, ctx: TaskContext) -> str:
         sushy = _sushy()
         with redfish_system(ctx) as system:
             system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_PXE, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
@@ -76,7 +87,7 @@ class RedfishPower(PowerInterface):
             system.reset_system(sushy.RESET_ON)
             return "Powered on through the BMC into a one-time network boot"
 
-    def power_off(self, ctx) -> str:
+    def power_off(self, ctx: TaskContext) -> str:
         sushy = _sushy()
         with redfish_system(ctx) as system:
             if system.power_state == sushy.POWER_STATE_OFF:

@@ -45,7 +45,8 @@ def _rdns(dn: str) -> list[tuple[str, str]]:
         raise ValueError(f"must be at most {_DN_MAX_LENGTH} characters")
     if has_control_characters(dn):
         raise ValueError("must not contain control characters")
-    parts, current, escaped = [], "", False
+    parts: list[str] = []
+    current, escaped = "", False
     for ch in dn:
         if escaped:
             current, escaped = current + ch, False

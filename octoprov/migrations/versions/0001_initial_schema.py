@@ -5,6 +5,8 @@ Revises:
 Create Date: 2026-11-25
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -17,7 +19,7 @@ depends_on = None
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-def _timestamps(updated: bool = True) -> list[sa.Column]:
+def _timestamps(updated: bool = True) -> list[sa.Column[datetime]]:
     columns = [sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)]
     if updated:
         columns.append(

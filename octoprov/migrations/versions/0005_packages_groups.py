@@ -5,6 +5,8 @@ Revises: 0004
 Create Date: 2026-11-27
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -17,7 +19,7 @@ depends_on = None
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-def _timestamps() -> list[sa.Column]:
+def _timestamps() -> list[sa.Column[datetime]]:
     return [sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
             for name in ("created_at", "updated_at")]
 

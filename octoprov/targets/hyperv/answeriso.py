@@ -58,6 +58,8 @@ def for_dvd_install(autounattend: str, endpoints: Endpoints, task_id: int, token
         raise PermanentError("the answer file has no first-logon commands to report the installation with")
     for command in logon.findall("u:SynchronousCommand", _NS):
         order = command.find("u:Order", _NS)
+        if order is None or order.text is None:
+            raise PermanentError("a first-logon command of the answer file has no Order")
         order.text = str(int(order.text) + len(_REPORTS))
     for position, (event, message, description) in enumerate(_REPORTS):
         command = ET.Element(f"{{{UNATTEND}}}SynchronousCommand", {f"{{{WCM}}}action": "add"})

@@ -4,6 +4,7 @@ the answer ISO beside it, built here and copied to the host over the same PSRP c
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from octoprov.answerfiles.files import task_files
 from octoprov.answerfiles.share import Endpoints
@@ -14,12 +15,16 @@ from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.answeriso import answer_iso, for_dvd_install
 from octoprov.targets.hyperv.commands import VmPlan
 from octoprov.targets.hyperv.options import hyperv_options
-from octoprov.targets.hyperv.powershell import HostSession
 from octoprov.targets.hyperv.vms import HostDriver, plan_on_host, required_vm
+from octoprov.winrm.commands import cmdlet, pipeline
+from octoprov.winrm.powershell import HostSession
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 
 class HyperVBoot(HostDriver, BootInterface):
-    def prepare_boot(self, ctx) -> str:
+    def prepare_boot(self, ctx: TaskContext) -> str:
         with self._host(ctx) as host:
             plan = plan_on_host(ctx, host)
             vm = required_vm(host, ctx)
@@ -32,22 +37,22 @@ class HyperVBoot(HostDriver, BootInterface):
                 host.run(command)
             return f"Answer ISO {plan.answer_iso} attached beside {plan.install_iso}; DVD first"
 
-    def cleanup_boot(self, ctx) -> str:
+    def cleanup_boot(self, ctx: TaskContext) -> str:
         """Rollback removes the answer ISO with the VM; this catches one left without it."""
         if hyperv_options(ctx.node.options if ctx.node else None).boot_mode == "pxe":
             return "Nothing to remove: the boot order goes with the machine"
         with self._host(ctx, cancellable=False) as host:
-            plan = plan_on_host(ctx, host)
-            if not host.run(commands.existing_files([plan.answer_iso]))[0]:
+            path = answer_iso_of(plan_on_host(ctx, host))
+            if not host.run(commands.existing_files([path]))[0]:
                 return "no answer ISO to remove"
-            host.run(commands.pipeline(commands.cmdlet("Remove-Item", LiteralPath=plan.answer_iso, Force=True)))
-            return f"Removed {plan.answer_iso}"
+            host.run(pipeline(cmdlet("Remove-Item", LiteralPath=path, Force=True)))
+            return f"Removed {path}"
 
 
-def answer_file(ctx) -> str:
+def answer_file(ctx: TaskContext) -> str:
     """The task's Autounattend.xml as the network install would serve it, adapted to the DVD."""
     with ctx.database.session() as session:
-        rendered = task_files(session, ctx.settings, ctx.vault, session.get(Task, ctx.task_id))
+        rendered = task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
     if "autounattend.xml" not in rendered.files:
         why = rendered.problems.get("autounattend.xml") or "this task's image is not a Windows image"
         raise PermanentError(f"no answer file for the answer ISO: {why}")
@@ -58,10 +63,18 @@ def answer_file(ctx) -> str:
 def put_answer_iso(host: HostSession, plan: VmPlan, autounattend: str) -> None:
     """Copy the answer ISO to the host in chunks and check what arrived by its SHA-256."""
     data = answer_iso(autounattend)
-    *chunks, check = commands.upload(plan.answer_iso, data)
+    path = answer_iso_of(plan)
+    *chunks, check = commands.upload(path, data)
     for command in chunks:
         host.run(command)
     arrived = "".join(str(line) for line in host.run(check)).strip().lower()
     if arrived != hashlib.sha256(data).hexdigest():
-        raise PermanentError(f"the answer ISO copied to {plan.answer_iso} on {host.where.label} does not match "
+        raise PermanentError(f"the answer ISO copied to {path} on {host.where.label} does not match "
                              "what was sent")
+
+
+def answer_iso_of(plan: VmPlan) -> str:
+    """Where the answer ISO goes on the host; only ISO mode has one."""
+    if plan.answer_iso is None:
+        raise PermanentError(f"{plan.name} boots from the network: it has no answer ISO")
+    return plan.answer_iso

@@ -2,23 +2,30 @@
 bound parameters. Pure functions of a :class:`VmPlan`, so every option is testable as a table and
 the dry run lists exactly what a task would run.
 
-No value is ever written into script text. A command is a cmdlet name and its parameters, which
-pypsrp sends to the host as typed PSRP parameters (``add_cmdlet(...).add_parameter(...)``).
-Where PowerShell needs an object rather than a value (Set-VMFirmware's boot device), runs a
-program with arguments (djoin.exe) or has to shape its output as JSON, the command is one of the
-fixed scripts in ``SCRIPTS``: constant text whose ``param()`` block receives the values as bound
-parameters in the same way. Post-install items run their own scripts (a package's, a library
-file's) on installed machines just so: the text as it is, the values bound to its ``param()``.
+No value is ever written into script text: a command is a cmdlet name and its parameters, which
+pypsrp sends to the host as typed PSRP parameters. Where PowerShell needs an object rather than a
+value (Set-VMFirmware's boot device) or has to shape its output as JSON, the command is one of the
+fixed scripts in ``scripts/`` (``SCRIPTS``), whose ``param()`` block receives the values as bound
+parameters in the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ntpath
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from octoprov.targets.disks import named_disks
+from octoprov.winrm.commands import Cmdlet, Pipeline, cmdlet, fixed, pipeline
+from octoprov.winrm.scriptfiles import scripts
+
+if TYPE_CHECKING:
+    from octoprov.taskspec import DiskSpec
+
+PACKAGE = "octoprov.targets.hyperv"
+SCRIPTS = scripts(PACKAGE)  # the fixed scripts of scripts/, by name
 
 GIB = 1024**3
 TAG = "octoprov-task:"
@@ -30,55 +37,6 @@ BIOS_ORDER = {"pxe": ("LegacyNetworkAdapter", "IDE", "CD", "Floppy"),
               "iso": ("CD", "IDE", "LegacyNetworkAdapter", "Floppy")}
 LEGACY_ADAPTER = "Legacy Network Adapter"
 DEFAULT_ADAPTER = "Network Adapter"  # the synthetic adapter New-VM adds
-
-
-@dataclass(frozen=True)
-class Cmdlet:
-    """One command with its bound parameters, in the order they are sent. ``True`` sets a switch.
-    ``text``: a script that is not one of ``SCRIPTS`` (a post-install package or library script),
-    run with the parameters bound to its ``param()`` block just the same; ``name`` then only names it."""
-
-    name: str
-    parameters: tuple[tuple[str, Any], ...] = ()
-    text: str | None = field(default=None, repr=False)
-
-    @property
-    def script(self) -> str | None:
-        """The script text behind this command: its own, or the fixed one when the name is one of
-        ``SCRIPTS``; None for a cmdlet."""
-        return self.text if self.text is not None else SCRIPTS.get(self.name)
-
-    def get(self, name: str) -> Any:
-        return dict(self.parameters).get(name)
-
-    def to_json(self) -> dict:
-        """For the dry run and logs: bytes (file contents, which carry secrets) shown by size only."""
-        shown = {name: f"<{len(value)} bytes>" if isinstance(value, bytes) else value
-                 for name, value in self.parameters}
-        return {"script" if self.script else "cmdlet": self.name, "parameters": shown}
-
-
-Pipeline = tuple[Cmdlet, ...]
-
-
-def cmdlet(name: str, **parameters: Any) -> Cmdlet:
-    """A command; parameters set to None are left out."""
-    return Cmdlet(name, tuple((key, value) for key, value in parameters.items() if value is not None))
-
-
-def script(name: str, text: str, parameters: dict[str, Any]) -> Cmdlet:
-    """A script of its own (``text``) with ``parameters`` bound by name, never pasted into it."""
-    return Cmdlet(name, tuple(parameters.items()), text)
-
-
-def pipeline(*cmdlets: Cmdlet) -> Pipeline:
-    return tuple(cmdlets)
-
-
-def to_json(command: Cmdlet | Pipeline) -> dict:
-    if isinstance(command, Cmdlet):
-        return command.to_json()
-    return command[0].to_json() if len(command) == 1 else {"pipeline": [item.to_json() for item in command]}
 
 
 # --- the plan of one machine ----------------------------------------------------------------------
@@ -143,11 +101,11 @@ def task_mac(task_id: int) -> str:
     return "02:" + ":".join(f"{byte:02x}" for byte in digest[:5])
 
 
-def disk_plans(hostname: str, directory: str, disks: list[dict]) -> tuple[DiskPlan, ...]:
+def disk_plans(hostname: str, directory: str, disks: Sequence[DiskSpec]) -> tuple[DiskPlan, ...]:
     """One VHDX per disk, OS disk first, named after the machine and the disk's purpose
     (``web01-os.vhdx``, ``web01-data-1.vhdx``, ``web01-data-2.vhdx``)."""
-    return tuple(DiskPlan(ntpath.join(directory, f"{name}.vhdx"), int(disk["sizeGb"]) * GIB,
-                          disk.get("type") == "fixed") for name, disk in named_disks(hostname, disks))
+    return tuple(DiskPlan(ntpath.join(directory, f"{name}.vhdx"), disk.size_gb * GIB, disk.type == "fixed")
+                 for name, disk in named_disks(hostname, disks))
 
 
 def answer_iso_path(directory: str, hostname: str) -> str:
@@ -158,15 +116,15 @@ def answer_iso_path(directory: str, hostname: str) -> str:
 
 
 def read_vm(name: str) -> Cmdlet:
-    return cmdlet("Read-OctoprovVM", Name=name)
+    return fixed(PACKAGE, "Read-OctoprovVM", Name=name)
 
 
 def read_host_storage() -> Cmdlet:
-    return cmdlet("Read-OctoprovHostStorage")
+    return fixed(PACKAGE, "Read-OctoprovHostStorage")
 
 
 def read_switches() -> Cmdlet:
-    return cmdlet("Read-OctoprovSwitches")
+    return fixed(PACKAGE, "Read-OctoprovSwitches")
 
 
 def existing_files(paths: list[str]) -> Cmdlet:
@@ -206,7 +164,7 @@ def create_vm(plan: VmPlan) -> list[Pipeline]:
     return commands
 
 
-def _disk_slot(generation: int, index: int) -> dict:
+def _disk_slot(generation: int, index: int) -> dict[str, Any]:
     """Generation 1 boots from IDE only: the OS disk takes IDE 0:0, the others go on SCSI.
     Generation 2 has SCSI only, where Hyper-V picks the next free location."""
     if generation == 2:
@@ -246,8 +204,9 @@ def boot_order(plan: VmPlan) -> list[Pipeline]:
     if plan.generation == 1:
         return [pipeline(cmdlet("Set-VMBios", VMName=plan.name, StartupOrder=list(BIOS_ORDER[plan.boot_mode])))]
     if plan.boot_mode == "pxe":
-        return [pipeline(cmdlet("Set-OctoprovFirstBootDevice", VMName=plan.name, Device="Network"))]
-    return [pipeline(cmdlet("Set-OctoprovFirstBootDevice", VMName=plan.name, Device="DVD", Path=plan.install_iso))]
+        return [pipeline(fixed(PACKAGE, "Set-OctoprovFirstBootDevice", VMName=plan.name, Device="Network"))]
+    return [pipeline(fixed(PACKAGE, "Set-OctoprovFirstBootDevice", VMName=plan.name, Device="DVD",
+                           Path=plan.install_iso))]
 
 
 # --- ISO mode -------------------------------------------------------------------------------------
@@ -257,7 +216,7 @@ def upload(path: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[Pipel
     """Write ``data`` to ``path`` on the host in chunks sent as byte-array parameters, then read
     back its SHA-256 (the caller compares it)."""
     chunks = [data[start:start + chunk_bytes] for start in range(0, len(data), chunk_bytes)] or [b""]
-    commands = [pipeline(cmdlet("Write-OctoprovFileChunk", Path=path, Data=chunk, Append=index > 0))
+    commands = [pipeline(fixed(PACKAGE, "Write-OctoprovFileChunk", Path=path, Data=chunk, Append=index > 0))
                 for index, chunk in enumerate(chunks)]
     return [*commands, file_hash(path)]
 
@@ -291,7 +250,7 @@ def start_vm(name: str) -> Pipeline:
 def press_enter(name: str) -> Pipeline:
     """Generation 2 firmware boots a Windows DVD only after "Press any key to boot from CD or DVD";
     Enter, typed through the VM's virtual keyboard for ten seconds after the start, is that key."""
-    return pipeline(cmdlet("Send-OctoprovEnterKey", VMName=name, Seconds=10))
+    return pipeline(fixed(PACKAGE, "Send-OctoprovEnterKey", VMName=name, Seconds=10))
 
 
 def stop_vm(name: str) -> Pipeline:
@@ -305,119 +264,3 @@ def remove_vm(name: str, files: list[str], running: bool) -> list[Pipeline]:
     commands.append(pipeline(cmdlet("Remove-VM", Name=name, Force=True)))
     commands += [pipeline(cmdlet("Remove-Item", LiteralPath=path, Force=True)) for path in files]
     return commands
-
-
-# --- offline domain join (on the management host) -------------------------------------------------
-
-
-def find_computer(name: str, domain: str) -> Cmdlet:
-    return cmdlet("Find-OctoprovComputerAccount", Name=name, Server=domain)
-
-
-def provision_join(domain: str, machine: str, ou: str | None, reuse: bool) -> Cmdlet:
-    """djoin.exe /provision; ``reuse`` only for an account this task created before (its tag)."""
-    return cmdlet("Invoke-OctoprovDjoin", Domain=domain, Machine=machine, MachineOU=ou, Reuse=reuse)
-
-
-def tag_computer(name: str, domain: str, task_id: int) -> Cmdlet:
-    return cmdlet("Set-ADComputer", Identity=name, Server=domain, Description=f"{TAG}{task_id}")
-
-
-def remove_computer(distinguished_name: str, domain: str) -> Cmdlet:
-    return cmdlet("Remove-ADComputer", Identity=distinguished_name, Server=domain, Confirm=False)
-
-
-# --- the fixed scripts ----------------------------------------------------------------------------
-
-SCRIPTS = {
-    "Read-OctoprovVM": r"""
-param([Parameter(Mandatory)][string]$Name)
-foreach ($vm in @(Get-VM -Name $Name -ErrorAction Ignore)) {
-    $info = [ordered]@{
-        Id = [string]$vm.Id; Name = $vm.Name; Notes = $vm.Notes; State = [string]$vm.State
-        Generation = $vm.Generation; Path = $vm.Path
-        Disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
-        Dvds = @(Get-VMDvdDrive -VM $vm | ForEach-Object { $_.Path })
-        Adapters = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object {
-            [ordered]@{ Name = $_.Name; MacAddress = $_.MacAddress; SwitchName = $_.SwitchName
-                        IsLegacy = [bool]$_.IsLegacy }
-        })
-    }
-    ConvertTo-Json -InputObject $info -Compress -Depth 4
-}
-""",
-    "Read-OctoprovHostStorage": r"""
-$vmHost = Get-VMHost
-$volumes = foreach ($v in @(Get-Volume | Where-Object { $_.DriveLetter -and $_.DriveType -eq 'Fixed' })) {
-    [ordered]@{ Name = "$($v.DriveLetter):\"; Label = $v.FileSystemLabel; FileSystem = $v.FileSystem
-                SizeBytes = [int64]$v.Size; FreeBytes = [int64]$v.SizeRemaining }
-}
-ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{
-    VirtualHardDiskPath = $vmHost.VirtualHardDiskPath; VirtualMachinePath = $vmHost.VirtualMachinePath
-    Volumes = @($volumes)
-})
-""",
-    "Read-OctoprovSwitches": r"""
-$switches = foreach ($s in @(Get-VMSwitch)) {
-    [ordered]@{ Name = $s.Name; SwitchType = [string]$s.SwitchType; NetAdapter = $s.NetAdapterInterfaceDescription }
-}
-ConvertTo-Json -Compress -Depth 3 -InputObject @($switches)
-""",
-    "Set-OctoprovFirstBootDevice": r"""
-param([Parameter(Mandatory)][string]$VMName, [Parameter(Mandatory)][ValidateSet('Network', 'DVD')][string]$Device,
-      [string]$Path)
-if ($Device -eq 'Network') {
-    $first = Get-VMNetworkAdapter -VMName $VMName | Select-Object -First 1
-} else {
-    $first = Get-VMDvdDrive -VMName $VMName | Where-Object { $_.Path -eq $Path } | Select-Object -First 1
-}
-if (-not $first) { throw "$VMName has no $Device device to boot from" }
-Set-VMFirmware -VMName $VMName -FirstBootDevice $first -ErrorAction Stop
-""",
-    "Send-OctoprovEnterKey": r"""
-param([Parameter(Mandatory)][string]$VMName, [int]$Seconds = 10)
-$vm = Get-CimInstance -Namespace root\virtualization\v2 -ClassName Msvm_ComputerSystem |
-    Where-Object { $_.ElementName -eq $VMName } | Select-Object -First 1
-if (-not $vm) { throw "no VM called $VMName" }
-$keyboard = Get-CimAssociatedInstance -InputObject $vm -ResultClassName Msvm_Keyboard
-for ($i = 0; $i -lt $Seconds; $i++) {
-    Invoke-CimMethod -InputObject $keyboard -MethodName TypeKey -Arguments @{ keyCode = [uint32]13 } | Out-Null
-    Start-Sleep -Seconds 1
-}
-""",
-    "Write-OctoprovFileChunk": r"""
-param([Parameter(Mandatory)][string]$Path, [Parameter(Mandatory)][AllowEmptyCollection()][byte[]]$Data,
-      [bool]$Append)
-$mode = if ($Append) { [IO.FileMode]::Append } else { [IO.FileMode]::Create }
-$stream = [IO.File]::Open($Path, $mode, [IO.FileAccess]::Write)
-try { $stream.Write($Data, 0, $Data.Length) } finally { $stream.Dispose() }
-""",
-    "Find-OctoprovComputerAccount": r"""
-param([Parameter(Mandatory)][string]$Name, [Parameter(Mandatory)][string]$Server)
-try {
-    $account = Get-ADComputer -Identity $Name -Server $Server -Properties Description -ErrorAction Stop
-} catch [Microsoft.ActiveDirectory.Management.ADIdentityNotFoundException] {
-    return
-}
-ConvertTo-Json -Compress -InputObject ([ordered]@{
-    Name = $account.Name; DistinguishedName = $account.DistinguishedName; Description = $account.Description
-})
-""",
-    "Invoke-OctoprovDjoin": r"""
-param([Parameter(Mandatory)][string]$Domain, [Parameter(Mandatory)][string]$Machine, [string]$MachineOU,
-      [bool]$Reuse)
-$file = Join-Path ([IO.Path]::GetTempPath()) ('octoprov-' + [Guid]::NewGuid().ToString('N') + '.txt')
-$arguments = @('/provision', '/domain', $Domain, '/machine', $Machine, '/savefile', $file)
-if ($MachineOU) { $arguments += @('/machineou', $MachineOU) }
-if ($Reuse) { $arguments += '/reuse' }
-try {
-    $output = & (Join-Path $env:SystemRoot 'System32\djoin.exe') @arguments 2>&1
-    if ($LASTEXITCODE -ne 0) {
-        throw ('djoin.exe failed with exit code {0}: {1}' -f $LASTEXITCODE, ($output | Out-String).Trim())
-    }
-    [IO.File]::ReadAllText($file)
-} finally {
-    Remove-Item -LiteralPath $file -Force -ErrorAction SilentlyContinue
-}
-""",
-}

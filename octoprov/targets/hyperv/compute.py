@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import ntpath
+from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
 from octoprov.targets.base import ComputeInterface, Machine
 from octoprov.targets.hyperv import commands
-from octoprov.targets.hyperv.connection import node_endpoint
 from octoprov.targets.hyperv.options import hyperv_options
-from octoprov.targets.hyperv.powershell import HostSession, host_session
 from octoprov.targets.hyperv.vms import HostDriver, find_vm, mac_of, own_vm, plan_on_host
+from octoprov.winrm.connection import node_endpoint
+from octoprov.winrm.powershell import HostSession, host_session
+
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo, TaskContext
+    from octoprov.taskspec import TaskSpec
 
 
 class HyperVCompute(HostDriver, ComputeInterface):
-    def validate(self, config: dict, node) -> None:
+    def validate(self, spec: TaskSpec, node: NodeInfo | None) -> None:
         """The vSwitch exists on the host and the disks fit on the volume that will hold them (all
         of them, dynamic ones too: a full volume pauses every VM on it). A host that does not answer
         now is no reason to refuse; a refused login is the node's mistake, named as such."""
-        vm = config.get("vm") or {}
-        switch = (vm.get("network") or {}).get("vswitch")
-        if not switch:
+        vm = spec.vm
+        switch = vm.network.vswitch if vm else None
+        if vm is None or not switch:
             raise InvalidRequest({"vm.network.vswitch": "required for Hyper-V: the virtual switch the VM connects to"})
         if node is None or not node.endpoint:
             return
@@ -41,19 +46,19 @@ class HyperVCompute(HostDriver, ComputeInterface):
         if switch not in names:
             raise InvalidRequest({"vm.network.vswitch": f"no virtual switch called {switch} on {node.name} "
                                                         f"(it has: {', '.join(names) or 'none'})"})
-        directory = vm.get("storagePath") or storage["VirtualHardDiskPath"]
+        directory = vm.storage_path or storage["VirtualHardDiskPath"]
         volume = volume_of(directory, storage.get("Volumes") or [])
         if volume is None:
-            if vm.get("storagePath"):
+            if vm.storage_path:
                 raise InvalidRequest({"vm.storagePath": f"{directory} is on no local volume of {node.name}"})
             return
-        wanted = sum(int(disk["sizeGb"]) for disk in vm.get("disks") or []) * commands.GIB
+        wanted = sum(disk.size_gb for disk in vm.disks) * commands.GIB
         free = volume["FreeBytes"]
         if wanted > free:
             raise InvalidRequest({"vm.disks": f"{wanted / commands.GIB:.0f} GiB of disks do not fit on "
                                               f"{volume['Name']} of {node.name}: {free / commands.GIB:.1f} GiB free"})
 
-    def create_machine(self, ctx) -> Machine:
+    def create_machine(self, ctx: TaskContext) -> Machine:
         """Adopt this task's complete VM; remove one an interrupted attempt left half-made (its tag
         still says ``creating``) and create it again; refuse VHDX files that exist without it."""
         with self._host(ctx) as host:
@@ -72,13 +77,15 @@ class HyperVCompute(HostDriver, ComputeInterface):
             for command in commands.create_vm(plan):
                 host.run(command)
             vm = find_vm(host, ctx.hostname)
+            if vm is None:
+                raise PermanentError(f"{ctx.hostname} is not on {host.where.label} after the commands creating it")
             mac = _mac(vm)
             gb = plan.memory_bytes // commands.GIB
             return Machine(vm["Id"], mac, f"Created {plan.cpu} vCPU, {gb} GB RAM, {len(plan.disks)} disks in "
                                           f"{ntpath.dirname(paths[0]) if paths else '-'} on {host.where.label}; "
                                           f"MAC {mac}")
 
-    def destroy_machine(self, ctx) -> str:
+    def destroy_machine(self, ctx: TaskContext) -> str:
         with self._host(ctx, cancellable=False) as host:
             vm = own_vm(host, ctx)
             if vm is None:
@@ -87,7 +94,7 @@ class HyperVCompute(HostDriver, ComputeInterface):
             return f"Removed {ctx.hostname} and {removed} file(s) on {host.where.label}"
 
 
-def remove(host: HostSession, vm: dict, leftovers: list[str] | None = None) -> int:
+def remove(host: HostSession, vm: dict[str, Any], leftovers: list[str] | None = None) -> int:
     """Power off, remove the VM, delete its VHDX files and its answer ISO (the installation ISO is
     not the task's). ``leftovers``: files an interrupted attempt may have made before attaching them."""
     name = vm["Name"]
@@ -103,13 +110,13 @@ def remove(host: HostSession, vm: dict, leftovers: list[str] | None = None) -> i
     return len(files)
 
 
-def volume_of(path: str, volumes: list[dict]) -> dict | None:
+def volume_of(path: str, volumes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The volume holding ``path``: the longest drive root it starts with (case does not matter)."""
     matches = [volume for volume in volumes if path.lower().startswith(volume["Name"].lower())]
     return max(matches, key=lambda volume: len(volume["Name"]), default=None)
 
 
-def _mac(vm: dict) -> str:
+def _mac(vm: dict[str, Any]) -> str:
     try:
         return mac_of(vm)
     except ValueError as exc:

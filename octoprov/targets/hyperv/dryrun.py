@@ -5,28 +5,41 @@ VHD folder is asked for (when the request names no storagePath); file contents a
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
+from octoprov.domainjoin import commands as djoin
+from octoprov.domainjoin.djoin import management_endpoint
 from octoprov.errors import OctoprovError
 from octoprov.targets.hyperv import commands
-from octoprov.targets.hyperv.connection import Connect, node_endpoint
-from octoprov.targets.hyperv.domainjoin import management_endpoint
-from octoprov.targets.hyperv.powershell import host_session
-from octoprov.targets.hyperv.vms import storage_dirs, vm_plan
+from octoprov.targets.hyperv.vms import storage_dirs, vm_plan, vm_spec
+from octoprov.winrm.commands import Cmdlet, Pipeline, to_json
+from octoprov.winrm.connection import Connect, node_endpoint
+from octoprov.winrm.powershell import host_session
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 ANSWER_ISO = "<the answer ISO, built when the step runs>"
+Step = tuple[str, str, list[Cmdlet | Pipeline]]  # (step, the host it runs on, its commands in order)
 
 
-def planned_commands(ctx, connect: Connect | None = None) -> tuple[str, list[str]]:
+def plan_artifacts(ctx: TaskContext) -> tuple[dict[str, str], list[str]]:
+    text, notes = planned_commands(ctx)
+    return {"hyperv-commands.json": text}, notes
+
+
+def planned_commands(ctx: TaskContext, connect: Connect | None = None) -> tuple[str, list[str]]:
     """(the JSON text, notes for the plan)."""
     notes = []
-    asks_host = not (ctx.config.get("vm") or {}).get("storagePath")
+    storage_path = vm_spec(ctx).storage_path
+    asks_host = not storage_path
     try:
         if not asks_host:
             raise LookupError
         with host_session(node_endpoint(ctx.node), connect) as host:
-            vm_path, vhd_dir = storage_dirs(host, ctx.config)
+            vm_path, vhd_dir = storage_dirs(host, storage_path)
     except (LookupError, OctoprovError) as exc:
-        vm_path, vhd_dir = storage_dirs(None, ctx.config)
+        vm_path, vhd_dir = storage_dirs(None, storage_path)
         if isinstance(exc, OctoprovError):
             notes.append(f"hyperv-commands.json: {vhd_dir} stands for the host's folder: {exc.message}")
     plan = vm_plan(ctx, vm_path, vhd_dir)
@@ -35,37 +48,40 @@ def planned_commands(ctx, connect: Connect | None = None) -> tuple[str, list[str
                      f"program signed for that template; an unsigned {ctx.settings.uefi_boot_file} is refused, so "
                      "sign it or set vm.secureboot to false")
     name, disks = plan.name, [disk.path for disk in plan.disks]
+    node = ctx.node.name if ctx.node else ""
     storage = [commands.read_host_storage()] if asks_host else []
-    steps = [("create_vm", ctx.node.name, [*storage, commands.read_vm(name), commands.existing_files(disks),
-                                            *commands.create_vm(plan), commands.read_vm(name)])]
-    rollback = [("destroy_machine", ctx.node.name,
-                 [commands.read_vm(name), *commands.remove_vm(name, disks + ([plan.answer_iso] if plan.answer_iso
-                                                                                else []), running=True)])]
-    domain = ctx.config.get("domain") or {}
-    if domain.get("join") and domain.get("method", "offline") == "offline":
+    steps: list[Step] = [("create_vm", node, [*storage, commands.read_vm(name), commands.existing_files(disks),
+                                              *commands.create_vm(plan), commands.read_vm(name)])]
+    removed = disks + ([plan.answer_iso] if plan.answer_iso else [])
+    rollback: list[Step] = [("destroy_machine", node,
+                             [commands.read_vm(name), *commands.remove_vm(name, removed, running=True)])]
+    domain = ctx.spec.domain
+    if domain.join and domain.method == "offline":
         try:
             manager = management_endpoint(ctx.settings).label
         except OctoprovError as exc:
             manager = "the management host"
             notes.append(f"hyperv-commands.json: {exc.message}")
+        domain_name = domain.name or ""
         steps.append(("prepare_domain_join", manager, [
-            commands.find_computer(name, domain["name"]),
-            commands.provision_join(domain["name"], name, domain.get("ou"), reuse=False),
-            commands.tag_computer(name, domain["name"], ctx.task_id)]))
+            djoin.find_computer(name, domain_name),
+            djoin.provision_join(domain_name, name, domain.ou, reuse=False),
+            djoin.tag_computer(name, domain_name, ctx.task_id)]))
         rollback.append(("remove_computer_account", manager, [
-            commands.find_computer(name, domain["name"]),
-            commands.remove_computer(f"<distinguished name of {name}>", domain["name"])]))
+            djoin.find_computer(name, domain_name),
+            djoin.remove_computer(f"<distinguished name of {name}>", domain_name)]))
+    boot: list[Cmdlet | Pipeline]
     if plan.boot_mode == "pxe":
         boot = [*storage, commands.read_vm(name), *commands.boot_order(plan)]
     else:
-        *chunks, check = commands.upload(plan.answer_iso, b"")
+        *chunks, check = commands.upload(plan.answer_iso or "", b"")
         boot = [*storage, commands.read_vm(name), *chunks, check, *commands.attach_isos(plan, []),
                 *commands.boot_order(plan)]
-    steps.append(("register_mac", ctx.node.name, boot))
-    power = [commands.read_vm(name), commands.start_vm(name)]
+    steps.append(("register_mac", node, boot))
+    power: list[Cmdlet | Pipeline] = [commands.read_vm(name), commands.start_vm(name)]
     if plan.boot_mode == "iso" and plan.generation == 2:
         power.append(commands.press_enter(name))
-    steps.append(("power_on", ctx.node.name, power))
+    steps.append(("power_on", node, power))
     # the dry run's task gets no id of its own: what derives from the id is shown as what it stands for
     stand_ins = {plan.tag: f"{commands.TAG}<task id>", plan.tag + commands.CREATING: f"{commands.TAG}<task id>"
                  + commands.CREATING}
@@ -76,10 +92,10 @@ def planned_commands(ctx, connect: Connect | None = None) -> tuple[str, list[str
     return text + "\n", notes
 
 
-def _step(step: str, host: str, runs: list, stand_ins: dict) -> dict:
+def _step(step: str, host: str, runs: list[Cmdlet | Pipeline], stand_ins: dict[str, str]) -> dict[str, Any]:
     listed = []
     for command in runs:
-        shown = commands.to_json(command)
+        shown = to_json(command)
         for part in shown.get("pipeline", [shown]):
             parameters = part["parameters"]
             for name, value in parameters.items():

@@ -3,15 +3,24 @@ the local volumes, with free space)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from octoprov.targets.base import InventoryInterface, NetworkView, StorageView
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.compute import volume_of
-from octoprov.targets.hyperv.connection import Connect, Endpoint
-from octoprov.targets.hyperv.powershell import host_session
+from octoprov.winrm.connection import Connect, Endpoint, node_endpoint
+from octoprov.winrm.powershell import host_session
+
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo
+
+
+def inventory_for_node(node: NodeInfo) -> HyperVInventory:
+    return HyperVInventory(node_endpoint(node))
 
 
 class HyperVInventory(InventoryInterface):
-    def __init__(self, where: Endpoint, connect: Connect | None = None):
+    def __init__(self, where: Endpoint, connect: Connect | None = None) -> None:
         self.where = where
         self._connect = connect
 

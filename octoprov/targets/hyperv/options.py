@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -28,5 +28,5 @@ class HyperVOptions(Spec):
         return self
 
 
-def hyperv_options(node_options: dict | None) -> HyperVOptions:
+def hyperv_options(node_options: dict[str, Any] | None) -> HyperVOptions:
     return HyperVOptions.model_validate((node_options or {}).get("hyperv") or {}, by_alias=True, by_name=True)

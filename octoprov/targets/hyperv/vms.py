@@ -6,25 +6,30 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import PermanentError
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import VmPlan
-from octoprov.targets.hyperv.connection import Connect, node_endpoint
 from octoprov.targets.hyperv.options import hyperv_options
-from octoprov.targets.hyperv.powershell import HostSession, host_session
 from octoprov.validation.macs import canonical_mac
+from octoprov.winrm.connection import Connect, node_endpoint
+from octoprov.winrm.powershell import HostSession, host_session
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
+    from octoprov.taskspec import VmSpec
 
 
 class HostDriver:
     """Base of the compute, power and boot drivers. ``connect`` (an endpoint → pypsrp WSMan)
-    replaces :func:`octoprov.targets.hyperv.connection.open_wsman`; tests pass the fake host's."""
+    replaces :func:`octoprov.winrm.connection.open_wsman`; tests pass the fake host's."""
 
-    def __init__(self, connect: Connect | None = None):
+    def __init__(self, connect: Connect | None = None) -> None:
         self._connect = connect
 
     @contextlib.contextmanager
-    def _host(self, ctx, *, cancellable: bool = True) -> Iterator[HostSession]:
+    def _host(self, ctx: TaskContext, *, cancellable: bool = True) -> Iterator[HostSession]:
         """A session on the task's host. Work toward the machine stops when the task is cancelled;
         removing it (``cancellable=False``) is what a cancelled task needs and runs to the end."""
         check = ctx.check_cancelled if cancellable else None
@@ -32,48 +37,54 @@ class HostDriver:
             yield host
 
 
-def storage_dirs(host: HostSession | None, config: dict) -> tuple[str | None, str]:
+def vm_spec(ctx: TaskContext) -> VmSpec:
+    """The request's ``vm`` section (the request's validation requires one for a Hyper-V task)."""
+    if ctx.spec.vm is None:
+        raise PermanentError("a Hyper-V task needs a vm section")
+    return ctx.spec.vm
+
+
+def storage_dirs(host: HostSession | None, storage_path: str | None) -> tuple[str | None, str]:
     """(VM folder, VHDX folder): the request's ``vm.storagePath`` for both, as the spec's script
     does, else the host's defaults (the VM folder is then left to New-VM)."""
-    path = (config.get("vm") or {}).get("storagePath")
-    if path:
-        return path, path
+    if storage_path:
+        return storage_path, storage_path
     if host is None:
         return None, "<VirtualHardDiskPath of the host>"
-    return None, host.json(commands.read_host_storage())[0]["VirtualHardDiskPath"]
+    default: str = host.json(commands.read_host_storage())[0]["VirtualHardDiskPath"]
+    return None, default
 
 
-def vm_plan(ctx, vm_path: str | None, vhd_dir: str) -> VmPlan:
-    vm = ctx.config.get("vm") or {}
-    network = vm.get("network") or {}
+def vm_plan(ctx: TaskContext, vm_path: str | None, vhd_dir: str) -> VmPlan:
+    """The plan from the request as validated: its defaults (generation 2, Secure Boot on for
+    generation 2) are already decided there."""
+    vm = vm_spec(ctx)
     options = hyperv_options(ctx.node.options if ctx.node else None)
-    generation = int(vm.get("generation") or 2)
-    secure_boot = vm.get("secureboot")
     iso = options.boot_mode == "iso"
     return VmPlan(
-        name=ctx.hostname, task_id=ctx.task_id, generation=generation, cpu=int(vm.get("cpu") or 4),
-        memory_bytes=int(vm.get("memoryGb") or 16) * commands.GIB, vm_path=vm_path,
-        disks=commands.disk_plans(ctx.hostname, vhd_dir, vm.get("disks") or []),
-        switch=network.get("vswitch") or "", vlan=network.get("vlan"),
+        name=ctx.hostname, task_id=ctx.task_id, generation=vm.generation, cpu=vm.cpu,
+        memory_bytes=vm.memory_gb * commands.GIB, vm_path=vm_path,
+        disks=commands.disk_plans(ctx.hostname, vhd_dir, vm.disks),
+        switch=vm.network.vswitch or "", vlan=vm.network.vlan,
         mac=ctx.mac_address or commands.task_mac(ctx.task_id),
-        secure_boot=generation == 2 if secure_boot is None else bool(secure_boot),
+        secure_boot=bool(vm.secureboot),  # VmSpec decides it: on for generation 2 unless the request says off
         secure_boot_template=ctx.settings.hyperv_secure_boot_template, boot_mode=options.boot_mode,
         install_iso=options.install_iso, answer_iso=commands.answer_iso_path(vhd_dir, ctx.hostname) if iso else None,
     )
 
 
-def plan_on_host(ctx, host: HostSession | None) -> VmPlan:
-    return vm_plan(ctx, *storage_dirs(host, ctx.config))
+def plan_on_host(ctx: TaskContext, host: HostSession | None) -> VmPlan:
+    return vm_plan(ctx, *storage_dirs(host, vm_spec(ctx).storage_path))
 
 
-def find_vm(host: HostSession, name: str) -> dict | None:
+def find_vm(host: HostSession, name: str) -> dict[str, Any] | None:
     found = host.json(commands.read_vm(name))
     if len(found) > 1:
         raise PermanentError(f"{len(found)} VMs called {name} exist on {host.where.label}; Octoprov will not guess")
     return found[0] if found else None
 
 
-def own_vm(host: HostSession, ctx) -> dict | None:
+def own_vm(host: HostSession, ctx: TaskContext) -> dict[str, Any] | None:
     """This task's VM, or None when there is none; refused when the name belongs to another."""
     vm = find_vm(host, ctx.hostname)
     if vm is None:
@@ -85,14 +96,14 @@ def own_vm(host: HostSession, ctx) -> dict | None:
     return vm
 
 
-def required_vm(host: HostSession, ctx) -> dict:
+def required_vm(host: HostSession, ctx: TaskContext) -> dict[str, Any]:
     vm = own_vm(host, ctx)
     if vm is None:
         raise PermanentError(f"no VM called {ctx.hostname} on {host.where.label}")
     return vm
 
 
-def mac_of(vm: dict) -> str:
+def mac_of(vm: dict[str, Any]) -> str:
     adapters = vm.get("Adapters") or []
     if not adapters or not adapters[0].get("MacAddress"):
         raise PermanentError(f"{vm.get('Name')} has no network adapter with a MAC address")

@@ -1,0 +1,346 @@
+"""The `octoprov` command: run the services, migrate, manage tokens and tasks.
+
+This package is a composition root, beside ``api`` and ``workers``: it starts the API and the
+workers, importing them only inside their commands; the domain (``octoprov``) imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from octoprov import logs, migrate
+from octoprov.crypto import Vault
+from octoprov.db import Database
+from octoprov.errors import OctoprovError
+from octoprov.settings import Settings, SettingsError, env_example, env_name
+from octoprov.supervisor import ProcessGroup, octoprov_command
+from octoprov.tokens import create_token, verify_token
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database(settings: Settings) -> Database:
+    return Database.from_settings(settings)
+
+
+@click.group()
+@click.version_option(package_name="octoprov")
+def main() -> None:
+    """Octoprov: zero-touch OS provisioning for Hyper-V, KVM and bare metal."""
+
+
+# -- services ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: OCTOPROV_API_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: OCTOPROV_API_PORT).")
+def up(host: str | None, port: int | None) -> None:
+    """Run API, worker and beat together, for local use (migrates first, prints the API token)."""
+    from octoprov.targets import registry
+
+    settings = _settings()
+    settings.ensure_dirs()
+    logs.configure(settings.effective_log_dir, "up", settings.log_level)
+    host, port = host or settings.api_host, port or settings.api_port
+    database = _database(settings)
+    migrate.upgrade(database.engine)
+    token = _local_token(settings, database)
+    database.dispose()
+    click.echo(f"Octoprov is starting on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
+    click.echo(f"API token: {token}")
+    click.echo(f'Try: curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/v1/provisioning/templates')
+    if not settings.public_url:  # machines and the fake target call back to where this API listens
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - comparing, not binding
+        os.environ[env_name("public_url")] = f"http://{local}:{port}"
+    children = {
+        "api": octoprov_command("api", "--host", host, "--port", str(port)),
+        "worker": octoprov_command("worker", "--queues", ",".join(registry.queues())),
+        "beat": octoprov_command("beat"),
+    }
+    if settings.pxe_enabled:
+        children["pxe"] = octoprov_command("pxe")
+    group = ProcessGroup(children)
+    sys.exit(group.run())
+
+
+def _local_token(settings: Settings, database: Database) -> str:
+    """The token `up` prints: kept in DATA_DIR/api-token (mode 0600) and reused while it is valid."""
+    path = settings.data_dir / "api-token"
+    with database.session() as session:
+        if path.exists():
+            token = path.read_text().strip()
+            if verify_token(session, token) is not None:
+                return token
+        token = create_token(session, "local")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: OCTOPROV_API_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: OCTOPROV_API_PORT).")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the REST API."""
+    from api.server import serve
+
+    settings = _settings()
+    settings.ensure_dirs()
+    serve(settings, host or settings.api_host, port or settings.api_port)
+
+
+@main.command()
+@click.option("--queues", default="default", show_default=True, help="Comma-separated queues to consume.")
+@click.option("--concurrency", type=int, default=None, help="Task slots (default: OCTOPROV_WORKER_CONCURRENCY).")
+@click.option("--hostname", default=None, help="Worker node name (default: octoprov@<host>).")
+def worker(queues: str, concurrency: int | None, hostname: str | None) -> None:
+    """Run a Celery worker for the given queues (pools: default and one per target type, e.g. hyperv, kvm)."""
+    from octoprov.targets import registry
+    from workers.app import app
+
+    known = registry.queues()
+    settings = _settings()
+    settings.ensure_dirs()
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {', '.join(known)}", param_hint="--queues")
+    logs.configure(settings.effective_log_dir, "worker", settings.log_level)
+    argv = ["worker", "--queues", ",".join(chosen), "--concurrency", str(concurrency or settings.worker_concurrency),
+            "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv += ["--hostname", hostname]
+    app.worker_main(argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run the Celery beat scheduler (periodic jobs)."""
+    from workers.app import app
+
+    settings = _settings()
+    settings.ensure_dirs()
+    logs.configure(settings.effective_log_dir, "beat", settings.log_level)
+    app.start(["beat", "--loglevel", settings.log_level])
+
+
+@main.command()
+@click.option("--no-tftp", is_flag=True, help="Do not run the TFTP server.")
+@click.option("--no-proxydhcp", is_flag=True, help="Do not run the ProxyDHCP responder.")
+def pxe(no_tftp: bool, no_proxydhcp: bool) -> None:
+    """Run the network-boot services: TFTP (iPXE binaries) and ProxyDHCP beside the site's DHCP server.
+
+    Addresses and ports come from the OCTOPROV_TFTP_*, OCTOPROV_PROXYDHCP_* and OCTOPROV_BOOT_SERVER_ADDRESS
+    settings; ports 67, 69 and 4011 need root (or CAP_NET_BIND_SERVICE).
+    """
+    from octoprov.netboot import service
+
+    settings = _settings()
+    settings.ensure_dirs()
+    logs.configure(settings.effective_log_dir, "pxe", settings.log_level)
+    if not no_proxydhcp and not settings.boot_server_address:
+        raise click.ClickException("set OCTOPROV_BOOT_SERVER_ADDRESS (this host's address on the boot network)")
+    try:
+        service.run(settings, tftp=not no_tftp, proxydhcp=not no_proxydhcp)
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the network-boot ports: {exc}") from None
+
+
+# -- database, settings, tokens -------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    settings = _settings()
+    settings.ensure_dirs()
+    database = _database(settings)
+    migrate.upgrade(database.engine, revision)
+    Vault.from_settings(settings)  # first start with embedded defaults: create the key file now
+    click.echo(f"database at revision {revision}: {_safe_url(database.url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def settings() -> None:
+    """Settings (OCTOPROV_* environment variables)."""
+
+
+@settings.command("example")
+def settings_example() -> None:
+    """Print .env.example: every setting with its documentation."""
+    click.echo(env_example(), nl=False)
+
+
+@main.command("deploy-key")
+def deploy_key() -> None:
+    """Print the public SSH key post-install logs on to Linux machines with (generated on first use);
+    authorise it in images that do not get it from Octoprov's cloud-init or Kickstart answers."""
+    from octoprov import deploykey
+
+    click.echo(deploykey.public_key(_settings()))
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+def token_create(name: str) -> None:
+    """Create an API token called NAME and print it (it is shown only once)."""
+    settings = _settings()
+    with _database(settings).session() as session:
+        try:
+            click.echo(create_token(session, name))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="NAME") from None
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def task() -> None:
+    """Provisioning tasks."""
+
+
+@task.command("create")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="JSON request body, as for POST /api/v1/provisioning/tasks.")
+def task_create(path: Path) -> None:
+    """Create a provisioning task from a JSON file."""
+    from octoprov import tasks
+
+    settings = _settings()
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+    from octoprov.runtime import Runtime
+    from workers.dispatch import Dispatcher
+
+    try:
+        view = tasks.submit(Runtime(settings, _database(settings), Vault.from_settings(settings)),
+                            Dispatcher.from_settings(settings), body)
+    except OctoprovError as exc:
+        raise click.ClickException(_describe(exc)) from None
+    click.echo(json.dumps(view, indent=2))
+
+
+@task.command("plan")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="JSON request body, as for POST /api/v1/provisioning/tasks.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the artifacts into.")
+def task_plan(path: Path, out: Path) -> None:
+    """Validate a request and write every artifact the task would produce, creating nothing."""
+    from octoprov.plan import plan_task
+
+    settings = _settings()
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+    try:
+        plan = plan_task(settings, _database(settings), Vault.from_settings(settings), body)
+    except OctoprovError as exc:
+        raise click.ClickException(_describe(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in plan.artifacts.items():
+        (out / name).write_text(content)
+        click.echo(f"wrote {out / name}")
+
+
+@task.command("list")
+@click.option("--status", default=None, help="Only tasks in this state.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def task_list(status: str | None, limit: int) -> None:
+    """List the newest tasks."""
+    from octoprov import tasks
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        try:
+            page = tasks.list_tasks(session, tasks.TaskFilter(status=status), 1, limit)
+        except OctoprovError as exc:
+            raise click.ClickException(_describe(exc)) from None
+        click.echo(f"{'ID':>6}  {'HOSTNAME':<16} {'TARGET':<10} {'STATUS':<12} {'PROGRESS':>8}  CURRENT STEP")
+        for row in page.items:
+            click.echo(f"{row.id:>6}  {row.hostname:<16} {row.target_type:<10} {row.status:<12} "
+                       f"{row.progress_percent:>7}%  {row.current_step or ''}")
+        click.echo(f"({len(page.items)} of {page.total})")
+
+
+@task.command("show")
+@click.argument("task_id", type=int)
+def task_show(task_id: int) -> None:
+    """Show one task as JSON (secrets masked)."""
+    from octoprov import tasks
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        try:
+            click.echo(json.dumps(tasks.TaskView.of(tasks.get_task(session, task_id)).to_json(), indent=2))
+        except OctoprovError as exc:
+            raise click.ClickException(_describe(exc)) from None
+
+
+def _describe(exc: OctoprovError) -> str:
+    errors = getattr(exc, "errors", None)
+    if errors:
+        return "invalid request:\n" + "\n".join(f"  {field}: {reason}" for field, reason in errors.items())
+    return exc.message
+
+
+@main.command()
+def states() -> None:
+    """Print docs/states.md: the task state diagram, drawn from octoprov/states.py (`make states`)."""
+    from octoprov.statediagram import markdown
+
+    click.echo(markdown(), nl=False)
+
+
+@main.command()
+@click.option("--port", type=int, default=5555, show_default=True, help="Port to listen on.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def flower(port: int, address: str) -> None:
+    """Run Flower: a web view of the workers and their tasks, on the configured broker.
+
+    Needs the Redis broker (the embedded one cannot broadcast to workers). Flower's HTTP API (/api/...)
+    answers only with authentication (e.g. FLOWER_BASIC_AUTH=user:password) or with
+    FLOWER_UNAUTHENTICATED_API=true, which is only safe on 127.0.0.1. Other FLOWER_* variables apply too.
+    """
+    from workers.app import app
+
+    settings = _settings()
+    if not settings.effective_broker_url.startswith(("redis://", "rediss://")):
+        click.echo("warning: Flower sees no workers through the embedded broker; set OCTOPROV_BROKER_URL "
+                   "to a Redis URL", err=True)
+    logs.configure(settings.effective_log_dir, "flower", settings.log_level)
+    app.start(["flower", f"--port={port}", f"--address={address}"])
+

@@ -1,0 +1,5 @@
+"""``python -m cli``: the ``octoprov`` command."""
+
+from cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""What each work step does: a table from step name to the action that runs it.
+
+An action calls the target's drivers and records what they produced (the machine's id and MAC,
+the offline-join blob); it returns the step's detail line. The Celery task that runs a step only
+claims it, looks its action up here, calls it and records the outcome, so the worker package
+holds no provisioning logic and a new step is one entry in this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from octoprov import states, steps
+from octoprov.answerfiles.files import check_task_files
+from octoprov.context import TaskContext
+from octoprov.errors import PermanentError
+from octoprov.models import Task
+from octoprov.postinstall.membership import add_to_groups, register_with_octofleet
+from octoprov.results import result_node
+from octoprov.targets.base import Machine, Target
+
+Action = Callable[[Target, TaskContext], str]
+
+
+def record_machine(ctx: TaskContext, machine: Machine) -> None:
+    """Store the machine on its task. A MAC belongs to one active task: two tasks booting one
+    network card would hand each other's answers out, so the second is refused."""
+    with ctx.database.session() as session:
+        clash = session.query(Task.id).filter(
+            Task.mac_address == machine.mac_address, Task.id != ctx.task_id,
+            Task.status.in_(states.ACTIVE)).first()
+        if clash:
+            raise PermanentError(f"MAC {machine.mac_address} is already registered to task {clash[0]}")
+        task = session.get_one(Task, ctx.task_id)
+        task.machine_ref, task.mac_address = machine.ref, machine.mac_address
+
+
+def create_machine(target: Target, ctx: TaskContext) -> str:
+    machine = target.compute.create_machine(ctx)
+    record_machine(ctx, machine)
+    return machine.detail
+
+
+def prepare_domain_join(target: Target, ctx: TaskContext) -> str:
+    """Create the computer account once: a repeated step finds the blob already stored."""
+    with ctx.database.session() as session:
+        if session.get_one(Task, ctx.task_id).domain_join_blob:
+            return "Offline domain join blob already prepared"
+    blob = target.domain.provision_offline_join(ctx)
+    with ctx.database.session() as session:
+        session.get_one(Task, ctx.task_id).domain_join_blob = ctx.vault.encrypt(blob)
+    return f"Computer account {ctx.hostname} created in {ctx.spec.domain.name}; blob stored encrypted"
+
+
+def render_answers(target: Target, ctx: TaskContext) -> str:
+    with ctx.database.session() as session:
+        return check_task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
+
+
+def register_mac(target: Target, ctx: TaskContext) -> str:
+    return f"{target.boot.prepare_boot(ctx)} for {ctx.mac_address}"
+
+
+def power_on(target: Target, ctx: TaskContext) -> str:
+    return target.power.power_on(ctx)
+
+
+def join_groups(target: Target, ctx: TaskContext) -> str:
+    return add_to_groups(ctx)
+
+
+def finish(target: Target, ctx: TaskContext) -> str:
+    with ctx.database.session() as session:
+        node = result_node(session, session.get_one(Task, ctx.task_id))
+        ready = f"Machine ready: node {node.id} ({node.name})"
+    fleet = register_with_octofleet(ctx)
+    return f"{ready}; {fleet}" if fleet else ready
+
+
+ACTIONS: dict[str, Action] = {
+    "create_vm": create_machine,
+    "register_machine": create_machine,
+    "prepare_domain_join": prepare_domain_join,
+    "render_answers": render_answers,
+    "register_mac": register_mac,
+    "power_on": power_on,
+    "add_to_groups": join_groups,
+    "finish": finish,
+}
+
+
+def run_action(name: str, target: Target, ctx: TaskContext) -> str:
+    """Run the work step ``name``: a fixed action, else a post-install item (the agent, a package, a
+    script) run by the target on the installed machine."""
+    action = ACTIONS.get(name)
+    if action is not None:
+        return action(target, ctx)
+    item = steps.post_install_item(ctx.spec, name)
+    if item is None:
+        raise PermanentError(f"no action is known for step {name}")
+    return target.post_install.run_item(ctx, {**item, "step": name})

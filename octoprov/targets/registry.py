@@ -1,0 +1,175 @@
+"""Target types, each declared once: the only place that lists them.
+
+A target type says what it is called, which worker pool runs its steps, whether it makes VMs
+(on a hypervisor node) or installs a machine known by its MAC, which node kinds serve it, whether
+it boots Linux cloud images, and how to build its drivers, its inventory and its dry-run
+artifacts. The API's validation, the UI's forms, the Celery queues and the dry run all read
+this registry, so a new target is one ``register(...)`` call.
+
+The declarations name their code by import path and load it when first used: the domain
+modules that read the registry (validation, steps) never import a driver, and drivers may
+import the domain freely without forming a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from octoprov.context import NodeInfo, TaskContext
+    from octoprov.targets.base import InventoryInterface, Target
+
+DEFAULT_QUEUE = "default"
+
+Planner = Callable[["TaskContext"], tuple[dict[str, str], list[str]]]
+
+
+def lazy(path: str) -> Callable[..., Any]:
+    """A callable standing for ``module:attribute``, imported on its first call."""
+    module_name, _, attribute = path.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = path
+    return call
+
+
+def no_artifacts(ctx: TaskContext) -> tuple[dict[str, str], list[str]]:
+    """The dry-run planner of a target that hands nothing of its own to the machine."""
+    return {}, []
+
+
+@dataclass(frozen=True)
+class TargetType:
+    """One kind of target. ``node_kinds`` are the kinds of hypervisor node a VM target runs on (a
+    machine target's nodes are its bare-metal machines). ``hardware_model`` is the (manufacturer,
+    product) its VMs report by generation, for driver-pack matching. ``serves_answers`` is false for a
+    target whose machines fetch no answer files (the fake one), where an answer file that cannot be
+    made is only reported."""
+
+    name: str
+    label: str
+    queue: str
+    makes_vms: bool
+    driver: Callable[[], Target]
+    node_kinds: tuple[str, ...] = ()
+    cloud_images: bool = False
+    serves_answers: bool = True
+    inventory: Callable[[NodeInfo], InventoryInterface] | None = None
+    plan: Planner = no_artifacts
+    hardware_model: Callable[[int], tuple[str | None, str | None]] | None = None
+    virtio: Callable[[dict[str, Any]], bool] | None = None  # from the node's options: VirtIO disks and NICs
+
+
+_TYPES: dict[str, TargetType] = {}
+
+
+def register(target: TargetType) -> TargetType:
+    """Add a target type (a second one of the same name replaces the first)."""
+    _TYPES[target.name] = target
+    return target
+
+
+def unregister(name: str) -> None:
+    _TYPES.pop(name, None)
+
+
+def get(name: str) -> TargetType:
+    """The declaration of a known target type; KeyError for any other name."""
+    return _TYPES[name]
+
+
+def find(name: object) -> TargetType | None:
+    """The declaration named by ``name``, or None for an unknown name or anything but a string."""
+    return _TYPES.get(name) if isinstance(name, str) else None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_TYPES)
+
+
+def all_types() -> tuple[TargetType, ...]:
+    return tuple(_TYPES.values())
+
+
+def vm_target_names() -> tuple[str, ...]:
+    return tuple(t.name for t in _TYPES.values() if t.makes_vms)
+
+
+def machine_target_names() -> tuple[str, ...]:
+    """Targets that install a machine known by its MAC rather than a VM they create."""
+    return tuple(t.name for t in _TYPES.values() if not t.makes_vms)
+
+
+def cloud_image_target_names() -> tuple[str, ...]:
+    return tuple(t.name for t in _TYPES.values() if t.cloud_images)
+
+
+def node_kinds() -> tuple[str, ...]:
+    """Every kind of hypervisor node some VM target runs on."""
+    return tuple(dict.fromkeys(kind for t in _TYPES.values() if t.makes_vms for kind in t.node_kinds))
+
+
+def queues() -> tuple[str, ...]:
+    """The Celery queues: ``default`` first, then each target's pool."""
+    return tuple(dict.fromkeys([DEFAULT_QUEUE, *(t.queue for t in _TYPES.values())]))
+
+
+def queue_for(name: str) -> str:
+    target = _TYPES.get(name)
+    return target.queue if target else DEFAULT_QUEUE
+
+
+def labels() -> dict[str, str]:
+    return {t.name: t.label for t in _TYPES.values()}
+
+
+def inventory_target(kind: str) -> TargetType | None:
+    """The VM target whose nodes are of this kind and which can list their inventory."""
+    return next((t for t in _TYPES.values() if kind in t.node_kinds and t.inventory is not None), None)
+
+
+def _kvm_virtio(node_options: dict[str, Any]) -> bool:
+    return bool((node_options.get("kvm") or {}).get("virtioDrivers", True))
+
+
+register(TargetType(
+    name="hyperv", label="Hyper-V", queue="hyperv", makes_vms=True, node_kinds=("hyperv",),
+    driver=lazy("octoprov.targets.hyperv:hyperv_target"),
+    inventory=lazy("octoprov.targets.hyperv.inventory:inventory_for_node"),
+    plan=lazy("octoprov.targets.hyperv.dryrun:plan_artifacts"),
+    hardware_model=lazy("octoprov.drivers:hyperv_model"),
+))
+register(TargetType(
+    name="kvm", label="KVM", queue="kvm", makes_vms=True, node_kinds=("kvm",), cloud_images=True,
+    driver=lazy("octoprov.targets.libvirt:kvm_target"),
+    inventory=lazy("octoprov.targets.libvirt.inventory:inventory_for_node"),
+    plan=lazy("octoprov.targets.libvirt.dryrun:plan_artifacts"),
+    hardware_model=lazy("octoprov.drivers:kvm_model"),
+    virtio=_kvm_virtio,
+))
+register(TargetType(
+    name="baremetal", label="Bare metal", queue="baremetal", makes_vms=False,
+    driver=lazy("octoprov.targets.baremetal:baremetal_target"),
+))
+register(TargetType(
+    name="fake", label="Fake (no hardware)", queue=DEFAULT_QUEUE, makes_vms=True, node_kinds=("fake",),
+    cloud_images=True,  # the fake target simulates any machine
+    serves_answers=False,
+    driver=lazy("octoprov.targets.fake:fake_target"),
+    inventory=lazy("octoprov.targets.fake:inventory_for_node"),
+))
+
+
+def target_for(name: str) -> Target:
+    """The drivers of a target type, built by its declaration."""
+    from octoprov.errors import NotAvailable
+
+    target = _TYPES.get(name)
+    if target is None:
+        raise NotAvailable(f"the {name} target driver is not available in this version")
+    return target.driver()

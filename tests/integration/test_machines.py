@@ -1,0 +1,166 @@
+"""Bare-metal machines through the API, and the Redfish power driver against a real Redfish
+service (sushy-tools' emulator with in-memory systems; the libvirt-backed boot is in
+test_baremetal_e2e.py)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from octoprov.context import NodeInfo, TaskContext
+from octoprov.errors import PermanentError, TargetUnreachable
+from octoprov.settings import Settings
+from octoprov.targets.baremetal import baremetal_target
+from tests.support import redfish_bmc
+from tests.support.examples import task_spec
+from tests.support.live import free_port
+
+MACHINES = "/api/v1/provisioning/machines"
+MAC_A, MAC_B, MAC_C = "52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03"
+SYSTEMS = [
+    {"uuid": "11111111-1111-4111-8111-111111111111", "name": "blade-1", "power_state": "Off",
+     "external_notifier": False, "nics": [{"mac": MAC_A, "ip": "198.51.100.11"}]},
+    {"uuid": "22222222-2222-4222-8222-222222222222", "name": "blade-2", "power_state": "Off",
+     "external_notifier": False, "nics": [{"mac": MAC_B, "ip": "198.51.100.12"}]},
+    {"uuid": "33333333-3333-4333-8333-333333333333", "name": "blade-3", "power_state": "On",
+     "external_notifier": False, "nics": [{"mac": MAC_C, "ip": "198.51.100.13"}]},
+]
+
+
+def machine_body(**changes) -> dict:
+    return {"name": "R740-01", "macAddresses": [MAC_A], "bmc": {"address": "https://198.51.100.50"},
+            "username": "root", "password": "calvin-Secret", **changes}
+
+
+def test_register_show_update_remove(client):
+    created = client.post(MACHINES, json=machine_body(macAddresses=["52-54-00-AA-00-01", MAC_B]))
+    assert created.status_code == 201, created.json
+    machine = created.json
+    assert machine["macAddresses"] == [MAC_A, MAC_B] and machine["kind"] == "redfish"
+    assert machine["hasCredentials"] is True and "password" not in machine
+    assert machine["bmc"] == {"address": "https://198.51.100.50", "protocol": "redfish", "systemId": None,
+                              "verifyCertificate": True}
+    assert "calvin-Secret" not in str(client.get(f"{MACHINES}/{machine['id']}").json)
+    updated = client.put(f"{MACHINES}/{machine['id']}", json=machine_body(password=None, name="R740-01b"))
+    assert updated.status_code == 200 and updated.json["hasCredentials"] is True  # password kept
+    manual = client.put(f"{MACHINES}/{machine['id']}", json={"name": "R740-01b", "macAddresses": [MAC_A]})
+    assert manual.json["kind"] == "manual" and manual.json["bmc"] is None and manual.json["hasCredentials"] is False
+    assert client.get(MACHINES).json["total"] == 1
+    assert client.delete(f"{MACHINES}/{machine['id']}").status_code == 204
+    assert client.get(f"{MACHINES}/{machine['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"macAddresses": []}, "macAddresses"),
+    ({"macAddresses": ["ff:ff:ff:ff:ff:ff"]}, "macAddresses[0]"),
+    ({"macAddresses": [MAC_A, "52-54-00-aa-00-01"]}, "macAddresses"),
+    ({"bmc": {"address": "ftp://bmc"}}, "bmc.address"),
+    ({"bmc": {"address": "https://bmc/redfish/v1"}}, "bmc.address"),
+    ({"bmc": {"address": "https://bmc:99999"}}, "bmc.address"),
+    ({"bmc": {"address": "https://bmc", "protocol": "ipmi"}}, "bmc.protocol"),
+    ({"bmc": None}, "bmc"),
+], ids=["no-mac", "broadcast", "twice", "scheme", "path", "port", "protocol", "creds-without-bmc"])
+def test_bad_machines_are_refused_naming_the_field(client, changes, field):
+    response = client.post(MACHINES, json=machine_body(**changes))
+    assert response.status_code == 400 and field in response.json["errors"], response.json
+
+
+def test_a_mac_belongs_to_one_machine(client):
+    assert client.post(MACHINES, json=machine_body()).status_code == 201
+    response = client.post(MACHINES, json=machine_body(name="other", macAddresses=[MAC_B, MAC_A]))
+    assert response.status_code == 400
+    assert response.json["errors"] == {"macAddresses[1]": f"{MAC_A} belongs to machine R740-01 already"}
+    assert client.post(MACHINES, json=machine_body(macAddresses=[MAC_C])).status_code == 409  # same name
+
+
+def test_a_machine_being_installed_cannot_be_removed(client, settings):
+    machine = client.post(MACHINES, json=machine_body()).json
+    (settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    image = client.post("/api/v1/provisioning/images", json={"name": "Tiny", "osType": "linux",
+                                                              "imagePath": "tiny.img"}).json["id"]
+    task = client.post("/api/v1/provisioning/tasks", json={"hostname": "bm01", "targetType": "baremetal",
+                                                           "macAddress": MAC_A, "os": {"imageId": image}})
+    assert task.status_code == 201, task.json
+    response = client.delete(f"{MACHINES}/{machine['id']}")
+    assert response.status_code == 409 and f"task {task.json['id']}" in response.json["message"]
+
+
+def test_firmware_facts_become_the_machines_inventory(client, settings):
+    machine = client.post(MACHINES, json=machine_body()).json
+    (settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    image = client.post("/api/v1/provisioning/images", json={"name": "Tiny", "osType": "linux",
+                                                              "imagePath": "tiny.img"}).json["id"]
+    client.post("/api/v1/provisioning/tasks", json={"hostname": "bm01", "targetType": "baremetal",
+                                                    "macAddress": MAC_A, "os": {"imageId": image}})
+    client.get("/api/v1/provisioning/pxe/boot", query_string={
+        "mac": MAC_A, "manufacturer": "Dell Inc.", "product": "PowerEdge R740"})
+    hardware = client.get(f"{MACHINES}/{machine['id']}").json["hardware"]
+    assert hardware["manufacturer"] == "Dell Inc." and hardware["product"] == "PowerEdge R740", hardware
+
+
+# --- the Redfish driver against sushy-tools' emulator ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bmc(tmp_path_factory):
+    with redfish_bmc.emulator(tmp_path_factory.mktemp("bmc"), fake_systems=SYSTEMS) as server:
+        yield server
+
+
+def ctx(tmp_path, bmc, mac=MAC_B, password=redfish_bmc.PASSWORD, address=None, system_id=None) -> TaskContext:
+    node = NodeInfo(7, "R740-01", "redfish", address or bmc.url,
+                    {"bmc": {"address": address or bmc.url, "systemId": system_id, "verifyCertificate": True}},
+                    {"password": password}, bmc.username, (mac,))
+    return TaskContext(task_id=1, hostname="bm01", target_type="baremetal", os_type="linux",
+                       spec=task_spec("baremetal", "bm01", os_type="linux", macAddress=mac),
+                       mac_address=mac, machine_ref=None, node=node, settings=Settings(data_dir=tmp_path),
+                       database=None, vault=None)
+
+
+def system(bmc, uuid: str) -> dict:
+    return requests.get(f"{bmc.url}/redfish/v1/Systems/{uuid}", auth=(bmc.username, bmc.password), timeout=10).json()
+
+
+def test_power_on_sets_a_one_time_network_boot_on_the_system_with_the_mac(tmp_path, bmc):
+    message = baremetal_target().power.power_on(ctx(tmp_path, bmc))
+    assert message == "Powered on through the BMC into a one-time network boot"
+    blade = system(bmc, SYSTEMS[1]["uuid"])
+    assert blade["Boot"]["BootSourceOverrideTarget"] == "Pxe"  # (the emulator reports any override as Continuous)
+    assert system(bmc, SYSTEMS[0]["uuid"])["Boot"]["BootSourceOverrideTarget"] != "Pxe"  # the other blade
+
+
+def test_a_named_system_is_used_as_named(tmp_path, bmc):
+    target = baremetal_target()
+    assert "one-time network boot" in target.power.power_on(ctx(tmp_path, bmc, mac=MAC_B,
+                                                                system_id=SYSTEMS[0]["uuid"]))
+    assert system(bmc, SYSTEMS[0]["uuid"])["Boot"]["BootSourceOverrideTarget"] == "Pxe"
+
+
+def test_no_system_with_the_mac_is_a_clear_error(tmp_path, bmc):
+    with pytest.raises(PermanentError, match="none of the BMC's 3 systems has a network card with MAC 52:54:00:aa:00"):
+        baremetal_target().power.power_on(ctx(tmp_path, bmc, mac="52:54:00:aa:00:09"))
+
+
+def test_wrong_credentials_are_permanent(tmp_path, bmc):
+    with pytest.raises(PermanentError, match="refused the credentials of machine R740-01"):
+        baremetal_target().power.power_on(ctx(tmp_path, bmc, password="wrong"))
+
+
+def test_a_bmc_that_does_not_answer_is_transient(tmp_path, bmc):
+    with pytest.raises(TargetUnreachable, match="does not answer"):
+        baremetal_target().power.power_on(ctx(tmp_path, bmc, address=f"http://127.0.0.1:{free_port()}"))
+
+
+def test_rollback_powers_the_machine_off(tmp_path, bmc):
+    target = baremetal_target()
+    context = ctx(tmp_path, bmc, mac=MAC_C)  # blade-3 is running
+    assert target.compute.destroy_machine(context) == "Powered off through the BMC"
+    # the emulator, like real hardware, applies a power change after a moment
+    assert system(bmc, SYSTEMS[2]["uuid"])["PowerState"] in ("On", "Off")
+
+
+def test_without_a_bmc_the_operator_is_asked(tmp_path, bmc):
+    context = ctx(tmp_path, bmc)
+    manual = TaskContext(**{**context.__dict__, "node": None})
+    assert baremetal_target().power.power_on(manual).startswith("No BMC configured: power on the machine now")
+    assert baremetal_target().compute.destroy_machine(manual) == "Nothing to remove on a bare-metal machine"

@@ -1,0 +1,38 @@
+"""Library records for API tests: packages with a parameter schema, and a POST that must store."""
+
+from __future__ import annotations
+
+import copy
+
+API = "/api/v1/provisioning"
+PACKAGES = f"{API}/packages"
+
+SQL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "instanceName": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,15}$", "description": "SQL instance"},
+        "port": {"type": "integer", "minimum": 1024, "maximum": 65535, "default": 1433},
+        "edition": {"type": "string", "enum": ["Developer", "Standard"], "default": "Developer"},
+        "mixedAuth": {"type": "boolean", "default": False},
+    },
+    "required": ["instanceName"],
+}
+
+
+def windows_package(name: str = "SQL Server 2022", **changes) -> dict:
+    """A Windows package with one required and three defaulted parameters."""
+    return {"name": name, "description": "Unattended SQL Server setup", "osType": "windows",
+            "script": "param([string]$instanceName, [int]$port, [string]$edition, [bool]$mixedAuth)\n"
+                      "& D:\\setup.exe /Q /INSTANCENAME=$instanceName\n",
+            "parametersSchema": copy.deepcopy(SQL_SCHEMA), "idempotent": True, "timeoutSeconds": 3600, **changes}
+
+
+def linux_package(name: str = "nginx", **changes) -> dict:
+    return {"name": name, "osType": "linux", "script": "apt-get install -y nginx\n", **changes}
+
+
+def created(client, resource: str, body: dict) -> dict:
+    """POST ``body`` to /provisioning/<resource>, which must store it; what was stored."""
+    response = client.post(f"{API}/{resource}", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
