@@ -6,12 +6,9 @@ whether credentials are set.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, GetJsonSchemaHandler, model_validator
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, create_model, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,14 +21,8 @@ from octoprov.logs import redactor
 from octoprov.models import Node, Task
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.targets import registry
-from octoprov.targets.fake import FakeOptions
-from octoprov.targets.hyperv.options import HyperVOptions
-from octoprov.targets.libvirt.connection import HOST_KEY, SSH_SCHEMES
 
 HYPERVISOR = "hypervisor"
-LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 def _known_kind(kind: str) -> str:
@@ -61,24 +52,10 @@ class WinRmOptions(Spec):
     validate_certificate: bool = True
 
 
-class KvmOptions(Spec):
-    """Where and how machines are created on a KVM host (the ``kvm`` object of a node of kind kvm)."""
+class HypervisorFields(Spec):
+    """What every hypervisor node is registered with. ``HypervisorSpec`` adds one options object per node
+    kind, from the target registry; each kind's target checks the endpoint and credentials."""
 
-    storage_pool: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/]+$",
-                                     description="Storage pool for the machines' volumes; default: the first "
-                                                 "active pool")
-    domain_type: Literal["kvm", "qemu"] = Field(
-        default="kvm", description="kvm: hardware virtualisation; qemu: emulation, for hosts without it")
-    virtio_drivers: bool = Field(
-        default=True, description="VirtIO disks and NIC; false: SATA and e1000e, for installers without VirtIO "
-                                  "drivers")
-    host_key: str | None = Field(
-        default=None, max_length=16384, pattern=HOST_KEY.pattern,
-        description="qemu+ssh with a stored key: the host's SSH public key (e.g. the contents of "
-                    "/etc/ssh/ssh_host_ed25519_key.pub); the connection is refused if the host shows another")
-
-
-class HypervisorSpec(Spec):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")
     kind: NodeKind
     endpoint: str = Field(
@@ -91,65 +68,30 @@ class HypervisorSpec(Spec):
         default=None, min_length=1, max_length=16384, description="SSH key for qemu+ssh, stored encrypted"
     )
     winrm: WinRmOptions | None = None
-    hyperv: HyperVOptions | None = None
-    kvm: KvmOptions | None = None
-    fake: FakeOptions | None = None
 
     @model_validator(mode="after")
-    def _options_fit_kind(self) -> Self:
-        if self.fake is not None and self.kind != "fake":
-            report({"fake": "only for nodes of kind fake"})
-        if self.kvm is not None and self.kind != "kvm":
-            report({"kvm": "only for nodes of kind kvm"})
-        if self.hyperv is not None and self.kind != "hyperv":
-            report({"hyperv": "only for nodes of kind hyperv"})
-        if self.kind == "hyperv" and self.winrm is not None and self.winrm.transport == "certificate":
-            report({("winrm", "transport"): "certificate authentication is not available yet; use ntlm, kerberos "
-                                            "or credssp"})
+    def _fits_kind(self) -> Self:
+        for kind in registry.node_option_models():
+            if getattr(self, kind, None) is not None and self.kind != kind:
+                report({kind: f"only for nodes of kind {kind}"})
+        target = registry.node_target(self.kind)
+        if target is not None and target.check_node is not None:
+            target.check_node(self)
         return self
 
-    @model_validator(mode="after")
-    def _endpoint_fits_kind(self) -> Self:
-        if self.kind == "fake":
-            if not self.endpoint.startswith("fake://"):
-                report({"endpoint": "a fake node's endpoint is fake://<anything>"})
-            return self
-        if self.kind == "kvm":
-            scheme = urlsplit(self.endpoint).scheme
-            if scheme not in LIBVIRT_SCHEMES or "://" not in self.endpoint:
-                report({"endpoint": "must be a libvirt URI (" + ", ".join(
-                    s + "://" for s in LIBVIRT_SCHEMES) + ")"})
-            if self.winrm is not None:
-                report({"winrm": "only for Hyper-V hosts"})
-            if self.private_key is not None and scheme not in SSH_SCHEMES:
-                report({"privateKey": "only for KVM hosts reached over qemu+ssh"})
-            if self.private_key is not None and "PRIVATE KEY-----" not in self.private_key:
-                report({"privateKey": "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)"})
-        else:
-            parts = urlsplit(self.endpoint if "://" in self.endpoint else "//" + self.endpoint)
-            if "://" in self.endpoint and parts.scheme not in ("http", "https"):
-                report({"endpoint": "must be a host name or an http(s) WinRM URL"})
-            try:
-                host = parts.hostname
-                parts.port  # noqa: B018 - raises ValueError on a bad port
-            except ValueError:
-                host = None
-            if not host or not (_HOST.match(host) or _is_ip(host)):
-                report({"endpoint": "must be a host name or an http(s) WinRM URL"})
-            if self.private_key is not None:
-                report({"privateKey": "only for KVM hosts reached over qemu+ssh"})
-        return self
+    def options_of(self, kind: str) -> Spec | None:
+        """The options object of node kind ``kind`` in this registration, if given."""
+        found = getattr(self, kind, None)
+        return found if isinstance(found, Spec) else None
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+HypervisorSpec = create_model(  # the fields above, then "<kind>": {...} for each node kind
+    "HypervisorSpec", __base__=HypervisorFields, __module__=__name__,
+    **{kind: (model | None, None) for kind, model in registry.node_option_models().items()},  # type: ignore[call-overload]
+)
 
 
-class HypervisorView(View):
+class HypervisorViewFields(View):
     id: int
     name: str
     kind: str
@@ -157,26 +99,29 @@ class HypervisorView(View):
     username: str | None
     has_credentials: bool
     winrm: dict[str, Any] | None
-    hyperv: dict[str, Any] | None = None
-    kvm: dict[str, Any] | None = None
-    fake: dict[str, Any] | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
     @classmethod
-    def of(cls, node: Node) -> HypervisorView:
+    def of(cls, node: Node) -> Self:
+        options = node.options or {}
         return cls(
             id=node.id, name=node.name, kind=node.kind, endpoint=node.endpoint, username=node.username,
-            has_credentials=node.credentials_encrypted is not None, winrm=(node.options or {}).get("winrm"),
-            hyperv=(node.options or {}).get("hyperv"), kvm=(node.options or {}).get("kvm"),
-            fake=(node.options or {}).get("fake"),
+            has_credentials=node.credentials_encrypted is not None, winrm=options.get("winrm"),
             created_at=node.created_at, updated_at=node.updated_at,
+            **{kind: options.get(kind) for kind in registry.node_option_models()},
         )
 
 
-def _apply(node: Node, spec: HypervisorSpec, vault: Vault) -> None:
+HypervisorView = create_model(  # a node as the API shows it: "<kind>": {...} for each node kind, as stored
+    "HypervisorView", __base__=HypervisorViewFields, __module__=__name__,
+    **{kind: (dict[str, Any] | None, None) for kind in registry.node_option_models()},  # type: ignore[call-overload]
+)
+
+
+def _apply(node: Node, spec: HypervisorFields, vault: Vault) -> None:
     node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
-    parts = (("winrm", spec.winrm), ("hyperv", spec.hyperv), ("kvm", spec.kvm), ("fake", spec.fake))
+    parts = [("winrm", spec.winrm), *((kind, spec.options_of(kind)) for kind in registry.node_option_models())]
     options = {name: sub.model_dump(by_alias=True) for name, sub in parts if sub}
     node.options = options or None
     secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
@@ -208,13 +153,13 @@ def add_node(session: Session, node: Node) -> Node:
     return node
 
 
-def register_hypervisor(session: Session, vault: Vault, spec: HypervisorSpec) -> Node:
+def register_hypervisor(session: Session, vault: Vault, spec: HypervisorFields) -> Node:
     node = Node(role=HYPERVISOR)
     _apply(node, spec, vault)
     return add_node(session, node)
 
 
-def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: HypervisorSpec) -> Node:
+def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: HypervisorFields) -> Node:
     """Replace a node's settings. Credentials left out of the request are kept as they were."""
     node = get_hypervisor(session, node_id)
     if spec.kind != node.kind and _open_tasks(session, node_id):

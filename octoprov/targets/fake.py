@@ -16,13 +16,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from pydantic import AfterValidator, Field
 
 from octoprov.domainjoin import DomainJoinInterface
 from octoprov.errors import PermanentError, TransientError
-from octoprov.specs import Spec
+from octoprov.specs import Spec, report
 from octoprov.targets import registry
 from octoprov.targets.base import (
     BootInterface,
@@ -70,6 +70,15 @@ class FakeOptions(Spec):
     machine_pool: Annotated[str, AfterValidator(_known_queue)] = Field(
         default="default", description="Worker pool whose workers play the machine and send its callbacks, so a "
                                        "rehearsal can spread one task over two pools")
+
+
+class NodeRegistration(Protocol):
+    endpoint: str
+
+
+def check_node(node: NodeRegistration) -> None:
+    if not node.endpoint.startswith("fake://"):
+        report({"endpoint": "a fake node's endpoint is fake://<anything>"})
 
 
 def options_of(ctx: TaskContext) -> FakeOptions:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from octoprov.context import NodeInfo, TaskContext
+    from octoprov.specs import Spec
     from octoprov.targets.base import InventoryInterface, Target
 
 DEFAULT_QUEUE = "default"
@@ -36,6 +37,17 @@ def lazy(path: str) -> Callable[..., Any]:
 
     call.__qualname__ = call.__name__ = path
     return call
+
+
+def ref(path: str) -> Callable[[], Any]:
+    """``module:attribute`` itself (a class, a constant), imported when first asked for."""
+    module_name, _, attribute = path.partition(":")
+
+    def load() -> Any:
+        return getattr(importlib.import_module(module_name), attribute)
+
+    load.__qualname__ = load.__name__ = path
+    return load
 
 
 def no_artifacts(ctx: TaskContext) -> tuple[dict[str, str], list[str]]:
@@ -63,6 +75,10 @@ class TargetType:
     plan: Planner = no_artifacts
     hardware_model: Callable[[int], tuple[str | None, str | None]] | None = None
     virtio: Callable[[dict[str, Any]], bool] | None = None  # from the node's options: VirtIO disks and NICs
+    # a node's registration: the model of its options object (named after its kind: ``"kvm": {...}``), and the
+    # check of its endpoint and credentials, which reports what does not fit through octoprov.specs.report
+    node_options: Callable[[], type[Spec]] | None = None
+    check_node: Callable[[Any], None] | None = None
 
 
 _TYPES: dict[str, TargetType] = {}
@@ -133,6 +149,21 @@ def inventory_target(kind: str) -> TargetType | None:
     return next((t for t in _TYPES.values() if kind in t.node_kinds and t.inventory is not None), None)
 
 
+def node_target(kind: str) -> TargetType | None:
+    """The VM target that declares how nodes of this kind are registered."""
+    return next((t for t in _TYPES.values() if kind in t.node_kinds and t.check_node is not None), None)
+
+
+def node_option_models() -> dict[str, type[Spec]]:
+    """The options object of each node kind, by kind: the fields of a node's registration."""
+    models: dict[str, type[Spec]] = {}
+    for target in _TYPES.values():
+        if target.node_options is not None:
+            for kind in target.node_kinds:
+                models.setdefault(kind, target.node_options())
+    return models
+
+
 def _kvm_virtio(node_options: dict[str, Any]) -> bool:
     return bool((node_options.get("kvm") or {}).get("virtioDrivers", True))
 
@@ -143,6 +174,8 @@ register(TargetType(
     inventory=lazy("octoprov.targets.hyperv.inventory:inventory_for_node"),
     plan=lazy("octoprov.targets.hyperv.dryrun:plan_artifacts"),
     hardware_model=lazy("octoprov.drivers:hyperv_model"),
+    node_options=ref("octoprov.targets.hyperv.options:HyperVOptions"),
+    check_node=lazy("octoprov.targets.hyperv.options:check_node"),
 ))
 register(TargetType(
     name="kvm", label="KVM", queue="kvm", makes_vms=True, node_kinds=("kvm",), cloud_images=True,
@@ -151,6 +184,8 @@ register(TargetType(
     plan=lazy("octoprov.targets.libvirt.dryrun:plan_artifacts"),
     hardware_model=lazy("octoprov.drivers:kvm_model"),
     virtio=_kvm_virtio,
+    node_options=ref("octoprov.targets.libvirt.options:KvmOptions"),
+    check_node=lazy("octoprov.targets.libvirt.options:check_node"),
 ))
 register(TargetType(
     name="baremetal", label="Bare metal", queue="baremetal", makes_vms=False,
@@ -162,6 +197,8 @@ register(TargetType(
     serves_answers=False,
     driver=lazy("octoprov.targets.fake:fake_target"),
     inventory=lazy("octoprov.targets.fake:inventory_for_node"),
+    node_options=ref("octoprov.targets.fake:FakeOptions"),
+    check_node=lazy("octoprov.targets.fake:check_node"),
 ))
 
 

@@ -1,14 +1,20 @@
-"""How machines are booted on a Hyper-V host (the ``hyperv`` object of a node of kind hyperv)."""
+"""A Hyper-V node's registration: its WinRM endpoint, and how machines are booted on it (the ``hyperv``
+object of a node of kind hyperv)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+import re
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
 from octoprov.specs import Spec, report
 
 WINDOWS_PATH = r"^[^\x00-\x1f\"*?<>|]+$"  # what NTFS and the Hyper-V cmdlets accept in a path
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 class HyperVOptions(Spec):
@@ -30,3 +36,36 @@ class HyperVOptions(Spec):
 
 def hyperv_options(node_options: dict[str, Any] | None) -> HyperVOptions:
     return HyperVOptions.model_validate((node_options or {}).get("hyperv") or {}, by_alias=True, by_name=True)
+
+
+class NodeRegistration(Protocol):
+    endpoint: str
+    private_key: str | None
+    winrm: Any
+
+
+def check_node(node: NodeRegistration) -> None:
+    """A host name or an http(s) WinRM URL; no SSH key; no certificate authentication yet."""
+    if node.winrm is not None and node.winrm.transport == "certificate":
+        report({("winrm", "transport"): "certificate authentication is not available yet; use ntlm, kerberos "
+                                        "or credssp"})
+    parts = urlsplit(node.endpoint if "://" in node.endpoint else "//" + node.endpoint)
+    if "://" in node.endpoint and parts.scheme not in ("http", "https"):
+        report({"endpoint": "must be a host name or an http(s) WinRM URL"})
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        host = None
+    if not host or not (_HOST.match(host) or _is_ip(host)):
+        report({"endpoint": "must be a host name or an http(s) WinRM URL"})
+    if node.private_key is not None:
+        report({"privateKey": "only for KVM hosts reached over qemu+ssh"})
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
