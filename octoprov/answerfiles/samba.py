@@ -6,8 +6,9 @@ configuration: no name lookups (``name resolve order = bcast host``, ``dns proxy
 explicitly enabled for WinPE older than Windows 10 1709, both shares read-only, and either
 guest access or one account with read access only (its password is in every start script).
 
-Print it with ``python -m octoprov.answerfiles.samba [--images-path P] [--drivers-path P]``
-(the paths as the Samba host sees the folders, e.g. inside a container). ``docs/winpe-share.md``
+Print it with ``python -m octoprov.answerfiles.samba [--images-path P] [--drivers-path P]
+[--samba-dir D]`` (the paths as the Samba host sees the folders, e.g. inside a container; ``D`` keeps
+Samba's own files out of the host's ``/var/lib/samba`` and ``/run/samba``). ``docs/winpe-share.md``
 explains the choices and the HTTP alternative.
 """
 
@@ -24,15 +25,43 @@ from octoprov.validation.names import has_control_characters
 
 
 def _folder(value: str, field: str) -> str:
-    if not PurePosixPath(value).is_absolute() or has_control_characters(value) or value != value.strip():
-        raise InvalidRequest({field: "must be an absolute path on one line, without surrounding spaces"})
+    """A folder smb.conf can hold: one line, and no ``%``, which Samba expands in paths (``/srv/%U`` is a
+    different folder for each client's user name)."""
+    if (not PurePosixPath(value).is_absolute() or has_control_characters(value) or value != value.strip()
+            or "%" in value):
+        raise InvalidRequest({field: "must be an absolute path on one line, without surrounding spaces or %"})
     return value
 
 
-def smb_conf(settings: Settings, images_path: str | None = None, drivers_path: str | None = None) -> str:
+# Samba's own files below --samba-dir: the parameter and its place in that folder.
+SAMBA_DIR_LAYOUT = {
+    "private dir": "private",  # passdb.tdb (the WinPE account), secrets.tdb
+    "lock directory": "lock",  # messaging sockets, locking and session databases
+    "state directory": "state",
+    "cache directory": "cache",
+    "pid directory": "run",  # smbd.pid, samba-dcerpcd.pid
+    "ncalrpc dir": "run/ncalrpc",  # where smbd reaches samba-dcerpcd (share listing)
+    "log file": "log/log.%m",
+}
+# The subfolders to make, with their modes, before testparm and smbd run: testparm reports a missing lock,
+# state, cache or PID folder as an error, smbd stops without its private dir and cannot set up log/cores
+# without log/ (ncalrpc it makes itself).
+MADE_BEFOREHAND = {"private": 0o700, "lock": 0o755, "state": 0o755, "cache": 0o755, "run": 0o755, "log": 0o750}
+
+
+def samba_dir_lines(samba_dir: str) -> list[str]:
+    """The ``[global]`` lines that put every file Samba writes below one folder, so that a container, a
+    second smbd beside the host's, or a test runs without touching the host's Samba state."""
+    folder = _folder(samba_dir, "sambaDir")
+    return [f"   {name} = {PurePosixPath(folder, place)}" for name, place in SAMBA_DIR_LAYOUT.items()]
+
+
+def smb_conf(settings: Settings, images_path: str | None = None, drivers_path: str | None = None,
+             samba_dir: str | None = None) -> str:
     share = WinpeShare.from_settings(settings)
     images = _folder(images_path or str(settings.effective_images_dir), "imagesPath")
     drivers = _folder(drivers_path or str(settings.effective_drivers_dir), "driversPath")
+    own_files = samba_dir_lines(samba_dir) if samba_dir is not None else []
     lines = [
         "# Samba configuration of the Octoprov WinPE file share, generated from the OCTOPROV_* settings",
         "# (python -m octoprov.answerfiles.samba): change the settings, not this file.",
@@ -44,11 +73,16 @@ def smb_conf(settings: Settings, images_path: str | None = None, drivers_path: s
         "   name resolve order = bcast host",
         "   dns proxy = no",
         "   hostname lookups = no",
+        "   # WinPE speaks SMB directly on 445 (every version since Windows 2000 does): no NetBIOS session port 139",
+        "   smb ports = 445",
         "   load printers = no",
         "   printing = bsd",
         "   printcap name = /dev/null",
         "   disable spoolss = yes",
     ]
+    if own_files:
+        lines += [f"   # Samba's own files below {samba_dir} (--samba-dir), whose subfolders must exist",
+                  *own_files]
     if settings.samba_smb1:
         lines += ["   # WinPE before Windows 10 1709 speaks SMB1 only, and with it NTLMv1 (OCTOPROV_SAMBA_SMB1)",
                   "   server min protocol = NT1",
@@ -74,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the Samba configuration of the WinPE file share.")
     parser.add_argument("--images-path", help="the images folder as the Samba host sees it")
     parser.add_argument("--drivers-path", help="the drivers folder as the Samba host sees it")
+    parser.add_argument("--samba-dir", help="a folder for Samba's own files (passdb, locks, state, cache, PID "
+                                            "files, logs) instead of the build's /var/lib/samba, /run/samba, "
+                                            "/var/log/samba; create its subfolders first: "
+                                            + ", ".join(MADE_BEFOREHAND))
     args = parser.parse_args(argv)
-    sys.stdout.write(smb_conf(Settings.from_env(), args.images_path, args.drivers_path))
+    sys.stdout.write(smb_conf(Settings.from_env(), args.images_path, args.drivers_path, args.samba_dir))
     return 0
 
 
