@@ -12,6 +12,15 @@ What it answers is scripted, not PowerShell: a small model of Hyper-V (VMs, VHDX
 DVD drives) and of Active Directory (computer accounts, djoin blobs), plus the failures the
 target must survive: a cmdlet error (``errors``), a refused login (``refuse_login``) and a
 connection dropped in the middle of a pipeline (``drop_after``).
+
+Before any of that, each command is bound as the host's PowerShell would bind it: a cmdlet against
+Microsoft's documented parameter sets (tests/support/cmdlet_reference.py), one of Octoprov's fixed
+scripts against its ``param()`` block, and the calls inside that script with the values bound to
+it. An unknown cmdlet or parameter, a missing mandatory one, a value that does not convert (a bool
+for ``OnOffState``, text for ``Int64``) fails the pipeline with the ParameterBindingException
+record PowerShell sends, and nothing runs (``FakeHost.refused``). So the model cannot share a
+misreading of the cmdlets with the code it tests. Scripts of post-install packages and of the
+library (not Octoprov's text) are bound by their authors' rules and are not checked here.
 """
 
 from __future__ import annotations
@@ -35,8 +44,10 @@ from pypsrp.wsman import NAMESPACES
 from requests.adapters import BaseAdapter
 
 from octoprov.winrm.connection import Endpoint, open_wsman
+from tests.support.cmdlet_reference import ANY_INPUT, BindingError, check_pipeline
 
 S, WSA, RSP = NAMESPACES["s"], NAMESPACES["wsa"], NAMESPACES["rsp"]
+UNKNOWN_SCRIPT = "<unknown script>"  # a script the fake does not know by its text (a post-install package's)
 DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
 
 
@@ -48,6 +59,7 @@ class Call:
     parameters: dict[str, Any]
     script: str | None = None
     types: dict[str, str] = field(default_factory=dict)  # each parameter's CLIXML element: S, I32, I64, B, ...
+    bound: dict[str, Any] | None = None  # the parameters as the host bound them: each under its own name
 
 
 class FakeError(Exception):
@@ -74,9 +86,21 @@ class FakeHost:
     refuse_login: bool = False
     drop_after: str | None = None  # the connection drops after the host ran this command (once)
     calls: list[Call] = field(default_factory=list)
+    refused: list[tuple[list[Call], BindingError]] = field(default_factory=list)  # never ran: binding failed
 
     def names(self) -> list[str]:
         return [call.name for call in self.calls]
+
+    def bind(self, pipeline: list[Call]) -> None:
+        """Bind the pipeline as PowerShell would (see the module), or raise the BindingError it
+        would throw. A script the fake does not know by its text (a package's) passes unchecked,
+        and what it writes may bind anywhere downstream."""
+        unknown = pipeline[0].name == UNKNOWN_SCRIPT
+        checked = pipeline[1:] if unknown else pipeline
+        bindings = check_pipeline(((call.name, call.parameters, call.script) for call in checked),
+                                  ANY_INPUT if unknown else None)
+        for call, binding in zip(checked, bindings, strict=True):
+            call.bound = binding.bound
 
     def run(self, pipeline: list[Call]) -> list:
         self.calls.extend(pipeline)
@@ -85,7 +109,7 @@ class FakeHost:
             if call.name in self.errors:
                 raise FakeError(self.errors[call.name])
         handler = getattr(self, "do_" + first.name.replace("-", "_"), None)
-        return handler(pipeline, **first.parameters) if handler else []
+        return handler(pipeline, **(first.bound if first.bound is not None else first.parameters)) if handler else []
 
     # --- Hyper-V ---------------------------------------------------------------------------------
 
@@ -309,6 +333,11 @@ class FakeWinRm(BaseAdapter):
 
     def _execute(self, command_id: str, pipeline: list[Call]) -> bytes:
         try:
+            self.host.bind(pipeline)
+        except BindingError as exc:  # terminating, as a ParameterBindingException is: nothing runs
+            self.host.refused.append((pipeline, exc))
+            return self._messages(command_id, [PipelineState(PSInvocationState.FAILED, _binding_error_record(exc))])
+        try:
             output = self.host.run(pipeline)
         except FakeError as exc:
             record = _error_record(str(exc), pipeline[0].name)
@@ -372,6 +401,19 @@ def _error_record(message: str, command: str) -> ErrorRecordMessage:
     return record
 
 
+ERROR_CATEGORY = {"InvalidArgument": 5, "ObjectNotFound": 13}  # System.Management.Automation.ErrorCategory
+
+
+def _binding_error_record(exc: BindingError) -> ErrorRecordMessage:
+    """The record PowerShell sends for a call its binder refuses: the exception's message, its
+    FullyQualifiedErrorId (``NamedParameterNotFound,New-VM``) and category."""
+    record = _error_record(exc.message, exc.command)
+    record.fq_error = f"{exc.error_id},{exc.command}"
+    record.category, record.reason = ERROR_CATEGORY.get(exc.category, 0), exc.exception
+    record.message = f"{exc.category}: (:) [{exc.command}], {exc.exception}"
+    return record
+
+
 def parse_pipeline(root: ET.Element, serializer: Serializer) -> list[Call]:
     """The commands of a CREATE_PIPELINE message: name (or script text) and each parameter's value,
     deserialized from its CLIXML element as the host would."""
@@ -391,7 +433,7 @@ def parse_pipeline(root: ET.Element, serializer: Serializer) -> list[Call]:
             name, value = serializer.deserialize(argument.find("*[@N='N']")), argument.find("*[@N='V']")
             parameters[name] = serializer.deserialize(value)
             types[name] = value.findtext("TN/T") if value.tag == "Obj" else value.tag
-        name = by_text.get(text, "<unknown script>") if is_script else text
+        name = by_text.get(text, UNKNOWN_SCRIPT) if is_script else text
         calls.append(Call(name, parameters, text if is_script else None, types))
     return calls
 

@@ -1,6 +1,7 @@
 
 param([Parameter(Mandatory)][string]$Name)
-foreach ($vm in @(Get-VM -Name $Name -ErrorAction Ignore)) {
+# compared as it is: Get-VM -Name takes wildcards (* ? [ ] `), so a name with them would be matched as a pattern
+foreach ($vm in @(Get-VM | Where-Object { $_.Name -eq $Name })) {
     $info = [ordered]@{
         Id = [string]$vm.Id; Name = $vm.Name; Notes = $vm.Notes; State = [string]$vm.State
         Generation = $vm.Generation; Path = $vm.Path
