@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
-DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common mtools fdisk samba-common-bin samba-ad-dc smbclient nginx-light chromium
+DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium
 # Debian packages only `make bench` needs: a load generator and reference servers.
 BENCH_DEB_PACKAGES := wrk nginx-light
 # Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks

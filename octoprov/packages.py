@@ -23,39 +23,11 @@ from octoprov.lookup import fetch
 from octoprov.models import Package
 from octoprov.references import active_post_install, save_unique
 from octoprov.specs import Spec, Timestamp, View, report
-from octoprov.validation import check_display_name, check_parameter_name
+from octoprov.validation import check_display_name, check_parameter_name, check_unreserved_variable
 
 OS_TYPES = ("windows", "linux")
 VALUE_MAX = 4096  # a parameter is a setting, not a file: longer strings belong in the script
 INTEGER_RANGE = (-(2**63), 2**63 - 1)  # PowerShell [long], 64-bit shell arithmetic
-
-# PowerShell's automatic variables and common parameters (names are case-insensitive there), and
-# the variables sh and the dynamic linker act on (case-sensitive): a parameter called $input or
-# PATH would change how the script runs rather than what it is told.
-_POWERSHELL_RESERVED = frozenset({
-    "_", "args", "confirm", "consolefilename", "debug", "enabledexperimentalfeatures", "error", "erroraction",
-    "errorvariable", "event", "eventargs", "eventsubscriber", "executioncontext", "false", "foreach", "home",
-    "host", "informationaction", "informationvariable", "input", "iscoreclr", "islinux", "ismacos", "iswindows",
-    "lastexitcode", "matches", "myinvocation", "nestedpromptlevel", "null", "outbuffer", "outvariable", "pid",
-    "pipelinevariable", "profile", "progressaction", "psboundparameters", "pscmdlet", "pscommandpath", "psculture",
-    "psdebugcontext", "psedition", "pshome", "psitem", "psscriptroot", "pssenderinfo", "psuiculture",
-    "psversiontable", "pwd", "sender", "shellid", "stacktrace", "switch", "this", "true", "verbose",
-    "warningaction", "warningvariable", "whatif"
-})
-_SHELL_RESERVED = frozenset({
-    "CDPATH", "ENV", "HOME", "IFS", "LANG", "LANGUAGE", "LINENO", "LOGNAME", "OLDPWD", "OPTARG", "OPTIND", "PATH",
-    "PPID", "PS1", "PS2", "PS4", "PWD", "SHELL", "SHELLOPTS", "TERM", "TMPDIR", "USER"
-})
-_SHELL_RESERVED_PREFIXES = ("LD_", "BASH_", "LC_")
-
-
-def _not_reserved(name: str) -> str:
-    if name.lower() in _POWERSHELL_RESERVED:
-        raise ValueError("is a PowerShell automatic variable or common parameter; choose another name")
-    if name in _SHELL_RESERVED or name.startswith(_SHELL_RESERVED_PREFIXES):
-        raise ValueError("is a variable the shell or the dynamic linker acts on; choose another name")
-    return name
-
 
 def no_nul(text: str) -> str:
     """Refuse NUL, which neither PostgreSQL text nor JSONB can store."""
@@ -64,7 +36,7 @@ def no_nul(text: str) -> str:
     return text
 
 
-ParameterName = Annotated[str, AfterValidator(check_parameter_name), AfterValidator(_not_reserved)]
+ParameterName = Annotated[str, AfterValidator(check_parameter_name), AfterValidator(check_unreserved_variable)]
 Value = str | int | bool
 Description = Annotated[str, Field(max_length=4000), AfterValidator(no_nul)]
 

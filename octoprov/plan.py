@@ -38,7 +38,7 @@ class Plan:
 
 def plan_task(settings: Settings, database: Database, vault: Vault, body: object) -> Plan:
     with database.scratch_session() as session:
-        task = tasks.create_task(session, vault, body, check_on_host=settings.check_on_host)
+        task = tasks.create_task(session, vault, body, check_on_host=settings.check_on_host, settings=settings)
         session.flush()
         view = tasks.TaskView.of(task).to_json()
         image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))

@@ -69,6 +69,7 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidat
 WinRmTransport = Literal["ntlm", "kerberos", "credssp"]  # what octoprov/winrm/connection.py can connect with
 UefiBootFile = Literal["ipxe.efi", "snponly.efi"]  # the two UEFI binaries prepare_root copies from IPXE_DIR
 SecureBootTemplate = Literal["MicrosoftUEFICertificateAuthority", "MicrosoftWindows"]
+DomainJoinBackend = Literal["djoin", "samba"]  # the backends of octoprov/domainjoin/
 
 
 def _setting(default: Any, doc: str, *, secret: bool = False, example: str | None = None) -> Any:
@@ -244,8 +245,32 @@ class HyperVSettings(BaseModel):
 
 
 class DomainJoinSettings(BaseModel):
-    model_config = ConfigDict(title="Active Directory: offline domain join")
+    model_config = ConfigDict(title="Active Directory: domain join")
 
+    domain_join_backend: DomainJoinBackend = _setting(
+        "djoin", "Who makes offline domain joins: djoin (djoin.exe on DJOIN_HOST over WinRM) or samba (Samba's "
+                 "net offlinejoin on the worker itself, computer accounts over LDAPS; no Windows host needed).",
+    )
+    domain_controller: str = _setting(
+        "", "Domain controller the API and the workers talk LDAPS (port 636) to: the checks of a domain join at "
+            "POST /tasks and the samba backend's computer accounts. Its name as its certificate has it. Empty: the "
+            "domain's own DNS name, which Active Directory resolves to its domain controllers.",
+        example="dc01.yourdom.local",
+    )
+    domain_ca_file: OptionalPath = _setting(
+        None, "PEM file with the CA certificates that issued the domain controllers' LDAPS certificates. Empty: "
+              "the CAs the system trusts.", example="/etc/octoprov/yourdom-ca.pem",
+    )
+    samba_join_username: str = _setting(
+        "", "samba backend: the domain account that creates and deletes computer accounts (in the OUs tasks name) "
+            "when a request brings no domain.serviceAccount of its own. DOMAIN\\user or user@domain.",
+        example="svc-join@yourdom.local",
+    )
+    samba_join_password: str = _setting("", "Password of SAMBA_JOIN_USERNAME.", secret=True)
+    samba_net: str = _setting(
+        "net", "samba backend: Samba's net program, 4.15 or later (it has net offlinejoin). A name on PATH or a "
+               "full path.",
+    )
     djoin_host: str = _setting(
         "", "Management host that runs djoin.exe /provision for offline domain joins, over WinRM: a domain "
             "controller or a member server with the RSAT AD PowerShell module. Host name (HTTPS, port 5986) or "

@@ -6,7 +6,7 @@ JSON the API returns and for the OpenAPI document (``api/schemas.py`` converts t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self, TypeVar
 
@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from octoprov.errors import InvalidRequest, field_path
+from octoprov.validation.text import storable_problem
 
 SpecT = TypeVar("SpecT", bound="Spec")
 WhereT = TypeVar("WhereT", bound=str | tuple[str | int, ...])  # a field name, or a location tuple
@@ -77,6 +78,7 @@ _MESSAGES = {
     "extra_forbidden": "unknown field",
     "model_type": "must be a JSON object",
     "dict_type": "must be a JSON object",
+    "string_unicode": "holds a lone surrogate, which is not Unicode text",  # a key pydantic cannot read, in this object
 }
 
 
@@ -96,19 +98,32 @@ def errors_of(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
-def _nul_paths(value: object, path: str = "") -> list[str]:
-    """Field paths whose text holds a NUL character, which no database text column can store."""
+def _escaped(key: str) -> str:
+    """A key as it stands in a field path: characters no path should hold written as ``\\uXXXX``."""
+    return "".join(f"\\u{ord(char):04x}" if _unprintable(char) else char for char in key)
+
+
+def _unprintable(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF)
+
+
+def text_errors(value: object, problem: Callable[[str, str], str | None], path: str = "") -> dict[str, str]:
+    """Field path -> message for every string (and object key) of a decoded JSON body that
+    ``problem(path, text)`` finds fault with. A faulty key is named with its odd characters escaped."""
     if isinstance(value, str):
-        return [path or "body"] if "\x00" in value else []
+        found = problem(path or "body", value)
+        return {path or "body": found} if found else {}
+    errors: dict[str, str] = {}
     if isinstance(value, dict):
-        found = []
         for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            found += [here] if "\x00" in str(key) else _nul_paths(item, here)
-        return found
-    if isinstance(value, list):
-        return [found for index, item in enumerate(value) for found in _nul_paths(item, f"{path}[{index}]")]
-    return []
+            here = f"{path}.{_escaped(str(key))}" if path else _escaped(str(key))
+            found = problem(here, str(key))
+            errors.update({here: f"the name {found}"} if found else text_errors(item, problem, here))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            errors.update(text_errors(item, problem, f"{path}[{index}]"))
+    return errors
 
 
 def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None,
@@ -120,11 +135,13 @@ def parse(model: type[SpecT], body: object, errors: dict[str, str] | None = None
     """
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
-    errors = {**(errors or {}), **{path: "must not contain NUL characters" for path in _nul_paths(body)}}
+    # a lone surrogate or a NUL fails every database, and UTF-8 itself: refused in every body, first
+    errors = {**(errors or {}), **text_errors(body, lambda _path, text: storable_problem(text))}
     try:
         spec = model.model_validate(body, by_alias=True, by_name=False, context=context)
     except ValidationError as exc:
-        errors = {**errors_of(exc), **errors}  # what was found first says more (a NUL, an unknown reference)
+        found = {_escaped(path): message for path, message in errors_of(exc).items()}  # odd keys, as above
+        errors = {**found, **errors}  # what was found first says more (a NUL, an unknown reference)
     if errors:
         raise InvalidRequest(errors)
     return spec

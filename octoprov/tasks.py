@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from octoprov import images, pipeline, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
+from octoprov.domainjoin.checks import check_domain_join
 from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
@@ -28,6 +29,7 @@ from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
 from octoprov.runtime import Runtime
+from octoprov.settings import Settings
 from octoprov.specs import MASK, Timestamp, View
 from octoprov.targets.registry import target_for
 
@@ -104,9 +106,11 @@ def _with_mask(data: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, 
     return result
 
 
-def create_task(session: Session, vault: Vault, body: object, *, check_on_host: bool = True) -> Task:
+def create_task(session: Session, vault: Vault, body: object, *, check_on_host: bool = True,
+                settings: Settings | None = None) -> Task:
     """Validate ``body`` against the request schema and the stored references (and, with
-    ``check_on_host``, against what the hypervisor offers), and store it."""
+    ``check_on_host``, against what the hypervisor offers and, given the ``settings`` that say where
+    the domain is, against the domain a join names), and store it."""
     refs = DbReferences(session)
     defaults = {}
     if isinstance(body, dict) and isinstance(body.get("templateId"), int) and not isinstance(
@@ -126,6 +130,7 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
     _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
+    warnings = check_domain_join(spec, settings) if check_on_host and settings is not None else []
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)
     task = Task(
@@ -148,6 +153,8 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type,
                                                  cloud_image=images.is_cloud_image(image)))
     pipeline.log(session, task.id, "Task created", step="create")
+    for warning in warnings:
+        pipeline.log(session, task.id, warning, level="warn", step="create")
     return task
 
 
@@ -162,7 +169,8 @@ def submit(runtime: Runtime, queue: StepQueue, body: object) -> dict[str, Any]:
     its first steps, and return its view. A broker that cannot be reached leaves the task pending
     (logged); the periodic job queues it once the broker is back."""
     with runtime.database.session() as session:
-        task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host)
+        task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host,
+                           settings=runtime.settings)
         session.flush()
         view = TaskView.of(task).to_json()
         first_run = pipeline.next_work_run(session, task.id)

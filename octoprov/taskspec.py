@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Protocol, TypeGuard
 
@@ -32,7 +33,7 @@ from pydantic.json_schema import JsonSchemaValue
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.packages import PackageLike, validate_parameters
-from octoprov.specs import Spec, parse, report
+from octoprov.specs import Spec, parse, report, text_errors
 from octoprov.targets import registry
 from octoprov.targets.registry import TargetType
 from octoprov.validation import (
@@ -47,12 +48,19 @@ from octoprov.validation import (
     check_linux_user_name,
     check_ou_in_domain,
     check_parameter_name,
+    check_password,
     check_product_key,
     check_script_name,
     check_shell_command,
+    check_single_line,
     check_ssh_public_key,
     check_static_network,
+    check_text,
     check_timezone,
+    check_unreserved_variable,
+    check_windows_path,
+    is_device_name,
+    text_problem,
 )
 
 SECRET_PATHS = (("os", "adminPassword"), ("os", "productKey"), ("domain", "serviceAccount", "password"))
@@ -82,6 +90,24 @@ class References(Protocol):
 
     def script_os_type(self, name: str) -> str | None:
         """The OS a script of the scripts library is for, or None if the library has no such script."""
+
+
+# the validation context's flag for a stored task read back (TaskSpec.from_stored)
+STORED = "stored"
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(STORED))
+
+
+def _on_intake(check: Callable[[Any], Any]) -> Callable[[Any, ValidationInfo], Any]:
+    """A rule for requests as they arrive, not for a stored task read back: one accepted before the
+    rule existed must still run, or be rolled back (which reads the request too)."""
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return value if _stored(info) else check(value)
+
+    return validate
 
 
 def _problem(check: Callable[..., object], *args: Any) -> str | None:
@@ -115,8 +141,10 @@ def _no_duplicates(items: list[int]) -> list[int]:
     return items
 
 
-def _check_parameter_value(value: Any) -> Any:
-    if isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value)):
+def _check_parameter_value(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        return value if _stored(info) else check_text(value, multiline=True)
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
         return value
     raise ValueError("must be a string, number or boolean")
 
@@ -130,9 +158,15 @@ DisplayName = Annotated[str, AfterValidator(check_display_name)]
 Fqdn = Annotated[str, AfterValidator(check_fqdn)]
 DistinguishedName = Annotated[str, AfterValidator(check_distinguished_name)]
 JoinMethod = Literal["offline", "online"]
+# names as package parameters have them: a library script's parameter must not be LD_PRELOAD or $input either
 Parameters = dict[
-    Annotated[str, AfterValidator(check_parameter_name)], Annotated[Any, AfterValidator(_check_parameter_value)]
+    Annotated[str, AfterValidator(check_parameter_name), AfterValidator(_on_intake(check_unreserved_variable))],
+    Annotated[Any, AfterValidator(_check_parameter_value)],
 ]
+Password = Annotated[str, AfterValidator(_on_intake(check_password))]
+# free text that ends up in an artifact: one line (a name, a URL), or lines (a command)
+Line = Annotated[str, AfterValidator(_on_intake(check_single_line))]
+Lines = Annotated[str, AfterValidator(_on_intake(functools.partial(check_text, multiline=True)))]
 
 
 class DiskSpec(Spec):
@@ -145,7 +179,7 @@ Disks = Annotated[list[DiskSpec], Field(min_length=1, max_length=64), AfterValid
 
 
 class VmNetworkSpec(Spec):
-    vswitch: Annotated[str, AfterValidator(functools.partial(check_display_name, max_len=255))] | None = None
+    vswitch: Annotated[Line, AfterValidator(functools.partial(check_display_name, max_len=255))] | None = None
     vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
 
 
@@ -156,7 +190,7 @@ class VmSpec(Spec):
     secureboot: bool | None = None  # None: on for generation 2, off for generation 1
     disks: Disks
     network: VmNetworkSpec = Field(default_factory=VmNetworkSpec)
-    storage_path: Annotated[str, AfterValidator(functools.partial(check_display_name, max_len=500))] | None = None
+    storage_path: Annotated[str, AfterValidator(_on_intake(check_windows_path))] | None = None
 
     @model_validator(mode="after")
     def _secureboot_needs_uefi(self) -> VmSpec:
@@ -173,7 +207,7 @@ class OsSpec(Spec):
     language: Language = DEFAULT_LANGUAGE
     timezone: TimeZone = DEFAULT_TIMEZONE
     product_key: Annotated[str, AfterValidator(check_product_key)] | None = Field(None, repr=False)
-    admin_password: Annotated[str, Field(min_length=1, max_length=127)] | None = Field(None, repr=False)
+    admin_password: Annotated[Password, Field(min_length=1, max_length=127)] | None = Field(None, repr=False)
     # cloud images only (cloud-init creates this account): without a name, "admin"
     admin_username: Annotated[str, AfterValidator(check_linux_user_name)] | None = None
     ssh_authorized_keys: Annotated[
@@ -202,22 +236,22 @@ class NetworkSpec(Spec):
 
 
 class ServiceAccountSpec(Spec):
-    username: Annotated[str, AfterValidator(check_account_name)]
-    password: Annotated[str, Field(min_length=1, max_length=256)] = Field(repr=False)
+    username: Annotated[Line, AfterValidator(check_account_name)]
+    password: Annotated[Password, Field(min_length=1, max_length=256)] = Field(repr=False)
 
 
 class DomainSpec(Spec):
     """When ``join`` is false the other fields are kept (templates carry them) but not checked."""
 
     join: bool = False
-    name: str | None = None
-    ou: str | None = None
+    name: Line | None = None
+    ou: Line | None = None
     method: JoinMethod = "offline"
     service_account: ServiceAccountSpec | None = None
 
     @model_validator(mode="after")
-    def _join_needs_domain(self) -> DomainSpec:
-        if not self.join:
+    def _join_needs_domain(self, info: ValidationInfo) -> DomainSpec:
+        if not self.join or _stored(info):  # a stored task's domain was checked when it was accepted
             return self
         errors = {"name": "required when join is true" if self.name is None else _problem(check_fqdn, self.name)}
         if self.ou is not None:
@@ -252,7 +286,7 @@ class PostInstallSpec(Spec):
     run_scripts: list[ScriptRun] = Field(default_factory=list)
     # cloud images only: shell commands cloud-init runs in order at first boot
     run_commands: Annotated[
-        list[Annotated[str, AfterValidator(check_shell_command)]], Field(max_length=64)
+        list[Annotated[Lines, AfterValidator(check_shell_command)]], Field(max_length=64)
     ] = Field(default_factory=list)
 
 
@@ -287,7 +321,7 @@ class TaskOptions(Spec):
 
     keep_vm_on_failure: bool = False
     webhooks: Annotated[
-        list[Annotated[str, AfterValidator(_check_webhook_url)]], Field(max_length=5)
+        list[Annotated[Line, AfterValidator(_check_webhook_url)]], Field(max_length=5)
     ] = Field(default_factory=list)
 
 
@@ -342,7 +376,17 @@ class TaskSpec(Spec):
     def _hostname_fits_os(cls, value: str, info: ValidationInfo) -> str:
         """The OS type comes from the image, looked up by the caller and passed as context."""
         context = info.context if isinstance(info.context, dict) else {}
+        if _stored(info):  # checked when the task was accepted, perhaps by fewer rules than today's
+            return value
         return check_hostname(value, context.get("os_type") or "windows")
+
+    @model_validator(mode="after")
+    def _hostname_fits_hyperv(self, info: ValidationInfo) -> TaskSpec:
+        """Hyper-V makes a folder named after the VM, which Windows cannot do for a device name such as
+        CON, whatever OS the VM runs (a Windows one is refused by its hostname rule already)."""
+        if not _stored(info) and self.target_type == "hyperv" and is_device_name(self.hostname):
+            report({"hostname": f"{self.hostname} is a device name to Windows: Hyper-V cannot make the VM's folder"})
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -387,7 +431,7 @@ class TaskSpec(Spec):
             parent = _lookup(data, path[:-1])
             if isinstance(parent, dict) and path[-1] in parent:
                 parent[path[-1]] = secrets.get(".".join(path))
-        return cls.model_validate(data, context={"os_type": os_type})
+        return cls.model_validate(data, context={"os_type": os_type, STORED: True})
 
     def secrets(self) -> dict[str, str]:
         """The secrets that are set, keyed by field path: ``{"os.adminPassword": ...}``."""
@@ -497,13 +541,31 @@ def _check_post_install(section: object, os_type: str | None, refs: References) 
     return errors
 
 
+# free text that may span lines: a cloud-init command, a package's or script's parameter value
+_MULTILINE = re.compile(r"postInstall\.(?:runCommands\[\d+\]|run(?:Packages|Scripts)\[\d+\]\.parameters\.\w+)")
+
+
+def _text_problem(path: str, text: str) -> str | None:
+    """Every string of a request ends up in a file a machine reads (XML, cmd, PowerShell, sh, YAML,
+    iPXE) or in the database: control characters, lone surrogates and U+FFFE/U+FFFF are refused in
+    all of them, whichever field holds them, unknown fields and ignored ones included."""
+    return text_problem(text, multiline=bool(_MULTILINE.fullmatch(path)))
+
+
 def parse_task_request(body: object, defaults: dict[str, Any], refs: References) -> TaskSpec:
     """Merge ``body`` over ``defaults`` and validate the result; raise InvalidRequest with every error."""
     if not isinstance(body, dict):
         raise InvalidRequest({"body": "must be a JSON object"})
     merged = merge_defaults(defaults, body)
     os_type, errors = _check_references(merged, refs)
-    return parse(TaskSpec, merged, errors, context={"os_type": os_type})
+    text = text_errors(merged, _text_problem)
+    try:
+        spec = parse(TaskSpec, merged, errors, context={"os_type": os_type})
+    except InvalidRequest as invalid:
+        raise InvalidRequest({**text, **invalid.errors}) from None  # a field's own rule says more, where it has one
+    if text:
+        raise InvalidRequest(text)
+    return spec
 
 
 class TemplatePackage(Spec):

@@ -17,8 +17,9 @@ from octoprov.settings import Settings
 from octoprov.tokens import create_token
 from tests.support.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
 
-# fixtures some modules share: libvirt's test driver (conn, target); steps run in-process (queue, lab)
-pytest_plugins = ["tests.support.libvirt_ctx", "tests.support.inline_pipeline"]
+# fixtures some modules share: libvirt's test driver (conn, target); steps run in-process (queue, lab); a Samba
+# AD domain controller (samba_dc, lab_dns)
+pytest_plugins = ["tests.support.libvirt_ctx", "tests.support.inline_pipeline", "tests.support.samba_dc"]
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from octoprov.errors import PermanentError
+
 if TYPE_CHECKING:
     from octoprov.context import TaskContext
 
@@ -18,3 +20,11 @@ class DomainJoinInterface(ABC):
 
     @abstractmethod
     def remove_computer_account(self, ctx: TaskContext) -> str: ...
+
+
+def domain_name(ctx: TaskContext) -> str:
+    """The domain the task joins (the request's validation makes sure a joining task names one)."""
+    name = ctx.spec.domain.name
+    if not name:
+        raise PermanentError("the task names no domain to join")
+    return name

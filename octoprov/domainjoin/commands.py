@@ -27,4 +27,6 @@ def tag_computer(name: str, domain: str, task_id: int) -> Cmdlet:
 
 
 def remove_computer(distinguished_name: str, domain: str) -> Cmdlet:
-    return cmdlet("Remove-ADComputer", Identity=distinguished_name, Server=domain, Confirm=False)
+    """A tree delete: Remove-ADComputer refuses an account that gained child objects (BitLocker recovery
+    information, service connection points), which would leave it behind after a rollback."""
+    return cmdlet("Remove-ADObject", Identity=distinguished_name, Server=domain, Recursive=True, Confirm=False)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from octoprov.domainjoin import commands
-from octoprov.domainjoin.base import DomainJoinInterface
+from octoprov.domainjoin.base import DomainJoinInterface, domain_name
 from octoprov.errors import PermanentError
 from octoprov.logs import redactor
 from octoprov.settings import Settings
@@ -39,14 +39,6 @@ def clean_blob(text: str) -> str:
     """djoin writes its save file as UTF-16 with a byte order mark and a trailing NUL; the blob is
     the base64 text inside."""
     return "".join(text.replace("\ufeff", "").replace("\x00", "").split())
-
-
-def domain_name(ctx: TaskContext) -> str:
-    """The domain the task joins (the request's validation makes sure a joining task names one)."""
-    name = ctx.spec.domain.name
-    if not name:
-        raise PermanentError("the task names no domain to join")
-    return name
 
 
 class DjoinDomainJoin(DomainJoinInterface):

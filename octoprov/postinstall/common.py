@@ -14,6 +14,7 @@ from octoprov import pipeline
 from octoprov.errors import PermanentError
 from octoprov.models import Node, Task
 from octoprov.paths import confined
+from octoprov.validation import check_unreserved_variable
 
 if TYPE_CHECKING:
     from octoprov.context import TaskContext
@@ -116,6 +117,18 @@ def package_run(ctx: TaskContext, item: dict[str, Any]) -> PackageRun:
         package = get_package(session, item["packageId"])
         parameters = validate_parameters(package, item.get("parameters") or {}, "parameters")
         return PackageRun(package.name, package.script, parameters, package.idempotent, package.timeout_s)
+
+
+def unreserved(title: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` unless one shadows a variable PowerShell, sh or the dynamic linker acts on
+    (``LD_PRELOAD``, ``PATH``, ``$input``). Requests are refused such names; this catches a task
+    stored before they were, at the last moment before its values would reach the machine's shell."""
+    for name in parameters:
+        try:
+            check_unreserved_variable(name)
+        except ValueError as exc:
+            raise PermanentError(f"{title}: parameter {name} {exc}; not run") from None
+    return parameters
 
 
 def library_script(ctx: TaskContext, item: dict[str, Any]) -> str:

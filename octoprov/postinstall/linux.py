@@ -17,7 +17,14 @@ from octoprov import deploykey, pipeline
 from octoprov.errors import PermanentError
 from octoprov.models import Task
 from octoprov.postinstall import shell
-from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
+from octoprov.postinstall.common import (
+    agent_skipped,
+    library_script,
+    package_run,
+    reported,
+    unreserved,
+    with_retries,
+)
 from octoprov.postinstall.ssh import Connection, SshTarget, connect, fingerprint, run_script, upload
 from octoprov.results import result_node
 
@@ -90,10 +97,12 @@ def _work(ctx: TaskContext, item: dict[str, Any]) -> Work | None:
         return Work("Agent installer", ctx.settings.linux_agent_args,
                     repeatable=True, upload=(installer.read_bytes(), name))
     if kind == "script":
-        script = shell.item_script(library_script(ctx, item), item.get("parameters") or {})
-        return Work(f"Script {item['name']}", script, repeatable=False)
+        title = f"Script {item['name']}"
+        script = shell.item_script(library_script(ctx, item), unreserved(title, item.get("parameters") or {}))
+        return Work(title, script, repeatable=False)
     if kind == "package":
         package = package_run(ctx, item)
-        return Work(f"Package {package.name}", shell.item_script(package.script, package.parameters),
+        title = f"Package {package.name}"
+        return Work(title, shell.item_script(package.script, unreserved(title, package.parameters)),
                     repeatable=package.idempotent, timeout_s=package.timeout_s)
     raise PermanentError(f"post-install item {kind} cannot run on a Linux machine")

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 from octoprov.answerfiles.autounattend import administrator_name
 from octoprov.answerfiles.inputs import TaskInputs
 from octoprov.errors import PermanentError
-from octoprov.postinstall.common import agent_skipped, library_script, package_run, reported, with_retries
+from octoprov.postinstall.common import (
+    agent_skipped,
+    library_script,
+    package_run,
+    reported,
+    unreserved,
+    with_retries,
+)
 from octoprov.winrm.commands import Cmdlet, cmdlet, pipeline, script
 from octoprov.winrm.connection import Endpoint, endpoint
 from octoprov.winrm.powershell import CommandFailed, HostSession, LoginRefused, host_session
@@ -61,10 +68,13 @@ def _work(ctx: TaskContext, item: dict[str, Any]) -> tuple[Cmdlet, bool, float]:
     """(the item's script as a command with its parameters, may it run again, its time limit)."""
     kind = item["type"]
     if kind == "script":
-        return script(f"Script {item['name']}", library_script(ctx, item), item.get("parameters") or {}), False, 1800
+        title = f"Script {item['name']}"
+        parameters = unreserved(title, item.get("parameters") or {})
+        return script(title, library_script(ctx, item), parameters), False, 1800
     if kind == "package":
         package = package_run(ctx, item)
-        return (script(f"Package {package.name}", package.script, package.parameters), package.idempotent,
+        title = f"Package {package.name}"
+        return (script(title, package.script, unreserved(title, package.parameters)), package.idempotent,
                 package.timeout_s)
     raise PermanentError(f"post-install item {kind} cannot run on a Windows machine")
 

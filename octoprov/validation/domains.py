@@ -12,6 +12,9 @@ from octoprov.validation.names import has_control_characters
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _RDN_KEYS = ("OU", "CN", "DC")
+# RFC 4514 section 2.4: these stand in a value only escaped (\"). Unescaped, a quote ends an argument
+# djoin.exe is given, + makes a multi-valued RDN AD does not have, ; separates RDNs in the old syntax.
+_DN_SPECIAL = '"+;<>'
 _DN_MAX_LENGTH = 500
 _ACCOUNT_FORBIDDEN = set('"/\\[]:;|=,+*?<>@')
 
@@ -54,6 +57,8 @@ def _rdns(dn: str) -> list[tuple[str, str]]:
             escaped = True
         elif ch == ",":
             parts, current = [*parts, current], ""
+        elif ch in _DN_SPECIAL:
+            raise ValueError(f"{ch} must be escaped with a backslash (\\{ch}) in a distinguished name")
         else:
             current += ch
     if escaped:

@@ -8,9 +8,27 @@ from __future__ import annotations
 
 import re
 
+from octoprov.validation.windowspaths import is_device_name
+
 _LDH = re.compile(r"[A-Za-z0-9-]+")
 _MAX_LENGTH = {"windows": 15}
 _DNS_LABEL_LENGTH = 63
+
+# Names Windows refuses as a computer name, or that collide with a well-known account: Microsoft's
+# "Table of reserved words" in "Naming conventions in Active Directory for computers, domains, sites,
+# and OUs" (KB 909264, https://learn.microsoft.com/troubleshoot/windows-server/identity/naming-conventions-
+# for-computer-domain-site-ou). Words with a space cannot pass the letters-digits-hyphens rule anyway;
+# they are listed so that the table reads as Microsoft's does.
+NETBIOS_RESERVED_WORDS = frozenset({
+    "ANONYMOUS", "AUTHENTICATED USER", "BATCH", "BUILTIN", "CREATOR GROUP", "CREATOR GROUP SERVER",
+    "CREATOR OWNER", "CREATOR OWNER SERVER", "DIALUP", "DIGEST AUTH", "INTERACTIVE", "INTERNET", "LOCAL",
+    "LOCAL SYSTEM", "NETWORK", "NETWORK SERVICE", "NT AUTHORITY", "NT DOMAIN", "NTLM AUTH", "NULL", "PROXY",
+    "REMOTE INTERACTIVE", "RESTRICTED", "SCHANNEL AUTH", "SELF", "SERVER", "SERVICE", "SYSTEM", "TERMINAL SERVER",
+    "THIS ORGANIZATION", "USERS", "WORLD",
+})
+# The same article's DNS host names section lists "Reserved names per RFC 952": GATEWAY, GW and TAC. RFC 952
+# meant them as name parts marking gateways and TACs (web-gw); only the bare words are refused here.
+DNS_RESERVED_NAMES = frozenset({"GATEWAY", "GW", "TAC"})
 
 
 def check_hostname(value: str, os_type: str) -> str:
@@ -28,4 +46,19 @@ def check_hostname(value: str, os_type: str) -> str:
         raise ValueError("must not start or end with a hyphen")
     if value.isdigit():
         raise ValueError("must not consist of digits only")
+    if windows:
+        check_windows_computer_name(value)
+    return value
+
+
+def check_windows_computer_name(value: str) -> str:
+    """Not a word Windows reserves for accounts, DNS or devices: ``SYSTEM``, ``GATEWAY`` or ``NUL``
+    (Setup cannot name the machine so, and Hyper-V cannot make its folder)."""
+    upper = value.upper()
+    if upper in NETBIOS_RESERVED_WORDS:
+        raise ValueError(f"{value} is a reserved word Windows refuses as a computer name (Microsoft KB 909264)")
+    if upper in DNS_RESERVED_NAMES:
+        raise ValueError(f"{value} is a DNS host name reserved by RFC 952 (Microsoft KB 909264)")
+    if is_device_name(value):
+        raise ValueError(f"{value} is a device name to Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9)")
     return value

@@ -92,7 +92,7 @@ def test_cancel_rolls_back_in_order(lab, queue, cancel_after, expected):
                                        r"D:\Hyper-V\Virtual Hard Disks\SQL-01-data.vhdx"], strict=True))
     assert lab.hv.vms == {} and lab.hv.files == {}
     if joined:  # the computer account this task created goes too
-        assert lab.dc.names()[-2:] == ["Find-OctoprovComputerAccount", "Remove-ADComputer"]
+        assert lab.dc.names()[-2:] == ["Find-OctoprovComputerAccount", "Remove-ADObject"]
     assert lab.dc.accounts == {}
     assert lab.client.get(f"{API}/tasks/{task['id']}").json["status"] == "cancelled"
     logs = [entry["message"] for entry in lab.client.get(f"{API}/tasks/{task['id']}/logs").json]

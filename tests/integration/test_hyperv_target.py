@@ -407,3 +407,19 @@ def test_node_view_shows_options_never_the_password(lab):
     assert view["hyperv"] == {"bootMode": "pxe", "installIso": None}
     assert view["winrm"] == {"transport": "credssp", "ssl": True, "port": 15986, "validateCertificate": True}
     assert view["hasCredentials"] is True and NODE_PASSWORD not in json.dumps(view)
+
+
+def test_dry_run_with_the_samba_backend_lists_no_djoin_commands(lab):
+    """With OCTOPROV_DOMAIN_JOIN_BACKEND=samba the worker makes the blob itself: no step runs on the DC host."""
+    import dataclasses
+
+    task = lab.task()
+    ctx = lab.ctx(task["id"])
+    ctx = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"domain_join_backend": "samba"}))
+    text, notes = planned_commands(ctx)
+    steps = {step["step"] for step in json.loads(text)["steps"]}
+    rollback = {step["step"] for step in json.loads(text)["rollback"]}
+    assert "prepare_domain_join" not in steps and "remove_computer_account" not in rollback
+    assert "create_vm" in steps and "destroy_machine" in rollback
+    assert any("net offlinejoin" in note for note in notes), notes
+    assert lab.dc.calls == []

@@ -235,7 +235,7 @@ class FakeHost:
     def do_Set_ADComputer(self, _pipeline, Identity, Server, Description):
         self.accounts[Identity.upper()]["Description"] = Description
 
-    def do_Remove_ADComputer(self, _pipeline, Identity, Server, Confirm):
+    def do_Remove_ADObject(self, _pipeline, Identity, Server, Recursive, Confirm):
         name = next(key for key, account in self.accounts.items() if account["DistinguishedName"] == Identity)
         del self.accounts[name]
 

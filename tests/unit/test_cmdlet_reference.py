@@ -238,7 +238,7 @@ DRY_RUN_SETS = {
     "Set-VMDvdDrive": {"VMName"}, "Start-VM": {"Name"}, "Send-OctoprovEnterKey": {"__AllParameterSets"},
     "Stop-VM": {"Name"}, "Remove-VM": {"Name"}, "Remove-Item": {"LiteralPath"},
     "Find-OctoprovComputerAccount": {"__AllParameterSets"}, "Invoke-OctoprovDjoin": {"__AllParameterSets"},
-    "Set-ADComputer": {"Identity"}, "Remove-ADComputer": {"__AllParameterSets"},
+    "Set-ADComputer": {"Identity"}, "Remove-ADObject": {"__AllParameterSets"},
 }
 
 

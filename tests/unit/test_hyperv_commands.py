@@ -213,7 +213,7 @@ def test_djoin_commands(ou, reuse, expected):
     assert djoin.find_computer(NAME, "yourdom.local").parameters == (("Name", NAME), ("Server", "yourdom.local"))
     assert dict(djoin.tag_computer(NAME, "yourdom.local", 42).parameters)["Description"] == "octoprov-task:42"
     assert dict(djoin.remove_computer("CN=SQL-01,DC=x", "yourdom.local").parameters) == {
-        "Identity": "CN=SQL-01,DC=x", "Server": "yourdom.local", "Confirm": False}
+        "Identity": "CN=SQL-01,DC=x", "Server": "yourdom.local", "Recursive": True, "Confirm": False}
 
 
 def test_json_shows_file_contents_by_size_and_names_scripts():

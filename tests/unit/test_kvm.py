@@ -259,11 +259,13 @@ def test_real_connection_is_opened_and_closed(tmp_path):
 
 
 def test_offline_join_and_post_install_are_the_shared_ones(tmp_path):
+    from octoprov.domainjoin import SettingsChosen
     from octoprov.domainjoin.djoin import DjoinDomainJoin
     from octoprov.postinstall import MachinePostInstall
 
     target = kvm_target()
-    assert isinstance(target.domain, DjoinDomainJoin)  # djoin on the management host, as for Hyper-V
+    assert isinstance(target.domain, SettingsChosen)  # the task's settings choose the backend, as for Hyper-V
+    assert isinstance(target.domain.backend(make_ctx(tmp_path).settings), DjoinDomainJoin)  # by default djoin
     with pytest.raises(PermanentError, match="DJOIN_HOST"):
         target.domain.provision_offline_join(dataclasses.replace(make_ctx(tmp_path), spec=task_spec(
             "kvm", "web01", os_type="linux", domain={"join": True, "name": "yourdom.local", "method": "offline"})))

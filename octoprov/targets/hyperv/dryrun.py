@@ -56,7 +56,10 @@ def planned_commands(ctx: TaskContext, connect: Connect | None = None) -> tuple[
     rollback: list[Step] = [("destroy_machine", node,
                              [commands.read_vm(name), *commands.remove_vm(name, removed, running=True)])]
     domain = ctx.spec.domain
-    if domain.join and domain.method == "offline":
+    if domain.join and domain.method == "offline" and ctx.settings.domain_join_backend == "samba":
+        notes.append("hyperv-commands.json: the offline-join blob is made on the worker by Samba's net offlinejoin "
+                     "(OCTOPROV_DOMAIN_JOIN_BACKEND=samba): no command runs on a Windows host for it")
+    elif domain.join and domain.method == "offline":
         try:
             manager = management_endpoint(ctx.settings).label
         except OctoprovError as exc:
