@@ -19,6 +19,12 @@ BENCH_DEB_PACKAGES := wrk nginx-light
 # ensurepip) and the toolchain pip uses to compile libvirt-python, which PyPI ships only as source.
 VENV_DEB_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev
 
+# The signed boot chain for machines that enforce Secure Boot: Debian's shim (signed by Microsoft's UEFI CA)
+# and GRUB (signed by Debian), unpacked from their packages without installing them (installing them would
+# make this machine's own boot loader theirs). OCTOPROV_SIGNED_BOOT_DIR points at the usr/lib inside.
+SIGNED_BOOT_PACKAGES := shim-signed grub-efi-amd64-signed
+SIGNED_BOOT_DIR := .cache/signed-boot
+
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS='-x -k api'`.
 PYTEST_ARGS ?=
 # `make run HOST=0.0.0.0 PORT=9000`: passed to `octoprov up` only when given on the make command line
@@ -54,7 +60,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages .venv run test test-fast lint env-example states clean bench bench-packages
+.PHONY: help system-packages signed-boot .venv run test test-fast lint env-example states clean bench bench-packages
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -63,6 +69,17 @@ help: ## list the targets (default goal)
 
 system-packages: ## install the Debian packages the project needs, only those missing (apt-get; sudo if not root)
 	@$(call ensure_deb_packages,$(VENV_DEB_PACKAGES) $(DEB_PACKAGES))
+
+signed-boot: $(SIGNED_BOOT_DIR)/.unpacked ## unpack Debian's signed shim and GRUB (for Secure Boot network installs) under .cache/
+
+$(SIGNED_BOOT_DIR)/.unpacked:
+	rm -rf $(SIGNED_BOOT_DIR).tmp && mkdir -p $(SIGNED_BOOT_DIR).tmp/debs
+	cd $(SIGNED_BOOT_DIR).tmp/debs && apt-get download $(SIGNED_BOOT_PACKAGES) 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+	for deb in $(SIGNED_BOOT_DIR).tmp/debs/*.deb; do dpkg-deb -x "$$deb" $(SIGNED_BOOT_DIR).tmp/root; done
+	test -f $(SIGNED_BOOT_DIR).tmp/root/usr/lib/shim/shimx64.efi.signed
+	test -f $(SIGNED_BOOT_DIR).tmp/root/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
+	rm -rf $(SIGNED_BOOT_DIR) && mv $(SIGNED_BOOT_DIR).tmp/root $(SIGNED_BOOT_DIR) && rm -rf $(SIGNED_BOOT_DIR).tmp
+	touch $@
 
 .venv: $(VENV)/.installed ## create .venv with the project and its test extras (redone when setup.cfg/pyproject.toml change)
 
@@ -73,11 +90,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -e '.[test]'
 	touch $@
 
-run: .venv ## set up and start the whole stack on http://127.0.0.1:8080 with embedded defaults (HOST=, PORT=)
+run: .venv signed-boot ## set up and start the whole stack on http://127.0.0.1:8080 with embedded defaults (HOST=, PORT=)
 	$(VENV)/bin/octoprov db upgrade
+	OCTOPROV_SIGNED_BOOT_DIR="$${OCTOPROV_SIGNED_BOOT_DIR:-$(CURDIR)/$(SIGNED_BOOT_DIR)/usr/lib}" \
 	exec $(VENV)/bin/octoprov up$(if $(strip $(UP_ARGS)), $(strip $(UP_ARGS)))
 
-test: system-packages .venv ## run linters and the whole test suite (unit, integration, e2e) on real parts
+test: system-packages .venv signed-boot ## run linters and the whole test suite (unit, integration, e2e) on real parts
 	status=0; \
 	$(VENV)/bin/ruff check . || status=$$?; \
 	$(VENV)/bin/mypy || status=$$?; \

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.docs import ErrorHandling, make_api
 from api.runtime import DISPATCH, EXTENSION
@@ -25,6 +26,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     runtime = runtime or Runtime.from_settings(settings or Settings.from_env())
     app.extensions[EXTENSION] = runtime
     app.extensions[DISPATCH] = dispatcher or Dispatcher.from_settings(runtime.settings)
+    if runtime.settings.trusted_proxies:
+        # request.remote_addr: the client's address as the trusted proxies saw it, not the last proxy's. Only
+        # X-Forwarded-For: the status callbacks bind what a machine claims to it (docs/operations.md).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=0, x_host=0, x_port=0, x_prefix=0)
 
     api = make_api()
     _register_error_handlers(api)

@@ -1,4 +1,5 @@
-"""Boot files over HTTP for machines being provisioned: the images and drivers folders.
+"""Boot files over HTTP for machines being provisioned: the images and drivers folders, and the
+EFI boot loaders UEFI HTTP boot firmware loads.
 
 Open like the spec's file server (firmware and WinPE send no API token), read-only, with
 Range requests (a WIM is several GB and iPXE resumes), no directory listing, and no way out
@@ -21,6 +22,7 @@ from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 
 from api.runtime import runtime
+from octoprov.netboot import grub
 from octoprov.paths import confined
 
 bootfiles = Blueprint("bootfiles", __name__, url_prefix="/boot")
@@ -83,3 +85,16 @@ def image_file(path: str) -> Response:
 @bootfiles.get("/drivers/<path:path>")
 def driver_file(path: str) -> Response:
     return _serve(runtime().settings.effective_drivers_dir, path)
+
+
+@bootfiles.get("/efi/<name>")
+def efi_file(name: str) -> Response:
+    """The EFI boot loaders for UEFI HTTP boot (firmware loads one binary from a URL), by name only:
+    iPXE from OCTOPROV_IPXE_DIR, shim and the signed GRUB from OCTOPROV_SIGNED_BOOT_DIR."""
+    settings = runtime().settings
+    sources = {"ipxe.efi": settings.ipxe_dir / "ipxe.efi", "snponly.efi": settings.ipxe_dir / "snponly.efi",
+               **{file: settings.signed_boot_dir / relative for file, relative in grub.SIGNED_SOURCES.items()}}
+    source = sources.get(name)
+    if source is None or not source.is_file():  # Debian's ipxe.efi is a link into /boot: followed, by name only
+        abort(404)
+    return send_file(source.resolve(), mimetype="application/efi", conditional=True, max_age=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import overload
+from urllib.parse import unquote_to_bytes
 
 from flask import request
 
@@ -51,13 +52,28 @@ def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
-def text_arg(name: str, max_length: int = 255) -> str | None:
-    raw = request.args.get(name)
+def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) -> str | None:
+    """A short printable text. ``literal_plus``: decode the query by RFC 3986 (``%XX`` only) instead of
+    as a form, where ``+`` is a space; for arguments iPXE fills in, since its ``uristring`` leaves ``+``
+    unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)")."""
+    raw = _uri_query().get(name) if literal_plus else request.args.get(name)
     if raw is None or raw == "":
         return None
     if len(raw) > max_length or any(ord(c) < 32 for c in raw):
         raise InvalidRequest({name: f"must be at most {max_length} printable characters"})
     return raw
+
+
+def _uri_query() -> dict[str, str]:
+    """The query string split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
+    repeated names wins, as with ``request.args.get``. Undecodable bytes become U+FFFD, as Werkzeug's."""
+    args: dict[str, str] = {}
+    for pair in request.query_string.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name:
+            args.setdefault(unquote_to_bytes(name).decode("utf-8", "replace"),
+                            unquote_to_bytes(value).decode("utf-8", "replace"))
+    return args
 
 
 def bool_arg(name: str) -> bool:

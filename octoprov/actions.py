@@ -65,6 +65,14 @@ def power_on(target: Target, ctx: TaskContext) -> str:
     return target.power.power_on(ctx)
 
 
+def boot_from_disk(target: Target, ctx: TaskContext) -> str:
+    return target.boot.boot_from_disk(ctx)
+
+
+def enable_secure_boot(target: Target, ctx: TaskContext) -> str:
+    return target.boot.enable_secure_boot(ctx)
+
+
 def join_groups(target: Target, ctx: TaskContext) -> str:
     return add_to_groups(ctx)
 
@@ -84,6 +92,8 @@ ACTIONS: dict[str, Action] = {
     "render_answers": render_answers,
     "register_mac": register_mac,
     "power_on": power_on,
+    "boot_from_disk": boot_from_disk,
+    "enable_secure_boot": enable_secure_boot,
     "add_to_groups": join_groups,
     "finish": finish,
 }

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from octoprov import states
+from octoprov import secureboot, states
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.errors import Cancelled
-from octoprov.images import CloudImage, cloud_image
+from octoprov.images import CloudImage, cloud_image, is_cloud_image
 from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task
 from octoprov.references import DbReferences
@@ -47,6 +47,7 @@ class TaskContext:
     database: Database = field(repr=False)
     vault: Vault = field(repr=False)
     cloud_image: CloudImage | None = None  # set when the task boots a Linux cloud image (qcow2)
+    secure_boot_after_install: bool = False  # installs with Secure Boot off, turned on after (octoprov/secureboot.py)
     known_callback_token: str | None = field(default=None, repr=False)  # read with the task when it was loaded
 
     @property
@@ -95,10 +96,15 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     elif task.target_type in registry.machine_target_names() and task.mac_address:
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None
+    image = session.get(Image, image_id) if image_id else None
+    after = secureboot.after_install(spec, os_type, image.signed_kernel if image else True,
+                                     cloud_image=image is not None and is_cloud_image(image),
+                                     machine_secure_boot=bool(node and node.options.get("secureBoot")),
+                                     media=secureboot.signed_media(task.target_type, node.options if node else None))
     return TaskContext(
         task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, spec=spec,
         mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,
         database=database, vault=vault,
-        cloud_image=cloud_image(session.get(Image, image_id) if image_id else None, settings.effective_images_dir),
+        cloud_image=cloud_image(image, settings.effective_images_dir), secure_boot_after_install=after,
         known_callback_token=vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else "",
     )

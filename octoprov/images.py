@@ -64,6 +64,11 @@ class ImageSpec(Spec):
         default=None, max_length=1000, pattern=KERNEL_ARGS_PATTERN,
         description="Kernel command line for the installer (letters, digits, space and =,./:_+@%-)",
     )
+    signed_kernel: bool = Field(
+        default=True, description="The installer kernel is signed by its distribution (Debian, Ubuntu, RHEL...), so "
+        "a machine that enforces Secure Boot installs through shim and GRUB with it on. False: such a machine installs "
+        "with Secure Boot off, which Octoprov turns on before the installed OS first boots",
+    )
 
     @field_validator("name")
     @classmethod
@@ -91,6 +96,7 @@ class ImageView(View):
     kernel_path: str | None = None
     initrd_path: str | None = None
     kernel_args: str | None = None
+    signed_kernel: bool = True
     size_bytes: int | None
     checksum_sha256: str | None
     disk_format: str | None = None
@@ -142,7 +148,8 @@ def _new_image(root: Path, spec: ImageSpec, path: Path, size: int, checksum: str
         boot_wim_path=optional_file(spec.boot_wim_path, "bootWimPath"),
         kernel_path=optional_file(spec.kernel_path, "kernelPath"),
         initrd_path=optional_file(spec.initrd_path, "initrdPath"), kernel_args=spec.kernel_args,
-        size_bytes=size, checksum_sha256=checksum, disk_format="qcow2" if header else None,
+        signed_kernel=spec.signed_kernel, size_bytes=size, checksum_sha256=checksum,
+        disk_format="qcow2" if header else None,
         virtual_size_bytes=header.virtual_size if header else None,
     )
 

@@ -63,6 +63,8 @@ class MachineSpec(Spec):
     username: str | None = Field(default=None, min_length=1, max_length=255, description="BMC user")
     password: str | None = Field(default=None, min_length=1, max_length=1024, description="BMC password, stored "
                                                                                         "encrypted")
+    secure_boot: bool = Field(default=False, description="The machine's firmware enforces UEFI Secure Boot: it is "
+                              "network-booted through the signed shim and GRUB chain instead of iPXE")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -81,6 +83,7 @@ class MachineView(View):
     bmc: dict[str, Any] | None
     username: str | None
     has_credentials: bool
+    secure_boot: bool = False
     hardware: dict[str, Any] | None = None
     created_at: Timestamp
     updated_at: Timestamp
@@ -90,7 +93,8 @@ class MachineView(View):
         options = node.options or {}
         return cls(id=node.id, name=node.name, kind=node.kind, mac_addresses=node.mac_addresses or [],
                    bmc=options.get("bmc"), username=node.username,
-                   has_credentials=node.credentials_encrypted is not None, hardware=options.get("hardware"),
+                   has_credentials=node.credentials_encrypted is not None,
+                   secure_boot=bool(options.get("secureBoot")), hardware=options.get("hardware"),
                    created_at=node.created_at, updated_at=node.updated_at)
 
 
@@ -106,6 +110,12 @@ def machine_for_mac(session: Session, mac: str) -> Node | None:
     return None
 
 
+def task_secure_boot(session: Session, task: Task) -> bool:
+    """Whether a bare-metal task's machine boots with Secure Boot on (as registered)."""
+    machine = machine_for_mac(session, task.mac_address) if task.mac_address else None
+    return bool(machine is not None and (machine.options or {}).get("secureBoot"))
+
+
 def _check_macs(session: Session, spec: MachineSpec, other_than: int | None = None) -> None:
     for index, mac in enumerate(spec.mac_addresses):
         owner = machine_for_mac(session, mac)
@@ -119,8 +129,11 @@ def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
     node.endpoint = spec.bmc.address if spec.bmc else None
     options = dict(node.options or {})
     options.pop("bmc", None)
+    options.pop("secureBoot", None)
     if spec.bmc:
         options["bmc"] = spec.bmc.model_dump(by_alias=True)
+    if spec.secure_boot:
+        options["secureBoot"] = True
     node.options = options or None
     if spec.password:
         redactor.register(spec.password)

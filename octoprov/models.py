@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column, relationship
@@ -88,6 +89,8 @@ class Image(Base):
     kernel_path: Mapped[str | None] = mapped_column(String(500))  # Linux installers: kernel + initrd
     initrd_path: Mapped[str | None] = mapped_column(String(500))
     kernel_args: Mapped[str | None] = mapped_column(String(1000))
+    # the installer kernel is signed by its distribution (Secure Boot machines then install with it on)
+    signed_kernel: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

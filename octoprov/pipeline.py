@@ -234,6 +234,7 @@ class CallbackOutcome:
     accepted: bool
     reason: str
     resume: list[str]  # work steps to enqueue now
+    warning: str | None = None  # what of the report was not kept, and why (the machine is told)
 
 
 def verify_token(task: Task, token: str, vault: Vault) -> None:
@@ -243,17 +244,29 @@ def verify_token(task: Task, token: str, vault: Vault) -> None:
 
 
 def handle_callback(session: Session, settings: Settings, vault: Vault, task_id: int, token: str, event: str,
-                    status: str, message: str | None, facts: MachineFacts | None = None) -> CallbackOutcome:
+                    status: str, message: str | None, facts: MachineFacts | None = None, *,
+                    source: str | None = None) -> CallbackOutcome:
     """Apply a machine's status report. Duplicates and reports out of order are logged and ignored;
-    what the machine says about itself (addresses, SSH host keys) is kept from any authentic report."""
+    what the machine says about itself (addresses, SSH host keys) is kept from any authentic report
+    that came from (``source``, the address Octoprov saw) one of the addresses it claims."""
     task = fetch(session, Task, task_id, "task")
     verify_token(task, token, vault)
-    text = f"Callback {event} ({status})" + (f": {message}" if message else "")
+    text = f"Callback {event} ({status})" + (f" from {source}" if source else "") + (f": {message}" if message else "")
     if task.status in states.FINAL:
         log(session, task_id, text + f" - ignored, task is {task.status}", level="warn", step=event)
         return CallbackOutcome(False, f"task is {task.status}", [])
-    if facts is not None:
-        record_facts(session, task, facts)
+    refused = record_facts(session, task, facts, source=source) if facts is not None else None
+    outcome = _handle_event(session, settings, task_id, event, status, message, text)
+    if refused is None:
+        return outcome
+    warning = f"addresses not stored: the callback {refused}"
+    log(session, task_id, f"Callback {event} {warning}", level="warn", step=event)
+    return CallbackOutcome(outcome.accepted, outcome.reason, outcome.resume, warning)
+
+
+def _handle_event(session: Session, settings: Settings, task_id: int, event: str, status: str,
+                  message: str | None, text: str) -> CallbackOutcome:
+    """The event's effect on the steps: complete its wait step, fail the task, or nothing."""
     rows = step_rows(session, task_id)
     current = next((row for row in rows if row.status != StepStatus.DONE), None)
     if event == "progress":

@@ -2,12 +2,15 @@
 the task, with the facts the machine reported about itself in its callbacks (addresses, SSH host
 keys) and the ones Octoprov knows (MAC, OS, where it runs).
 
-The SSH host keys a machine reports with its callback's token are the ones post-install pins:
-the token proves the report came from the machine being installed, so a host answering with
-another key later is refused rather than trusted.
+The SSH host keys a machine reports with its callback's token are the ones post-install pins, so a
+host answering with another key later is refused rather than trusted. The token alone does not
+prove where the machine is (its boot script carries it), so addresses and keys are kept only from a
+report that came from one of the addresses it claims (docs/operations.md, "What a callback can claim").
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from pydantic import Field
 from sqlalchemy import select
@@ -79,12 +82,32 @@ def result_node(session: Session, task: Task) -> Node:
     return node
 
 
-def record_facts(session: Session, task: Task, facts: MachineFacts) -> None:
-    """Keep what the machine reported; a later report replaces the earlier one."""
+def record_facts(session: Session, task: Task, facts: MachineFacts, *, source: str | None) -> str | None:
+    """Keep what the machine reported, a later report replacing the earlier one, but only when it came
+    from one of the addresses it claims (``source``: where Octoprov saw it come from), that address
+    first: post-install connects to the first address and pins the host keys, so a report from
+    elsewhere (a token read off a boot script by another host) must not point it at another machine.
+    Returns why a report's facts were not kept; None when kept or there were none."""
     if not (facts.addresses or facts.ssh_host_keys):
-        return
+        return None
+    seen = _address(source)
+    claimed = list(dict.fromkeys(address for address in map(_address, facts.addresses) if address))
+    if seen is None or seen not in claimed:
+        return (f"came from {seen or 'an unknown address'}, which is not among the addresses it claims "
+                f"({', '.join(claimed) or 'none'}): its addresses and SSH host keys are not stored")
     node = result_node(session, task)
-    if facts.addresses:
-        node.ip_addresses = list(dict.fromkeys(facts.addresses))
+    node.ip_addresses = [seen, *(address for address in claimed if address != seen)]
     if facts.ssh_host_keys:
         node.options = {**(node.options or {}), "ssh": {"port": facts.ssh_port, "hostKeys": facts.ssh_host_keys}}
+    return None
+
+
+def _address(text: str | None) -> str | None:
+    """An IP address in one spelling (an IPv4-mapped IPv6 address, as a dual-stack socket reports an
+    IPv4 client, as IPv4), so a claim and a source compare equal; None for what is no IP address."""
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)

@@ -140,6 +140,13 @@ class ApiSettings(BaseModel):
         "URL under which machines being provisioned reach the API. Empty: http://API_HOST:API_PORT.",
         example="http://192.0.2.10:8080",
     )
+    trusted_proxies: NonNegativeInt = _setting(
+        0, "Reverse proxies in front of the API that append the client's address to X-Forwarded-For (compose's "
+           "nginx: 1). The API takes a request's address from that many entries from the header's end, which "
+           "binds what a status callback may claim to where it came from. 0: the connection's own address, the "
+           "header ignored. Set it only when the API cannot be reached but through those proxies.",
+        example="1",
+    )
     upload_chunk_bytes: PositiveInt = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
     page_size_max: PositiveInt = _setting(500, "Largest page a list endpoint returns.")
 
@@ -186,6 +193,12 @@ class NetworkBootSettings(BaseModel):
 
     ipxe_dir: Path = _setting(
         Path("/usr/lib/ipxe"), "Folder with the iPXE binaries (undionly.kpxe, ipxe.efi, snponly.efi): Debian's ipxe."
+    )
+    signed_boot_dir: Path = _setting(
+        Path("/usr/lib"), "Root holding the signed boot chain for Secure Boot machines, as Debian lays it out: "
+        "shim/shimx64.efi.signed (shim-signed) and grub/x86_64-efi-signed/grubnetx64.efi.signed "
+        "(grub-efi-amd64-signed). `make signed-boot` unpacks both packages under .cache/ without installing them.",
+        example="/opt/octoprov/signed-boot/usr/lib",
     )
     tftp_root: OptionalPath = _setting(None, "Folder the TFTP server serves (read-only). Empty: DATA_DIR/tftp.")
     tftp_host: str = _setting("0.0.0.0", "Address the TFTP server listens on.", example="192.0.2.10")  # noqa: S104

@@ -32,8 +32,22 @@ class StepDef:
 # first_boot when it comes up, then os_installed once cloud-init has configured it)
 EVENTS = ("installer_started", "os_installed", "first_boot", "domain_joined")
 
+# A network-booted machine's OS disk goes first in its boot order once the OS is installed. The step follows
+# the last wait step (the first boot; the domain join): a task waits for the machine's reports in their order,
+# and a machine posts os_installed, first_boot and domain_joined seconds apart, without retrying a report that
+# came out of order, so a work step between two of them could lose the second. Until it runs, the task is
+# active and its reboots get the local-boot answer of the PXE services.
+BOOT_FROM_DISK = StepDef("boot_from_disk", "Boot from disk first", WORK, states.CONFIGURING)
 
-def plan(spec: TaskSpec, node_name: str | None, os_type: str, *, cloud_image: bool = False) -> list[StepDef]:
+
+# Secure Boot turned on between the OS reporting installed and its first boot (octoprov/secureboot.py): the
+# machine powers itself off after os_installed (WinPE shuts down instead of rebooting), so no report can come
+# while this step runs; it starts the machine again with Secure Boot enforced.
+ENABLE_SECURE_BOOT = StepDef("enable_secure_boot", "Turn Secure Boot on", WORK, states.INSTALLING)
+
+
+def plan(spec: TaskSpec, node_name: str | None, os_type: str, *, cloud_image: bool = False,
+         secure_boot_after_install: bool = False) -> list[StepDef]:
     windows = os_type == "windows"
     vm = registry.get(spec.target_type).makes_vms
     domain = spec.domain
@@ -53,8 +67,12 @@ def plan(spec: TaskSpec, node_name: str | None, os_type: str, *, cloud_image: bo
         ]
     else:
         steps += _install_steps(windows, vm)
+        if secure_boot_after_install:
+            steps.insert(next(i for i, s in enumerate(steps) if s.name == "os_install") + 1, ENABLE_SECURE_BOOT)
     if joins:
         steps.append(StepDef("domain_join", "Domain join", WAIT, states.CONFIGURING, "domain_joined"))
+    if not cloud_image and registry.get(spec.target_type).boot_order:
+        steps.append(BOOT_FROM_DISK)
     if post.install_agent:
         steps.append(StepDef("install_agent", "Install agent", WORK, states.CONFIGURING))
     for index, package in enumerate(post.run_packages):

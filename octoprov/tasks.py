@@ -14,16 +14,18 @@ from datetime import datetime
 from secrets import token_urlsafe
 from typing import Any, Protocol, cast
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from octoprov import images, pipeline, states, steps, taskspec
+from octoprov import images, pipeline, secureboot, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
 from octoprov.domainjoin.checks import check_domain_join
 from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
+from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
@@ -42,6 +44,9 @@ class StepView(View):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     detail: str | None
+    awaits_event: str | None = Field(
+        validation_alias="event", description="A wait step: the status-callback event that completes it "
+        "(POST /pxe/status); null for a work step, which a worker runs")
 
 
 class TaskSummaryView(View):
@@ -150,8 +155,13 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     session.add(task)
     session.flush()
     os_type = refs.image_os_type(spec.os.image_id) or "windows"
-    pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type,
-                                                 cloud_image=images.is_cloud_image(image)))
+    cloud = images.is_cloud_image(image)
+    machine = machine_for_mac(session, spec.mac_address) if spec.mac_address else None
+    after = secureboot.after_install(spec, os_type, image.signed_kernel if image else True, cloud_image=cloud,
+                                     machine_secure_boot=bool(machine and (machine.options or {}).get("secureBoot")),
+                                     media=secureboot.signed_media(spec.target_type, node.options if node else None))
+    pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type, cloud_image=cloud,
+                                                 secure_boot_after_install=after))
     pipeline.log(session, task.id, "Task created", step="create")
     for warning in warnings:
         pipeline.log(session, task.id, warning, level="warn", step="create")

@@ -18,7 +18,7 @@ from octoprov.answerfiles.files import task_files
 from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
-from octoprov.netboot.bootconfig import boot_answer, files_token_hash, installing, record_boot
+from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, files_token_hash, installing, record_boot
 from octoprov.results import MachineFacts
 from octoprov.specs import Spec, View, parse
 from octoprov.validation.linux import check_ssh_public_key
@@ -41,7 +41,8 @@ class StatusCallback(Spec):
     status: Literal["ok", "failed"] = "ok"
     message: str | None = Field(default=None, max_length=2000)
     addresses: list[IPvAnyAddress] = Field(default_factory=list, max_length=16,
-                                           description="The machine's own IP addresses, first the one to reach it on")
+                                           description="The machine's own IP addresses: kept only when they "
+                                           "include the one the callback comes from, which post-install then uses")
     ssh: SshReport | None = None
 
     def facts(self) -> MachineFacts:
@@ -53,6 +54,8 @@ class StatusCallback(Spec):
 class CallbackAnswer(View):
     accepted: bool
     reason: str
+    warning: str | None = Field(default=None, description="Present when part of the report was not kept: why "
+                                "(addresses that do not include the one the callback came from)")
 
 
 callback_model = schema_model(ns, StatusCallback)
@@ -74,7 +77,7 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
         with session_scope() as session:
             outcome = pipeline.handle_callback(session, runtime().settings, runtime().vault, report.task_id,
                                                report.token, report.event, report.status, report.message,
-                                               report.facts())
+                                               report.facts(), source=request.remote_addr)
             task = session.get(Task, report.task_id)
             assert task is not None  # handle_callback raised NotFound otherwise
             target_type, failed = task.target_type, task.status == states.FAILED
@@ -83,7 +86,8 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
         if failed and outcome.accepted:
             dispatcher().after_failure(report.task_id, target_type, keep)
-        return CallbackAnswer(accepted=outcome.accepted, reason=outcome.reason).to_json()
+        answer = CallbackAnswer(accepted=outcome.accepted, reason=outcome.reason, warning=outcome.warning)
+        return answer.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 BOOT_PARAMS = {
@@ -129,11 +133,21 @@ class Boot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
             mac = canonical_mac(request.args.get("mac", ""))
         except ValueError as exc:
             raise InvalidRequest({"mac": str(exc)}) from None
-        hardware = {name: text_arg(name) for name in ("uuid", "manufacturer", "product", "platform", "arch")}
+        # iPXE URI-encodes the SMBIOS strings but leaves `+` as it is ("i440FX + PIIX"): read its query as URI
+        # text, not as a form (where `+` is a space), or they no longer match KVM_MODELS and driver packs. Only
+        # for iPXE (whose HTTP client always says "User-Agent: iPXE/<version>"): a browser or curl sending a
+        # form-encoded query, here or elsewhere, keeps the usual meaning of `+`.
+        from_ipxe = (request.user_agent.string or "").startswith("iPXE/")
+        hardware = {name: text_arg(name, literal_plus=from_ipxe)
+                    for name in ("uuid", "manufacturer", "product", "platform", "arch")}
         with session_scope() as session:
             answer = boot_answer(session, runtime().settings, runtime().vault, mac, hardware)
-            if answer.task_id is not None:
-                record_boot(session, answer.task_id, f"Boot script served to {mac} ({answer.action})")
+            task = active_task_for_mac(session, mac) if answer.task_id is None else None  # a local boot mid-task
+            task_id = answer.task_id if answer.task_id is not None else task.id if task else None
+            if task_id is not None:  # where the request came from: who else fetched a script with the token
+                why = f" ({answer.document['message']})" if answer.document.get("message") else ""
+                where = request.remote_addr or "an unknown address"
+                record_boot(session, task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
         if request.accept_mimetypes.best == "application/json":  # iPXE sends no Accept: it gets the script
             return answer.document
         return _text(answer.script)
@@ -172,3 +186,25 @@ class TaskFile(Resource):  # type: ignore[misc]  # flask-restx ships no type hin
 
 def _text(body: str) -> Response:
     return Response(body, mimetype="text/plain")
+
+
+@ns.route("/boot.grub")
+class GrubBoot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
+    @ns.doc(security=[], params={"mac": {"in": "query", "type": "string", "required": True, "maxLength": 17,
+                                         "description": "The booting NIC's MAC"}})
+    @ns.produces(["text/plain", "application/json"])  # JSON: the error answers
+    @ns.response(200, "The GRUB configuration of a Secure Boot machine (what the TFTP server hands the signed GRUB "
+                      "as grub/octoprov/<MAC>.cfg)")
+    @ns.response(400, ERROR_TEXT[400], errors)
+    def get(self) -> Response:
+        """GRUB configuration for a MAC: the installer's kernel and initrd while its task installs, else local boot."""
+        try:
+            mac = canonical_mac(request.args.get("mac", ""))
+        except ValueError as exc:
+            raise InvalidRequest({"mac": str(exc)}) from None
+        with session_scope() as session:
+            answer = boot_answer(session, runtime().settings, runtime().vault, mac, {})
+            if answer.task_id is not None:
+                record_boot(session, answer.task_id,
+                            f"GRUB configuration served to {mac} at {request.remote_addr}: {answer.action}")
+        return _text(answer.grub)

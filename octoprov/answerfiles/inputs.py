@@ -38,6 +38,7 @@ class ImageInfo:
     image_index: int
     editions: tuple[dict[str, Any], ...] = ()
     kernel_args: str | None = None
+    signed_kernel: bool = True
 
     def edition(self, index: int) -> dict[str, Any] | None:
         return next((edition for edition in self.editions if edition.get("index") == index), None)
@@ -101,7 +102,7 @@ class TaskInputs:
         row = session.get(Image, ctx.spec.os.image_id)
         image = None if row is None else ImageInfo(
             row.id, row.name, row.os_type, row.architecture or "x64", row.image_path, row.image_index or 1,
-            tuple(row.editions or ()), row.kernel_args)
+            tuple(row.editions or ()), row.kernel_args, row.signed_kernel)
         inputs = cls(
             task_id=ctx.task_id, hostname=ctx.hostname, target_type=ctx.target_type, spec=ctx.spec,
             mac_address=ctx.mac_address, hardware=dict(task.hardware or {}), image=image,

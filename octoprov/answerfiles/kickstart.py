@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from octoprov import deploykey
+from octoprov import deploykey, secureboot
 from octoprov.answerfiles.inputs import ImageInfo, TaskInputs
 from octoprov.answerfiles.languages import language
 from octoprov.answerfiles.passwords import sha512_crypt
@@ -51,6 +51,7 @@ class Kickstart:
     network: StaticNetwork | None = None
     root_password_hash: str | None = field(default=None, repr=False)
     deploy_key: str | None = None  # Octoprov's public key: post-install logs on with it
+    power_off: bool = False  # power off, not reboot: Octoprov turns Secure Boot on, then starts the machine
 
     def callback_body(self, event: str, message: str) -> str:
         return json.dumps({"taskId": self.task_id, "token": self.token, "event": event, "status": "ok",
@@ -86,4 +87,6 @@ def kickstart_for(inputs: TaskInputs, settings: Settings, *, salt: str | None = 
         device=inputs.mac_address or "link", network=static,
         root_password_hash=sha512_crypt(password, salt) if password else None,
         deploy_key=deploykey.public_key(settings),
+        power_off=secureboot.after_install(inputs.spec, "linux", inputs.image.signed_kernel if inputs.image else True,
+                                           machine_secure_boot=bool(inputs.node_options.get("secureBoot"))),
     )

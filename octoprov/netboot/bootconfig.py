@@ -22,7 +22,7 @@ from octoprov.answerfiles.kickstart import uses_kickstart
 from octoprov.crypto import Vault
 from octoprov.machines import record_hardware
 from octoprov.models import Image, Task, TaskLog, TaskStep, utcnow
-from octoprov.netboot import ipxe
+from octoprov.netboot import grub, ipxe
 from octoprov.settings import Settings
 
 API = "/api/v1/provisioning"
@@ -34,6 +34,7 @@ class BootAnswer:
     script: str  # for iPXE
     document: dict[str, Any]  # for JSON clients (the spec's boot config response)
     task_id: int | None = None
+    grub: str = ""  # for the signed GRUB of Secure Boot machines (octoprov/netboot/grub.py)
 
 
 def files_token_hash(token: str) -> str:
@@ -54,12 +55,41 @@ def installing(session: Session, task: Task) -> bool:
 
 
 def record_boot(session: Session, task_id: int, message: str, every_s: int = 60) -> None:
-    """Log that a machine fetched its boot script, at most once a minute per task (firmware retries)."""
-    last = session.scalar(select(TaskLog.timestamp).where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
-                          .order_by(TaskLog.id.desc()).limit(1))
-    if last is not None and (utcnow() - (last if last.tzinfo else last.replace(tzinfo=UTC))).total_seconds() < every_s:
-        return
+    """Log that a machine fetched its boot script. The same ``message`` (answer, reason, address) at most
+    once a minute per task, for firmware retries; a different one at once, so the log shows the moment
+    the answer changed (install, then local boot once the OS is installed) or another host asked."""
+    last = session.execute(select(TaskLog.timestamp, TaskLog.message)
+                           .where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
+                           .order_by(TaskLog.id.desc()).limit(1)).first()
+    if last is not None and last.message == message:
+        at = last.timestamp if last.timestamp.tzinfo else last.timestamp.replace(tzinfo=UTC)
+        if (utcnow() - at).total_seconds() < every_s:
+            return
     session.add(TaskLog(task_id=task_id, message=message, step="pxe"))
+
+
+def no_task_message(session: Session, mac: str) -> str:
+    """Why a MAC without an active task boots its disk: it never had a task, or its last one ended."""
+    last = session.execute(select(Task.id, Task.status).where(Task.mac_address == mac)
+                           .order_by(Task.id.desc()).limit(1)).first()
+    if last is None:
+        return "No provisioning task for this MAC"
+    return f"No active task for this MAC: its last task {last.id} is {last.status}; a new task is needed to reinstall"
+
+
+def not_installing_message(session: Session, task: Task) -> str:
+    """Why a machine with an active task boots its disk: which step its task is at, and until when."""
+    rows = session.execute(select(TaskStep.name, TaskStep.title, TaskStep.status).where(TaskStep.task_id == task.id)
+                           .order_by(TaskStep.position)).all()
+    current = next((row.title for row in rows if row.status != "done"), task.current_step or task.status)
+    done = {row.name for row in rows if row.status == "done"}
+    if "os_install" in done:
+        until = "the OS is installed, so the machine boots its disk from now on"
+    elif "register_mac" in {row.name for row in rows}:
+        until = "the machine boots its disk until its boot configuration is ready"
+    else:
+        until = "the machine boots its disk: this task installs without network boot"
+    return f"Task {task.id} is at step {current}; {until}"
 
 
 def chain_url(settings: Settings) -> str:
@@ -68,7 +98,7 @@ def chain_url(settings: Settings) -> str:
 
 def local_boot(reason: str) -> BootAnswer:
     return BootAnswer("localboot", ipxe.render("localboot", reason=reason),
-                      {"action": "localboot", "message": reason})
+                      {"action": "localboot", "message": reason}, grub=grub.local_boot_config(reason))
 
 
 def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
@@ -76,15 +106,16 @@ def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
     task = active_task_for_mac(session, mac)
     if task is None and settings.boot_unknown_machines:
         script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))
-        return BootAnswer("menu", script, {"action": "menu", "message": "No provisioning task for this MAC"})
+        message = no_task_message(session, mac)
+        return BootAnswer("menu", script, {"action": "menu", "message": message}, grub=grub.local_boot_config(message))
     if task is None:
-        return local_boot("No provisioning task for this MAC")
+        return local_boot(no_task_message(session, mac))
     seen = {**(task.hardware or {}), **{k: v for k, v in hardware.items() if v}}
     if seen != (task.hardware or {}):  # write only what is new: a PXE storm must not queue on writes
         task.hardware = seen
         record_hardware(session, mac, seen)  # the machine's inventory, for driver matching on later installs
     if not installing(session, task):
-        return local_boot(f"Task {task.id} is not installing now ({task.status})")
+        return local_boot(not_installing_message(session, task))
     image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
     files_token = vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
     assert task.callback_token_encrypted is not None  # every task gets its callback token when it is created
@@ -108,10 +139,13 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
         script = ipxe.render("install-linux", kernel_url=images + quote(image.kernel_path),
                              initrd_url=images + quote(image.initrd_path), kernel_args=kernel_args,
                              callback_url=callback, token=token, **common)
+        grub_config = grub.install_config(task_id=task.id, hostname=task.hostname, image_name=image.name,
+                                          kernel_path=image.kernel_path, initrd_path=image.initrd_path,
+                                          kernel_args=kernel_args, callback_url=callback, token=token)
         document["files"] = {"kernel": images + quote(image.kernel_path), "initrd": images + quote(image.initrd_path)}
         if uses_kickstart(image):
             document["kickstart"] = files + "kickstart.cfg"
-        return BootAnswer("install", script, document, task.id)
+        return BootAnswer("install", script, document, task.id, grub_config)
     if image is None or not image.boot_wim_path:
         return local_boot(f"Task {task.id}: its image has neither a kernel nor a WinPE boot.wim to boot")
     root = settings.effective_images_dir
@@ -126,7 +160,10 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
                          bcd_url=urls["winpe-bcd"], boot_sdi_url=urls["winpe-boot"], boot_wim_url=urls["winpe-wim"],
                          injected=injected, **common)
     document.update(files=urls, autounattend=files + "autounattend.xml")
-    return BootAnswer("install", script, document, task.id)
+    # wimboot is unsigned: under Secure Boot, WinPE cannot be network-booted (docs/secure-boot.md)
+    unsigned = (f"Task {task.id}: WinPE boots through wimboot, which is not signed, so a machine that enforces "
+                "Secure Boot cannot network-boot it")
+    return BootAnswer("install", script, document, task.id, grub.local_boot_config(unsigned))
 
 
 def _beside(root: Path, boot_wim: Path, name: str) -> str | None:

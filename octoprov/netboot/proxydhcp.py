@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from octoprov.netboot import dhcp
+from octoprov.netboot import dhcp, pktinfo
+from octoprov.netboot.chain import BootChain
 from octoprov.netboot.dhcp import DhcpPacket, MalformedPacket
 from octoprov.settings import Settings
 from octoprov.validation.macs import canonical_mac
@@ -38,7 +39,8 @@ class BootConfig:
     ``server_address`` is the boot (TFTP) server that goes in siaddr; ``proxy_address`` is this
     ProxyDHCP server's own address (option 54, and where firmware sends its port-4011 request).
     ``script_url(mac)`` gives the HTTP URL of a machine's iPXE script; it receives the
-    canonical MAC of the client.
+    canonical MAC of the client. ``signed_boot_file`` is what UEFI firmware gets when the machine's
+    task says it enforces Secure Boot: shim, which then loads GRUB from the same TFTP folder.
     """
 
     server_address: str
@@ -46,14 +48,18 @@ class BootConfig:
     script_url: Callable[[str], str]
     uefi_boot_file: str = "ipxe.efi"
     bios_boot_file: str = "undionly.kpxe"
+    signed_boot_file: str = "shimx64.efi"
     boot_unknown: bool = False
+    # UEFI HTTP boot firmware loads an EFI binary from a URL and runs no script: the URL of iPXE on
+    # the boot-files endpoint, which then asks again as iPXE and gets its script. Empty: not answered.
+    http_boot_url: str = ""
 
     def __post_init__(self) -> None:
         for name in ("server_address", "proxy_address"):
             address = ipaddress.IPv4Address(getattr(self, name))  # ValueError names the bad value
             if address.is_unspecified or address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
                 raise ValueError(f"{name} must be a unicast IPv4 address, not {address}")
-        for name in ("uefi_boot_file", "bios_boot_file"):
+        for name in ("uefi_boot_file", "bios_boot_file", "signed_boot_file"):
             value = getattr(self, name)
             if not value or not value.isascii() or len(value) > MAX_FILE:
                 raise ValueError(f"{name} must be 1 to {MAX_FILE} ASCII characters")
@@ -72,18 +78,20 @@ class BootConfig:
             script_url=lambda mac: f"{base}/api/v1/provisioning/pxe/chain.ipxe?mac={mac}",
             uefi_boot_file=settings.uefi_boot_file,
             boot_unknown=settings.boot_unknown_machines,
+            http_boot_url=f"{base}/boot/efi/{settings.uefi_boot_file}",
         )
 
 
 def decide(
-    packet: DhcpPacket, port: int, is_active: Callable[[str], bool], config: BootConfig
+    packet: DhcpPacket, port: int, lookup: Callable[[str], BootChain | None], config: BootConfig
 ) -> DhcpPacket | None:
     """The answer to one request, or None to stay silent.
 
     ``port`` is the well-known port the request arrived on: 67 (``dhcp.SERVER_PORT``) or 4011
-    (``dhcp.PXE_PORT``). ``is_active(mac)`` says whether the machine has a task waiting for it;
-    it is asked last, so only a packet we would answer costs a lookup, and if it raises, the
-    request is ignored (and logged) rather than answered on a guess.
+    (``dhcp.PXE_PORT``). ``lookup(mac)`` gives the boot chain of the machine's active task, or
+    None when it has none; it is asked last, so only a packet we would answer costs a lookup, and
+    if it raises, the request is ignored (and logged) rather than answered on a guess. A machine
+    answered only because unknown machines are booted (``boot_unknown``) gets the iPXE chain.
     """
     # Only client requests; our own and other servers' replies arrive on port 67 too.
     if packet.op != dhcp.BOOTREQUEST:
@@ -115,24 +123,33 @@ def decide(
     if arch not in BIOS_ARCHES | UEFI_ARCHES | HTTP_BOOT_ARCHES:
         log.info("ProxyDHCP: %s has architecture %d, for which there is no boot file; ignored", mac, arch)
         return None
-    if not config.boot_unknown:
-        try:
-            active = is_active(mac)
-        except Exception:
-            log.exception("ProxyDHCP: looking up %s failed; request ignored", mac)
-            return None
-        if not active:
-            log.debug("ProxyDHCP: %s has no active task; ignored", mac)
-            return None
+    try:
+        chain = lookup(mac)
+    except Exception:
+        log.exception("ProxyDHCP: looking up %s failed; request ignored", mac)
+        return None
+    if chain is None and not config.boot_unknown:
+        log.debug("ProxyDHCP: %s has no active task; ignored", mac)
+        return None
 
     http_boot = arch in HTTP_BOOT_ARCHES
     ipxe = dhcp.is_ipxe(packet)
-    if http_boot or ipxe:
-        # iPXE (and UEFI HTTP boot firmware) fetch the script over HTTP at once: no chainload,
-        # so an iPXE ROM can never be sent round the loop to load iPXE again.
+    if ipxe:
+        # iPXE fetches the script over HTTP at once: no chainload, so an iPXE ROM can never be sent
+        # round the loop to load iPXE again.
         boot_file = config.script_url(mac)
+    elif http_boot:
+        if chain is BootChain.SIGNED or not config.http_boot_url:
+            # shim would fetch GRUB over HTTP, and GRUB 2.06 reaches no HTTP port but 80: such a machine
+            # boots by PXE (its firmware tries that too), where the signed chain works
+            log.info("ProxyDHCP: %s asks for UEFI HTTP boot, not offered %s; ignored", mac,
+                     "under Secure Boot" if config.http_boot_url else "(no URL)")
+            return None
+        boot_file = config.http_boot_url
     elif arch in BIOS_ARCHES:
         boot_file = config.bios_boot_file
+    elif chain is BootChain.SIGNED:
+        boot_file = config.signed_boot_file
     else:
         boot_file = config.uefi_boot_file
     if not boot_file.isascii() or len(boot_file) > MAX_FILE:
@@ -217,6 +234,11 @@ def reply_destination(request: DhcpPacket, port: int, source: tuple[str, int],
 class ProxyDhcpServer:
     """Two UDP sockets (67 and 4011) served by one thread calling :func:`decide`.
 
+    Every answer leaves through the interface its request arrived on (IP_PKTINFO, see
+    :mod:`octoprov.netboot.pktinfo`), so broadcasts need no route: an isolated boot network
+    has no default route, and on a host with several networks the default route may lead
+    elsewhere. ``interface`` only restricts which interface is answered.
+
     Port 0 picks free ports (tests); the bound ports are ``dhcp_port`` and ``pxe_port``
     after :meth:`start`. ``client_port`` and ``broadcast_address`` exist so tests can receive
     broadcast answers on the loopback instead of the network.
@@ -225,7 +247,7 @@ class ProxyDhcpServer:
     def __init__(
         self,
         config: BootConfig,
-        is_active: Callable[[str], bool],
+        lookup: Callable[[str], BootChain | None],
         *,
         host: str = "0.0.0.0",  # noqa: S104 - broadcasts reach only a socket bound to the wildcard
         dhcp_port: int = dhcp.SERVER_PORT,
@@ -235,7 +257,7 @@ class ProxyDhcpServer:
         broadcast_address: str = "255.255.255.255",
     ):
         self.config = config
-        self.is_active = is_active
+        self.lookup = lookup
         self.host = host
         self.dhcp_port = dhcp_port
         self.pxe_port = pxe_port
@@ -244,15 +266,16 @@ class ProxyDhcpServer:
         self.broadcast_address = broadcast_address
         self.stats = {"received": 0, "answered": 0, "ignored": 0, "malformed": 0, "failed": 0}
         self._sockets: dict[socket.socket, int] = {}  # socket -> the well-known port it stands for
+        self._ifindex = 0  # index of ``interface`` after start(); 0 answers every interface
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, is_active: Callable[[str], bool],
+    def from_settings(cls, settings: Settings, lookup: Callable[[str], BootChain | None],
                       proxy_address: str | None = None) -> ProxyDhcpServer:
-        return cls(BootConfig.from_settings(settings, proxy_address), is_active,
+        return cls(BootConfig.from_settings(settings, proxy_address), lookup,
                    dhcp_port=settings.proxydhcp_port, pxe_port=settings.proxydhcp_pxe_port,
                    interface=settings.proxydhcp_interface)
 
@@ -262,6 +285,7 @@ class ProxyDhcpServer:
             # Restarts must not wait for the old socket; SO_BROADCAST lets OFFERs go to 255.255.255.255.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            pktinfo.enable(sock)  # the arrival interface, to answer through it (see handle())
             if self.interface:
                 self._bind_to_device(sock)
             sock.bind((self.host, port))
@@ -271,17 +295,20 @@ class ProxyDhcpServer:
         return sock
 
     def _bind_to_device(self, sock: socket.socket) -> None:
-        # Answers and broadcasts then use only this interface, whatever the routing table says.
+        # The kernel then delivers only this interface's requests; handle() checks the arrival
+        # interface as well, so the restriction holds where this option is refused.
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode() + b"\0")
         except PermissionError:
             log.warning("ProxyDHCP: not permitted to bind to interface %s (needs CAP_NET_RAW); "
-                        "answering on every interface", self.interface)
+                        "ignoring requests that arrive on other interfaces instead", self.interface)
 
     def start(self) -> None:
         """Bind both sockets and start answering; raises OSError if a port cannot be bound."""
         if self._thread is not None:
             raise RuntimeError("ProxyDHCP server already started")
+        # OSError for a name that does not exist: a typo must not silently answer nowhere.
+        self._ifindex = socket.if_nametoindex(self.interface) if self.interface else 0
         dhcp_sock = self._open(self.dhcp_port)
         try:
             pxe_sock = self._open(self.pxe_port)
@@ -331,15 +358,24 @@ class ProxyDhcpServer:
                 if sock is self._wake_r:
                     return
                 try:
-                    data, source = sock.recvfrom(65535)
+                    data, ancdata, _flags, source = sock.recvmsg(65535, pktinfo.ANCILLARY_SIZE)
                 except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                     log.debug("ProxyDHCP: receive failed: %s", exc)
                     continue
-                self.handle(sock, self._sockets[sock], data, source)
+                self.handle(sock, self._sockets[sock], data, source, pktinfo.arrival(ancdata))
 
-    def handle(self, sock: socket.socket, port: int, data: bytes, source: tuple[str, int]) -> None:
-        """Answer one datagram; never raises, so one bad packet cannot stop the server."""
+    def handle(self, sock: socket.socket, port: int, data: bytes, source: tuple[str, int],
+               arrival: pktinfo.Arrival | None = None) -> None:
+        """Answer one datagram; never raises, so one bad packet cannot stop the server.
+
+        ``arrival`` (IP_PKTINFO) is where the datagram came in; the answer goes back out there.
+        """
         self.stats["received"] += 1
+        if self._ifindex and arrival is not None and arrival.ifindex != self._ifindex:
+            self.stats["ignored"] += 1  # another network's client: not ours to boot
+            log.debug("ProxyDHCP: request from %s:%d on interface %d ignored: answering only on %s",
+                      *source, arrival.ifindex, self.interface)
+            return
         try:
             request = dhcp.parse(data)
         except MalformedPacket as exc:
@@ -347,13 +383,13 @@ class ProxyDhcpServer:
             log.debug("ProxyDHCP: malformed packet from %s:%d dropped: %s", *source, exc)
             return
         try:
-            reply = decide(request, port, self.is_active, self.config)
+            reply = decide(request, port, self.lookup, self.config)
             if reply is None:
                 self.stats["ignored"] += 1
                 return
             destination = reply_destination(request, port, source, client_port=self.client_port,
                                             broadcast_address=self.broadcast_address)
-            sock.sendto(reply.to_bytes(), destination)
+            self._send(sock, reply.to_bytes(), destination, arrival)
         except Exception:
             self.stats["failed"] += 1
             log.exception("ProxyDHCP: answering %s:%d failed", *source)
@@ -361,5 +397,27 @@ class ProxyDhcpServer:
         self.stats["answered"] += 1
         kind = reply.message_type
         assert kind is not None  # decide() always sets option 53
-        log.info("ProxyDHCP: %s %s to %s via %s:%d: file %r", dhcp.MESSAGE_TYPES[kind],
-                 request.mac, reply.siaddr, *destination, reply.file)
+        log.info("ProxyDHCP: %s %s to %s via %s:%d: file %r%s", dhcp.MESSAGE_TYPES[kind],
+                 request.mac, reply.siaddr, *destination, reply.file, self._on_interface(arrival))
+
+    def _send(self, sock: socket.socket, payload: bytes, destination: tuple[str, int],
+              arrival: pktinfo.Arrival | None) -> None:
+        """Send from the address the client reached; a broadcast also out of the arrival interface,
+        which needs no route (and ignores a default route that leads to another network).
+        Unicast answers (4011, ciaddr, a relay's giaddr) are routed as usual."""
+        if arrival is None:  # no IP_PKTINFO (not Linux): the routing table decides
+            sock.sendto(payload, destination)
+            return
+        ifindex = arrival.ifindex if destination[0] == self.broadcast_address else 0
+        source = "" if arrival.local_address == dhcp.NO_ADDRESS else arrival.local_address
+        sock.sendmsg([payload], pktinfo.control(ifindex, source), 0, destination)
+
+    @staticmethod
+    def _on_interface(arrival: pktinfo.Arrival | None) -> str:
+        """The log's " on IFACE": which network a client was answered on."""
+        if arrival is None or not arrival.ifindex:
+            return ""
+        try:
+            return f" on {socket.if_indextoname(arrival.ifindex)}"
+        except OSError:  # the interface went away since
+            return f" on interface {arrival.ifindex}"

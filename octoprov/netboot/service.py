@@ -1,8 +1,9 @@
 """`octoprov pxe`: the TFTP server and the ProxyDHCP responder as one service.
 
 They share one question, asked of the database: does this MAC have a task that should
-network-boot now? Each lookup opens its own short session, since the servers call it from
-their own threads.
+network-boot now, and through which chain (iPXE, or shim and the signed GRUB under Secure
+Boot)? Each lookup opens its own short session, since the servers call it from their own
+threads. The TFTP server also renders the signed GRUB's per-machine configuration.
 """
 
 from __future__ import annotations
@@ -12,21 +13,50 @@ import signal
 import threading
 from collections.abc import Callable
 
+from octoprov.crypto import Vault
 from octoprov.db import Database
-from octoprov.netboot.bootconfig import active_task_for_mac
+from octoprov.netboot import grub
+from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, record_boot
+from octoprov.netboot.chain import BootChain, chain_for
 from octoprov.netboot.proxydhcp import ProxyDhcpServer
-from octoprov.netboot.tftp import TftpServer, prepare_root
+from octoprov.netboot.tftp import Rendered, TftpServer, prepare_root
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def mac_lookup(database: Database) -> Callable[[str], bool]:
-    def is_active(mac: str) -> bool:
-        with database.session() as session:
-            return active_task_for_mac(session, mac) is not None
+def chain_lookup(database: Database) -> Callable[[str], BootChain | None]:
+    """The boot chain of a MAC's active task (None: no active task), for ProxyDHCP."""
 
-    return is_active
+    def lookup(mac: str) -> BootChain | None:
+        with database.session() as session:
+            task = active_task_for_mac(session, mac)
+            return None if task is None else chain_for(session, task)
+
+    return lookup
+
+
+def grub_configs(database: Database, settings: Settings, vault: Vault) -> Rendered:
+    """The per-machine GRUB configuration the signed GRUB asks the TFTP server for, made from the
+    same answer as the API's boot scripts; the request is logged on the machine's task."""
+
+    def render(name: str, client: str) -> bytes | None:
+        mac = grub.machine_file_mac(name)
+        if mac is None:
+            return None
+        with database.session() as session:
+            answer = boot_answer(session, settings, vault, mac, {})
+            task_id = answer.task_id
+            if task_id is None:
+                task = active_task_for_mac(session, mac)
+                task_id = task.id if task else None
+            if task_id is not None:
+                why = f" ({answer.document['message']})" if answer.document.get("message") else ""
+                record_boot(session, task_id, f"GRUB configuration served to {mac} at {client} over TFTP: "
+                            f"{answer.action}{why}")
+        return answer.grub.encode()
+
+    return render
 
 
 def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> None:
@@ -34,11 +64,14 @@ def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> Non
     servers: list[TftpServer | ProxyDhcpServer] = []
     if tftp:
         root = prepare_root(settings)
-        tftp_server = TftpServer(root, host=settings.tftp_host, port=settings.tftp_port).start()
+        database = Database.from_settings(settings)
+        tftp_server = TftpServer(root, host=settings.tftp_host, port=settings.tftp_port,
+                                 mounts={grub.IMAGES_FOLDER: settings.effective_images_dir},
+                                 rendered=grub_configs(database, settings, Vault.from_settings(settings))).start()
         servers.append(tftp_server)
         log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, tftp_server.port)
     if proxydhcp:
-        dhcp = ProxyDhcpServer.from_settings(settings, mac_lookup(Database.from_settings(settings)))
+        dhcp = ProxyDhcpServer.from_settings(settings, chain_lookup(Database.from_settings(settings)))
         dhcp.start()
         servers.append(dhcp)
         log.info("ProxyDHCP answering on ports %s and %s (boot server %s)", dhcp.dhcp_port, dhcp.pxe_port,

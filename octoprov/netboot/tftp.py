@@ -1,4 +1,4 @@
-"""TFTP server handing the iPXE binaries to PXE firmware.
+"""TFTP server handing the iPXE binaries (and the signed shim and GRUB) to PXE firmware.
 
 Built on tftpy's transfer engine (packet classes, per-transfer context, its DATA/ACK state) but
 with its own receive loop and request handling, because tftpy 0.8.7 on its own serves symlinks
@@ -6,6 +6,10 @@ that point out of the root, accepts uploads, dies on a single malformed option o
 a directory, and always puts ``blksize`` into its OACK. Here one root is served read-only, a bad
 request or packet ends only its own transfer, and the OACK carries exactly the accepted options
 (RFC 2347 negotiation of ``blksize`` 2348, ``tsize`` and ``timeout`` 2349).
+
+Besides its root it serves *mounts* (a first path component standing for another folder, such as
+``images/`` for the image library GRUB loads kernels from) and *rendered* files (the per-machine
+GRUB configuration, made when asked); both confined the same way.
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ import io
 import logging
 import os
 import selectors
-import shutil
 import socket
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 import tftpy
@@ -30,6 +33,7 @@ from tftpy.TftpPacketTypes import TftpPacketOACK
 from tftpy.TftpShared import TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
 
+from octoprov.netboot import grub, pktinfo
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,6 @@ NOT_DEFINED, FILE_NOT_FOUND, ACCESS_VIOLATION, ILLEGAL_OPERATION, UNKNOWN_TID = 
 DEFAULT_BLKSIZE = 512
 BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464  # RFC 2348
 TIMEOUT_MIN, TIMEOUT_MAX = 1, 255  # RFC 2349
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python does not export it
 _RECV_SIZE = 65536
 _TICK = 0.1  # how often running transfers are checked for a missing answer
 
@@ -60,7 +63,8 @@ _TICK = 0.1  # how often running transfers are checked for a missing answer
 
 
 def prepare_root(settings: Settings) -> Path:
-    """Create the TFTP root and copy the iPXE binaries into it.
+    """Create the TFTP root and copy the boot binaries into it: iPXE's, and shim and the signed
+    GRUB with GRUB's entry configuration for Secure Boot machines.
 
     Copies, not symlinks: Debian's ``ipxe.efi`` is itself a link into /boot, and the server
     refuses links that leave its root. A binary is copied again when its size differs, through a
@@ -73,20 +77,34 @@ def prepare_root(settings: Settings) -> Path:
         if not source.is_file():
             log.warning("iPXE binary %s is missing; PXE clients asking for %s will get 'file not found'", source, name)
             continue
-        target = root / name
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == source.stat().st_size:
+        _install(source.read_bytes, source.stat().st_size, root / name)
+    for name, relative in grub.SIGNED_SOURCES.items():
+        source = Path(settings.signed_boot_dir) / relative
+        if not source.is_file():
+            log.info("%s is missing: machines that enforce Secure Boot cannot network-boot (make signed-boot)", source)
             continue
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=root)
-        os.close(fd)
-        try:
-            shutil.copyfile(source, temporary)
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        log.info("copied %s to %s", source, target)
+        _install(source.read_bytes, source.stat().st_size, root / name)
+    entry = grub.ENTRY.encode()
+    _install(lambda: entry, len(entry), root / grub.ENTRY_FILE, same_size_is_same=False)
     return root
+
+
+def _install(read: Callable[[], bytes], size: int, target: Path, same_size_is_same: bool = True) -> None:
+    """Write ``target`` unless an identical file is there (by size for binaries, else by content)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    present = target.is_file() and not target.is_symlink() and target.stat().st_size == size
+    if present and (same_size_is_same or target.read_bytes() == read()):
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(read())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    log.info("wrote %s", target)
 
 
 class _Refused(Exception):
@@ -105,7 +123,7 @@ def _error_packet(code: int, message: str) -> bytes:
     return b"\x00\x05" + code.to_bytes(2, "big") + message.encode("ascii", "replace") + b"\x00"
 
 
-def _open_confined(root: Path, name: str) -> tuple[io.BufferedReader, int]:
+def _open_confined(root: Path, name: str) -> tuple[io.BufferedIOBase, int]:
     """Open ``name`` if it is a regular file under ``root`` (already resolved); else raise _Refused.
 
     Like tftpd-hpa's --secure, a leading slash means the root; backslashes count as slashes
@@ -137,6 +155,29 @@ def _open_confined(root: Path, name: str) -> tuple[io.BufferedReader, int]:
     return os.fdopen(fd, "rb"), info.st_size
 
 
+Rendered = Callable[[str, str], bytes | None]  # (name under the root, client address) -> the file, or None
+
+
+class _Sources:
+    """Where a requested name is read from: a rendered file, a mount, or the root."""
+
+    def __init__(self, root: Path, mounts: Mapping[str, Path], rendered: Rendered | None):
+        self.root = root
+        self.mounts = {name: folder.resolve() for name, folder in mounts.items()}
+        self.rendered = rendered
+
+    def open(self, name: str, client: str) -> tuple[io.BufferedIOBase, int]:
+        relative = name.replace("\\", "/").lstrip("/")
+        if self.rendered is not None:
+            data = self.rendered(relative, client)
+            if data is not None:
+                return io.BytesIO(data), len(data)
+        first, _, rest = relative.partition("/")
+        if first in self.mounts and rest:
+            return _open_confined(self.mounts[first], rest)
+        return _open_confined(self.root, name)
+
+
 def _negotiate(requested: Mapping[str, str], size: int) -> dict[str, int]:
     """The options to acknowledge: only those asked for, valid, with ``tsize`` set to ``size``."""
     accepted: dict[str, int] = {}
@@ -154,14 +195,6 @@ def _negotiate(requested: Mapping[str, str], size: int) -> dict[str, int]:
     return accepted
 
 
-def _local_address(ancdata: list[tuple[int, int, bytes]]) -> str:
-    """The address a request was sent to (IP_PKTINFO), so the answer comes from it: PXE ROMs check."""
-    for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            return socket.inet_ntoa(data[4:8])  # ipi_spec_dst
-    return ""
-
-
 # -- one transfer ------------------------------------------------------------------------------
 
 
@@ -170,9 +203,9 @@ class _Transfer(TftpContextServer):  # type: ignore[misc]  # tftpy ships no type
 
     timeout: float  # tftpy's, replaced by a negotiated one
 
-    def __init__(self, host: str, port: int, timeout: float, root: Path, retries: int, local_ip: str):
-        super().__init__(host, port, timeout, str(root), retries=retries, flock=False)
-        self.root_path = root
+    def __init__(self, host: str, port: int, timeout: float, sources: _Sources, retries: int, local_ip: str):
+        super().__init__(host, port, timeout, str(sources.root), retries=retries, flock=False)
+        self.sources = sources
         self.tidport = port
         self.blksize = DEFAULT_BLKSIZE
         self.accepted: dict[str, int] = {}
@@ -199,7 +232,7 @@ class _Transfer(TftpContextServer):  # type: ignore[misc]  # tftpy ships no type
         self.file_to_transfer = request.filename
         if request.mode != "octet":
             raise _Refused(ILLEGAL_OPERATION, "Illegal TFTP operation: only octet (binary) mode is served")
-        self.fileobj, size = _open_confined(self.root_path, request.filename)
+        self.fileobj, size = self.sources.open(request.filename, self.address)
         self.accepted = _negotiate(request.options, size)
         self.blksize = self.accepted.get("blksize", DEFAULT_BLKSIZE)
         self.options = {"blksize": self.blksize}
@@ -254,9 +287,9 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
     shutdown_gracefully: bool
     shutdown_immediately: bool
 
-    def __init__(self, root: Path):
-        super().__init__(str(root))
-        self.root_path = root
+    def __init__(self, sources: _Sources):
+        super().__init__(str(sources.root))
+        self.sources = sources
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self.bound = False  # whether the last listen() got as far as binding its socket
 
@@ -265,7 +298,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
         self.bound = False
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            pktinfo.enable(sock)
             sock.bind((listenip or "0.0.0.0", listenport))  # noqa: S104 - the operator's choice
         except OSError:
             sock.close()
@@ -317,7 +350,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
 
     def _accept(self, selector: selectors.BaseSelector, timeout: float, retries: int) -> None:
         try:
-            buffer, ancdata, _flags, (host, port) = self.sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(12))
+            buffer, ancdata, _flags, (host, port) = self.sock.recvmsg(_RECV_SIZE, pktinfo.ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:
@@ -326,7 +359,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
         if self.shutdown_gracefully or len(buffer) < 2 or buffer[:2] == b"\x00\x05":
             return  # never answer an ERROR with an ERROR
         try:
-            transfer = _Transfer(host, port, timeout, self.root_path, retries, _local_address(ancdata))
+            transfer = _Transfer(host, port, timeout, self.sources, retries, pktinfo.local_address(ancdata))
         except OSError as error:
             log.warning("TFTP request from %s:%d dropped: %s", host, port, error)
             return
@@ -392,7 +425,8 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
 class TftpServer:
     """Serves one root read-only over TFTP from a daemon thread; use as a context manager."""
 
-    def __init__(self, root: Path, host: str = "0.0.0.0", port: int = 69, timeout: float = 5, retries: int = 3):  # noqa: S104
+    def __init__(self, root: Path, host: str = "0.0.0.0", port: int = 69, timeout: float = 5, retries: int = 3,  # noqa: S104
+                 *, mounts: Mapping[str, Path] | None = None, rendered: Rendered | None = None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"TFTP root {self.root} is not a folder")
@@ -400,7 +434,7 @@ class TftpServer:
         self.port = port
         self.timeout = timeout
         self.retries = retries
-        self._server = _ConfinedServer(self.root)
+        self._server = _ConfinedServer(_Sources(self.root, mounts or {}, rendered))
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 

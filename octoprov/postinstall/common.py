@@ -47,13 +47,16 @@ class TaskLog:
 
 
 def reported(ctx: TaskContext, over: str) -> tuple[str, dict[str, Any]]:
-    """(first address, node options) from the machine's own authenticated report: where to log on."""
+    """(first address, node options) from the machine's own authenticated report: where to log on. The
+    first address is the one that report came from (results.record_facts keeps no other), so post-install
+    connects only to an address Octoprov saw the machine at, never to one it merely claimed."""
     with ctx.database.session() as session:
         task = session.get_one(Task, ctx.task_id)
         node = session.get(Node, task.result_node_id) if task.result_node_id else None
         if node is None or not node.ip_addresses:
             raise PermanentError(f"the machine reported no address: post-install over {over} needs `addresses` in "
-                                 "its first-boot callback")
+                                 "its first-boot callback, including the one the callback comes from (the task log "
+                                 "names a report whose addresses were not kept)")
         return node.ip_addresses[0], dict(node.options or {})
 
 

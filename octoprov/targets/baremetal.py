@@ -1,10 +1,18 @@
 """Bare metal: a machine known by its MAC, booted from the network.
 
 With a BMC (a machine registered under /machines with Redfish settings) Octoprov powers the
-machine on into a one-time network boot, and off again on rollback. Without one it cannot:
+machine on into a one-time network boot, and off again on rollback; once the OS is installed it sets
+a persistent boot override to the hard disk. Without one it cannot:
 the power step tells the operator to switch it on, and the task waits for the machine's first
 callback. Nothing is created on the machine, so rollback has nothing to delete; it powers a
 machine with a BMC off, so a cancelled install does not run on.
+
+A machine registered with ``secureBoot`` whose installer is unsigned (WinPE through wimboot, an image
+with ``signedKernel: false``) installs with Secure Boot off: through the BMC, power-on turns it off,
+the ``enable_secure_boot`` step turns it on again once the installer has powered the machine off, and a
+rollback restores it. A machine without a BMC is accepted all the same: its power-on already needs
+someone at the machine, and the steps tell that person to switch Secure Boot off in the firmware setup
+before powering on and on again before the installed OS first boots.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from octoprov.errors import PermanentError
 from octoprov.postinstall import MachinePostInstall
+from octoprov.targets import redfish
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
@@ -59,6 +68,10 @@ class BareMetalPower(PowerInterface):
 
 class ManualPower(PowerInterface):
     def power_on(self, ctx: TaskContext) -> str:
+        if ctx.secure_boot_after_install:
+            return ("No BMC configured: turn Secure Boot off in the machine's firmware setup (the installer is "
+                    "unsigned; a later step asks for it on again), then power on the machine now (it boots from "
+                    "the network)")
         return "No BMC configured: power on the machine now (it boots from the network)"
 
     def power_off(self, ctx: TaskContext) -> str:
@@ -70,7 +83,26 @@ class NetworkBoot(BootInterface):
         return "Boot config ready"  # the PXE services find the task by its MAC while it installs
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
-        return "Boot config removed with the task"
+        """Rollback: the boot config goes with the task; a machine whose installer had Secure Boot turned
+        off gets it back, as it is registered."""
+        removed = "Boot config removed with the task"
+        if not ctx.secure_boot_after_install:
+            return removed
+        if _has_bmc(ctx):
+            return f"{removed}; {redfish.restore_secure_boot(ctx)}"
+        return f"{removed}; no BMC configured: turn Secure Boot on again in the machine's firmware setup"
+
+    def boot_from_disk(self, ctx: TaskContext) -> str:
+        if _has_bmc(ctx):
+            return redfish.boot_from_disk(ctx)
+        return "No BMC configured: set the machine's firmware to boot from its disk, or every reboot waits for " \
+               "the network boot to time out"
+
+    def enable_secure_boot(self, ctx: TaskContext) -> str:
+        if _has_bmc(ctx):
+            return redfish.enable_secure_boot(ctx)
+        return ("No BMC configured: once the installer has powered the machine off, turn Secure Boot on in its "
+                "firmware setup, set it to boot from its disk, then power it on")
 
 
 def baremetal_target() -> Target:

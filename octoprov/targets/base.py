@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from octoprov.domainjoin.base import DomainJoinInterface
+from octoprov.errors import PermanentError
 from octoprov.specs import View
 
 if TYPE_CHECKING:
@@ -88,6 +89,19 @@ class BootInterface(ABC):
 
     @abstractmethod
     def cleanup_boot(self, ctx: TaskContext) -> str: ...
+
+    def boot_from_disk(self, ctx: TaskContext) -> str:
+        """Put the machine's OS disk first in its boot order, once the OS is installed: a machine left
+        network-first waits out the firmware's network-boot timeouts at every reboot, because the PXE
+        services answer only machines being installed. Targets whose declaration says ``boot_order``
+        implement it; it must hold at the machine's next reboot without Octoprov."""
+        raise PermanentError(f"the {type(self).__name__} driver does not set a boot order")
+
+    def enable_secure_boot(self, ctx: TaskContext) -> str:
+        """Turn Secure Boot on for a machine installed with it off, once the installer has powered it
+        off after reporting the OS installed, then start it: the installed OS first boots with it on.
+        Targets whose declaration says ``secure_boot_after_install`` implement it."""
+        raise PermanentError(f"the {type(self).__name__} driver does not turn Secure Boot on")
 
 
 class PostInstallInterface(ABC):

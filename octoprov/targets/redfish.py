@@ -3,17 +3,26 @@
 The task's machine is the Redfish system named in the machine's BMC settings, or else the one
 whose network card has the machine's MAC (a BMC may manage several systems, a chassis of blades).
 "Power on" first sets the next boot, once, to PXE, so the machine lands in Octoprov's network boot
-whatever its persistent boot order says, and restarts it if it was already running.
+whatever its persistent boot order says, and restarts it if it was already running. Once the OS is
+installed, a persistent override makes the machine boot its hard disk.
+
+A machine registered with Secure Boot whose installer is unsigned (``ctx.secure_boot_after_install``,
+octoprov/secureboot.py) has it turned off through the system's SecureBoot resource
+(``SecureBootEnable``) before that power-on, and on again once the installer has powered the machine
+off (``enable_secure_boot``), or by a rollback. Each part reads the setting before it writes it, so a
+repeated step changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from octoprov import secureboot
 from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.targets.base import PowerInterface
 
@@ -22,6 +31,8 @@ if TYPE_CHECKING:
 
 # sushy carries no type information (no py.typed): its objects are Any to a type checker
 System = Any  # sushy.resources.system.system.System
+
+POWER_POLL_S = 2.0  # how often enable_secure_boot asks the BMC whether the installer has powered the machine off
 
 
 def _sushy() -> ModuleType:
@@ -76,16 +87,91 @@ def _find_system(root: Any, system_id: str | None, macs: set[str]) -> System:
                          f"{', '.join(sorted(macs))}; name the system in the machine's bmc.systemId")
 
 
+def boot_from_disk(ctx: TaskContext) -> str:
+    """A persistent boot override to the hard disk, target and frequency in one PATCH: the firmware's own
+    order may put the network first, and not every BMC drops the one-time PXE override of ``power_on``
+    after use (sushy-tools keeps it for good). The next task's one-time PXE replaces it."""
+    with redfish_system(ctx) as system:
+        if not _boot_disk(system):
+            return "The BMC boots the hard disk already (persistent override)"
+        return "Boot override set through the BMC: hard disk, persistent"
+
+
+def _boot_disk(system: System) -> bool:
+    """The persistent hard-disk override set; False when it was set already."""
+    sushy = _sushy()
+    boot = system.boot
+    if boot.target == sushy.BOOT_SOURCE_TARGET_HDD and boot.enabled == sushy.BOOT_SOURCE_ENABLED_CONTINUOUS:
+        return False
+    system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_HDD, enabled=sushy.BOOT_SOURCE_ENABLED_CONTINUOUS)
+    return True
+
+
+def _set_secure_boot(system: System, enabled: bool) -> bool:
+    """``SecureBootEnable`` set through the system's SecureBoot resource; False when it was so already. A
+    BMC applies it at the machine's next boot, so it is set before the machine is powered on. A system
+    without the resource cannot honour the machine's ``secureBoot`` registration: a permanent error."""
+    sushy = _sushy()
+    try:
+        resource = system.secure_boot
+    except sushy.exceptions.MissingAttributeError:
+        raise PermanentError("the BMC exposes no SecureBoot resource for the machine, so Octoprov cannot turn "
+                             "Secure Boot off for its unsigned installer and on again after it; register the "
+                             "machine without secureBoot, or use an image with a signed kernel") from None
+    if resource.enabled is enabled:
+        return False
+    resource.set_enabled(enabled)
+    return True
+
+
+def enable_secure_boot(ctx: TaskContext) -> str:
+    """Once the installer has powered the machine off after reporting the OS installed: Secure Boot on,
+    the persistent hard-disk override (the install's network boot is over, and an unsigned iPXE would only
+    be refused), then powered on, so the installed OS first boots with Secure Boot enforced. A machine
+    still on after ``POWER_OFF_WAIT_S`` is a transient failure, retried; a running machine with Secure
+    Boot on already means a repeated step, and nothing is done."""
+    sushy = _sushy()
+    with redfish_system(ctx) as system:
+        running = (sushy.POWER_STATE_ON, sushy.POWER_STATE_POWERING_ON)
+        if system.power_state in running and system.secure_boot.enabled is True:
+            return "Secure Boot on already; the machine is running"
+        deadline = time.monotonic() + secureboot.POWER_OFF_WAIT_S
+        while system.power_state != sushy.POWER_STATE_OFF:  # On, PoweringOff, or a BMC's not-yet-known
+            ctx.check_cancelled()
+            if time.monotonic() > deadline:
+                raise secureboot.still_running(ctx.hostname)
+            time.sleep(POWER_POLL_S)
+            system.refresh()
+        _set_secure_boot(system, True)
+        _boot_disk(system)
+        system.reset_system(sushy.RESET_ON)
+        return "Secure Boot on through the BMC, boot override to the hard disk (persistent); powered on"
+
+
+def restore_secure_boot(ctx: TaskContext) -> str:
+    """Rollback of a task that turned Secure Boot off for its installer: on again, as the machine is
+    registered, whatever its power state (the BMC applies it at the machine's next boot)."""
+    with redfish_system(ctx) as system:
+        if _set_secure_boot(system, True):
+            return "Secure Boot on again through the BMC"
+        return "Secure Boot on already"
+
+
 class RedfishPower(PowerInterface):
     def power_on(self, ctx: TaskContext) -> str:
+        """Into a one-time network boot; with Secure Boot off first when the task's installer is unsigned."""
         sushy = _sushy()
         with redfish_system(ctx) as system:
+            insecure = ""
+            if ctx.secure_boot_after_install:
+                _set_secure_boot(system, False)
+                insecure = ", Secure Boot off for the unsigned installer (on again before the OS first boots)"
             system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_PXE, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
             if system.power_state == sushy.POWER_STATE_ON:
                 system.reset_system(sushy.RESET_FORCE_RESTART)
-                return "Restarted through the BMC into a one-time network boot"
+                return f"Restarted through the BMC into a one-time network boot{insecure}"
             system.reset_system(sushy.RESET_ON)
-            return "Powered on through the BMC into a one-time network boot"
+            return f"Powered on through the BMC into a one-time network boot{insecure}"
 
     def power_off(self, ctx: TaskContext) -> str:
         sushy = _sushy()

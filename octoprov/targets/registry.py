@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from octoprov.context import NodeInfo, TaskContext
+    from octoprov.models import Task
     from octoprov.specs import Spec
     from octoprov.targets.base import InventoryInterface, Target
 
@@ -48,6 +51,11 @@ def ref(path: str) -> Callable[[], Any]:
 
     load.__qualname__ = load.__name__ = path
     return load
+
+
+def vm_secure_boot(session: Session, task: Task) -> bool:
+    """A VM boots with Secure Boot when its task asks for it (``vm.secureboot``, on by default for generation 2)."""
+    return bool(((task.config or {}).get("vm") or {}).get("secureboot"))
 
 
 def no_artifacts(ctx: TaskContext) -> tuple[dict[str, str], list[str]]:
@@ -79,6 +87,16 @@ class TargetType:
     # check of its endpoint and credentials, which reports what does not fit through octoprov.specs.report
     node_options: Callable[[], type[Spec]] | None = None
     check_node: Callable[[Any], None] | None = None
+    # whether Octoprov controls the machine's boot order (network first to install): a task then puts the
+    # OS disk first once the OS is installed (the ``boot_from_disk`` step, the boot driver's ``boot_from_disk``)
+    boot_order: bool = False
+    # whether a task's machine boots with Secure Boot on: ProxyDHCP then hands its firmware the signed chain
+    secure_boot: Callable[[Session, Task], bool] = vm_secure_boot
+    # whether the target can turn Secure Boot on after an installation with it off (octoprov/secureboot.py):
+    # its boot driver's ``enable_secure_boot``, run while the machine is off
+    secure_boot_after_install: bool = False
+    # from a node's options: its tasks boot Microsoft-signed installation media (Secure Boot can stay on)
+    boots_signed_media: Callable[[dict[str, Any]], bool] | None = None
 
 
 _TYPES: dict[str, TargetType] = {}
@@ -171,6 +189,9 @@ def _kvm_virtio(node_options: dict[str, Any]) -> bool:
 register(TargetType(
     name="hyperv", label="Hyper-V", queue="hyperv", makes_vms=True, node_kinds=("hyperv",),
     driver=lazy("octoprov.targets.hyperv:hyperv_target"),
+    boot_order=True,
+    secure_boot_after_install=True,
+    boots_signed_media=lazy("octoprov.targets.hyperv.options:boots_install_media"),
     inventory=lazy("octoprov.targets.hyperv.inventory:inventory_for_node"),
     plan=lazy("octoprov.targets.hyperv.dryrun:plan_artifacts"),
     hardware_model=lazy("octoprov.drivers:hyperv_model"),
@@ -180,6 +201,8 @@ register(TargetType(
 register(TargetType(
     name="kvm", label="KVM", queue="kvm", makes_vms=True, node_kinds=("kvm",), cloud_images=True,
     driver=lazy("octoprov.targets.libvirt:kvm_target"),
+    boot_order=True,
+    secure_boot_after_install=True,
     inventory=lazy("octoprov.targets.libvirt.inventory:inventory_for_node"),
     plan=lazy("octoprov.targets.libvirt.dryrun:plan_artifacts"),
     hardware_model=lazy("octoprov.drivers:kvm_model"),
@@ -190,6 +213,9 @@ register(TargetType(
 register(TargetType(
     name="baremetal", label="Bare metal", queue="baremetal", makes_vms=False,
     driver=lazy("octoprov.targets.baremetal:baremetal_target"),
+    boot_order=True,
+    secure_boot=lazy("octoprov.machines:task_secure_boot"),
+    secure_boot_after_install=True,
 ))
 register(TargetType(
     name="fake", label="Fake (no hardware)", queue=DEFAULT_QUEUE, makes_vms=True, node_kinds=("fake",),

@@ -1,7 +1,9 @@
 """End to end on a real libvirtd with QEMU: a KVM task defines a domain with its volume in a
 storage pool, starts it, and the VM network-boots through Octoprov (ProxyDHCP, iPXE, the task's
-boot script) into the tiny Linux, whose callbacks carry the task to completed. A second task,
-cancelled while its UEFI VM boots, leaves no domain, no volume and no NVRAM file behind.
+boot script) into the tiny Linux, which writes its stand-in OS (a boot sector) to the disk and whose
+callbacks carry the task to completed; the domain then boots that disk first, both the running one
+(reset, as a reboot does) and its definition (started again), with no task to answer its network boot.
+A second task, cancelled while its UEFI VM boots, leaves no domain, no volume and no NVRAM file behind.
 
 The lab is tests/support/netlab.py (namespaces, bridge, site DHCP), the daemon tests/support/libvirtlab.py, the
 services tests/support/bootservices.py. QEMU emulates (TCG): the node's ``domainType`` is ``qemu``.
@@ -10,19 +12,25 @@ Needs root; skipped without it, except in CI, where it must run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
 
+from octoprov.targets.libvirt import kvm_target
 from octoprov.targets.libvirt.domain_xml import serial_log_path
-from tests.support import libvirtlab, netlab, sshd, tinycloud, tinylinux
+from tests.support import esp, libvirtlab, netlab, sshd, tinycloud, tinylinux
 from tests.support.bootservices import BOOT_TIMEOUT, boot_services, steps, unusable
+from tests.support.libvirt_ctx import make_ctx
 
 EVENTS = "installer_started,os_installed,first_boot"
+DISK_BOOT_S = 10  # network first, with no task to answer it, the BIOS reaches the disk after ~20 s (TCG)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,8 @@ def kvm(tmp_path_factory):
     reason = netlab.unusable_reason() or libvirtlab.unusable_reason()
     if reason:
         unusable(reason)
-    kernel_args = f"{tinylinux.KERNEL_ARGS} octoprov.events={EVENTS}"
+    # the stand-in installer writes its OS to the (VirtIO) disk and keeps running, as an installed machine does
+    kernel_args = f"{tinylinux.KERNEL_ARGS} octoprov.events={EVENTS} octoprov.install=vda octoprov.after=wait"
     with boot_services(tmp_path_factory.mktemp("kvm"), "default,kvm", kernel_args) as octo:
         pool = f"opv{os.getpid()}"
         with libvirtlab.Libvirtd(octo.lab, pool) as daemon:
@@ -49,8 +58,30 @@ def task_body(octo, hostname: str, generation: int) -> dict:
             "postInstall": {"installAgent": False}}
 
 
-def test_a_kvm_task_netboots_its_vm_and_completes(kvm):
+def boot_orders(xml: str) -> dict[str, str | None]:
+    """The boot order of the OS disk and of the NIC in a domain definition."""
+    devices = ET.fromstring(xml).find("devices")  # noqa: S314 - libvirt's own output
+    assert devices is not None
+    return {name: (boot.get("order") if (boot := devices.find(f"{path}/boot")) is not None else None)
+            for name, path in (("disk", "disk[@device='disk']"), ("nic", "interface"))}
+
+
+def disk_boot_after(daemon, serial: Path, *virsh_commands: tuple[str, ...]) -> float:
+    """Seconds from the commands (a reset, a start) until the installed stand-in OS prints its marker again."""
+    seen = serial.read_text(errors="replace").count(tinylinux.DISK_MARKER)
+    started = time.monotonic()
+    for command in virsh_commands:
+        daemon.virsh(*command)
+    while serial.read_text(errors="replace").count(tinylinux.DISK_MARKER) == seen:
+        assert time.monotonic() - started < 60, serial.read_text(errors="replace")[-3000:]
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_a_kvm_task_netboots_its_vm_and_completes(kvm, tmp_path):
     daemon = kvm.daemon
+    serial = Path(serial_log_path("tiny-kvm"))
+    serial.unlink(missing_ok=True)  # a log of an earlier run would be appended to
     started = time.monotonic()
     task_id = kvm.call("POST", "/tasks", 201, json=task_body(kvm, "tiny-kvm", generation=1))["id"]
     task = kvm.wait_task(task_id, lambda t: t["status"] in ("completed", "failed"), BOOT_TIMEOUT + 60)
@@ -72,10 +103,84 @@ def test_a_kvm_task_netboots_its_vm_and_completes(kvm):
     assert any("tiny linux: first_boot" in message for message in messages), messages
     print(f"\ntiny-kvm: POST /tasks to completed in {elapsed:.1f} s (TCG)")
 
+    # installed and finished: the disk goes first, in the definition and in the running domain
+    console = serial.read_text(errors="replace")
+    assert f"{tinylinux.MARKER}: installed on /dev/vda" in console and tinylinux.DISK_MARKER not in console, console
+    assert daemon.virsh("domstate", "tiny-kvm").strip() == "running"
+    assert boot_orders(xml) == {"disk": "1", "nic": "2"}, xml
+    boot_step = next(step for step in task["steps"] if step["name"] == "boot_from_disk")
+    assert boot_step["detail"] == "Boot order set: disk first; set in the running domain too, for its next reboot"
+    # the step again (a redelivered message) changes nothing; after a worker died half-way through the running
+    # domain's part (the NIC's index given up, not yet taken again), it finishes that part
+    ctx = make_ctx(tmp_path, task_id=task_id, hostname="tiny-kvm", uri=libvirtlab.URI)
+    boot = kvm_target().boot
+    assert boot.boot_from_disk(ctx) == "Disk first already; already so in the running domain"
+    daemon.virsh("qemu-monitor-command", "tiny-kvm", json.dumps({"execute": "qom-set", "arguments": {
+        "path": "/machine/peripheral/net0", "property": "bootindex", "value": -1}}))
+    assert boot.boot_from_disk(ctx) == "Disk first already; set in the running domain too, for its next reboot"
+    # the task is over, so the PXE services no longer answer this MAC: a machine still network-first would wait
+    # ~20 s for its network boot to give up; the disk boots at once
+    reset = disk_boot_after(daemon, serial, ("reset", "tiny-kvm"))  # the running QEMU, as a reboot resets it
+    assert reset < DISK_BOOT_S, reset
+    cold = disk_boot_after(daemon, serial, ("destroy", "tiny-kvm"), ("start", "tiny-kvm"))  # from the definition
+    assert cold < DISK_BOOT_S, cold
+    daemon.virsh("destroy", "tiny-kvm")
+    print(f"tiny-kvm: reset to its disk's boot sector in {reset:.2f} s, power cycle in {cold:.2f} s (TCG)")
+
+
+def secure_task_body(octo, hostname: str) -> dict:
+    body = task_body(octo, hostname, generation=2)
+    body["vm"]["secureboot"] = True
+    body["os"] = {"imageId": esp.unsigned_image(octo)}
+    return body
+
+
+def validate_domain_xml(xml: str, path: Path) -> None:
+    path.write_text(xml)
+    checked = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_secure_boot_is_turned_on_before_the_installed_os_first_boots(kvm, tmp_path):
+    """vm.secureboot with an installer firmware would refuse: the VM installs with Secure Boot off, powers off
+    after reporting the OS installed, and Octoprov starts it again with Microsoft's keys enforced; the
+    installed OS (shim, the signed GRUB and kernel on its ESP) reports its first boot with Secure Boot on."""
+    daemon = kvm.daemon
+    serial = Path(serial_log_path("tiny-sb"))
+    serial.unlink(missing_ok=True)
+    started = time.monotonic()
+    task = kvm.call("POST", "/tasks", 201, json=secure_task_body(kvm, "tiny-sb"))
+    task_id = task["id"]
+    names = [s["name"] for s in task["steps"]]
+    assert names[names.index("os_install"):][:3] == ["os_install", "enable_secure_boot", "first_boot"], names
+    esp.publish_installed_os(kvm, task_id, tmp_path)  # what the "installer" writes; its first boot reports here
+    kvm.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 120)
+    before = daemon.virsh("dumpxml", "tiny-sb", "--inactive")
+    assert "secure='no'" in before and "OVMF_CODE_4M.fd" in before, before
+    validate_domain_xml(before, tmp_path / "before.xml")
+
+    task = kvm.wait_task(task_id, lambda t: t["status"] in ("completed", "failed"), 2 * BOOT_TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert task["status"] == "completed", (task, kvm.daemon.lab.log("libvirtd.log")[-2000:])
+    after = daemon.virsh("dumpxml", "tiny-sb", "--inactive")
+    assert "secure='yes'" in after and "OVMF_CODE_4M.secboot.fd" in after and "OVMF_VARS_4M.ms.fd" in after
+    assert "<smm state='on'/>" in after, after
+    assert boot_orders(after) == {"disk": "1", "nic": "2"}, after
+    validate_domain_xml(after, tmp_path / "after.xml")
+    step = next(step for step in task["steps"] if step["name"] == "enable_secure_boot")
+    assert step["detail"].startswith("Secure Boot on"), step
+    console = serial.read_text(errors="replace")
+    installer, installed = console.split(f"{tinylinux.MARKER}: installed {esp.ESP_URL}", 1)
+    assert "secureboot: Secure boot disabled" in installer, installer[-3000:]
+    assert "secureboot: Secure boot enabled" in installed and "callback first_boot answered" in installed, installed
+    daemon.virsh("destroy", "tiny-sb")
+    print(f"\ntiny-sb: installed with Secure Boot off, first boot with it enforced; completed in {elapsed:.1f} s (TCG)")
+
 
 def test_cancelling_mid_boot_leaves_nothing_behind(kvm):
+    """Cancelled while it installs with Secure Boot off, before Octoprov turned it on."""
     daemon = kvm.daemon
-    task_id = kvm.call("POST", "/tasks", 201, json=task_body(kvm, "tiny-cancel", generation=2))["id"]
+    task_id = kvm.call("POST", "/tasks", 201, json=secure_task_body(kvm, "tiny-cancel"))["id"]
     kvm.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 120)
     assert daemon.virsh("domstate", "tiny-cancel").strip() == "running"
     nvram = libvirtlab.NVRAM_DIR / "tiny-cancel_VARS.fd"

@@ -11,6 +11,7 @@ tests/support/tinylinux.py. Needs root; skipped without it, except in CI, where 
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import time
 
@@ -26,14 +27,15 @@ def netboot(tmp_path_factory):
         yield octo
 
 
-def provision(octo: Services, name: str, mac: str, firmware: str, nic_rom: bool) -> tuple[netlab.Vm, float]:
+def provision(octo: Services, name: str, mac: str, firmware: str, nic_rom: bool,
+              http_boot_only: bool = False) -> tuple[netlab.Vm, float]:
     """Create a bare-metal task for ``mac``, power the VM on when the task asks for it, and wait for
     the booted Linux's callback to move the task to installing. Returns the VM and the boot time."""
     task_id = octo.call("POST", "/tasks", 201, json={
         "hostname": name, "targetType": "baremetal", "macAddress": mac, "os": {"imageId": octo.image_id},
         "postInstall": {"installAgent": False}})["id"]
     octo.wait_task(task_id, lambda t: t["status"] == "booting" and steps(t)["power_on"] == "done", 60)
-    vm = octo.lab.boot_vm(name, mac, firmware, nic_rom)
+    vm = octo.lab.boot_vm(name, mac, firmware, nic_rom, http_boot_only)
     try:
         task = octo.wait_task(task_id, lambda t: steps(t)["installer_started"] == "done", BOOT_TIMEOUT, vm)
         elapsed = time.monotonic() - vm.started
@@ -72,7 +74,9 @@ def test_uefi_chainloads_ipxe_from_firmware_pxe(netboot):
 
 def test_machine_without_task_gets_the_local_boot_script(netboot):
     mac = "52:54:00:6f:70:03"
-    netboot.start_pxe(boot_unknown_machines="true")  # else ProxyDHCP stays silent for unknown MACs
+    # boot_unknown: else ProxyDHCP stays silent for unknown MACs. No interface setting: the boot
+    # namespace has no default route, so the OFFER must leave by the interface the DISCOVER came in on.
+    netboot.start_pxe(boot_unknown_machines="true", proxydhcp_interface="")
     try:
         vm = netboot.lab.boot_vm("no-task", mac, "bios")
         try:
@@ -87,3 +91,23 @@ def test_machine_without_task_gets_the_local_boot_script(netboot):
     finally:
         netboot.start_pxe()
     assert f"GET {API}/pxe/boot?mac={mac.replace(':', '-')}" in netboot.log("access.log")
+    # sent (a failed send logs no OFFER line), through the interface the DISCOVER came in on
+    assert re.search(rf"OFFER {mac} .* on {netlab.BOOT_VETH}$", netboot.log("pxe.log"), re.MULTILINE)
+
+
+def test_uefi_http_boot_without_tftp_reaches_the_callback(netboot):
+    """OVMF with PXE switched off: UEFI HTTP boot is its only network option and no TFTP server runs.
+    ProxyDHCP answers the HTTPClient request with the URL of ipxe.efi on the boot-files endpoint; that
+    iPXE asks again as iPXE and gets its script, and the tiny Linux calls back."""
+    mac = "52:54:00:6f:70:04"
+    netboot.start_pxe("--no-tftp")
+    try:
+        vm, _ = provision(netboot, "tiny-http", mac, "uefi", nic_rom=False, http_boot_only=True)
+        assert "iPXE" in vm.console()
+    finally:
+        netboot.start_pxe()
+    pxe_log = netboot.log("pxe.log")
+    assert f"OFFER {mac} " in pxe_log and f"file '{PUBLIC_URL}/boot/efi/ipxe.efi'" in pxe_log, pxe_log[-3000:]
+    assert "GET /boot/efi/ipxe.efi" in netboot.log("access.log")
+    assert f"{PUBLIC_URL}{API}/pxe/chain.ipxe?mac={mac}" in pxe_log  # then iPXE, answered as iPXE
+    assert "TFTP '" not in pxe_log.split(f"OFFER {mac} ")[-1]  # no transfer went over TFTP (none was running)

@@ -48,12 +48,25 @@ def test_a_hyperv_task_completes_with_the_join_blob_encrypted_and_in_the_answer_
     running = lab.client.get(f"{API}/tasks/{task['id']}").json
     assert running["status"] == "booting", running
     assert lab.hv.vms["SQL-01"]["State"] == "Running" and lab.hv.vms["SQL-01"]["FirstBoot"] == "Network"
+    assert lab.hv.vms["SQL-01"]["SecureBoot"] == "Off"  # WinPE boots through wimboot, which is not signed
     for event in EVENTS:  # what WinPE, Setup and the first logon report
         assert report(lab, task["id"], event)["accepted"]
+        if event == "os_installed":  # WinPE shuts the VM down (startnet.cmd: wpeutil shutdown)
+            lab.hv.vms["SQL-01"]["State"] = "Off"
         queue.deliver()
     done = lab.client.get(f"{API}/tasks/{task['id']}").json
     assert done["status"] == "completed", done
     assert {step["status"] for step in done["steps"]} == {"done"}
+    # once the machine's last report is in, its OS disk goes first: a reboot after the task reaches it directly
+    names = [step["name"] for step in done["steps"]]
+    assert names[names.index("domain_join"):] == ["domain_join", "boot_from_disk", "install_agent", "finish"]
+    # Secure Boot came on while the VM was off, before Windows first started
+    assert names[names.index("os_install"):][:3] == ["os_install", "enable_secure_boot", "first_boot"]
+    vm = lab.hv.vms["SQL-01"]
+    assert (vm["SecureBoot"], vm["SecureBootTemplate"], vm["State"]) == (
+        "On", "MicrosoftUEFICertificateAuthority", "Running")
+    assert lab.hv.vms["SQL-01"]["FirstBoot"] == r"D:\Hyper-V\Virtual Hard Disks\SQL-01-os.vhdx"
+    assert lab.hv.refused == []
     assert done["macAddress"] == task_mac(task["id"])
     assert lab.hv.vms["SQL-01"]["Adapters"][0]["MacAddress"] == task_mac(task["id"]).replace(":", "").upper()
     assert next(s for s in done["steps"] if s["name"] == "prepare_domain_join")["detail"] == (

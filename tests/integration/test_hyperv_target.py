@@ -64,7 +64,8 @@ def test_create_runs_the_spec_script_and_returns_the_canonical_mac(lab):
     assert vm["Notes"] == f"octoprov-task:{ctx.task_id}" and vm["Cpu"] == 4 and vm["Memory"] == 16 * commands.GIB
     assert vm["Disks"] == [VHD + r"\SQL-01-os.vhdx", VHD + r"\SQL-01-data.vhdx"]
     assert vm["Adapters"][0]["SwitchName"] == "vSwitch-Prod" and vm["Adapters"][0]["VlanId"] == 100
-    assert vm["SecureBoot"] == ("On", "MicrosoftUEFICertificateAuthority") and vm["FirstBoot"] == "Network"
+    # WinPE over PXE is unsigned: the VM installs with Secure Boot off; enable_secure_boot turns it on after
+    assert ctx.secure_boot_after_install and vm["SecureBoot"] == "Off" and vm["FirstBoot"] == "Network"
     assert machine.detail == (f"Created 4 vCPU, 16 GB RAM, 2 disks in {VHD} on HV01; MAC {machine.mac_address}")
 
 
@@ -171,6 +172,40 @@ def test_pxe_boot_puts_the_network_first_again(lab):
     assert target().boot.prepare_boot(ctx) == "Network boot first"
     assert lab.hv.vms["SQL-01"]["FirstBoot"] == "Network"
     assert target().boot.cleanup_boot(ctx) == "Nothing to remove: the boot order goes with the machine"
+
+
+def test_boot_from_disk_puts_the_os_disk_first(lab):
+    """Set-VMFirmware -FirstBootDevice with the VM's OS disk, found by its path inside the fixed script:
+    every call bound against the documented parameter sets by the fake host (a call that does not bind is
+    refused and runs nothing)."""
+    ctx, _machine = created(lab)
+    assert lab.hv.vms["SQL-01"]["FirstBoot"] == "Network"
+    lab.hv.calls.clear()
+    assert target().boot.boot_from_disk(ctx) == rf"Boot order set: {VHD}\SQL-01-os.vhdx first"
+    assert lab.hv.vms["SQL-01"]["FirstBoot"] == VHD + r"\SQL-01-os.vhdx"
+    assert lab.hv.names() == ["Read-OctoprovHostStorage", "Read-OctoprovVM", "Set-OctoprovFirstBootDevice"]
+    assert lab.hv.calls[-1].bound == {"VMName": "SQL-01", "Device": "Disk", "Path": VHD + r"\SQL-01-os.vhdx"}
+    assert target().boot.boot_from_disk(ctx).startswith("Boot order set")  # a redelivered step: the same again
+    assert lab.hv.refused == []
+    lab.hv.vms["SQL-01"]["Disks"] = [VHD + r"\SQL-01-data.vhdx"]  # the OS disk gone: the script throws
+    with pytest.raises(PermanentError, match="SQL-01 has no Disk device to boot from"):
+        target().boot.boot_from_disk(ctx)
+
+
+@pytest.mark.parametrize(("node_options", "order"), [
+    ({}, ["IDE", "LegacyNetworkAdapter", "CD", "Floppy"]),
+    ({"bootMode": "iso", "installIso": r"D:\ISO\WS2025.iso"}, ["IDE", "CD", "LegacyNetworkAdapter", "Floppy"]),
+], ids=["pxe", "iso"])
+def test_boot_from_disk_on_generation_1_puts_ide_first(lab, node_options, order):
+    """Generation 1 has a BIOS startup order by device class; the OS disk is IDE 0:0."""
+    changes = {"vm": {**lab.body()["vm"], "generation": 1}}
+    if node_options:
+        lab.hv.files[r"D:\ISO\WS2025.iso"] = b"the installation DVD"
+        changes.update(hypervisorNodeId=lab.node("HV-ISO", hyperv=node_options), domain={"join": False})
+    ctx, _machine = created(lab, **changes)
+    assert target().boot.boot_from_disk(ctx) == "Boot order set: IDE (the OS disk) first"
+    assert lab.hv.vms["SQL-01"]["BootOrder"] == order
+    assert lab.hv.calls[-1].name == "Set-VMBios" and lab.hv.refused == []
 
 
 def test_generation_1_boots_the_network_through_a_legacy_adapter(lab):
@@ -334,7 +369,14 @@ def test_dry_run_lists_the_commands_every_step_runs(lab):
     assert plan.status_code == 200, plan.json
     listed = json.loads(plan.json["artifacts"]["hyperv-commands.json"])
     steps = {step["step"]: step for step in listed["steps"]}
-    assert list(steps) == ["create_vm", "prepare_domain_join", "register_mac", "power_on"]
+    assert list(steps) == ["create_vm", "prepare_domain_join", "register_mac", "power_on", "enable_secure_boot",
+                           "boot_from_disk"]
+    assert [c.get("cmdlet") or c.get("script") or c["pipeline"][0]["cmdlet"]
+            for c in steps["enable_secure_boot"]["commands"]] == [
+        "Read-OctoprovHostStorage", "Read-OctoprovVM", "Read-OctoprovVM", "Set-VMFirmware",
+        "Set-OctoprovFirstBootDevice", "Start-VM"]
+    assert steps["boot_from_disk"]["commands"][-1] == {"script": "Set-OctoprovFirstBootDevice", "parameters": {
+        "VMName": "SQL-01", "Device": "Disk", "Path": VHD + r"\SQL-01-os.vhdx"}}
     assert steps["prepare_domain_join"]["host"] == "management host dc01.yourdom.test"
     new_vm = steps["create_vm"]["commands"][3]["pipeline"][0]
     assert new_vm == {"cmdlet": "New-VM", "parameters": {"Name": "SQL-01", "Generation": 2,
@@ -344,7 +386,7 @@ def test_dry_run_lists_the_commands_every_step_runs(lab):
     assert tagged == {"cmdlet": "Set-VM", "parameters": {"Notes": "octoprov-task:<task id> creating"}}
     assert steps["create_vm"]["commands"][-5]["parameters"]["StaticMacAddress"] == "<MAC derived from the task id>"
     notes = json.loads(plan.json["artifacts"]["plan.json"])["notes"]
-    assert any(note.startswith("Secure Boot is on (MicrosoftUEFICertificateAuthority)") for note in notes), notes
+    assert any(note.startswith("Secure Boot is off while WinPE installs") for note in notes), notes
     text = json.dumps(plan.json)
     for secret in (ADMIN_PASSWORD, NODE_PASSWORD, DJOIN_PASSWORD):
         assert secret not in text

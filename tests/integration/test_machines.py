@@ -4,12 +4,16 @@ test_baremetal_e2e.py)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
-from octoprov.context import NodeInfo, TaskContext
-from octoprov.errors import PermanentError, TargetUnreachable
+from octoprov import secureboot
+from octoprov.context import NodeInfo, TaskContext, load_context
+from octoprov.errors import PermanentError, TargetUnreachable, TransientError
 from octoprov.settings import Settings
+from octoprov.targets import redfish
 from octoprov.targets.baremetal import baremetal_target
 from tests.support import redfish_bmc
 from tests.support.examples import task_spec
@@ -17,6 +21,7 @@ from tests.support.live import free_port
 
 MACHINES = "/api/v1/provisioning/machines"
 MAC_A, MAC_B, MAC_C = "52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03"
+MAC_D, MAC_E = "52:54:00:aa:00:04", "52:54:00:aa:00:05"
 SYSTEMS = [
     {"uuid": "11111111-1111-4111-8111-111111111111", "name": "blade-1", "power_state": "Off",
      "external_notifier": False, "nics": [{"mac": MAC_A, "ip": "198.51.100.11"}]},
@@ -24,6 +29,11 @@ SYSTEMS = [
      "external_notifier": False, "nics": [{"mac": MAC_B, "ip": "198.51.100.12"}]},
     {"uuid": "33333333-3333-4333-8333-333333333333", "name": "blade-3", "power_state": "On",
      "external_notifier": False, "nics": [{"mac": MAC_C, "ip": "198.51.100.13"}]},
+    # Secure Boot on, as servers ship: one off, one still running its (unsigned) installer with it off
+    {"uuid": "44444444-4444-4444-8444-444444444444", "name": "blade-4", "power_state": "Off", "secure_boot": True,
+     "external_notifier": False, "nics": [{"mac": MAC_D, "ip": "198.51.100.14"}]},
+    {"uuid": "55555555-5555-4555-8555-555555555555", "name": "blade-5", "power_state": "On", "secure_boot": False,
+     "external_notifier": False, "nics": [{"mac": MAC_E, "ip": "198.51.100.15"}]},
 ]
 
 
@@ -129,6 +139,20 @@ def test_power_on_sets_a_one_time_network_boot_on_the_system_with_the_mac(tmp_pa
     assert system(bmc, SYSTEMS[0]["uuid"])["Boot"]["BootSourceOverrideTarget"] != "Pxe"  # the other blade
 
 
+def test_once_installed_the_bmc_boots_the_hard_disk_for_good(tmp_path, bmc):
+    """The one-time PXE of power_on is replaced by a persistent override to the hard disk (the emulator,
+    like some BMCs, never drops an override by itself); repeated, it changes nothing."""
+    target, context = baremetal_target(), ctx(tmp_path, bmc, mac=MAC_A)  # blade-1
+    target.power.power_on(context)
+    assert system(bmc, SYSTEMS[0]["uuid"])["Boot"]["BootSourceOverrideTarget"] == "Pxe"
+    assert target.boot.boot_from_disk(context) == "Boot override set through the BMC: hard disk, persistent"
+    boot = system(bmc, SYSTEMS[0]["uuid"])["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("Hdd", "Continuous")
+    assert target.boot.boot_from_disk(context) == "The BMC boots the hard disk already (persistent override)"
+    manual = TaskContext(**{**context.__dict__, "node": None})
+    assert target.boot.boot_from_disk(manual).startswith("No BMC configured: set the machine's firmware to boot")
+
+
 def test_a_named_system_is_used_as_named(tmp_path, bmc):
     target = baremetal_target()
     assert "one-time network boot" in target.power.power_on(ctx(tmp_path, bmc, mac=MAC_B,
@@ -137,7 +161,7 @@ def test_a_named_system_is_used_as_named(tmp_path, bmc):
 
 
 def test_no_system_with_the_mac_is_a_clear_error(tmp_path, bmc):
-    with pytest.raises(PermanentError, match="none of the BMC's 3 systems has a network card with MAC 52:54:00:aa:00"):
+    with pytest.raises(PermanentError, match="none of the BMC's 5 systems has a network card with MAC 52:54:00:aa:00"):
         baremetal_target().power.power_on(ctx(tmp_path, bmc, mac="52:54:00:aa:00:09"))
 
 
@@ -164,3 +188,110 @@ def test_without_a_bmc_the_operator_is_asked(tmp_path, bmc):
     manual = TaskContext(**{**context.__dict__, "node": None})
     assert baremetal_target().power.power_on(manual).startswith("No BMC configured: power on the machine now")
     assert baremetal_target().compute.destroy_machine(manual) == "Nothing to remove on a bare-metal machine"
+
+
+# --- Secure Boot after the install, through the BMC --------------------------------------------------
+
+
+def secure_boot_of(bmc, uuid: str) -> bool:
+    resource = requests.get(f"{bmc.url}/redfish/v1/Systems/{uuid}/SecureBoot", auth=(bmc.username, bmc.password),
+                            timeout=10)
+    assert resource.status_code == 200, resource.text
+    return resource.json()["SecureBootEnable"]
+
+
+def secure_boot_task(client, mac: str, bmc=None, signed_kernel: bool = False) -> dict:
+    """A machine registered with secureBoot (with the emulator as its BMC, or none) and a Linux task for it."""
+    machine = {"name": f"bm-{mac[-2:]}", "macAddresses": [mac], "secureBoot": True}
+    if bmc is not None:
+        machine.update(bmc={"address": bmc.url}, username=bmc.username, password=bmc.password)
+    assert client.post(MACHINES, json=machine).status_code == 201
+    image = client.post("/api/v1/provisioning/images", json={
+        "name": f"Tiny {signed_kernel}", "osType": "linux", "imagePath": "tiny.img", "kernelPath": "tiny.img",
+        "initrdPath": "tiny.img", "signedKernel": signed_kernel})
+    assert image.status_code == 201, image.json
+    task = client.post("/api/v1/provisioning/tasks", json={"hostname": f"bm{mac[-2:]}", "targetType": "baremetal",
+                                                           "macAddress": mac, "os": {"imageId": image.json["id"]},
+                                                           "postInstall": {"installAgent": False}})
+    assert task.status_code == 201, task.json
+    return task.json
+
+
+def loaded(runtime, task_id: int) -> TaskContext:
+    with runtime.database.session() as session:
+        return load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
+
+
+def test_an_unsigned_installer_runs_with_secure_boot_off_and_rollback_turns_it_on(client, runtime, bmc):
+    """The task's power-on turns Secure Boot off through the BMC before the one-time network boot, the
+    plan turns it on after the OS reports installed, and a rollback (a cancel) restores it."""
+    (runtime.settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    task = secure_boot_task(client, MAC_D, bmc)
+    names = [step["name"] for step in task["steps"]]
+    assert names[names.index("os_install"):][:3] == ["os_install", "enable_secure_boot", "first_boot"], names
+    ctx, target = loaded(runtime, task["id"]), baremetal_target()
+    assert ctx.secure_boot_after_install
+    blade = SYSTEMS[3]["uuid"]
+    assert secure_boot_of(bmc, blade) is True  # as registered
+    assert target.power.power_on(ctx) == ("Powered on through the BMC into a one-time network boot, Secure Boot "
+                                          "off for the unsigned installer (on again before the OS first boots)")
+    assert secure_boot_of(bmc, blade) is False
+    assert system(bmc, blade)["Boot"]["BootSourceOverrideTarget"] == "Pxe"
+    assert target.boot.cleanup_boot(ctx) == "Boot config removed with the task; Secure Boot on again through the BMC"
+    assert secure_boot_of(bmc, blade) is True
+    assert target.boot.cleanup_boot(ctx) == "Boot config removed with the task; Secure Boot on already"
+
+
+def test_a_signed_kernel_installs_with_secure_boot_on_untouched(client, runtime, bmc):
+    (runtime.settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    task = secure_boot_task(client, MAC_A, bmc, signed_kernel=True)
+    assert "enable_secure_boot" not in [step["name"] for step in task["steps"]]
+    ctx = loaded(runtime, task["id"])
+    assert not ctx.secure_boot_after_install
+    before = secure_boot_of(bmc, SYSTEMS[0]["uuid"])
+    assert baremetal_target().power.power_on(ctx).endswith("through the BMC into a one-time network boot")
+    assert baremetal_target().boot.cleanup_boot(ctx) == "Boot config removed with the task"
+    assert secure_boot_of(bmc, SYSTEMS[0]["uuid"]) is before  # never written
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # waits on the emulator's power changes: once
+def test_secure_boot_is_turned_on_once_the_installer_has_powered_off(client, runtime, bmc, monkeypatch):
+    """A machine still running is a transient failure (retried); once it is off (the emulator, like real
+    hardware, applies a power change seconds later), Secure Boot on, the disk for good, powered on; the
+    step again changes nothing."""
+    (runtime.settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    ctx, target, blade = loaded(runtime, secure_boot_task(client, MAC_E, bmc)["id"]), baremetal_target(), \
+        SYSTEMS[4]["uuid"]
+    monkeypatch.setattr(redfish, "POWER_POLL_S", 0.2)
+    monkeypatch.setattr(secureboot, "POWER_OFF_WAIT_S", 1)
+    with pytest.raises(TransientError, match="bm05 is still running 1 s after its installer reported the OS"):
+        target.boot.enable_secure_boot(ctx)
+    assert secure_boot_of(bmc, blade) is False and system(bmc, blade)["PowerState"] == "On"
+    monkeypatch.setattr(secureboot, "POWER_OFF_WAIT_S", 60)
+    reset = requests.post(f"{bmc.url}/redfish/v1/Systems/{blade}/Actions/ComputerSystem.Reset",
+                          json={"ResetType": "ForceOff"}, auth=(bmc.username, bmc.password), timeout=10)
+    assert reset.status_code == 204, reset.text  # the installer powers the machine off
+    assert target.boot.enable_secure_boot(ctx) == ("Secure Boot on through the BMC, boot override to the hard "
+                                                   "disk (persistent); powered on")
+    assert secure_boot_of(bmc, blade) is True
+    boot = system(bmc, blade)["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("Hdd", "Continuous")
+    deadline = time.monotonic() + 30
+    while system(bmc, blade)["PowerState"] != "On":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert target.boot.enable_secure_boot(ctx) == "Secure Boot on already; the machine is running"
+
+
+def test_without_a_bmc_the_operator_switches_secure_boot(client, runtime):
+    """Accepted like any manual machine: the steps say when to turn Secure Boot off and on in the firmware."""
+    (runtime.settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    task = secure_boot_task(client, MAC_B)
+    assert "enable_secure_boot" in [step["name"] for step in task["steps"]]
+    ctx, target = loaded(runtime, task["id"]), baremetal_target()
+    assert ctx.node is not None and ctx.node.kind == "manual" and ctx.secure_boot_after_install
+    assert target.power.power_on(ctx).startswith("No BMC configured: turn Secure Boot off in the machine's firmware")
+    assert target.boot.enable_secure_boot(ctx).startswith(
+        "No BMC configured: once the installer has powered the machine off, turn Secure Boot on in its firmware")
+    assert target.boot.cleanup_boot(ctx) == ("Boot config removed with the task; no BMC configured: turn Secure Boot "
+                                             "on again in the machine's firmware setup")

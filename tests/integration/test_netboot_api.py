@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import update
 
+from api import create_app
 from octoprov.models import Task, TaskStep
+from octoprov.netboot import service
+from octoprov.netboot.chain import BootChain
 from octoprov.netboot.ipxe import UnsafeValue, ipxe_args, ipxe_comment, ipxe_word
 
 PXE = "/api/v1/provisioning/pxe"
@@ -69,7 +74,7 @@ def test_bad_mac_is_a_400(anonymous, mac):
 def test_linux_install_script_while_installing_then_local_boot(anonymous, client, database, runtime, linux_image):
     task = _baremetal(client, linux_image)
     early = anonymous.get(f"{PXE}/boot", query_string={"mac": "52-54-00-c0-ff-ee"}).get_data(as_text=True)
-    assert "is not installing now" in early  # boot configuration not ready yet
+    assert f"Task {task['id']} is at step Register machine" in early  # boot configuration not ready yet
     _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
     response = anonymous.get(f"{PXE}/boot", query_string={
         "mac": "52-54-00-c0-ff-ee", "manufacturer": "QEMU", "product": "Standard PC (Q35 + ICH9, 2009)"})
@@ -87,7 +92,7 @@ def test_linux_install_script_while_installing_then_local_boot(anonymous, client
     assert document["files"]["kernel"].endswith("/boot/images/tiny/vmlinuz")
     _set_steps(database, task["id"], ["installer_started", "os_install"])
     after = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
-    assert "is not installing now" in after and "kernel" not in after  # a finished machine never reinstalls
+    assert "the OS is installed" in after and "kernel" not in after  # a finished machine never reinstalls
 
 
 def test_windows_install_script_uses_wimboot_and_injects_the_tasks_files(anonymous, client, database, runtime,
@@ -170,3 +175,134 @@ def test_unknown_machines_get_the_menu_when_enabled(runtime, token):
     script = app.test_client().get(f"{PXE}/boot", query_string={"mac": "52:54:00:aa:bb:cc"}).get_data(as_text=True)
     assert script.startswith("#!ipxe\n") and "menu Octoprov PXE boot: no task for 52-54-00-aa-bb-cc" in script
     assert "chain --replace http://127.0.0.1:8080/api/v1/provisioning/pxe/chain.ipxe?mac=52-54-00-aa-bb-cc" in script
+
+
+IPXE = {"User-Agent": "iPXE/1.21.1+ (g988d2)"}  # what iPXE's HTTP client always sends
+
+
+def test_smbios_plus_signs_arrive_as_ipxe_sent_them(anonymous, client, database, linux_image):
+    """iPXE's ${product:uristring} leaves `+` unencoded: the raw query string below is what QEMU's
+    i440FX machine sends. The stored product must be the SMBIOS string, which KVM_MODELS spells."""
+    from octoprov.drivers import KVM_MODELS
+
+    task = _baremetal(client, linux_image)
+
+    def product(query: str, headers: dict) -> str:
+        assert anonymous.get(f"{PXE}/boot?mac=52-54-00-c0-ff-ee&{query}", headers=headers).status_code == 200
+        with database.session() as session:
+            return session.get(Task, task["id"]).hardware["product"]
+
+    raw = ("uuid=8b1c2d3e-0000-4000-8000-000000000001&manufacturer=QEMU"
+           "&product=Standard%20PC%20(i440FX%20+%20PIIX,%201996)&platform=pcbios&arch=i386")
+    assert product(raw, IPXE) == KVM_MODELS[1][1]
+    with database.session() as session:
+        assert session.get(Task, task["id"]).hardware["manufacturer"] == KVM_MODELS[1][0]
+    assert product("product=A%2BB%20C", IPXE) == "A+B C"  # %2B is a plus too, %20 a space
+    # a browser or curl with a form-encoded query: there `+` is a space, as everywhere else in the API
+    assert product("product=Standard+PC+(Q35+%2B+ICH9,+2009)", {"User-Agent": "curl/8.5.0"}) == KVM_MODELS[2][1]
+
+
+def _pxe_log(database, task_id) -> list[str]:
+    from sqlalchemy import select
+
+    from octoprov.models import TaskLog
+
+    with database.session() as session:
+        return list(session.scalars(select(TaskLog.message).where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
+                                    .order_by(TaskLog.id)))
+
+
+def test_a_task_outside_its_install_window_says_where_it_is(anonymous, client, database, linux_image):
+    task = _baremetal(client, linux_image)
+    early = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}, headers={"Accept": "application/json"}).json
+    assert early["action"] == "localboot"
+    assert early["message"].startswith(f"Task {task['id']} is at step Register machine;"), early
+    assert "until its boot configuration is ready" in early["message"] and "(" not in early["message"]
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on",
+                                      "installer_started", "os_install"])
+    script = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+    assert f"Task {task['id']} is at step First boot; the OS is installed" in script, script
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_a_mac_whose_tasks_ended_is_told_about_its_last_task(anonymous, client, database, linux_image, status):
+    first, last = _baremetal(client, linux_image), _baremetal(client, linux_image)
+    with database.session() as session:
+        session.execute(update(Task).where(Task.id.in_([first["id"], last["id"]])).values(status=status))
+    document = anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}, headers={"Accept": "application/json"}).json
+    assert document["action"] == "localboot"
+    assert f"its last task {last['id']} is {status}" in document["message"], document
+    assert "new task" in document["message"] and "No provisioning task" not in document["message"]
+
+
+def test_a_change_of_boot_answer_is_logged_at_once_a_repeat_is_not(anonymous, client, database, linux_image):
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    for _ in range(3):  # firmware retries: one line
+        assert "kernel" in anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+    assert len(_pxe_log(database, task["id"])) == 1
+    _set_steps(database, task["id"], ["installer_started", "os_install"])
+    for _ in range(3):  # seconds later the installed machine reboots: the local-boot answer is logged too
+        assert "sanboot" in anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+    logged = _pxe_log(database, task["id"])
+    assert len(logged) == 2, logged
+    assert "install" in logged[0] and "localboot" in logged[1] and "First boot" in logged[1], logged
+    with database.session() as session:
+        session.execute(update(TaskStep).where(TaskStep.task_id == task["id"], TaskStep.name == "os_install")
+                        .values(status="running"))
+    anonymous.get(f"{PXE}/boot", query_string={"mac": MAC})  # and back (a retried install): logged again
+    assert len(_pxe_log(database, task["id"])) == 3
+
+
+def test_grub_configuration_for_a_secure_boot_machine_matches_the_ipxe_script(anonymous, client, database, runtime,
+                                                                             linux_image):
+    """The signed GRUB's configuration: the same kernel, arguments and callback as the iPXE script, the files
+    from the TFTP server's images/ folder; local boot outside the install window; what the TFTP server renders."""
+    task = _baremetal(client, linux_image)
+    early = anonymous.get(f"{PXE}/boot.grub", query_string={"mac": MAC}).get_data(as_text=True)
+    assert early.splitlines()[-1] == "exit" and "linux" not in early
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    config = anonymous.get(f"{PXE}/boot.grub", query_string={"mac": "52-54-00-C0-FF-EE"}).get_data(as_text=True)
+    with database.session() as session:
+        token = runtime.vault.decrypt(session.get(Task, task["id"]).callback_token_encrypted)
+    base = runtime.settings.effective_public_url
+    assert (f"linux '/images/tiny/vmlinuz' 'console=ttyS0' 'quiet' 'octoprov.task={task['id']}' "
+            f"'octoprov.callback={base}/api/v1/provisioning/pxe/status' 'octoprov.token={token}'") in config
+    assert "initrd '/images/tiny/initrd.gz'" in config
+    rendered = service.grub_configs(database, runtime.settings, runtime.vault)
+    assert rendered(f"grub/octoprov/{MAC}.cfg", "198.51.100.123") == config.encode()
+    assert rendered("ipxe.efi", "198.51.100.123") is None  # not a machine file: the TFTP root serves it
+    assert any(f"GRUB configuration served to {MAC} at 198.51.100.123 over TFTP: install" in line
+               for line in _pxe_log(database, task["id"]))
+    _set_steps(database, task["id"], ["installer_started", "os_install"])
+    after = anonymous.get(f"{PXE}/boot.grub", query_string={"mac": MAC}).get_data(as_text=True)
+    assert "the OS is installed" in after and "linux" not in after and after.splitlines()[-1] == "exit"
+    assert anonymous.get(f"{PXE}/boot.grub", query_string={"mac": "ff:ff:ff:ff:ff:ff"}).status_code == 400
+
+
+def test_secure_boot_chain_is_the_targets_policy(client, database, linux_image):
+    """ProxyDHCP's lookup: a bare-metal machine registered with secureBoot gets the signed chain; a VM task
+    follows vm.secureboot; a MAC without an active task gets nothing."""
+    lookup = service.chain_lookup(database)
+    assert lookup(MAC) is None
+    _baremetal(client, linux_image)
+    assert lookup(MAC) is BootChain.IPXE
+    response = client.post("/api/v1/provisioning/machines", json={"name": "sb-1", "macAddresses": [MAC],
+                                                                  "secureBoot": True})
+    assert response.status_code == 201, response.json
+    assert response.json["secureBoot"] is True
+    assert lookup(MAC) is BootChain.SIGNED
+    machine = client.get(f"/api/v1/provisioning/machines/{response.json['id']}").json
+    assert machine["secureBoot"] is True
+
+
+def test_efi_loaders_for_http_boot_by_name_only(runtime, tmp_path):
+    ipxe_dir = tmp_path / "ipxe"
+    ipxe_dir.mkdir()
+    (ipxe_dir / "ipxe.efi").write_bytes(b"MZ ipxe" * 100)
+    settings = runtime.settings.model_copy(update={"ipxe_dir": ipxe_dir, "signed_boot_dir": tmp_path / "none"})
+    anonymous = create_app(runtime=dataclasses.replace(runtime, settings=settings)).test_client()
+    response = anonymous.get("/boot/efi/ipxe.efi")
+    assert response.status_code == 200 and response.data == b"MZ ipxe" * 100
+    for name in ("snponly.efi", "shimx64.efi", "undionly.kpxe", "..%2Fipxe%2Fipxe.efi", "grub.cfg"):
+        assert anonymous.get(f"/boot/efi/{name}").status_code == 404, name

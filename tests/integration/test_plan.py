@@ -83,6 +83,9 @@ def test_kvm_dry_run_writes_the_domain_xml(client, settings, tmp_path):
     assert plan.status_code == 200, plan.json
     xml = plan.json["artifacts"]["domain.xml"]
     assert "<name>KVM-01</name>" in xml and "KVM-01-os" in xml and "KVM-01-data" in xml
+    actions = json.loads(plan.json["artifacts"]["plan.json"])["actions"]
+    after_first_boot = actions[[a["step"] for a in actions].index("first_boot") + 1]
+    assert (after_first_boot["step"], after_first_boot["title"]) == ("boot_from_disk", "Boot from disk first")
     path = tmp_path / "domain.xml"
     path.write_text(xml)
     checked = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)

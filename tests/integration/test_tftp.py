@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from octoprov.netboot import grub
 from octoprov.netboot.tftp import IPXE_BINARIES, TftpServer, prepare_root
 from octoprov.settings import Settings
 
@@ -486,7 +487,7 @@ def test_prepare_root_copies_the_binaries_and_skips_missing_ones(tmp_path, caplo
     (ipxe_dir / "undionly.kpxe").write_bytes(b"U" * 1000)
     (boot / "ipxe.efi").write_bytes(b"E" * 3000)
     (ipxe_dir / "ipxe.efi").symlink_to(boot / "ipxe.efi")  # as in Debian's ipxe package
-    settings = Settings(data_dir=tmp_path / "var", ipxe_dir=ipxe_dir)
+    settings = Settings(data_dir=tmp_path / "var", ipxe_dir=ipxe_dir, signed_boot_dir=tmp_path / "nothing")
 
     with caplog.at_level(logging.WARNING, logger="octoprov.netboot.tftp"):
         root = prepare_root(settings)
@@ -496,7 +497,9 @@ def test_prepare_root_copies_the_binaries_and_skips_missing_ones(tmp_path, caplo
         assert (root / name).stat().st_mode & 0o777 == 0o644
     assert not (root / "snponly.efi").exists()
     assert "snponly.efi" in caplog.text
-    assert sorted(p.name for p in root.iterdir()) == ["ipxe.efi", "undionly.kpxe"]  # no temporary files left
+    # no temporary files left; GRUB's entry file is written even without the signed binaries
+    assert sorted(p.name for p in root.iterdir()) == ["grub", "ipxe.efi", "undionly.kpxe"]
+    assert [p.name for p in (root / "grub").iterdir()] == ["grub.cfg"]
 
     # unchanged size: left alone; changed size: copied again; a symlink in the root: replaced by a copy
     untouched = (root / "undionly.kpxe").stat().st_ino
@@ -507,7 +510,7 @@ def test_prepare_root_copies_the_binaries_and_skips_missing_ones(tmp_path, caplo
     assert (root / "undionly.kpxe").stat().st_ino == untouched
     assert (root / "ipxe.efi").read_bytes() == b"F" * 3500
     assert not (root / "snponly.efi").is_symlink() and (root / "snponly.efi").read_bytes() == b"S" * 10
-    assert set(IPXE_BINARIES) == {p.name for p in root.iterdir()}
+    assert {*IPXE_BINARIES, "grub"} == {p.name for p in root.iterdir()}
 
 
 def test_prepared_root_is_served(tmp_path):
@@ -519,3 +522,52 @@ def test_prepared_root_is_served(tmp_path):
     with TftpServer(root, host=HOST, port=0) as server:
         for name in IPXE_BINARIES:
             assert raw_get(server.port, name, blksize=1468)[1] == (ipxe_dir / name).read_bytes()
+
+
+def test_prepare_root_adds_the_signed_chain_and_the_grub_entry(tmp_path):
+    signed = tmp_path / "signed" / "usr" / "lib"
+    for name, relative in grub.SIGNED_SOURCES.items():
+        (signed / relative).parent.mkdir(parents=True, exist_ok=True)
+        (signed / relative).write_bytes(name.encode() * 100)
+    settings = Settings(data_dir=tmp_path / "var", ipxe_dir=tmp_path / "no-ipxe", signed_boot_dir=signed)
+    root = prepare_root(settings)
+    assert (root / "shimx64.efi").read_bytes() == b"shimx64.efi" * 100
+    assert (root / "grubx64.efi").read_bytes() == b"grubx64.efi" * 100
+    assert (root / "grub" / "grub.cfg").read_text() == grub.ENTRY
+    (root / "grub" / "grub.cfg").write_text("x" * len(grub.ENTRY))  # same size, other content: written again
+    prepare_root(settings)
+    assert (root / "grub" / "grub.cfg").read_text() == grub.ENTRY
+
+
+def test_mounts_and_rendered_files(root, tmp_path):
+    """The image library under images/ (confined like the root) and files made when asked."""
+    library = tmp_path / "library"
+    (library / "tiny").mkdir(parents=True)
+    kernel = random.Random(3).randbytes(70_000)
+    (library / "tiny" / "vmlinuz").write_bytes(kernel)
+    (tmp_path / "secret").write_text("outside the library")
+    asked: list[tuple[str, str]] = []
+
+    def rendered(name: str, client: str) -> bytes | None:
+        asked.append((name, client))
+        return b"configfile for " + name.encode() if name.startswith("grub/octoprov/") else None
+
+    with TftpServer(root, host=HOST, port=0, mounts={"images": library}, rendered=rendered) as server:
+        assert raw_get(server.port, "images/tiny/vmlinuz", blksize=1024)[1] == kernel
+        assert raw_get(server.port, "/images/tiny/vmlinuz")[1] == kernel
+        body = raw_get(server.port, "grub/octoprov/52:54:00:6f:71:01.cfg")[1]
+        assert body == b"configfile for grub/octoprov/52:54:00:6f:71:01.cfg"
+        assert ("grub/octoprov/52:54:00:6f:71:01.cfg", HOST) in asked
+        assert raw_get(server.port, "ipxe.efi")[1] == (root / "ipxe.efi").read_bytes()  # the root as before
+        assert raw_error(server.port, request("images/../secret")).code == 2  # access violation
+        assert raw_error(server.port, request("images/tiny/missing")).code == 1  # file not found
+        assert raw_error(server.port, request("images")).code in (1, 2)  # the mount itself is not a file
+
+
+def test_a_failing_renderer_refuses_only_its_request(root):
+    def rendered(name: str, client: str) -> bytes | None:
+        raise RuntimeError("database is down")
+
+    with TftpServer(root, host=HOST, port=0, rendered=rendered) as server:
+        assert raw_error(server.port, request("grub/octoprov/x.cfg")).code == 0
+        assert raw_error(server.port, request("grub/octoprov/x.cfg")).code == 0  # still serving

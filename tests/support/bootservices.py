@@ -20,11 +20,12 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from tests.support import netlab, tinylinux
+from tests.support import ROOT, netlab, tinylinux
 from tests.support.live import free_port, octoprov
 from tests.support.processes import start_octoprov, stop_group
 
 API = "/api/v1/provisioning"
+SIGNED_BOOT_DIR = ROOT / ".cache" / "signed-boot" / "usr" / "lib"  # `make signed-boot`
 PUBLIC_URL = f"http://{netlab.BOOT_ADDRESS}:8080"
 BOOT_TIMEOUT = 150  # seconds from QEMU start to the callback; 9-48 s measured, TCG on 2 cores
 
@@ -49,14 +50,15 @@ class Services:
         assert response.status_code == expect, response.text
         return response.json()
 
-    def start_pxe(self, **settings: str) -> None:
-        """(Re)start `octoprov pxe` in the boot namespace with extra settings."""
+    def start_pxe(self, *args: str, **settings: str) -> None:
+        """(Re)start `octoprov pxe` in the boot namespace with extra arguments (``--no-tftp``) and settings."""
         if self.pxe is not None:
             self.lab.stop(self.pxe)
         env = {**self.env, **{f"OCTOPROV_{k.upper()}": v for k, v in settings.items()}}
-        self.pxe = self.lab.start(self.lab.boot, [sys.executable, "-m", "cli", "pxe"], "pxe.out",
+        self.pxe = self.lab.start(self.lab.boot, [sys.executable, "-m", "cli", "pxe", *args], "pxe.out",
                                   env=env)
-        self.lab.wait_listening(self.lab.boot, "u", {67, 69, 4011}, process=self.pxe)
+        self.lab.wait_listening(self.lab.boot, "u", {67, 4011} if "--no-tftp" in args else {67, 69, 4011},
+                                process=self.pxe)
 
     def log(self, name: str) -> str:
         path = self.data_dir / "log" / name
@@ -120,9 +122,11 @@ def _wait_operator_api(octo: Services, process: subprocess.Popen, timeout: float
 
 
 @contextlib.contextmanager
-def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNEL_ARGS) -> Iterator[Services]:
+def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNEL_ARGS,
+                  site_next_server: str | None = None) -> Iterator[Services]:
     """The lab and the services, with the tiny Linux registered as image ``image_id`` (booted with
-    ``kernel_args``) and a worker for ``queues``. Skips (fails in CI) where the lab cannot run."""
+    ``kernel_args``) and a worker for ``queues``; ``site_next_server`` goes into the site DHCP server's
+    answers (siaddr). Skips (fails in CI) where the lab cannot run."""
     reason = netlab.unusable_reason()
     if reason:
         unusable(reason)
@@ -132,7 +136,8 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
     env.update(OCTOPROV_DATA_DIR=str(data_dir), OCTOPROV_SECRET_KEY=Fernet.generate_key().decode(),
                OCTOPROV_PUBLIC_URL=PUBLIC_URL, OCTOPROV_BOOT_SERVER_ADDRESS=netlab.BOOT_ADDRESS,
                OCTOPROV_TFTP_HOST=netlab.BOOT_ADDRESS, OCTOPROV_PROXYDHCP_INTERFACE=netlab.BOOT_VETH,
-               OCTOPROV_API_WORKERS="1", OCTOPROV_STEP_RETRY_BASE_S="1")
+               OCTOPROV_API_WORKERS="1", OCTOPROV_STEP_RETRY_BASE_S="1",
+               OCTOPROV_SIGNED_BOOT_DIR=str(SIGNED_BOOT_DIR))
     octoprov("db", "upgrade", env=env)
     images = data_dir / "images" / "tiny"
     images.mkdir(parents=True)
@@ -141,7 +146,7 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
     with netlab.Lab(workdir) as lab:
         octo = Services(lab, env, data_dir)
         try:
-            lab.start_site_dhcp()
+            lab.start_site_dhcp(site_next_server)
             lab.start_router_advertisements()
             octo.start_pxe()
             boot_api = lab.start(lab.boot, [sys.executable, "-m", "cli", "api", "--host",

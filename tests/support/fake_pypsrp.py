@@ -180,13 +180,20 @@ class FakeHost:
             adapter["MacAddress"] = StaticMacAddress
 
     def do_Set_VMFirmware(self, _pipeline, VMName, EnableSecureBoot, SecureBootTemplate=None):
-        self.vm(VMName)["SecureBoot"] = (EnableSecureBoot, SecureBootTemplate)
+        vm = self.vm(VMName)
+        if vm["State"] != "Off":  # Hyper-V: "Secure Boot settings cannot be changed while the VM is running"
+            raise FakeError(f"The operation cannot be performed while the virtual machine is in its current state "
+                                f"({vm['State']}).")
+        vm["SecureBoot"], vm["SecureBootTemplate"] = EnableSecureBoot, SecureBootTemplate
 
     def do_Set_VMBios(self, _pipeline, VMName, StartupOrder):
         self.vm(VMName)["BootOrder"] = StartupOrder
 
     def do_Set_OctoprovFirstBootDevice(self, _pipeline, VMName, Device, Path=None):
-        self.vm(VMName)["FirstBoot"] = Device if Device == "Network" else Path
+        vm = self.vm(VMName)
+        if Device == "Disk" and Path not in vm["Disks"]:  # the script finds the drive by its path, or throws
+            raise FakeError(f"{VMName} has no Disk device to boot from")
+        vm["FirstBoot"] = Device if Device == "Network" else Path
 
     def do_Add_VMDvdDrive(self, _pipeline, VMName, Path, **_slot):
         self.vm(VMName)["Dvds"].append(Path)

@@ -36,6 +36,9 @@ DHCP_RANGE = "198.51.100.100,198.51.100.150,10m"
 BRIDGE, TAP, SITE_VETH, BOOT_VETH = "br0", "tap0", "vsite", "vboot"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot enforced: Microsoft's KEK and db (with the UEFI CA that signs shim) enrolled
+OVMF_CODE_SECURE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+OVMF_VARS_MS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 QEMU_VIRTIO_ROM = Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")  # ipxe-qemu: QEMU's BIOS NIC ROM is iPXE
 SERCON_PORT = struct.pack("<H", 0x3F8)  # SeaBIOS copies the screen (so iPXE's) to COM1
 
@@ -160,10 +163,13 @@ class Lab(Managed):
         path = self.workdir / log_name
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start_site_dhcp(self) -> subprocess.Popen:
-        """The site's DHCP server: addresses only, no boot options (dnsmasq, as the LAB recipe has it)."""
+    def start_site_dhcp(self, next_server: str | None = None) -> subprocess.Popen:
+        """The site's DHCP server: addresses only, no boot options (dnsmasq, as the LAB recipe has it).
+        ``next_server``: the one boot setting a site may have to add, siaddr, which the signed GRUB
+        2.06 reads instead of the ProxyDHCP answer (docs/secure-boot.md)."""
+        extra = [f"--dhcp-boot=,,{next_server}"] if next_server else []
         return self.start(self.site, [
-            "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-ping",
+            "dnsmasq", *extra, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-ping",
             "--bind-interfaces", f"--interface={BRIDGE}", f"--dhcp-range={DHCP_RANGE}",
             f"--dhcp-leasefile={self.workdir / 'dnsmasq.leases'}", "--log-dhcp", "--log-facility=-",
             "--pid-file", "--user=root", "--group=root",
@@ -190,12 +196,15 @@ class Lab(Managed):
 
     # -- virtual machines --------------------------------------------------------------------------
 
-    def boot_vm(self, name: str, mac: str, firmware: str = "bios", nic_rom: bool = True) -> Vm:
+    def boot_vm(self, name: str, mac: str, firmware: str = "bios", nic_rom: bool = True,
+                http_boot_only: bool = False) -> Vm:
         """A diskless VM on the bridge that boots from the network (QEMU, TCG: no usable KVM here).
 
         ``firmware`` "bios" is SeaBIOS with QEMU's iPXE ROM (the screen copied to the serial log);
-        "uefi" is OVMF. ``nic_rom=False`` removes the NIC's iPXE ROM, so the firmware's own PXE
-        client boots first, as on real hardware."""
+        "uefi" is OVMF; "uefi-secureboot" is OVMF with Microsoft's keys enrolled and Secure Boot
+        enforced (q35 with SMM, the variable store behind SMM). ``nic_rom=False`` removes the NIC's
+        iPXE ROM, so the firmware's own PXE client boots first, as on real hardware. ``http_boot_only``
+        switches OVMF's PXE off (its fw_cfg knobs), so UEFI HTTP boot is its only network boot option."""
         serial = self.workdir / f"{name}.serial.log"
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-nodefaults",
                 "-no-reboot", "-serial", f"file:{serial}",
@@ -211,8 +220,18 @@ class Lab(Managed):
             argv += ["-machine", "q35",
                      "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+        elif firmware == "uefi-secureboot":
+            variables = self.workdir / f"{name}.OVMF_VARS.ms.fd"
+            shutil.copyfile(OVMF_VARS_MS, variables)
+            argv += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                     "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECURE}",
+                     "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
         else:
             raise ValueError(f"unknown firmware {firmware!r}")
+        if http_boot_only:
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                     "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+                     "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"]
         argv += ["-device", nic, "-boot", "n"]
         process = self.start(self.site, argv, f"{name}.qemu.log")
         return Vm(process, serial, time.monotonic())

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import requests
@@ -29,12 +30,15 @@ class Bmc:
 
 
 @contextlib.contextmanager
-def emulator(workdir: Path, *, libvirt_uri: str | None = None, fake_systems: list[dict] | None = None) -> Iterator[Bmc]:
-    """``libvirt_uri``: the domains of that libvirt are the systems; else ``fake_systems`` (in memory)."""
+def emulator(workdir: Path, *, libvirt_uri: str | None = None, fake_systems: list[dict] | None = None,
+             extra_settings: dict[str, Any] | None = None) -> Iterator[Bmc]:
+    """``libvirt_uri``: the domains of that libvirt are the systems; else ``fake_systems`` (in memory).
+    ``extra_settings``: more of the emulator's settings (its firmware files for Secure Boot, say)."""
     workdir.mkdir(parents=True, exist_ok=True)
     auth = workdir / "htpasswd"
     auth.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
-    settings = {"SUSHY_EMULATOR_AUTH_FILE": str(auth), "SUSHY_EMULATOR_STATE_DIR": str(workdir / "state")}
+    settings = {"SUSHY_EMULATOR_AUTH_FILE": str(auth), "SUSHY_EMULATOR_STATE_DIR": str(workdir / "state"),
+                **(extra_settings or {})}
     if libvirt_uri:
         settings["SUSHY_EMULATOR_LIBVIRT_URI"] = libvirt_uri
     else:

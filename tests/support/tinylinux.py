@@ -2,6 +2,11 @@
 does what a real installer does first (DHCP, then Octoprov's `installer_started` callback, with
 the task, URL and token from the kernel command line iPXE built; ``octoprov.events=a,b,c`` on the
 image's kernel arguments posts those events in turn instead), then powers the VM off.
+``octoprov.install=vda`` writes the "installed OS" to that disk before ``os_installed`` is posted: a
+boot sector that prints ``DISK_MARKER`` on the serial port and halts, what BIOS boots from the disk
+(generation 1); with ``octoprov.install_url=URL`` the gzipped disk image at that URL instead (the
+Secure Boot test's EFI system partition, tests/support/esp.py). ``octoprov.after=wait`` keeps the VM
+running after its callbacks instead of powering it off, as an installed machine does.
 
 Built once and cached under .cache/netboot/, keyed by the kernel package and by everything that
 goes into the initramfs, so a change to /init rebuilds it. The kernel package is only downloaded
@@ -28,11 +33,19 @@ CACHE = ROOT / ".cache" / "netboot"
 BUSYBOX = Path("/bin/busybox")  # busybox-static: no shared libraries to carry along
 MARKER = "OCTOPROV-TINY-LINUX"
 # NIC drivers in dependency order (insmod does not resolve dependencies): virtio-net, then e1000.
-MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover",
-           "net_failover", "virtio_net", "e1000")
+MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
+           "failover", "net_failover", "virtio_net", "e1000")
 # SATA CD-ROM (the cloud-init seed) and its ISO 9660 file system, for the cloud-image boot test
 CDROM_MODULES = ("scsi_common", "scsi_mod", "libata", "libahci", "ahci", "cdrom", "sr_mod", "isofs")
 KERNEL_ARGS = "console=ttyS0 panic=5"
+DISK_MARKER = "OCTOPROV-TINY-DISK: booted from disk"
+# The "installed OS": 16-bit code at 0x7c00 that writes the marker to COM1 (0x3f8), then halts.
+#   fa  31 c0  8e d8  fc      cli; xor ax,ax; mov ds,ax; cld
+#   be 17 7c  ba f8 03        mov si,0x7c17 (the text, 23 bytes in); mov dx,0x3f8
+#   ac  84 c0  74 03  ee  eb f8   next: lodsb; test al,al; jz done; out dx,al; jmp next
+#   f4  eb fd                 done: hlt; jmp done
+BOOT_CODE = bytes.fromhex("fa31c08ed8fcbe177cbaf803ac84c07403eeebf8f4ebfd")
+BOOT_SECTOR = (BOOT_CODE + f"{DISK_MARKER}\r\n".encode() + b"\0").ljust(510, b"\0") + b"\x55\xaa"
 
 INIT = r"""#!/bin/sh
 /bin/busybox --install -s
@@ -50,6 +63,9 @@ for word in $(cat /proc/cmdline); do
         octoprov.callback=*) callback="${word#*=}" ;;
         octoprov.token=*) token="${word#*=}" ;;
         octoprov.events=*) events="${word#*=}" ;;
+        octoprov.install=*) install="${word#*=}" ;;
+        octoprov.install_url=*) install_url="${word#*=}" ;;
+        octoprov.after=*) after="${word#*=}" ;;
     esac
 done
 ip link set lo up
@@ -57,6 +73,16 @@ ip link set eth0 up
 if udhcpc -i eth0 -q -n -t 10 -s /etc/udhcpc.script; then
     echo "@MARKER@: address $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
     for event in $(echo "$events" | tr ',' ' '); do
+        if [ "$event" = os_installed ] && [ -n "$install" ]; then
+            if [ -n "$install_url" ]; then
+                timeout 120 wget -q -O - "$install_url" | gunzip | dd of="/dev/$install" bs=1M 2>/dev/null && sync \
+                    && echo "@MARKER@: installed $install_url on /dev/$install" \
+                    || echo "@MARKER@: could not install $install_url on /dev/$install"
+            else
+                dd if=/disk.img of="/dev/$install" bs=512 count=1 2>/dev/null && sync \
+                    && echo "@MARKER@: installed on /dev/$install" || echo "@MARKER@: no /dev/$install to install on"
+            fi
+        fi
         body="{\"taskId\":$task,\"token\":\"$token\",\"event\":\"$event\","
         body="$body\"status\":\"ok\",\"message\":\"tiny linux: $event\"}"
         for attempt in 1 2 3; do
@@ -72,6 +98,10 @@ if udhcpc -i eth0 -q -n -t 10 -s /etc/udhcpc.script; then
     done
 else
     echo "@MARKER@: no DHCP lease"
+fi
+if [ "$after" = wait ]; then
+    echo "@MARKER@: running on"
+    while :; do sleep 3600; done
 fi
 echo "@MARKER@: powering off"
 poweroff -f
@@ -114,10 +144,11 @@ def build(cache: Path = CACHE) -> TinyLinux:
     digest = hashlib.sha256()
     for part in (init, UDHCPC_SCRIPT, *MODULES):
         digest.update(part.encode() + b"\0")
+    digest.update(BOOT_SECTOR)
     digest.update(BUSYBOX.read_bytes())
     initrd = kernel_dir / f"initrd-{digest.hexdigest()[:16]}.gz"
     if not initrd.is_file():
-        _write_atomically(initrd, _initramfs(init, kernel_dir / "modules"))
+        _write_atomically(initrd, _initramfs(init, kernel_dir / "modules", files={"disk.img": BOOT_SECTOR}))
     return TinyLinux(kernel_dir / "vmlinuz", initrd, package)
 
 
@@ -163,8 +194,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _initramfs(init: str, modules: Path, names: tuple[str, ...] = MODULES) -> bytes:
-    """A gzipped cpio (newc) archive: what the kernel unpacks as its first root file system."""
+def _initramfs(init: str, modules: Path, names: tuple[str, ...] = MODULES, files: dict[str, bytes] | None = None
+               ) -> bytes:
+    """A gzipped cpio (newc) archive: what the kernel unpacks as its first root file system, with
+    ``files`` (name: content) at its root."""
     archive = Newc()
     for folder in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "lib",
                    "lib/modules"):
@@ -176,6 +209,8 @@ def _initramfs(init: str, modules: Path, names: tuple[str, ...] = MODULES) -> by
     archive.add("etc/udhcpc.script", stat.S_IFREG | 0o755, UDHCPC_SCRIPT.encode())
     for module in names:
         archive.add(f"lib/modules/{module}.ko", stat.S_IFREG | 0o644, (modules / f"{module}.ko").read_bytes())
+    for name, data in (files or {}).items():
+        archive.add(name, stat.S_IFREG | 0o644, data)
     return gzip.compress(archive.finish(), compresslevel=6, mtime=0)
 
 

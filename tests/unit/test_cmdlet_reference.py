@@ -324,7 +324,7 @@ def test_every_command_of_every_dry_run_binds(tmp_path, stub_host):
                 failures.append(f"{option}: {step}: {entry}: {exc.error_id}: {exc}")
     assert failures == []
     assert len(OPTIONS) == 6912 and steps == {"create_vm", "prepare_domain_join", "register_mac", "power_on",
-                                              "destroy_machine", "remove_computer_account"}
+                                              "boot_from_disk", "destroy_machine", "remove_computer_account"}
     reached: dict[str, set[str]] = {}
     for binding in [*itertools.chain.from_iterable(checked.values()), *stub_host.asked]:
         reached.setdefault(binding.command, set()).add(binding.parameter_set)

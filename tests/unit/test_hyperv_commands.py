@@ -130,6 +130,20 @@ def test_iso_mode_creates_without_boot_order_and_attaches_both_dvds():
         ("Set-OctoprovFirstBootDevice", {"VMName": NAME, "Device": "DVD", "Path": r"D:\ISO\WS2025.iso"})]
 
 
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({}, ("Set-OctoprovFirstBootDevice", {"VMName": NAME, "Device": "Disk", "Path": r"D:\VHD\SQL-01-os.vhdx"})),
+    ({"boot_mode": "iso", "install_iso": r"D:\ISO\WS2025.iso"},
+     ("Set-OctoprovFirstBootDevice", {"VMName": NAME, "Device": "Disk", "Path": r"D:\VHD\SQL-01-os.vhdx"})),
+    ({"generation": 1, "secure_boot": False},
+     ("Set-VMBios", {"VMName": NAME, "StartupOrder": ["IDE", "LegacyNetworkAdapter", "CD", "Floppy"]})),
+    ({"generation": 1, "secure_boot": False, "boot_mode": "iso", "install_iso": r"D:\ISO\WS2025.iso"},
+     ("Set-VMBios", {"VMName": NAME, "StartupOrder": ["IDE", "CD", "LegacyNetworkAdapter", "Floppy"]})),
+], ids=["gen2-pxe", "gen2-iso", "gen1-pxe", "gen1-iso"])
+def test_once_installed_the_os_disk_goes_first(changes, expected):
+    """The OS disk (the plan's first) ahead of what the installation booted from, which stays after it."""
+    assert flat(commands.disk_first(plan(**changes))) == [expected]
+
+
 def test_iso_mode_generation_1_uses_the_ide_dvd_drives_and_keeps_the_synthetic_nic():
     iso = plan(generation=1, secure_boot=False, boot_mode="iso", install_iso=r"D:\ISO\WS2025.iso",
                answer_iso=r"D:\VHD\SQL-01-answer.iso")

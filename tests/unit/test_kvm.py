@@ -211,6 +211,38 @@ def test_prepare_boot_restores_network_first(tmp_path, conn, target):
     assert root.find("devices/disk/boot").get("order") == "2"
 
 
+def boot_orders(dom) -> dict[str, str | None]:
+    """Each disk's volume and the NIC, with its boot order in the persistent definition."""
+    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
+    orders = {d.find("source").get("volume"): (d.find("boot").get("order") if d.find("boot") is not None else None)
+              for d in root.iter("disk")}
+    nic = root.find("devices/interface/boot")
+    return {**orders, "nic": nic.get("order") if nic is not None else None}
+
+
+def test_boot_from_disk_redefines_the_domain_with_the_os_disk_first(tmp_path, conn, target):
+    ctx = make_ctx(tmp_path)
+    target.compute.create_machine(ctx)
+    dom = conn.lookupByName("web01")
+    assert boot_orders(dom) == {"web01-os": "2", "web01-data-1": None, "web01-data-2": None, "nic": "1"}
+    assert target.boot.boot_from_disk(ctx) == "Boot order set: disk first"
+    # the NIC stays after the disk: a disk that does not boot still reaches the PXE services
+    assert boot_orders(dom) == {"web01-os": "1", "web01-data-1": None, "web01-data-2": None, "nic": "2"}
+    validate(tmp_path, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert target.boot.boot_from_disk(ctx) == "Disk first already"  # a redelivered step
+    # a running domain on a driver without a QEMU monitor: its definition changes, the detail says what does not
+    assert target.boot.prepare_boot(ctx) == "Boot order set: network first"  # a retry that installs again
+    target.power.power_on(ctx)
+    detail = target.boot.boot_from_disk(ctx)
+    assert detail.startswith("Boot order set: disk first; the running domain keeps its boot order until"), detail
+    assert boot_orders(dom)["web01-os"] == "1"
+
+
+def test_boot_from_disk_needs_the_task_domain(tmp_path, target):
+    with pytest.raises(PermanentError, match="no domain called web01"):
+        target.boot.boot_from_disk(make_ctx(tmp_path))
+
+
 def test_untagged_domain_of_that_name_is_refused_and_kept(tmp_path, conn, target):
     ctx = make_ctx(tmp_path, hostname="test")  # the test driver's own domain
     with pytest.raises(PermanentError, match="belongs to no Octoprov task"):

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from octoprov.netboot import dhcp
+from octoprov.netboot import dhcp, pktinfo
+from octoprov.netboot.chain import BootChain
 from octoprov.netboot.dhcp import DhcpPacket, MalformedPacket
 from octoprov.netboot.proxydhcp import BootConfig, ProxyDhcpServer, decide, reply_destination
 from octoprov.settings import Settings
@@ -29,15 +30,16 @@ CAPTURE_NAMES = ["bios-direct", "bios-chain", "uefi-direct", "uefi-chain"]
 LAB_MAC = "52:54:00:c0:ff:ee"  # the QEMU guest of every recorded boot
 LAB_PROXY = "192.0.2.2"  # dnsmasq in proxy mode
 SCRIPT_URL = "http://192.0.2.1:8080/boot.ipxe"
+EFI_URL = "http://192.0.2.1:8080/boot/efi/ipxe.efi"
 LAB = BootConfig(server_address="192.0.2.1", proxy_address=LAB_PROXY, script_url=lambda mac: SCRIPT_URL)
 IPXE_ENCAP = bytes.fromhex("b105011af41000eb030100001701012401011301011101012701012901011501011b0101120101")
 
 
-def lab_active(mac: str) -> bool:
-    return mac == LAB_MAC
+def lab_active(mac: str) -> BootChain | None:
+    return BootChain.IPXE if mac == LAB_MAC else None
 
 
-def never_called(mac: str) -> bool:
+def never_called(mac: str) -> BootChain | None:
     raise AssertionError(f"is_active({mac!r}) must not be called here")
 
 
@@ -325,7 +327,7 @@ class Case:
     port: int = dhcp.SERVER_PORT
     expect: dict | None = None  # None: ignored; else header fields / option codes / "type"
     config: dict = field(default_factory=dict)  # BootConfig overrides
-    active: bool = True
+    chain: BootChain | None = BootChain.IPXE  # what the lookup says of the MAC (None: no active task)
 
 
 CASES = {
@@ -345,18 +347,25 @@ CASES = {
     "multicast-mac": Case(pxe_request(mac="01:00:5e:00:00:01")),
     "not-ethernet": Case(pxe_request(htype=6)),
     # which machines
-    "unknown-mac": Case(pxe_request(ipxe=True), active=False),
-    "unknown-mac-boot-unknown": Case(pxe_request(ipxe=True), active=False, config={"boot_unknown": True},
+    "unknown-mac": Case(pxe_request(ipxe=True), chain=None),
+    "unknown-mac-boot-unknown": Case(pxe_request(ipxe=True), chain=None, config={"boot_unknown": True},
                                      expect=OFFER_TO_IPXE),
     # architectures
     "arch-6-uefi-ia32": Case(pxe_request(arch=dhcp.ARCH_X86_UEFI)),
     "arch-11-arm64": Case(pxe_request(arch=11)),
     "arch-65535": Case(pxe_request(arch=0xFFFF)),
+    # UEFI HTTP boot runs no script: it gets the URL of ipxe.efi, which then asks again as iPXE
     "arch-16-http-boot": Case(
         pxe_request(arch=dhcp.ARCH_X64_UEFI_HTTP,
                     options={dhcp.OPT_VENDOR_CLASS: b"HTTPClient:Arch:00016:UNDI:003000"}),
-        expect={"type": OFFER, "siaddr": "192.0.2.1", "file": SCRIPT_URL, 60: b"HTTPClient", 43: None},
+        config={"http_boot_url": EFI_URL},
+        expect={"type": OFFER, "siaddr": "192.0.2.1", "file": EFI_URL, 60: b"HTTPClient", 43: None},
     ),
+    "arch-16-http-boot-without-url": Case(
+        pxe_request(arch=dhcp.ARCH_X64_UEFI_HTTP, options={dhcp.OPT_VENDOR_CLASS: b"HTTPClient:Arch:00016"})),
+    "arch-16-http-boot-secure-boot": Case(  # GRUB 2.06 cannot follow over HTTP: left to the firmware's PXE
+        pxe_request(arch=dhcp.ARCH_X64_UEFI_HTTP, options={dhcp.OPT_VENDOR_CLASS: b"HTTPClient:Arch:00016"}),
+        chain=BootChain.SIGNED, config={"http_boot_url": EFI_URL}),
     "arch-15-http-boot-ia32": Case(
         pxe_request(arch=15, options={dhcp.OPT_VENDOR_CLASS: b"HTTPClient:Arch:00015:UNDI:003000"})),
     # firmware PXE: OFFER without file on 67 (siaddr = us, where it asks next), the file on 4011
@@ -373,6 +382,19 @@ CASES = {
     "firmware-bios-inform-4011": Case(
         pxe_request(kind=dhcp.DHCPINFORM, arch=dhcp.ARCH_X86_BIOS, ciaddr="192.0.2.177"), port=dhcp.PXE_PORT,
         expect={"type": ACK, "file": "undionly.kpxe", "siaddr": "192.0.2.1"}),
+    # Secure Boot (the task's target says so): firmware gets shim, which then loads the signed GRUB
+    "signed-uefi-discover": Case(pxe_request(), chain=BootChain.SIGNED, expect={"type": OFFER, "file": ""}),
+    "signed-uefi-request-4011": Case(
+        pxe_request(kind=dhcp.DHCPREQUEST, ciaddr="192.0.2.177"), port=dhcp.PXE_PORT, chain=BootChain.SIGNED,
+        expect={"type": ACK, "siaddr": "192.0.2.1", "file": "shimx64.efi"}),
+    "signed-arch-9-request-4011": Case(
+        pxe_request(kind=dhcp.DHCPREQUEST, arch=dhcp.ARCH_EBC, ciaddr="192.0.2.177"), port=dhcp.PXE_PORT,
+        chain=BootChain.SIGNED, config={"uefi_boot_file": "snponly.efi"}, expect={"type": ACK, "file": "shimx64.efi"}),
+    # a machine that runs iPXE has Secure Boot off, whatever its task says: the script at once
+    "signed-but-ipxe": Case(pxe_request(ipxe=True), chain=BootChain.SIGNED, expect={**OFFER_TO_IPXE, 97: bytes(17)}),
+    "signed-bios-inform-4011": Case(
+        pxe_request(kind=dhcp.DHCPINFORM, arch=dhcp.ARCH_X86_BIOS, ciaddr="192.0.2.177"), port=dhcp.PXE_PORT,
+        chain=BootChain.SIGNED, expect={"type": ACK, "file": "undionly.kpxe"}),
     "firmware-no-uuid": Case(pxe_request(options={dhcp.OPT_CLIENT_UUID: None}), expect={"type": OFFER, 97: None}),
     # iPXE: the script URL at once, in any form it announces itself
     "ipxe-bios": Case(pxe_request(ipxe=True, arch=dhcp.ARCH_X86_BIOS), expect=OFFER_TO_IPXE),
@@ -389,7 +411,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_decide(case: Case):
     config = replace(LAB, **case.config)
-    reply = decide(case.packet, case.port, lambda mac: case.active, config)
+    reply = decide(case.packet, case.port, lambda mac: case.chain, config)
     if case.expect is None:
         assert reply is None
         return
@@ -418,7 +440,6 @@ def test_lookup_failure_is_ignored_and_logged(caplog):
 @pytest.mark.parametrize(
     "packet, config",
     [
-        pytest.param(pxe_request(ipxe=True), {"boot_unknown": True}, id="boot-unknown"),
         pytest.param(pxe_request(arch=dhcp.ARCH_X86_UEFI), {}, id="unsupported-arch"),
         pytest.param(pxe_request(options={dhcp.OPT_VENDOR_CLASS: None}), {}, id="not-pxe"),
     ],
@@ -488,7 +509,7 @@ def _decide_never_raises(data: bytes) -> None:
     except MalformedPacket:
         return
     for port in (dhcp.SERVER_PORT, dhcp.PXE_PORT):
-        reply = decide(packet, port, lambda mac: True, LAB)
+        reply = decide(packet, port, lambda mac: BootChain.IPXE, LAB)
         if reply is not None:
             dhcp.parse(reply.to_bytes())
 
@@ -609,7 +630,7 @@ def test_server_survives_garbage_and_failing_lookups(client, make_server):
         calls.append(mac)
         if len(calls) == 1:
             raise RuntimeError("database is down")
-        return mac == LAB_MAC
+        return BootChain.IPXE if mac == LAB_MAC else None
 
     server = make_server(is_active=flaky)
     target = ("127.0.0.1", server.dhcp_port)
@@ -640,3 +661,26 @@ def test_server_start_stop(make_server):
         server.start()
     server.stop()
     server.stop()
+
+
+def test_pktinfo_reports_the_arrival_interface_and_address(client):
+    # What the server answers through: the interface and local address of each datagram.
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        pktinfo.enable(receiver)
+        receiver.bind(("127.0.0.1", 0))
+        client.sendto(b"x", receiver.getsockname())
+        _data, ancdata, _flags, _source = receiver.recvmsg(64, pktinfo.ANCILLARY_SIZE)
+    finally:
+        receiver.close()
+    assert pktinfo.arrival(ancdata) == pktinfo.Arrival(socket.if_nametoindex("lo"), "127.0.0.1", "127.0.0.1")
+    assert pktinfo.local_address(ancdata) == "127.0.0.1"
+    assert pktinfo.arrival([]) is None and pktinfo.local_address([]) == ""
+
+
+def test_server_ignores_requests_from_another_interface(client, make_server):
+    # The interface setting holds even where SO_BINDTODEVICE is refused: the arrival interface is checked.
+    server = make_server(interface="lo")
+    elsewhere = pktinfo.Arrival(socket.if_nametoindex("lo") + 1000, "192.0.2.2", "255.255.255.255")
+    server.handle(client, dhcp.SERVER_PORT, recorded_ipxe_discover(), ("0.0.0.0", 68), elsewhere)  # noqa: S104
+    assert server.stats == {"received": 1, "answered": 0, "ignored": 1, "malformed": 0, "failed": 0}

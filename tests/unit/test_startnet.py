@@ -33,7 +33,7 @@ SPEC_STEPS = [
     ("[9] dism /add-driver vioscsi", r'^dism /image:W:\\ /add-driver /driver:".*\\vioscsi\.inf"'),
     ("[9] dism /add-driver netkvm", r'^dism /image:W:\\ /add-driver /driver:".*\\netkvm\.inf"'),
     ("[10] bcdboot", r"^bcdboot W:\\Windows /s S: /f UEFI\b"),
-    ("[11] wpeutil reboot", r"^wpeutil reboot\b"),
+    ("[11] wpeutil reboot (shutdown when Secure Boot comes on after)", r"^wpeutil (reboot|shutdown)\b"),
 ]
 
 
@@ -72,7 +72,7 @@ def test_every_step_of_the_spec_is_there_in_order():
     # the injection happens after the image is applied and before bcdboot (INACCESSIBLE_BOOT_DEVICE otherwise)
     assert first(script, r"^dism /apply-image") < first(script, r"/add-driver") < first(script, r"^bcdboot")
     # the answer file lands where Windows reads it at first start, before the reboot
-    assert first(script, r"W:\\Windows\\Panther\\unattend\.xml") < first(script, r"^wpeutil reboot")
+    assert first(script, r"W:\\Windows\\Panther\\unattend\.xml") < first(script, r"^wpeutil (reboot|shutdown)")
 
 
 def test_crlf_ascii_and_no_findstr():
@@ -115,7 +115,7 @@ def test_each_step_reports_before_and_after():
     for here, following in zip(steps, [*steps[1:], len(script_lines)], strict=True):
         section = script_lines[here:following]
         assert section[1] == "call :begin", section[:2]
-        assert "call :done" in section or "wpeutil reboot" in section
+        assert "call :done" in section or "wpeutil shutdown" in section
     assert 'call :post progress ok "step %STEP% started"' in script_lines
     assert 'call :post progress ok "step %STEP% done"' in script_lines
 
@@ -164,7 +164,7 @@ def test_a_failure_is_reported_against_the_waited_for_step_naming_the_step():
     assert 'call :post %WAITING% failed "step %STEP% failed: %REASON%"' in fail
     assert script_lines.index('set "WAITING=installer_started"') < script_lines.index('set "WAITING=os_installed"')
     assert first(kvm(), r"call :report installer_started") < first(kvm(), r'set "WAITING=os_installed"')
-    assert first(kvm(), r"^bcdboot") < first(kvm(), r"call :report os_installed") < first(kvm(), r"^wpeutil reboot")
+    assert first(kvm(), r"^bcdboot") < first(kvm(), r"call :report os_installed") < first(kvm(), r"^wpeutil shutdown")
 
 
 def test_curl_first_then_powershell():
@@ -239,3 +239,14 @@ def test_settings_and_values_scripts_cannot_carry_are_refused_by_name():
     with pytest.raises(InvalidRequest) as refused:
         startnet_for(replace(inputs, hostname="A&B"), make_settings())
     assert "hostname" in refused.value.errors
+
+
+def test_winpe_powers_off_when_secure_boot_comes_on_after_the_install():
+    """A KVM generation-2 VM with Secure Boot installs Windows with it off (wimboot is unsigned): WinPE shuts
+    down after reporting the OS installed, so Octoprov can turn it on before Windows first starts."""
+    secure = lines(kvm())
+    assert "wpeutil shutdown" in secure and "wpeutil reboot" not in secure
+    body = {**KVM_BODY, "vm": {**KVM_BODY["vm"], "secureboot": False}}
+    plain = lines(startnet_for(inputs_for(body, mac="52:54:00:12:34:56"), make_settings()).render())
+    assert "wpeutil reboot" in plain and "wpeutil shutdown" not in plain
+    assert "wpeutil reboot" in lines(hyperv_bios())

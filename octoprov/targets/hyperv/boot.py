@@ -3,13 +3,16 @@ the answer ISO beside it, built here and copied to the host over the same PSRP c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import time
 from typing import TYPE_CHECKING
 
 from octoprov.answerfiles.files import task_files
 from octoprov.answerfiles.share import Endpoints
 from octoprov.errors import PermanentError
 from octoprov.models import Task
+from octoprov.secureboot import POWER_OFF_WAIT_S, still_running
 from octoprov.targets.base import BootInterface
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.answeriso import answer_iso, for_dvd_install
@@ -36,6 +39,40 @@ class HyperVBoot(HostDriver, BootInterface):
             for command in [*commands.attach_isos(plan, vm.get("Dvds") or []), *commands.boot_order(plan)]:
                 host.run(command)
             return f"Answer ISO {plan.answer_iso} attached beside {plan.install_iso}; DVD first"
+
+    def boot_from_disk(self, ctx: TaskContext) -> str:
+        """Set-VMFirmware -FirstBootDevice with the OS disk (Set-VMBios -StartupOrder, IDE first, on
+        generation 1): the VM's own setting, so its next restart needs no Octoprov (not yet tried on a real
+        host). One command, whole or not at all, and setting it again changes nothing."""
+        with self._host(ctx) as host:
+            plan = plan_on_host(ctx, host)
+            required_vm(host, ctx)
+            for command in commands.disk_first(plan):
+                host.run(command)
+        if plan.generation == 1:
+            return "Boot order set: IDE (the OS disk) first"
+        return f"Boot order set: {plan.disks[0].path} first"
+
+    def enable_secure_boot(self, ctx: TaskContext) -> str:
+        """Once WinPE has shut the VM down after reporting Windows applied: Set-VMFirmware with Secure Boot
+        on and the host's template (Hyper-V refuses it on a running VM), the OS disk first, Start-VM. A VM
+        already running with Secure Boot on means a repeated step: nothing is done."""
+        with self._host(ctx) as host:
+            plan = plan_on_host(ctx, host)
+            vm = required_vm(host, ctx)
+            if vm.get("State") == "Running" and vm.get("SecureBoot") == "On":
+                return "Secure Boot on already; the VM is running"
+            deadline = time.monotonic() + POWER_OFF_WAIT_S
+            while vm.get("State") != "Off":
+                ctx.check_cancelled()
+                if time.monotonic() > deadline:
+                    raise still_running(ctx.hostname)
+                time.sleep(2)
+                vm = required_vm(host, ctx)
+            for command in [*commands.firmware(dataclasses.replace(plan, secure_boot=True)),
+                            *commands.disk_first(plan), commands.start_vm(ctx.hostname)]:
+                host.run(command)
+        return f"Secure Boot on ({plan.secure_boot_template}), {plan.disks[0].path} first; VM started"
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
         """Rollback removes the answer ISO with the VM; this catches one left without it."""

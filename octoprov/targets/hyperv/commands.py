@@ -209,6 +209,17 @@ def boot_order(plan: VmPlan) -> list[Pipeline]:
                            Path=plan.install_iso))]
 
 
+def disk_first(plan: VmPlan) -> list[Pipeline]:
+    """Once the OS is installed: the OS disk first, so a reboot after the task does not wait out the
+    network boot (generation 1: IDE, where the OS disk is IDE 0:0). The devices the installation booted
+    from stay after it, in their order."""
+    if plan.generation == 1:
+        order = ["IDE", *(device for device in BIOS_ORDER[plan.boot_mode] if device != "IDE")]
+        return [pipeline(cmdlet("Set-VMBios", VMName=plan.name, StartupOrder=order))]
+    return [pipeline(fixed(PACKAGE, "Set-OctoprovFirstBootDevice", VMName=plan.name, Device="Disk",
+                           Path=plan.disks[0].path))]
+
+
 # --- ISO mode -------------------------------------------------------------------------------------
 
 

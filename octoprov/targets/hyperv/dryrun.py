@@ -4,6 +4,7 @@ VHD folder is asked for (when the request names no storagePath); file contents a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +44,14 @@ def planned_commands(ctx: TaskContext, connect: Connect | None = None) -> tuple[
         if isinstance(exc, OctoprovError):
             notes.append(f"hyperv-commands.json: {vhd_dir} stands for the host's folder: {exc.message}")
     plan = vm_plan(ctx, vm_path, vhd_dir)
-    if plan.boot_mode == "pxe" and plan.secure_boot:
-        notes.append(f"Secure Boot is on ({plan.secure_boot_template}): the VM's firmware starts only a network boot "
-                     f"program signed for that template; an unsigned {ctx.settings.uefi_boot_file} is refused, so "
-                     "sign it or set vm.secureboot to false")
+    if ctx.secure_boot_after_install:
+        notes.append(f"Secure Boot is off while WinPE installs (wimboot is not signed) and turned on "
+                     f"({plan.secure_boot_template}) by enable_secure_boot while the VM is off, before Windows "
+                     "first starts")
+    elif plan.boot_mode == "pxe" and plan.secure_boot:
+        notes.append(f"Secure Boot is on ({plan.secure_boot_template}): the VM network-boots the signed chain (shim, "
+                     "Debian's GRUB, the image's signed kernel; docs/secure-boot.md), which the "
+                     "MicrosoftUEFICertificateAuthority template trusts and MicrosoftWindows does not")
     name, disks = plan.name, [disk.path for disk in plan.disks]
     node = ctx.node.name if ctx.node else ""
     storage = [commands.read_host_storage()] if asks_host else []
@@ -85,6 +90,12 @@ def planned_commands(ctx: TaskContext, connect: Connect | None = None) -> tuple[
     if plan.boot_mode == "iso" and plan.generation == 2:
         power.append(commands.press_enter(name))
     steps.append(("power_on", node, power))
+    if ctx.secure_boot_after_install:
+        steps.append(("enable_secure_boot", node, [
+            *storage, commands.read_vm(name), commands.read_vm(name),  # until WinPE has shut the VM down
+            *commands.firmware(dataclasses.replace(plan, secure_boot=True)), *commands.disk_first(plan),
+            commands.start_vm(name)]))
+    steps.append(("boot_from_disk", node, [*storage, commands.read_vm(name), *commands.disk_first(plan)]))
     # the dry run's task gets no id of its own: what derives from the id is shown as what it stands for
     stand_ins = {plan.tag: f"{commands.TAG}<task id>", plan.tag + commands.CREATING: f"{commands.TAG}<task id>"
                  + commands.CREATING}

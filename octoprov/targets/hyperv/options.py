@@ -38,6 +38,11 @@ def hyperv_options(node_options: dict[str, Any] | None) -> HyperVOptions:
     return HyperVOptions.model_validate((node_options or {}).get("hyperv") or {}, by_alias=True, by_name=True)
 
 
+def boots_install_media(node_options: dict[str, Any]) -> bool:
+    """ISO mode: the VM boots the Windows installation DVD, which Microsoft signs (Secure Boot stays on)."""
+    return hyperv_options(node_options).boot_mode == "iso"
+
+
 class NodeRegistration(Protocol):
     endpoint: str
     private_key: str | None

@@ -67,7 +67,9 @@ def vm_plan(ctx: TaskContext, vm_path: str | None, vhd_dir: str) -> VmPlan:
         disks=commands.disk_plans(ctx.hostname, vhd_dir, vm.disks),
         switch=vm.network.vswitch or "", vlan=vm.network.vlan,
         mac=ctx.mac_address or commands.task_mac(ctx.task_id),
-        secure_boot=bool(vm.secureboot),  # VmSpec decides it: on for generation 2 unless the request says off
+        # VmSpec decides it (on for generation 2 unless the request says off); an unsigned installer (WinPE over
+        # PXE) runs with it off and enable_secure_boot turns it on before Windows first starts
+        secure_boot=bool(vm.secureboot) and not ctx.secure_boot_after_install,
         secure_boot_template=ctx.settings.hyperv_secure_boot_template, boot_mode=options.boot_mode,
         install_iso=options.install_iso, answer_iso=commands.answer_iso_path(vhd_dir, ctx.hostname) if iso else None,
     )

@@ -3,6 +3,7 @@ against what the host offers before it is accepted."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -129,10 +130,13 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
         pool = storage_pool(conn, options)
         vm = _vm(ctx.spec)
         network, is_bridge = network_for(conn, vm.network.vswitch)
-        return pool, domain_for(vm, name=ctx.hostname, task_id=ctx.task_id, mac_address=ctx.mac_address,
-                                pool=pool.name(), network=network, network_is_bridge=is_bridge,
-                                virtio_drivers=bool(options.get("virtioDrivers", True)),
-                                domain_type=options.get("domainType") or "kvm")
+        domain = domain_for(vm, name=ctx.hostname, task_id=ctx.task_id, mac_address=ctx.mac_address,
+                            pool=pool.name(), network=network, network_is_bridge=is_bridge,
+                            virtio_drivers=bool(options.get("virtioDrivers", True)),
+                            domain_type=options.get("domainType") or "kvm")
+        if ctx.secure_boot_after_install:  # an unsigned installer: Secure Boot comes on in enable_secure_boot
+            domain = dataclasses.replace(domain, secure_boot=False)
+        return pool, domain
 
     def planned_domain_xml(self, ctx: TaskContext) -> str:
         """The domain XML ``create_machine`` would define now (for dry runs); creates nothing."""

@@ -183,10 +183,10 @@ call :report os_installed "Windows applied, drivers added, boot files written"
 if errorlevel 1 set "REASON=Octoprov did not take the os_installed callback"
 if defined REASON goto fail
 
-rem [11] into Windows
-set "STEP=11 reboot"
+rem [11] off: Octoprov turns Secure Boot on while the machine is off, then starts it into Windows
+set "STEP=11 shutdown"
 call :begin
-wpeutil reboot
+wpeutil shutdown
 exit /b 0
 
 :begin

@@ -5,6 +5,7 @@ foreach ($vm in @(Get-VM | Where-Object { $_.Name -eq $Name })) {
     $info = [ordered]@{
         Id = [string]$vm.Id; Name = $vm.Name; Notes = $vm.Notes; State = [string]$vm.State
         Generation = $vm.Generation; Path = $vm.Path
+        SecureBoot = if ($vm.Generation -eq 2) { [string](Get-VMFirmware -VM $vm).SecureBoot } else { $null }
         Disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
         Dvds = @(Get-VMDvdDrive -VM $vm | ForEach-Object { $_.Path })
         Adapters = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object {

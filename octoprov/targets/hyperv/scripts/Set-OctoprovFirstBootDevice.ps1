@@ -1,8 +1,10 @@
 
-param([Parameter(Mandatory)][string]$VMName, [Parameter(Mandatory)][ValidateSet('Network', 'DVD')][string]$Device,
+param([Parameter(Mandatory)][string]$VMName, [Parameter(Mandatory)][ValidateSet('Network', 'DVD', 'Disk')][string]$Device,
       [string]$Path)
 if ($Device -eq 'Network') {
     $first = Get-VMNetworkAdapter -VMName $VMName | Select-Object -First 1
+} elseif ($Device -eq 'Disk') {
+    $first = Get-VMHardDiskDrive -VMName $VMName | Where-Object { $_.Path -eq $Path } | Select-Object -First 1
 } else {
     $first = Get-VMDvdDrive -VMName $VMName | Where-Object { $_.Path -eq $Path } | Select-Object -First 1
 }
