@@ -7,6 +7,7 @@ enqueue without importing the worker code.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Celery, chain
 
@@ -15,9 +16,13 @@ from octoprov.targets import registry
 
 log = logging.getLogger(__name__)
 
+
 def queue_for(target_type: str) -> str:
     """The pool of a task's target type, as the target registry declares it."""
     return registry.queue_for(target_type)
+
+
+PUBLISH_ATTEMPTS, PUBLISH_RETRY_S = 2, 0.2
 
 
 class Dispatcher:
@@ -39,15 +44,21 @@ class Dispatcher:
         links = [self.app.signature("octoprov.step", args=(task_id, name), immutable=True, queue=queue)
                  for name in names]
         work = links[0] if len(links) == 1 else chain(*links, app=self.app)
-        try:
-            with self.app.producer_or_acquire() as producer:
-                # fail in seconds, not after the client's long default retries, when the broker is down
-                producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
-                work.apply_async(producer=producer, retry=False)
-        except Exception as exc:  # any broker failure: the task stays stored and pending, and is queued later
-            log.warning("task %s: could not queue %s: %s", task_id, names[0], exc)
-            return False
-        return True
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                with self.app.producer_or_acquire() as producer:
+                    # fail in seconds, not after the client's long default retries, when the broker is down
+                    producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+                    work.apply_async(producer=producer, retry=False)
+                return True
+            except Exception as exc:  # any broker failure: the task stays stored and pending, and is queued later
+                # one more try for a moment's conflict, e.g. the embedded broker's queue row declared by a worker
+                # at the same instant ("UNIQUE constraint failed: kombu_queue.name"), which nothing else re-drives
+                if attempt + 1 < PUBLISH_ATTEMPTS:
+                    time.sleep(PUBLISH_RETRY_S)
+                    continue
+                log.warning("task %s: could not queue %s: %s", task_id, names[0], exc)
+        return False
 
     def rollback(self, task_id: int, target_type: str) -> None:
         self.app.send_task("octoprov.rollback", args=(task_id,), queue=queue_for(target_type))

@@ -203,6 +203,7 @@ register(TargetType(
     driver=lazy("octoprov.targets.libvirt:kvm_target"),
     boot_order=True,
     secure_boot_after_install=True,
+    boots_signed_media=lazy("octoprov.targets.libvirt.options:boots_install_media"),
     inventory=lazy("octoprov.targets.libvirt.inventory:inventory_for_node"),
     plan=lazy("octoprov.targets.libvirt.dryrun:plan_artifacts"),
     hardware_model=lazy("octoprov.drivers:kvm_model"),

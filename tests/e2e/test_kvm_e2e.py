@@ -12,6 +12,7 @@ Needs root; skipped without it, except in CI, where it must run.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,9 +21,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pycdlib
 import pytest
 import yaml
 
+from octoprov.answerfiles.dvd import answer_iso
 from octoprov.targets.libvirt import kvm_target
 from octoprov.targets.libvirt.domain_xml import serial_log_path
 from tests.support import esp, libvirtlab, netlab, sshd, tinycloud, tinylinux
@@ -267,3 +270,56 @@ def test_a_cloud_image_boots_as_an_overlay_with_its_seed(kvm):
         time.sleep(0.5)
     left = daemon.volumes()
     assert "tiny-cloud-os" not in left and "tiny-cloud-cidata" not in left and base in left, left
+
+
+def test_iso_mode_boots_the_installation_dvd_with_its_answer_iso_and_secure_boot_on(kvm, tmp_path):
+    """A node in ISO mode: the answer ISO goes into the pool through libvirt, the installation ISO (here a
+    stand-in: no Windows media on this machine) boots first, Secure Boot is on from the start (Microsoft signs
+    the media), and cancelling removes the answer ISO but keeps the pool's installation ISO."""
+    daemon = kvm.daemon
+    media = tmp_path / "media.iso"
+    media.write_bytes(answer_iso("<unattend/>"))  # any ISO 9660 image stands for the installation media
+    daemon.virsh("vol-create-as", daemon.pool_name, "media.iso", str(media.stat().st_size), "--format", "raw")
+    daemon.virsh("vol-upload", "--pool", daemon.pool_name, "media.iso", str(media))
+    try:
+        node = kvm.call("POST", "/hypervisors", 201, json={
+            "name": "KVM-ISO", "kind": "kvm", "endpoint": libvirtlab.URI,
+            "kvm": {"storagePool": daemon.pool_name, "domainType": "qemu", "bootMode": "iso",
+                    "installIso": "media.iso"}})["id"]
+        (kvm.data_dir / "images" / "tiny" / "install.wim").write_bytes(b"wim")
+        image = kvm.call("POST", "/images", 201, json={"name": "Windows", "osType": "windows",
+                                                         "imagePath": "tiny/install.wim"})["id"]
+        body = task_body(kvm, "tiny-iso", generation=2)
+        body.update(hypervisorNodeId=node, os={"imageId": image, "adminPassword": "Iso-Mode-1"})
+        body["vm"]["secureboot"] = True
+        task = kvm.call("POST", "/tasks", 201, json=body)
+        assert "enable_secure_boot" not in [step["name"] for step in task["steps"]]  # on throughout
+        kvm.wait_task(task["id"], lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 120)
+        assert kvm.task(task["id"])["status"] != "failed", kvm.task(task["id"])
+        xml = daemon.virsh("dumpxml", "tiny-iso")
+        root = ET.fromstring(xml)  # noqa: S314 - libvirt's own output
+        assert root.find("os/loader").get("secure") == "yes", xml
+        cdroms = {disk.find("source").get("volume"): disk.find("boot") for disk in
+                  root.findall("devices/disk[@device='cdrom']")}
+        assert set(cdroms) == {"media.iso", "tiny-iso-answers"} and cdroms["media.iso"].get("order") == "1", xml
+        assert root.find("devices/interface/boot") is None
+        assert daemon.virsh("domstate", "tiny-iso").strip() == "running"
+        # the answer ISO, as Windows Setup would read it: the task's Autounattend.xml with its reports
+        written = tmp_path / "answers.iso"
+        daemon.virsh("vol-download", "--pool", daemon.pool_name, "tiny-iso-answers", str(written))
+        answers = pycdlib.PyCdlib()
+        answers.open(str(written))
+        found = io.BytesIO()
+        answers.get_file_from_iso_fp(found, joliet_path="/autounattend.xml")
+        answers.close()
+        unattend = found.getvalue().decode()
+        assert f"taskId={task['id']};" in unattend and "event='os_installed'" in unattend, unattend[:2000]
+
+        kvm.call("DELETE", f"/tasks/{task['id']}", 200)
+        deadline = time.monotonic() + 120
+        while "tiny-iso" in daemon.domains():
+            assert time.monotonic() < deadline, "the cancelled task's domain is still there after 120 s"
+            time.sleep(0.5)
+        assert "tiny-iso-answers" not in daemon.volumes() and "media.iso" in daemon.volumes()
+    finally:
+        daemon.virsh("vol-delete", "--pool", daemon.pool_name, "media.iso", check=False)

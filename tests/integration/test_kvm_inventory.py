@@ -91,7 +91,8 @@ def test_the_api_refuses_a_task_the_host_cannot_take(client, settings):
         "name": "Tiny", "osType": "linux", "imagePath": "tiny.img"}).json["id"]
     kvm = client.post(HYPERVISORS, json={"name": "KVM01", "kind": "kvm", "endpoint": URI,
                                          "kvm": {"storagePool": "default-pool", "domainType": "qemu"}}).json
-    assert kvm["kvm"] == {"storagePool": "default-pool", "domainType": "qemu", "virtioDrivers": True, "hostKey": None}
+    assert kvm["kvm"] == {"storagePool": "default-pool", "domainType": "qemu", "virtioDrivers": True, "hostKey": None,
+                         "bootMode": "pxe", "installIso": None}
     body = {"hostname": "web01", "targetType": "kvm", "hypervisorNodeId": kvm["id"], "os": {"imageId": image},
             "vm": {"cpu": 1, "memoryGb": 1, "disks": [{"sizeGb": 500, "purpose": "os"}],
                    "network": {"vswitch": "nowhere"}}}
@@ -103,6 +104,25 @@ def test_the_api_refuses_a_task_the_host_cannot_take(client, settings):
     body["vm"]["disks"][0]["sizeGb"] = 50
     assert client.post(TASKS, json=body).status_code == 201
     assert client.get(TASKS).json["total"] == 1  # the refused ones left nothing behind
+
+
+def test_iso_mode_refuses_a_task_whose_installation_iso_is_not_in_the_pool(client, settings):
+    (settings.effective_images_dir / "install.wim").write_bytes(b"wim")
+    image = client.post("/api/v1/provisioning/images", json={
+        "name": "Windows", "osType": "windows", "imagePath": "install.wim"}).json["id"]
+    refused = client.post(HYPERVISORS, json={"name": "KVM-ISO", "kind": "kvm", "endpoint": URI,
+                                             "kvm": {"bootMode": "iso"}})
+    assert refused.status_code == 400 and "kvm.installIso" in refused.json["errors"], refused.json
+    kvm = client.post(HYPERVISORS, json={"name": "KVM-ISO", "kind": "kvm", "endpoint": URI, "kvm": {
+        "storagePool": "default-pool", "domainType": "qemu", "bootMode": "iso", "installIso": "WS2025.iso"}}).json
+    body = {"hostname": "web01", "targetType": "kvm", "hypervisorNodeId": kvm["id"],
+            "os": {"imageId": image, "adminPassword": "Iso-Mode-1"},
+            "vm": {"cpu": 1, "memoryGb": 1, "disks": [{"sizeGb": 50, "purpose": "os"}],
+                   "network": {"vswitch": "default"}}}
+    response = client.post(TASKS, json=body)
+    assert response.status_code == 400, response.json
+    assert "WS2025.iso" in response.json["errors"]["hypervisorNodeId"], response.json
+    assert client.get(TASKS).json["total"] == 0
 
 
 @pytest.mark.parametrize(("body", "field"), [

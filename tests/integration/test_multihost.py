@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -34,7 +33,7 @@ from sqlalchemy import select
 from octoprov.models import TaskStep
 from octoprov.settings import Settings
 from octoprov.targets.fake import events
-from tests.support import ROOT, netlab
+from tests.support import ROOT, namespaces, netlab
 from tests.support.servers import unavailable
 from tests.support.stack import flush_redis, start_stack
 
@@ -142,26 +141,23 @@ class Hosts(netlab.Lab):
     def _create(self) -> None:
         remove_stale_namespaces()
         for namespace in (self.hub, *self.hosts.values()):
-            netlab._ip("netns", "add", namespace)
+            namespaces.ip("netns", "add", namespace)
             self._namespaces.append(namespace)
-            netlab._ip("-n", namespace, "link", "set", "lo", "up")
+            namespaces.ip("-n", namespace, "link", "set", "lo", "up")
         hub = ("-n", self.hub)
-        netlab._ip(*hub, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        netlab._ip(*hub, "addr", "add", f"{HUB_ADDRESS}/24", "dev", "br0")
-        netlab._ip(*hub, "link", "set", "br0", "up")
+        namespaces.ip(*hub, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        namespaces.ip(*hub, "addr", "add", f"{HUB_ADDRESS}/24", "dev", "br0")
+        namespaces.ip(*hub, "link", "set", "br0", "up")
         for name, namespace in self.hosts.items():
-            netlab._ip(*hub, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", namespace)
-            netlab._ip(*hub, "link", "set", f"v{name}", "master", "br0", "up")
-            netlab._ip("-n", namespace, "addr", "add", f"{self.addresses[name]}/24", "dev", "eth0")
-            netlab._ip("-n", namespace, "link", "set", "eth0", "up")
+            namespaces.ip(*hub, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", namespace)
+            namespaces.ip(*hub, "link", "set", f"v{name}", "master", "br0", "up")
+            namespaces.ip("-n", namespace, "addr", "add", f"{self.addresses[name]}/24", "dev", "eth0")
+            namespaces.ip("-n", namespace, "link", "set", "eth0", "up")
 
 
 def remove_stale_namespaces() -> None:
     """Namespaces of this kind left by a pytest that was killed: the PID in their name is gone."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for namespace, pid in re.findall(rf"^({PREFIX}(\d+)\w*)\b", listing, re.MULTILINE):
-        if int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            netlab._delete_namespace(namespace)
+    namespaces.remove_stale(PREFIX, r"\w*")
 
 
 def unusable_reason() -> str | None:

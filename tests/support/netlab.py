@@ -13,11 +13,9 @@ advertisements that end iPXE's ~12 s wait for IPv6 autoconfiguration at each sta
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -26,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import ROOT, namespaces
 from tests.support.processes import Managed, stop_group
 
 PREFIX = "opv"  # namespaces are opv<pid>s and opv<pid>b
@@ -53,34 +51,13 @@ def unusable_reason() -> str | None:
     for path in (OVMF_CODE, OVMF_VARS, QEMU_VIRTIO_ROM, Path("/usr/lib/ipxe/ipxe.efi"), Path("/bin/busybox")):
         if not path.is_file():
             return f"{path} is missing (make system-packages)"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if added.returncode != 0:
-        return f"ip netns add does not work here: {added.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+    return namespaces.unusable(PREFIX)
 
 
 def remove_stale_namespaces() -> None:
     """Namespaces of earlier runs whose pytest was killed before it could clean up: the PID in
     the name is gone. Their leftover processes (QEMU, dnsmasq, octoprov) are killed by PID first."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for name in re.findall(rf"^({PREFIX}(\d+)(?:s|b|probe))\b", listing, re.MULTILINE):
-        namespace, pid = name
-        if int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _delete_namespace(namespace)
-
-
-def _delete_namespace(name: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    namespaces.remove_stale(PREFIX, "s|b|probe")
 
 
 @dataclass
@@ -109,30 +86,30 @@ class Lab(Managed):
     def _create(self) -> None:
         remove_stale_namespaces()
         for namespace in (self.site, self.boot):
-            _ip("netns", "add", namespace)
+            namespaces.ip("netns", "add", namespace)
             self._namespaces.append(namespace)
-            _ip("-n", namespace, "link", "set", "lo", "up")
+            namespaces.ip("-n", namespace, "link", "set", "lo", "up")
         # No duplicate address detection: the bridge's link-local address is usable at once, so the
         # router advertisements can leave from it right away.
         # (net sysctls belong to the namespace of the writer; without IPv6 this fails and RAs are moot.)
         self.run(self.site, "sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad", check=False)
         s = ("-n", self.site)
-        _ip(*s, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        _ip(*s, "addr", "add", f"{SITE_ADDRESS}/24", "dev", BRIDGE)
-        _ip(*s, "tuntap", "add", "dev", TAP, "mode", "tap")
-        _ip(*s, "link", "set", TAP, "master", BRIDGE, "up")
-        _ip(*s, "link", "add", SITE_VETH, "type", "veth", "peer", "name", BOOT_VETH, "netns", self.boot)
-        _ip(*s, "link", "set", SITE_VETH, "master", BRIDGE, "up")
-        _ip(*s, "link", "set", BRIDGE, "up")
-        _ip("-n", self.boot, "addr", "add", f"{BOOT_ADDRESS}/24", "dev", BOOT_VETH)
-        _ip("-n", self.boot, "link", "set", BOOT_VETH, "up")
+        namespaces.ip(*s, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        namespaces.ip(*s, "addr", "add", f"{SITE_ADDRESS}/24", "dev", BRIDGE)
+        namespaces.ip(*s, "tuntap", "add", "dev", TAP, "mode", "tap")
+        namespaces.ip(*s, "link", "set", TAP, "master", BRIDGE, "up")
+        namespaces.ip(*s, "link", "add", SITE_VETH, "type", "veth", "peer", "name", BOOT_VETH, "netns", self.boot)
+        namespaces.ip(*s, "link", "set", SITE_VETH, "master", BRIDGE, "up")
+        namespaces.ip(*s, "link", "set", BRIDGE, "up")
+        namespaces.ip("-n", self.boot, "addr", "add", f"{BOOT_ADDRESS}/24", "dev", BOOT_VETH)
+        namespaces.ip("-n", self.boot, "link", "set", BOOT_VETH, "up")
 
     def close(self) -> None:
         for process in reversed(self.processes):
             stop_group(process, grace=10)
         self.processes.clear()
         for namespace in reversed(self._namespaces):
-            _delete_namespace(namespace)
+            namespaces.delete(namespace)
         self._namespaces.clear()
 
     # -- processes ---------------------------------------------------------------------------------

@@ -19,13 +19,11 @@ Skipped without root or namespaces; under CI (``CI=true``) it fails instead, as 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -37,6 +35,7 @@ import pytest
 from ldap3 import Connection, Server, Tls
 from ldap3.protocol.formatters.formatters import format_sid
 
+from tests.support import namespaces
 from tests.support.processes import Managed, stop_group
 
 PREFIX = "oad"  # namespaces oad<pid>d and oad<pid>m, the host's end of the veth oad<pid>h
@@ -74,32 +73,12 @@ def unusable_reason() -> str | None:
             return f"{folder} is missing (Debian's samba packages make it): the DC gets a private one mounted there"
     if not SCHEMA.is_dir():
         return f"{SCHEMA} is missing: samba-tool domain provision needs Debian's samba-ad-provision"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if added.returncode != 0:
-        return f"ip netns add does not work here: {added.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-
-
-def _delete_namespace(name: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return namespaces.unusable(PREFIX)
 
 
 def remove_stale_namespaces() -> None:
     """Namespaces of earlier runs whose pytest was killed before it could clean up (their PID is gone)."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for namespace, pid in re.findall(rf"^({PREFIX}(\d+)(?:d|m|probe))\b", listing, re.MULTILINE):
-        if int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _delete_namespace(namespace)
+    namespaces.remove_stale(PREFIX, "d|m|probe")
 
 
 @dataclass(frozen=True)
@@ -185,24 +164,24 @@ class SambaDc(Managed):
 
     def _network(self) -> None:
         for namespace in (self.dc_ns, self.member_ns):
-            _ip("netns", "add", namespace)
+            namespaces.ip("netns", "add", namespace)
             self._namespaces.append(namespace)
-            _ip("-n", namespace, "link", "set", "lo", "up")
+            namespaces.ip("-n", namespace, "link", "set", "lo", "up")
         dc = ("-n", self.dc_ns)
-        _ip(*dc, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        _ip(*dc, "addr", "add", f"{self.address}/24", "dev", "br0")
-        _ip(*dc, "link", "set", "br0", "up")
-        _ip(*dc, "link", "add", "vmember", "type", "veth", "peer", "name", "eth0", "netns", self.member_ns)
-        _ip(*dc, "link", "set", "vmember", "master", "br0", "up")
-        _ip("-n", self.member_ns, "addr", "add", f"{self.member_address}/24", "dev", "eth0")
-        _ip("-n", self.member_ns, "link", "set", "eth0", "up")
+        namespaces.ip(*dc, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        namespaces.ip(*dc, "addr", "add", f"{self.address}/24", "dev", "br0")
+        namespaces.ip(*dc, "link", "set", "br0", "up")
+        namespaces.ip(*dc, "link", "add", "vmember", "type", "veth", "peer", "name", "eth0", "netns", self.member_ns)
+        namespaces.ip(*dc, "link", "set", "vmember", "master", "br0", "up")
+        namespaces.ip("-n", self.member_ns, "addr", "add", f"{self.member_address}/24", "dev", "eth0")
+        namespaces.ip("-n", self.member_ns, "link", "set", "eth0", "up")
         # the host's way in: a veth whose far end is on the bridge; on the host a /32 address and a /32 route to
         # the DC, nothing else
-        _ip("link", "add", self.host_veth, "type", "veth", "peer", "name", "vhost", "netns", self.dc_ns)
-        _ip(*dc, "link", "set", "vhost", "master", "br0", "up")
-        _ip("addr", "add", f"{self.host_address}/32", "dev", self.host_veth)
-        _ip("link", "set", self.host_veth, "up")
-        _ip("route", "add", f"{self.address}/32", "dev", self.host_veth, "src", self.host_address)
+        namespaces.ip("link", "add", self.host_veth, "type", "veth", "peer", "name", "vhost", "netns", self.dc_ns)
+        namespaces.ip(*dc, "link", "set", "vhost", "master", "br0", "up")
+        namespaces.ip("addr", "add", f"{self.host_address}/32", "dev", self.host_veth)
+        namespaces.ip("link", "set", self.host_veth, "up")
+        namespaces.ip("route", "add", f"{self.address}/32", "dev", self.host_veth, "src", self.host_address)
 
     def _name_service(self) -> None:
         resolv = self.workdir / "resolv.conf"
@@ -325,7 +304,7 @@ class SambaDc(Managed):
             self.process = None
             self.stop_s = time.monotonic() - started
         for namespace in reversed(self._namespaces):
-            _delete_namespace(namespace)  # the host's end of the veth goes with its peer
+            namespaces.delete(namespace)  # the host's end of the veth goes with its peer
         self._namespaces.clear()
         subprocess.run(["ip", "link", "del", self.host_veth], capture_output=True)
 

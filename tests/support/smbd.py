@@ -31,7 +31,7 @@ from typing import NoReturn
 import pytest
 
 from octoprov.answerfiles.samba import MADE_BEFOREHAND, samba_dir_lines
-from tests.support import ROOT
+from tests.support import ROOT, namespaces
 from tests.support.processes import Managed, stop_group
 
 PREFIX = "opw"  # namespaces opw<pid><tag>; netlab uses opv, test_multihost opm
@@ -83,20 +83,9 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _delete_namespace(name: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
 def remove_stale() -> None:
     """Namespaces and folders of earlier runs whose pytest was killed before it could clean up."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for namespace, pid in re.findall(rf"^({PREFIX}(\d+)[a-z]+)\b", listing, re.MULTILINE):
-        if int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _delete_namespace(namespace)
+    namespaces.remove_stale(PREFIX)
     for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*"):
         pid = folder.name.removeprefix(WORK_PREFIX).split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
@@ -189,7 +178,7 @@ class ShareServer(Managed):
         if helper.exists():
             self._stop_helper(int(helper.read_text().split()[0]))
         if self._namespace_added:
-            _delete_namespace(self.namespace)
+            namespaces.delete(self.namespace)
             self._namespace_added = False
         if self.workdir != Path() and self.workdir.name.startswith(WORK_PREFIX):
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -5,7 +5,7 @@ The WinRM plumbing (connections, the PowerShell runner) is :mod:`octoprov.winrm`
 domain join :mod:`octoprov.domainjoin`: both serve other targets too. Here, one concept per
 module: ``commands`` (the cmdlets as data, with the fixed scripts of ``scripts/``), ``options``
 (a node's boot mode), ``vms`` (a task's VM on its host), ``compute``, ``power``, ``boot`` and
-``answeriso`` (ISO mode), ``inventory`` and ``dryrun`` (the commands a task would run).
+``inventory`` and ``dryrun`` (the commands a task would run).
 """
 
 from __future__ import annotations

@@ -8,14 +8,11 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
-from octoprov.answerfiles.files import task_files
-from octoprov.answerfiles.share import Endpoints
+from octoprov.answerfiles.dvd import answer_iso, dvd_answer_file
 from octoprov.errors import PermanentError
-from octoprov.models import Task
 from octoprov.secureboot import POWER_OFF_WAIT_S, still_running
 from octoprov.targets.base import BootInterface
 from octoprov.targets.hyperv import commands
-from octoprov.targets.hyperv.answeriso import answer_iso, for_dvd_install
 from octoprov.targets.hyperv.commands import VmPlan
 from octoprov.targets.hyperv.options import hyperv_options
 from octoprov.targets.hyperv.vms import HostDriver, plan_on_host, required_vm
@@ -35,7 +32,7 @@ class HyperVBoot(HostDriver, BootInterface):
                 for command in commands.boot_order(plan):
                     host.run(command)
                 return "Network boot first"
-            put_answer_iso(host, plan, answer_file(ctx))
+            put_answer_iso(host, plan, dvd_answer_file(ctx))
             for command in [*commands.attach_isos(plan, vm.get("Dvds") or []), *commands.boot_order(plan)]:
                 host.run(command)
             return f"Answer ISO {plan.answer_iso} attached beside {plan.install_iso}; DVD first"
@@ -84,17 +81,6 @@ class HyperVBoot(HostDriver, BootInterface):
                 return "no answer ISO to remove"
             host.run(pipeline(cmdlet("Remove-Item", LiteralPath=path, Force=True)))
             return f"Removed {path}"
-
-
-def answer_file(ctx: TaskContext) -> str:
-    """The task's Autounattend.xml as the network install would serve it, adapted to the DVD."""
-    with ctx.database.session() as session:
-        rendered = task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
-    if "autounattend.xml" not in rendered.files:
-        why = rendered.problems.get("autounattend.xml") or "this task's image is not a Windows image"
-        raise PermanentError(f"no answer file for the answer ISO: {why}")
-    return for_dvd_install(rendered.files["autounattend.xml"], Endpoints.from_settings(ctx.settings), ctx.task_id,
-                           ctx.callback_token())
 
 
 def put_answer_iso(host: HostSession, plan: VmPlan, autounattend: str) -> None:

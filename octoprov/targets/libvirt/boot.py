@@ -9,11 +9,13 @@ import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from octoprov.answerfiles.dvd import answer_iso, dvd_answer_file
 from octoprov.errors import PermanentError
 from octoprov.secureboot import POWER_OFF_WAIT_S, still_running
 from octoprov.targets.base import BootInterface
+from octoprov.targets.libvirt.cloudimage import put_seed
 from octoprov.targets.libvirt.connection import Domain, load_libvirt
-from octoprov.targets.libvirt.domain_xml import OVMF_CODE_SECBOOT, OVMF_VARS_MS
+from octoprov.targets.libvirt.domain_xml import OVMF_CODE_SECBOOT, OVMF_VARS_MS, answer_volume_name
 from octoprov.targets.libvirt.domains import LibvirtDriver
 
 if TYPE_CHECKING:
@@ -48,11 +50,22 @@ def boot_first(root: ET.Element, first: ET.Element) -> bool:
 class LibvirtBoot(LibvirtDriver, BootInterface):
     def prepare_boot(self, ctx: TaskContext) -> str:
         """The PXE services find the task by its MAC; all the domain needs is its NIC first in the
-        boot order (``domain_xml`` sets it; this restores it if someone changed it)."""
+        boot order (``domain_xml`` sets it; this restores it if someone changed it). In ISO mode the
+        answer ISO (the task's Autounattend.xml, adapted to the DVD) goes into its volume, and the
+        installation ISO is first."""
         libvirt = load_libvirt()
         with self._connection(ctx) as conn:
             dom = self._existing_domain(conn, ctx)
             root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
+            answers = root.find(f"devices/disk[@device='cdrom']/source[@volume='{answer_volume_name(ctx.hostname)}']")
+            if answers is not None:
+                pool = conn.storagePoolLookupByName(answers.get("pool") or "")
+                put_seed(conn, pool, answer_volume_name(ctx.hostname), answer_iso(dvd_answer_file(ctx)))
+                media = root.find("devices/disk[@device='cdrom']")  # the installation ISO comes first
+                assert media is not None  # the answer ISO's own element at least
+                if boot_first(root, media):
+                    conn.defineXML(ET.tostring(root, encoding="unicode"))
+                return f"Answer ISO {answer_volume_name(ctx.hostname)} written beside the installation ISO; DVD first"
             nic = root.find("devices/interface")
             if nic is None:
                 raise PermanentError(f"{ctx.hostname} has no network interface to boot from")

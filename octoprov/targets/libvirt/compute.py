@@ -27,8 +27,10 @@ from octoprov.targets.libvirt.domain_xml import (
     mac_of,
     volume_names,
     with_cloud_image,
+    with_install_media,
 )
 from octoprov.targets.libvirt.domains import LibvirtDriver
+from octoprov.targets.libvirt.options import kvm_boot_options
 from octoprov.targets.libvirt.placement import host_bridges, network_for, storage_pool
 
 if TYPE_CHECKING:
@@ -83,6 +85,10 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
         if is_bridge and network not in host_bridges(conn):
             raise InvalidRequest({"vm.network.vswitch": f"no libvirt network or host bridge called {network} "
                                                         f"on {node.name}"})
+        boot = kvm_boot_options(node.options)
+        if boot.boot_mode == "iso" and boot.install_iso and cloudimage.find_volume(pool, boot.install_iso) is None:
+            raise InvalidRequest({"hypervisorNodeId": f"the installation ISO {boot.install_iso} (kvm.installIso) is "
+                                                      f"not a volume of storage pool {pool.name()} on {node.name}"})
         _state, _capacity, _allocation, available = pool.info()
         wanted = sum(disk.size_gb for disk in vm.disks) * GIB
         if wanted > available:
@@ -136,6 +142,9 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
                             domain_type=options.get("domainType") or "kvm")
         if ctx.secure_boot_after_install:  # an unsigned installer: Secure Boot comes on in enable_secure_boot
             domain = dataclasses.replace(domain, secure_boot=False)
+        boot = kvm_boot_options(ctx.node.options if ctx.node else None)
+        if boot.boot_mode == "iso" and boot.install_iso and ctx.cloud_image is None:
+            domain = with_install_media(domain, boot.install_iso)
         return pool, domain
 
     def planned_domain_xml(self, ctx: TaskContext) -> str:
@@ -158,7 +167,8 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
                 self._create_volumes(pool, domain, base)
                 self._put_seed(conn, pool, domain, dom, ctx)
                 return Machine(dom.UUIDString(), _mac(dom), f"Adopted {ctx.hostname} created by an earlier attempt")
-            names = [volume.name for volume in domain.disks] + ([domain.cdrom_volume] if domain.cdrom_volume else [])
+            names = [volume.name for volume in domain.disks] + [
+                name for name in (domain.cdrom_volume, domain.answer_cdrom) if name]
             taken = [name for name in names if cloudimage.find_volume(pool, name) is not None]
             if taken:
                 raise PermanentError(f"volume(s) {', '.join(taken)} already exist in pool {pool.name()} "

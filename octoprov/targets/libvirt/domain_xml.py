@@ -67,6 +67,9 @@ class LibvirtDomain:
     task_id: int | None = None
     boot_from_network: bool = True  # False: a cloud image, which boots from its OS disk
     cdrom_volume: str | None = None  # a read-only CD-ROM (the cloud-init seed), in the same pool
+    # ISO mode: the installation ISO (a volume of the pool) first in the boot order, the answer ISO beside it
+    install_cdrom: str | None = None
+    answer_cdrom: str | None = None
     domain_type: str = "kvm"  # "qemu": emulated (TCG), for hosts without usable hardware virtualisation
 
 
@@ -133,15 +136,21 @@ def _disks(devices: ET.Element, domain: LibvirtDomain) -> None:
         ET.SubElement(disk, "source", pool=domain.pool, volume=volume.name)
         ET.SubElement(disk, "target", dev=prefix + _drive_letters(index), bus=bus)
         if index == 0:
-            ET.SubElement(disk, "boot", order="2" if domain.boot_from_network else "1")
-    if domain.cdrom_volume:
-        # SATA works with every guest and firmware; behind VirtIO disks it is the first SATA drive
-        index = len(domain.disks) if bus == "sata" else 0
+            first = domain.boot_from_network or domain.install_cdrom is not None
+            ET.SubElement(disk, "boot", order="2" if first else "1")
+    # SATA works with every guest and firmware; behind VirtIO disks the first CD-ROM is the first SATA drive
+    index = len(domain.disks) if bus == "sata" else 0
+    for iso in (domain.install_cdrom, domain.answer_cdrom, domain.cdrom_volume):
+        if iso is None:
+            continue
         cdrom = ET.SubElement(devices, "disk", type="volume", device="cdrom")
         ET.SubElement(cdrom, "driver", name="qemu", type="raw")
-        ET.SubElement(cdrom, "source", pool=domain.pool, volume=domain.cdrom_volume)
+        ET.SubElement(cdrom, "source", pool=domain.pool, volume=iso)
         ET.SubElement(cdrom, "target", dev="sd" + _drive_letters(index), bus="sata")
         ET.SubElement(cdrom, "readonly")
+        if iso == domain.install_cdrom:
+            ET.SubElement(cdrom, "boot", order="1")
+        index += 1
 
 
 def _interface(devices: ET.Element, domain: LibvirtDomain) -> None:
@@ -213,6 +222,18 @@ def with_cloud_image(domain: LibvirtDomain, base_volume: str) -> LibvirtDomain:
     os_disk = dataclasses.replace(domain.disks[0], format="qcow2", backing=base_volume)
     return dataclasses.replace(domain, disks=[os_disk, *domain.disks[1:]], boot_from_network=False,
                                cdrom_volume=seed_volume_name(domain.name))
+
+
+def with_install_media(domain: LibvirtDomain, install_iso: str) -> LibvirtDomain:
+    """ISO mode: the installation ISO first in the boot order, the answer ISO ``<name>-answers`` beside it (named
+    like the machine's disks, so the rollback removes it; the installation ISO is the pool's and stays), no
+    network boot."""
+    return dataclasses.replace(domain, boot_from_network=False, install_cdrom=install_iso,
+                               answer_cdrom=answer_volume_name(domain.name))
+
+
+def answer_volume_name(domain_name: str) -> str:
+    return f"{domain_name}-answers"
 
 
 def seed_volume_name(domain_name: str) -> str:

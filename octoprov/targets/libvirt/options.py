@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from octoprov.specs import Spec, report
 from octoprov.targets.libvirt.connection import HOST_KEY, SSH_SCHEMES
@@ -28,6 +28,28 @@ class KvmOptions(Spec):
         default=None, max_length=16384, pattern=HOST_KEY.pattern,
         description="qemu+ssh with a stored key: the host's SSH public key (e.g. the contents of "
                     "/etc/ssh/ssh_host_ed25519_key.pub); the connection is refused if the host shows another")
+    boot_mode: Literal["pxe", "iso"] = Field(
+        default="pxe", description="pxe: network boot through Octoprov's PXE services; iso: the Windows installation "
+                                   "ISO (installIso) with an answer ISO beside it, no PXE needed, Secure Boot on "
+                                   "from the first instruction (the media is Microsoft-signed)")
+    install_iso: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/]+$",
+        description="iso mode: the installation ISO, a volume of the storage pool (virsh vol-upload)")
+
+    @model_validator(mode="after")
+    def _iso_mode_needs_an_iso(self) -> KvmOptions:
+        if self.boot_mode == "iso" and not self.install_iso:
+            report({"installIso": "required when bootMode is iso"})
+        return self
+
+
+def kvm_boot_options(node_options: dict[str, Any] | None) -> KvmOptions:
+    return KvmOptions.model_validate((node_options or {}).get("kvm") or {}, by_alias=True, by_name=True)
+
+
+def boots_install_media(node_options: dict[str, Any]) -> bool:
+    """ISO mode: the VM boots the Windows installation media, which Microsoft signs (Secure Boot stays on)."""
+    return kvm_boot_options(node_options).boot_mode == "iso"
 
 
 class NodeRegistration(Protocol):

@@ -1,4 +1,4 @@
-"""ISO boot mode's answer ISO: the task's Autounattend.xml at the root of a small ISO 9660 image,
+"""ISO boot mode's answer ISO (Hyper-V and KVM): the task's Autounattend.xml at the root of a small ISO 9660 image,
 made in Python (pycdlib), which Windows Setup finds on any drive it can read when it starts from
 the installation DVD.
 
@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 import pycdlib
 
 from octoprov.answerfiles.autounattend import callback_command
+from octoprov.answerfiles.files import task_files
 from octoprov.answerfiles.share import Endpoints
 from octoprov.errors import PermanentError
+from octoprov.models import Task
+
+if TYPE_CHECKING:
+    from octoprov.context import TaskContext
 
 UNATTEND = "urn:schemas-microsoft-com:unattend"
 WCM = "http://schemas.microsoft.com/WMIConfig/2002/State"
@@ -69,3 +75,14 @@ def for_dvd_install(autounattend: str, endpoints: Endpoints, task_id: int, token
             ET.SubElement(command, f"{{{UNATTEND}}}{tag}").text = text
         logon.insert(position, command)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def dvd_answer_file(ctx: TaskContext) -> str:
+    """The task's Autounattend.xml as the network install would serve it, adapted to the DVD."""
+    with ctx.database.session() as session:
+        rendered = task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
+    if "autounattend.xml" not in rendered.files:
+        why = rendered.problems.get("autounattend.xml") or "this task's image is not a Windows image"
+        raise PermanentError(f"no answer file for the answer ISO: {why}")
+    return for_dvd_install(rendered.files["autounattend.xml"], Endpoints.from_settings(ctx.settings), ctx.task_id,
+                           ctx.callback_token())
