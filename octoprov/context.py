@@ -97,10 +97,9 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None
     image = session.get(Image, image_id) if image_id else None
-    after = secureboot.after_install(spec, os_type, image.signed_kernel if image else True,
-                                     cloud_image=image is not None and is_cloud_image(image),
-                                     machine_secure_boot=bool(node and node.options.get("secureBoot")),
-                                     media=secureboot.signed_media(task.target_type, node.options if node else None))
+    after = secureboot.after_install_for(spec, os_type, node.options if node else None,
+                                         signed_kernel=image.signed_kernel if image else True,
+                                         cloud_image=image is not None and is_cloud_image(image))
     return TaskContext(
         task_id=task.id, hostname=task.hostname, target_type=task.target_type, os_type=os_type, spec=spec,
         mac_address=task.mac_address, machine_ref=task.machine_ref, node=node, settings=settings,

@@ -11,22 +11,34 @@ A target that cannot keeps Secure Boot as asked from the start.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import TransientError
 from octoprov.targets import registry
 
 if TYPE_CHECKING:
+    from octoprov.context import TaskContext
     from octoprov.taskspec import TaskSpec
 
 STEP = "enable_secure_boot"
 POWER_OFF_WAIT_S = 240  # how long the step waits for the installer to power off, within a step's lease
 
 
-def still_running(hostname: str) -> TransientError:
-    """A machine still on when Secure Boot is to be turned on: retried, as WinPE may still be shutting down."""
-    return TransientError(f"{hostname} is still running {POWER_OFF_WAIT_S} s after its installer reported the OS "
-                          "installed; it must power off for Secure Boot to be turned on")
+def wait_until_off(ctx: TaskContext, is_off: Callable[[], bool], poll_s: float,
+                   refresh: Callable[[], object] = lambda: None) -> None:
+    """Until the installer has powered the machine off (``is_off``, read again by ``refresh`` after each
+    pause). Still on after ``POWER_OFF_WAIT_S`` is a transient failure, retried: WinPE may still be
+    shutting down. The same wait for every target that turns Secure Boot on after an install."""
+    deadline = time.monotonic() + POWER_OFF_WAIT_S
+    while not is_off():
+        ctx.check_cancelled()
+        if time.monotonic() > deadline:
+            raise TransientError(f"{ctx.hostname} is still running {POWER_OFF_WAIT_S} s after its installer "
+                                 "reported the OS installed; it must power off for Secure Boot to be turned on")
+        time.sleep(poll_s)
+        refresh()
 
 
 def wanted(spec: TaskSpec, machine_secure_boot: bool = False) -> bool:
@@ -62,3 +74,13 @@ def during_install(spec: TaskSpec, os_type: str, signed_kernel: bool, *, cloud_i
     """Secure Boot is on while the machine installs (for a VM, from its creation)."""
     return wanted(spec, machine_secure_boot) and not after_install(
         spec, os_type, signed_kernel, cloud_image=cloud_image, machine_secure_boot=machine_secure_boot, media=media)
+
+
+def after_install_for(spec: TaskSpec, os_type: str, node_options: dict[str, Any] | None, *,
+                      signed_kernel: bool = True, cloud_image: bool = False) -> bool:
+    """``after_install`` from a task's node options, read in one place for the step plan, the task's
+    context and its answer files: a bare-metal machine's ``secureBoot`` flag, a node's ISO mode."""
+    options = node_options or {}
+    return after_install(spec, os_type, signed_kernel, cloud_image=cloud_image,
+                         machine_secure_boot=bool(options.get("secureBoot")),
+                         media=signed_media(spec.target_type, options))

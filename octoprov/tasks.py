@@ -156,10 +156,9 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     session.flush()
     os_type = refs.image_os_type(spec.os.image_id) or "windows"
     cloud = images.is_cloud_image(image)
-    machine = machine_for_mac(session, spec.mac_address) if spec.mac_address else None
-    after = secureboot.after_install(spec, os_type, image.signed_kernel if image else True, cloud_image=cloud,
-                                     machine_secure_boot=bool(machine and (machine.options or {}).get("secureBoot")),
-                                     media=secureboot.signed_media(spec.target_type, node.options if node else None))
+    owner = node if node is not None else machine_for_mac(session, spec.mac_address) if spec.mac_address else None
+    after = secureboot.after_install_for(spec, os_type, owner.options if owner else None,
+                                         signed_kernel=image.signed_kernel if image else True, cloud_image=cloud)
     pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type, cloud_image=cloud,
                                                  secure_boot_after_install=after))
     pipeline.log(session, task.id, "Task created", step="create")

@@ -66,6 +66,7 @@ class TaskInputs:
     packs: tuple[PackInfo, ...] = ()
     callback_token: str = field(default="", repr=False)
     domain_join_blob: str | None = field(default=None, repr=False)
+    secure_boot_after_install: bool = False  # the context's: the installer powers off, not reboots
 
     @property
     def target(self) -> TargetType:
@@ -109,6 +110,7 @@ class TaskInputs:
             node_options=dict(ctx.node.options or {}) if ctx.node else {},
             callback_token=ctx.callback_token(),
             domain_join_blob=ctx.vault.decrypt(task.domain_join_blob) if task.domain_join_blob else None,
+            secure_boot_after_install=ctx.secure_boot_after_install,
         )
         os_type = image.os_type if image else "windows"
         manufacturer, product = drivers.machine_model(ctx.target_type, inputs.generation, inputs.hardware)

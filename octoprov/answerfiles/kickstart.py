@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from octoprov import deploykey, secureboot
+from octoprov import deploykey
 from octoprov.answerfiles.inputs import ImageInfo, TaskInputs
 from octoprov.answerfiles.languages import language
 from octoprov.answerfiles.passwords import sha512_crypt
@@ -87,6 +87,5 @@ def kickstart_for(inputs: TaskInputs, settings: Settings, *, salt: str | None = 
         device=inputs.mac_address or "link", network=static,
         root_password_hash=sha512_crypt(password, salt) if password else None,
         deploy_key=deploykey.public_key(settings),
-        power_off=secureboot.after_install(inputs.spec, "linux", inputs.image.signed_kernel if inputs.image else True,
-                                           machine_secure_boot=bool(inputs.node_options.get("secureBoot"))),
+        power_off=inputs.secure_boot_after_install,
     )

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
-from octoprov import secureboot
 from octoprov.answerfiles.inputs import TaskInputs
 from octoprov.answerfiles.render import CmdText, UnsafeValue, cmd_quoted, cmd_word, render_cmd
 from octoprov.answerfiles.share import Endpoints, WinpeShare, winpe_virtio_dir
@@ -100,8 +99,7 @@ def startnet_for(inputs: TaskInputs, settings: Settings) -> Startnet:
         image_index=inputs.image_index, virtio=inputs.virtio,
         virtio_dir=winpe_virtio_dir(settings) if inputs.virtio else "X:\\Windows\\System32\\drivers",
         user=share.user, password=share.password, packs=packs,
-        power_off=secureboot.after_install(inputs.spec, "windows", signed_kernel=False,
-                                           machine_secure_boot=bool(inputs.node_options.get("secureBoot"))),
+        power_off=inputs.secure_boot_after_install,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov.models import Task, TaskStep
+from octoprov.pipeline import StepStatus
 from octoprov.secureboot import STEP as ENABLE_SECURE_BOOT
 from octoprov.targets import registry
 
@@ -31,6 +32,6 @@ def chain_for(session: Session, task: Task) -> BootChain:
         return BootChain.IPXE
     later = session.scalar(select(TaskStep.status).where(TaskStep.task_id == task.id,
                                                          TaskStep.name == ENABLE_SECURE_BOOT))
-    if later is not None and later != "done":  # installs with Secure Boot off (octoprov/secureboot.py)
+    if later is not None and later != StepStatus.DONE:  # installs with Secure Boot off (octoprov/secureboot.py)
         return BootChain.IPXE
     return BootChain.SIGNED

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -135,13 +134,9 @@ def enable_secure_boot(ctx: TaskContext) -> str:
         running = (sushy.POWER_STATE_ON, sushy.POWER_STATE_POWERING_ON)
         if system.power_state in running and system.secure_boot.enabled is True:
             return "Secure Boot on already; the machine is running"
-        deadline = time.monotonic() + secureboot.POWER_OFF_WAIT_S
-        while system.power_state != sushy.POWER_STATE_OFF:  # On, PoweringOff, or a BMC's not-yet-known
-            ctx.check_cancelled()
-            if time.monotonic() > deadline:
-                raise secureboot.still_running(ctx.hostname)
-            time.sleep(POWER_POLL_S)
-            system.refresh()
+        # not Off: On, PoweringOff, or a BMC's not-yet-known
+        secureboot.wait_until_off(ctx, lambda: system.power_state == sushy.POWER_STATE_OFF, POWER_POLL_S,
+                                  refresh=system.refresh)
         _set_secure_boot(system, True)
         _boot_disk(system)
         system.reset_system(sushy.RESET_ON)

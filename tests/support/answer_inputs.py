@@ -7,6 +7,7 @@ import os
 from dataclasses import replace
 from types import SimpleNamespace
 
+from octoprov import secureboot
 from octoprov.answerfiles.inputs import ImageInfo, PackInfo, TaskInputs
 from octoprov.settings import Settings
 from octoprov.taskspec import parse_task_request
@@ -64,7 +65,9 @@ def inputs_for(body: dict, *, os_type: str = "windows", image: ImageInfo = IMAGE
     spec = parse_task_request(copy.deepcopy(body), {}, refs)
     return TaskInputs(task_id=task_id, hostname=spec.hostname, target_type=spec.target_type, spec=spec,
                       mac_address=mac, hardware=hardware or {}, image=image, node_options=node_options or {},
-                      packs=packs, callback_token=TOKEN, domain_join_blob=blob)
+                      packs=packs, callback_token=TOKEN, domain_join_blob=blob,
+                      secure_boot_after_install=secureboot.after_install_for(
+                          spec, os_type, node_options, signed_kernel=image.signed_kernel))
 
 
 def example(variant: str = "dhcp", **changes) -> dict:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from typing import TYPE_CHECKING
 
 from octoprov.answerfiles.dvd import answer_iso, dvd_answer_file
 from octoprov.errors import PermanentError
-from octoprov.secureboot import POWER_OFF_WAIT_S, still_running
+from octoprov.secureboot import wait_until_off
 from octoprov.targets.base import BootInterface
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import VmPlan
@@ -59,13 +58,9 @@ class HyperVBoot(HostDriver, BootInterface):
             vm = required_vm(host, ctx)
             if vm.get("State") == "Running" and vm.get("SecureBoot") == "On":
                 return "Secure Boot on already; the VM is running"
-            deadline = time.monotonic() + POWER_OFF_WAIT_S
-            while vm.get("State") != "Off":
-                ctx.check_cancelled()
-                if time.monotonic() > deadline:
-                    raise still_running(ctx.hostname)
-                time.sleep(2)
-                vm = required_vm(host, ctx)
+            seen = [vm]  # the VM as last read
+            wait_until_off(ctx, lambda: seen[-1].get("State") == "Off", poll_s=2,
+                           refresh=lambda: seen.append(required_vm(host, ctx)))
             for command in [*commands.firmware(dataclasses.replace(plan, secure_boot=True)),
                             *commands.disk_first(plan), commands.start_vm(ctx.hostname)]:
                 host.run(command)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
 from octoprov.answerfiles.dvd import answer_iso, dvd_answer_file
 from octoprov.errors import PermanentError
-from octoprov.secureboot import POWER_OFF_WAIT_S, still_running
+from octoprov.secureboot import wait_until_off
 from octoprov.targets.base import BootInterface
 from octoprov.targets.libvirt.cloudimage import put_seed
 from octoprov.targets.libvirt.connection import Domain, load_libvirt
@@ -109,12 +108,7 @@ class LibvirtBoot(LibvirtDriver, BootInterface):
             root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
             if secure_boot_enforced(root) and dom.isActive():
                 return "Secure Boot on already; the VM is running"
-            deadline = time.monotonic() + POWER_OFF_WAIT_S
-            while dom.isActive():
-                ctx.check_cancelled()
-                if time.monotonic() > deadline:
-                    raise still_running(ctx.hostname)
-                time.sleep(1)
+            wait_until_off(ctx, lambda: not dom.isActive(), poll_s=1)
             with_secure_boot(root)
             disk = root.find("devices/disk[@device='disk']")
             if disk is not None:
