@@ -8,6 +8,10 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# PIP_CERT: a CA bundle for a build behind a TLS-inspecting proxy, mounted into the build
+# (podman build --volume BUNDLE:/run/build-ca.crt:ro --build-arg PIP_CERT=/run/build-ca.crt); unset, pip
+# trusts its own bundle. http_proxy and https_proxy are build arguments of their own in every engine.
+ARG PIP_CERT
 # libvirt-python is published as source only and compiles against libvirt-dev.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc pkg-config libvirt-dev \
@@ -16,10 +20,10 @@ WORKDIR /opt/octoprov
 # The dependencies first, in a layer of their own: a code change does not download and compile them again.
 COPY setup.cfg pyproject.toml ./
 RUN python -m venv .venv \
- && .venv/bin/pip install --no-cache-dir --upgrade pip \
+ && .venv/bin/pip install --no-cache-dir ${PIP_CERT:+--cert "$PIP_CERT"} --upgrade pip \
  && .venv/bin/python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
 print(c['options']['install_requires'])" > requirements.txt \
- && .venv/bin/pip install --no-cache-dir -r requirements.txt
+ && .venv/bin/pip install --no-cache-dir ${PIP_CERT:+--cert "$PIP_CERT"} -r requirements.txt
 COPY README.md ./
 COPY octoprov ./octoprov
 COPY api ./api
@@ -31,6 +35,18 @@ RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \
  && find . -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
+# What the image is, for registries and `docker image inspect`: VERSION is setup.cfg's (a test keeps them
+# equal), REVISION the commit and SOURCE the repository it was built from, given at build time:
+#   docker compose build --build-arg REVISION=$(git rev-parse HEAD) --build-arg SOURCE=$(git remote get-url origin)
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="Octoprov" \
+      org.opencontainers.image.description="Zero-touch OS provisioning for Hyper-V, KVM and bare metal" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 # ipxe: the iPXE binaries TFTP hands out (/usr/lib/ipxe); wimtools: wimlib, which reads WIM editions;
 # libvirt0 and openssh-client: libvirt's client library and the ssh it runs for qemu+ssh:// hosts;
 # samba: smbd for the samba role (the WinPE file share).

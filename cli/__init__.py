@@ -344,3 +344,51 @@ def flower(port: int, address: str) -> None:
     logs.configure(settings.effective_log_dir, "flower", settings.log_level)
     app.start(["flower", f"--port={port}", f"--address={address}"])
 
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker", "beat", "flower", "pxe", "samba"]))
+@click.option("--port", type=int, default=None,
+              help="Port of the role's service. Default: api OCTOPROV_API_PORT, pxe OCTOPROV_TFTP_PORT, "
+                   "flower 5555, samba 445.")
+@click.option("--hostname", default=None,
+              help="worker: its node name as given to `octoprov worker --hostname` (%h, %n, %d expand the same "
+                   "way). Default: the worker's own, celery@<host>.")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=60), default=3.0, show_default=True,
+              help="Seconds to wait for each connection and answer.")
+def healthcheck(role: str, port: int | None, hostname: str | None, timeout: float) -> None:
+    """Exit 0 when ROLE's service in this container is healthy, else 1 with one line on stderr saying what
+    failed: for the container engine's health check (compose `healthcheck: test:`), run every few seconds.
+
+    api: GET /api/v1/swagger.json answers 200. worker: the worker answers a ping over the broker. beat: its
+    schedule file is fresh. flower: GET /healthcheck answers OK. pxe: the TFTP server answers a read request.
+    samba: smbd answers an SMB2 NEGOTIATE on port 445. Services bound to 0.0.0.0 are asked on 127.0.0.1.
+    """
+    from octoprov import healthcheck as checks
+
+    def check() -> None:
+        if role == "api":
+            settings = _settings()
+            checks.check_api(checks.local_address(settings.api_host), port or settings.api_port, timeout)
+        elif role == "flower":
+            checks.check_flower(checks.LOOPBACK, port or checks.FLOWER_PORT, timeout)
+        elif role == "pxe":
+            settings = _settings()
+            checks.check_pxe(checks.local_address(settings.tftp_host), port or settings.tftp_port, timeout)
+        elif role == "samba":
+            checks.check_samba(checks.LOOPBACK, port or checks.SMB_PORT, timeout)
+        elif role in ("worker", "beat"):
+            _settings()  # a bad setting is reported as such, before workers.app reads them
+            from workers.app import app
+
+            if role == "worker":
+                checks.check_worker(app, checks.worker_nodename(hostname), timeout)
+            else:
+                checks.check_beat(app)
+
+    try:
+        checks.within(3 * timeout + 5, check)  # connect, ask, answer; +5 s: imports and settings
+    except checks.HealthcheckFailed as exc:
+        click.echo(f"unhealthy: {role}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"healthy: {role}")

@@ -74,7 +74,11 @@ class Vm:
 
 
 class Lab(Managed):
-    """The two namespaces and the processes running in them; a context manager that undoes all."""
+    """The two namespaces and the processes running in them; a context manager that undoes all.
+    ``prefix_length`` narrows the boot network (24: all of 198.51.100.0/24), leaving room for networks of the
+    boot namespace's own (a container engine refuses a subnet that overlaps a route)."""
+
+    prefix_length = 24
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -95,13 +99,13 @@ class Lab(Managed):
         self.run(self.site, "sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad", check=False)
         s = ("-n", self.site)
         namespaces.ip(*s, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        namespaces.ip(*s, "addr", "add", f"{SITE_ADDRESS}/24", "dev", BRIDGE)
+        namespaces.ip(*s, "addr", "add", f"{SITE_ADDRESS}/{self.prefix_length}", "dev", BRIDGE)
         namespaces.ip(*s, "tuntap", "add", "dev", TAP, "mode", "tap")
         namespaces.ip(*s, "link", "set", TAP, "master", BRIDGE, "up")
         namespaces.ip(*s, "link", "add", SITE_VETH, "type", "veth", "peer", "name", BOOT_VETH, "netns", self.boot)
         namespaces.ip(*s, "link", "set", SITE_VETH, "master", BRIDGE, "up")
         namespaces.ip(*s, "link", "set", BRIDGE, "up")
-        namespaces.ip("-n", self.boot, "addr", "add", f"{BOOT_ADDRESS}/24", "dev", BOOT_VETH)
+        namespaces.ip("-n", self.boot, "addr", "add", f"{BOOT_ADDRESS}/{self.prefix_length}", "dev", BOOT_VETH)
         namespaces.ip("-n", self.boot, "link", "set", BOOT_VETH, "up")
 
     def close(self) -> None:
