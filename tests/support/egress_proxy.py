@@ -131,10 +131,7 @@ def _read_head(client: socket.socket) -> bytes | None:
         if not chunk or len(data) > _HEAD_LIMIT:
             return None
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    if body:  # rare: more than the head arrived at once; keep it for the upstream
-        return head + b"\r\n\r\n" + body
-    return head + b"\r\n\r\n"
+    return data
 
 
 def _splice(a: socket.socket, b: socket.socket) -> None:
