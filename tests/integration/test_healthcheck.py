@@ -8,12 +8,14 @@ unhealthy: exit 1 and one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,9 +306,43 @@ def test_samba_is_healthy_while_smbd_answers_and_unhealthy_once_it_stops(share: 
                       "SMB 127.0.0.1:445: Connection refused")
 
 
-def test_samba_is_unhealthy_when_nothing_or_something_else_listens(live_api: LiveApi, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _tcp_peer(answer: bytes | None) -> Iterator[int]:
+    """A listener on 127.0.0.1 that reads what comes and answers ``answer``, or nothing at all (None)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        held: list[socket.socket] = []
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)
+            if answer is not None:
+                connection.recv(4096)
+                connection.sendall(answer)
+        for connection in held:
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_samba_is_unhealthy_when_nothing_or_something_else_listens(tmp_path: Path) -> None:
     env = _env(tmp_path / "var")
     _assert_unhealthy(_healthcheck("samba", "--port", str(free_port()), env=env), "samba", "Connection refused")
-    api_port = live_api.url.rsplit(":", 1)[1]  # gunicorn waits for the end of a request line that never comes
-    _assert_unhealthy(_healthcheck("samba", "--port", api_port, "--timeout", "1", env=env), "samba",
-                      f"SMB 127.0.0.1:{api_port}: no answer within 1 s")
+    with _tcp_peer(answer=None) as silent_port:
+        _assert_unhealthy(_healthcheck("samba", "--port", str(silent_port), "--timeout", "1", env=env), "samba",
+                          f"SMB 127.0.0.1:{silent_port}: no answer within 1 s")
+    with _tcp_peer(answer=b"HTTP/1.1 400 Bad Request\r\n\r\n") as http_port:
+        _assert_unhealthy(_healthcheck("samba", "--port", str(http_port), env=env), "samba",
+                          f"SMB 127.0.0.1:{http_port}: not an SMB answer")
