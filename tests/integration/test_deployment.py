@@ -315,6 +315,16 @@ def test_the_base_image_matches_the_supported_python_and_debian():
     assert base.group(3) == "bookworm", "the Debian release whose ipxe, wimtools and libvirt the tests run with"
 
 
+def test_the_image_labels_name_the_packaged_version():
+    """org.opencontainers.image.version is the version pip installs into the image (setup.cfg's)."""
+    text = DOCKERFILE.read_text()
+    label = re.search(r"ARG VERSION=(\S+)", text)
+    packaged = re.search(r"^version = (\S+)$", (ROOT / "setup.cfg").read_text(), re.MULTILINE)
+    assert label and packaged and label.group(1) == packaged.group(1)
+    for key in ("version", "revision", "source"):
+        assert re.search(rf'org\.opencontainers\.image\.{key}="\$\{{{key.upper()}\}}"', text), key
+
+
 def test_every_file_the_image_copies_is_in_the_build_context():
     for op, args in dockerfile_instructions():
         if op != "COPY" or args.startswith("--from"):
@@ -429,11 +439,13 @@ def test_migrations_run_once_and_again_harmlessly(tmp_path, postgres_server):
 
 
 def nginx_conf(workdir: Path, port: int, api_port: int, images: Path, drivers: Path) -> Path:
-    """The http service's configuration as nginx's image renders it (${FILES_*} filled in), in an nginx.conf
-    like the image's own around it; run as root here, so the workers may read pytest's private folders."""
+    """The http service's configuration as nginx's image renders it (${FILES_*} and the resolvers filled in),
+    in an nginx.conf like the image's own around it; run as root here, so the workers may read pytest's private
+    folders. The API is an address here, which nginx never asks the resolver about."""
     values = {"FILES_PORT": str(port), "FILES_API": f"127.0.0.1:{api_port}", "FILES_IMAGES": str(images),
-              "FILES_DRIVERS": str(drivers)}
-    server = re.sub(r"\$\{(FILES_\w+)\}", lambda m: values[m.group(1)], NGINX_TEMPLATE.read_text())
+              "FILES_DRIVERS": str(drivers), "NGINX_LOCAL_RESOLVERS": "127.0.0.1"}
+    server = re.sub(r"\$\{(FILES_\w+|NGINX_LOCAL_RESOLVERS)\}", lambda m: values[m.group(1)],
+                    NGINX_TEMPLATE.read_text())
     assert "${" not in server.replace("${FILES_*}", "")
     (workdir / "default.conf").write_text(server)
     temp = workdir / "temp"

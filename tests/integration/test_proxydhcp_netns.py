@@ -27,12 +27,11 @@ from cryptography.fernet import Fernet
 
 from octoprov.netboot import dhcp
 from octoprov.netboot.dhcp import DhcpPacket
-from tests.support import ROOT, TESTS, netlab
+from tests.support import ROOT, netlab
 from tests.support.bootservices import unusable
+from tests.support.captures import recorded
 from tests.support.dhcpclient import Seen
-from tests.support.pcap import read_udp
 
-CAPTURES = TESTS / "data/captures"
 PUBLIC_URL = f"http://{netlab.BOOT_ADDRESS}:8080"
 CLIENT_ADDRESS = netlab.SITE_ADDRESS  # the address the site's DHCP server would have leased
 OTHER, OTHER_PEER = "vother", "vother2"  # a second network in the boot namespace
@@ -51,16 +50,6 @@ def unusable_reason() -> str | None:
         return f"ip netns add does not work here: {added.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
-
-
-def recorded(capture: str, port: int, ipxe: bool) -> DhcpPacket:
-    """The first request a client of the lab sent to ``port`` in ``capture``."""
-    for datagram in read_udp(CAPTURES / f"{capture}-proxy.pcap"):
-        packet = dhcp.parse(datagram.payload)
-        if (packet.op == dhcp.BOOTREQUEST and datagram.dst_port == port and dhcp.is_ipxe(packet) == ipxe
-                and packet.message_type in (dhcp.DHCPDISCOVER, dhcp.DHCPREQUEST)):
-            return packet
-    raise LookupError(f"no {'iPXE' if ipxe else 'firmware'} request to port {port} in {capture}")
 
 
 @pytest.fixture(scope="module")

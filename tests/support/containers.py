@@ -224,7 +224,7 @@ class Engine:
                 input: str | None = None) -> subprocess.CompletedProcess[str]:
         """docker-compose in ``project`` with compose.yaml and the test's override, against this engine."""
         env = {**self.env, "DOCKER_HOST": f"unix://{self.socket}", "COMPOSE_INTERACTIVE_NO_CLI": "1"}
-        argv = ["docker-compose", "--no-ansi", "-f", "compose.yaml", "-f", str(OVERRIDE), *args]
+        argv = ["docker-compose", "--ansi", "never", "-f", "compose.yaml", "-f", str(OVERRIDE), *args]
         result = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
                                 input=input, stdin=None if input is not None else subprocess.DEVNULL)
         if check and result.returncode != 0:

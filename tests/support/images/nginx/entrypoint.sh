@@ -1,7 +1,13 @@
 #!/bin/sh
 # The real image's start-up contract: each /etc/nginx/templates/NAME.template becomes
-# $NGINX_ENVSUBST_OUTPUT_DIR/NAME, with only the variables whose names match NGINX_ENVSUBST_FILTER filled in.
+# $NGINX_ENVSUBST_OUTPUT_DIR/NAME, with only the variables whose names match NGINX_ENVSUBST_FILTER filled in, and
+# NGINX_LOCAL_RESOLVERS read from /etc/resolv.conf where NGINX_ENTRYPOINT_LOCAL_RESOLVERS is set.
 set -eu
+# as the real image's 15-local-resolvers.envsh: the container's DNS servers for the resolver directive
+if [ -n "${NGINX_ENTRYPOINT_LOCAL_RESOLVERS:-}" ]; then
+    NGINX_LOCAL_RESOLVERS=$(awk 'BEGIN{ORS=" "} $1=="nameserver" {if ($2 ~ ":") {print "["$2"]"} else {print $2}}' /etc/resolv.conf)
+    export NGINX_LOCAL_RESOLVERS="${NGINX_LOCAL_RESOLVERS% }"
+fi
 templates="${NGINX_ENVSUBST_TEMPLATE_DIR:-/etc/nginx/templates}"
 suffix="${NGINX_ENVSUBST_TEMPLATE_SUFFIX:-.template}"
 output="${NGINX_ENVSUBST_OUTPUT_DIR:-/etc/nginx/conf.d}"
