@@ -9,6 +9,8 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api.auditing import register_audit
+from api.auth import check_declared_roles
 from api.docs import ErrorHandling, make_api
 from api.runtime import DISPATCH, EXTENSION
 from octoprov.errors import InvalidRequest, OctoprovError
@@ -34,11 +36,27 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
     api = make_api()
     _register_error_handlers(api)
-    from api.resources import drivers, groups, hypervisors, images, machines, nodes, packages, pxe, tasks, templates
+    from api.resources import (
+        audit,
+        caller,
+        drivers,
+        groups,
+        hypervisors,
+        images,
+        machines,
+        nodes,
+        packages,
+        pxe,
+        tasks,
+        templates,
+    )
 
-    for module in (images, drivers, templates, tasks, hypervisors, machines, nodes, packages, groups, pxe):
+    for module in (images, drivers, templates, tasks, hypervisors, machines, nodes, packages, groups, pxe, audit,
+                   caller):
         api.add_namespace(module.ns)
+    check_declared_roles(resource for resource, *_ in api.resources)
     api.init_app(app)
+    register_audit(app)
     from api.bootfiles import bootfiles
 
     app.register_blueprint(bootfiles)

@@ -71,6 +71,7 @@ ERROR_SCHEMA = {
 ERROR_TEXT = {
     400: "Invalid input; `errors` names each field",
     401: "Missing or invalid API token",
+    403: "The caller's role does not allow this",
     404: "No such resource",
     409: "Conflicts with what is stored",
     413: "Request too large",

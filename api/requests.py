@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import overload
 from urllib.parse import unquote_to_bytes
 
@@ -83,3 +84,15 @@ def bool_arg(name: str) -> bool:
     if raw.lower() not in ("true", "false", "1", "0"):
         raise InvalidRequest({name: "must be true or false"})
     return raw.lower() in ("true", "1")
+
+
+def timestamp_arg(name: str) -> datetime | None:
+    """An ISO 8601 date and time; without a zone, UTC."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest({name: "must be an ISO 8601 date and time"}) from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

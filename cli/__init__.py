@@ -17,6 +17,7 @@ from octoprov import logs, migrate
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.errors import OctoprovError
+from octoprov.roles import Role
 from octoprov.settings import Settings, SettingsError, env_example, env_name
 from octoprov.supervisor import ProcessGroup, octoprov_command
 from octoprov.tokens import create_token, verify_token
@@ -211,12 +212,15 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name")
-def token_create(name: str) -> None:
-    """Create an API token called NAME and print it (it is shown only once)."""
+@click.option("--role", type=click.Choice([role.value for role in Role]), default=Role.ADMIN.value,
+              show_default=True, help="viewer: read; operator: also create, cancel and retry tasks; admin: "
+                                      "everything (libraries, nodes, machines, packages).")
+def token_create(name: str, role: str) -> None:
+    """Create an API token called NAME with a role and print it (it is shown only once)."""
     settings = _settings()
     with _database(settings).session() as session:
         try:
-            click.echo(create_token(session, name))
+            click.echo(create_token(session, name, Role(role)))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
 

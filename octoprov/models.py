@@ -211,8 +211,30 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")  # octoprov.roles.Role
     created_at: Mapped[datetime] = _created()
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One state-changing request or sign-in: who, with which role, from where, what, on which object, with
+    which result, when. Append-only (the database refuses updates; only the retention job deletes) and never
+    a secret: the request body is not kept."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = _created()
+    actor: Mapped[str] = mapped_column(String(255))  # "token:NAME", "user:NAME" or "anonymous"
+    role: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(64))  # the client's address
+    action: Mapped[str] = mapped_column(String(255))  # "POST /provisioning/tasks", "sign-in"
+    object_type: Mapped[str | None] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[str] = mapped_column(String(32))  # "ok", "denied", "refused", "failed"
+    status: Mapped[int | None] = mapped_column(Integer)  # the HTTP status answered
+
+    __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_actor", "actor"))
 
 
 class Package(Base):

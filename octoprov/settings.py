@@ -149,6 +149,10 @@ class ApiSettings(BaseModel):
     )
     upload_chunk_bytes: PositiveInt = _setting(1024 * 1024, "Read size when streaming an uploaded image to disk.")
     page_size_max: PositiveInt = _setting(500, "Largest page a list endpoint returns.")
+    audit_retention_days: NonNegativeInt = _setting(
+        400, "Days the audit trail keeps an entry (who changed what, sign-ins); older ones are deleted once a day. "
+             "0: kept forever."
+    )
 
 
 class PipelineSettings(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov.models import ApiToken, utcnow
+from octoprov.roles import Role
 
 PREFIX = "opv_"
 
@@ -21,13 +22,13 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str) -> str:
-    """Store a new token under ``name`` and return it; it cannot be shown again."""
+def create_token(session: Session, name: str, role: Role = Role.ADMIN) -> str:
+    """Store a new token under ``name`` with ``role`` and return it; it cannot be shown again."""
     name = name.strip()
     if not name or len(name) > 100:
         raise ValueError("token name must be 1-100 characters")
     token = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=token_hash(token)))
+    session.add(ApiToken(name=name, token_hash=token_hash(token), role=Role(role).value))
     session.flush()
     return token
 

@@ -52,6 +52,8 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "check-deadlines": {"task": "octoprov.check_deadlines", "schedule": float(settings.deadline_check_s),
                                 "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
+            "prune-audit": {"task": "octoprov.prune_audit", "schedule": 86400.0,
+                            "options": {"queue": "default", "expires": 3600.0}},
         },
         worker_hijack_root_logger=False,
         broker_transport_options=_redis_options(settings) if broker.startswith(("redis://", "rediss://")) else {},

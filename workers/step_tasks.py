@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from celery.exceptions import Ignore
 
-from octoprov import pipeline, states
+from octoprov import audit, pipeline, states
 from octoprov.actions import run_action
 from octoprov.context import load_context
 from octoprov.errors import Cancelled, OctoprovError, TransientError
@@ -115,6 +115,14 @@ def rollback(task_id: int) -> list[str]:
             pipeline.log(session, task_id, f"Rollback: {line}", step="rollback")
     worker_dispatcher().notify(task_id)
     return done
+
+
+@app.task(name="octoprov.prune_audit")  # type: ignore[untyped-decorator]  # celery: untyped
+def prune_audit() -> int:
+    """Periodic (daily): delete the audit entries older than OCTOPROV_AUDIT_RETENTION_DAYS."""
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        return audit.prune(session, runtime.settings.audit_retention_days)
 
 
 @app.task(name="octoprov.check_deadlines")  # type: ignore[untyped-decorator]  # celery: untyped

@@ -7,6 +7,7 @@ from typing import Any
 from flask_restx import Namespace
 from sqlalchemy import select
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
@@ -14,6 +15,7 @@ from api.runtime import runtime, session_scope
 from octoprov import drivers
 from octoprov.models import MAX_ID, DriverPack
 from octoprov.pages import paginate
+from octoprov.roles import Role
 from octoprov.specs import parse
 
 ns: DocNamespace = Namespace("drivers", path="/provisioning/drivers",
@@ -28,6 +30,7 @@ class DriverPackList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Driver packs", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List driver packs."""
         number, size = page_args()
@@ -39,6 +42,7 @@ class DriverPackList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Added", view)
     @errors(ns, 400)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Add a driver pack: a folder inside the drivers folder holding at least one .inf file."""
         spec = parse(drivers.DriverPackSpec, json_body())
@@ -52,6 +56,7 @@ class DriverPackList(ManagementResource):
 class DriverPackItem(ManagementResource):
     @ns.response(200, "The driver pack", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, pack_id: int) -> dict[str, Any]:
         """Get a driver pack."""
         with session_scope() as session:
@@ -60,6 +65,7 @@ class DriverPackItem(ManagementResource):
 
     @ns.response(204, "Deleted (the folder stays)")
     @errors(ns, 404)
+    @requires(ns, Role.ADMIN)
     def delete(self, pack_id: int) -> tuple[str, int]:
         """Delete a driver pack registration."""
         with session_scope() as session:

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_restx import Namespace
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
@@ -13,6 +14,7 @@ from api.runtime import session_scope
 from octoprov import groups
 from octoprov.models import MAX_ID
 from octoprov.pages import paginate
+from octoprov.roles import Role
 from octoprov.specs import parse
 
 ns: DocNamespace = Namespace("groups", path="/provisioning/groups", description="Node groups")
@@ -28,6 +30,7 @@ class GroupList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Groups", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List groups."""
         number, size = page_args()
@@ -37,6 +40,7 @@ class GroupList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400, 409)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Create a group."""
         spec = parse(groups.GroupSpec, json_body())
@@ -49,6 +53,7 @@ class GroupList(ManagementResource):
 class GroupItem(ManagementResource):
     @ns.response(200, "The group", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, group_id: int) -> dict[str, Any]:
         """Get a group."""
         with session_scope() as session:
@@ -57,6 +62,7 @@ class GroupItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
+    @requires(ns, Role.ADMIN)
     def put(self, group_id: int) -> dict[str, Any]:
         """Rename or redescribe a group; its members stay."""
         spec = parse(groups.GroupSpec, json_body())
@@ -65,6 +71,7 @@ class GroupItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
+    @requires(ns, Role.ADMIN)
     def delete(self, group_id: int) -> tuple[str, int]:
         """Delete a group with its memberships; refused while an open task is to add a machine to it."""
         with session_scope() as session:
@@ -78,6 +85,7 @@ class GroupMembers(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "The group's member nodes", member_page)
     @errors(ns, 400, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, group_id: int) -> dict[str, Any]:
         """List the nodes in a group."""
         number, size = page_args()
@@ -92,6 +100,7 @@ class GroupMembers(ManagementResource):
 class GroupMember(ManagementResource):
     @ns.response(204, "The node is a member")
     @errors(ns, 404)
+    @requires(ns, Role.ADMIN)
     def put(self, group_id: int, node_id: int) -> tuple[str, int]:
         """Add a node to a group (a member already stays one)."""
         with session_scope() as session:
@@ -100,6 +109,7 @@ class GroupMember(ManagementResource):
 
     @ns.response(204, "Removed from the group")
     @errors(ns, 404)
+    @requires(ns, Role.ADMIN)
     def delete(self, group_id: int, node_id: int) -> tuple[str, int]:
         """Take a node out of a group."""
         with session_scope() as session:

@@ -7,6 +7,7 @@ from typing import Any
 from flask_restx import Namespace
 from sqlalchemy import select
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import choice_arg, json_body
 from api.resources.base import ManagementResource
@@ -15,6 +16,7 @@ from octoprov import nodes
 from octoprov.context import node_info
 from octoprov.models import MAX_ID, Node
 from octoprov.pages import paginate
+from octoprov.roles import Role
 from octoprov.specs import parse
 from octoprov.targets import inventory_for, registry
 from octoprov.targets.base import InventoryInterface, NetworkView, StorageView
@@ -32,6 +34,7 @@ class HypervisorList(ManagementResource):
     @ns.doc(params={**PAGE_PARAMS, "kind": {"in": "query", "type": "string", "enum": list(registry.node_kinds())}})
     @ns.response(200, "Hypervisor nodes", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List hypervisor nodes."""
         number, size = page_args()
@@ -45,6 +48,7 @@ class HypervisorList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Registered", view)
     @errors(ns, 400, 409)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Register a hypervisor node (credentials are stored encrypted and never returned)."""
         spec = parse(nodes.HypervisorSpec, json_body())
@@ -57,6 +61,7 @@ class HypervisorList(ManagementResource):
 class HypervisorItem(ManagementResource):
     @ns.response(200, "The node", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, node_id: int) -> dict[str, Any]:
         """Get a hypervisor node."""
         with session_scope() as session:
@@ -65,6 +70,7 @@ class HypervisorItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
+    @requires(ns, Role.ADMIN)
     def put(self, node_id: int) -> dict[str, Any]:
         """Update a hypervisor node; credentials left out are kept."""
         spec = parse(nodes.HypervisorSpec, json_body())
@@ -74,6 +80,7 @@ class HypervisorItem(ManagementResource):
 
     @ns.response(204, "Removed")
     @errors(ns, 404, 409)
+    @requires(ns, Role.ADMIN)
     def delete(self, node_id: int) -> tuple[str, int]:
         """Remove a hypervisor node; refused while tasks reference it."""
         with session_scope() as session:
@@ -92,6 +99,7 @@ def _inventory(node_id: int) -> InventoryInterface:
 class HypervisorNetworks(ManagementResource):
     @ns.response(200, "Networks and bridges (KVM) or virtual switches (Hyper-V)", networks_model)
     @errors(ns, 404, 501, 502)
+    @requires(ns, Role.VIEWER)
     def get(self, node_id: int) -> list[dict[str, Any]]:
         """List the networks a machine on this host can be attached to."""
         return [network.to_json() for network in _inventory(node_id).networks()]
@@ -102,6 +110,7 @@ class HypervisorNetworks(ManagementResource):
 class HypervisorStorage(ManagementResource):
     @ns.response(200, "Storage pools with capacity and free space", storage_model)
     @errors(ns, 404, 501, 502)
+    @requires(ns, Role.VIEWER)
     def get(self, node_id: int) -> list[dict[str, Any]]:
         """List where this host can store disks, with capacity and free space."""
         return [pool.to_json() for pool in _inventory(node_id).storage()]

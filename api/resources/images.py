@@ -8,6 +8,7 @@ from flask import request
 from flask_restx import Namespace
 from sqlalchemy import select
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
@@ -17,6 +18,7 @@ from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID, Image
 from octoprov.pages import paginate
 from octoprov.paths import LIBRARY_PATH_PATTERN
+from octoprov.roles import Role
 from octoprov.specs import parse
 
 ns: DocNamespace = Namespace("images", path="/provisioning/images",
@@ -47,6 +49,7 @@ class ImageList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Images", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List images."""
         number, size = page_args()
@@ -56,6 +59,7 @@ class ImageList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Registered", view)
     @errors(ns, 400)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Register an image file that is already in the images folder (size and SHA-256 are computed)."""
         spec = parse(images.ImageSpec, json_body())
@@ -69,6 +73,7 @@ class ImageUpload(ManagementResource):
     @ns.doc(params=UPLOAD_PARAMS, consumes=["application/octet-stream"])
     @ns.response(201, "Uploaded and registered", view)
     @errors(ns, 400, 409)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Upload an image as the raw request body, streamed to disk; registered only when complete."""
         query: dict[str, str | int] = {k: v for k, v in request.args.items() if k != "payload"}
@@ -92,6 +97,7 @@ class ImageUpload(ManagementResource):
 class ImageScan(ManagementResource):
     @ns.response(200, "The image with its editions", view)
     @errors(ns, 404, 409, 501)
+    @requires(ns, Role.ADMIN)
     def post(self, image_id: int) -> dict[str, Any]:
         """Scan a WIM for its editions (index, name, edition ID, architecture, version, size)."""
         with session_scope() as session:
@@ -104,6 +110,7 @@ class ImageScan(ManagementResource):
 class ImageItem(ManagementResource):
     @ns.response(200, "The image", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, image_id: int) -> dict[str, Any]:
         """Get an image."""
         with session_scope() as session:
@@ -111,6 +118,7 @@ class ImageItem(ManagementResource):
 
     @ns.response(204, "Deleted (the file stays in the images folder)")
     @errors(ns, 404, 409)
+    @requires(ns, Role.ADMIN)
     def delete(self, image_id: int) -> tuple[str, int]:
         """Delete an image registration; refused while a template or an open task uses it."""
         with session_scope() as session:

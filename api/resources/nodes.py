@@ -7,6 +7,7 @@ from typing import Any
 from flask_restx import Namespace
 from sqlalchemy import select
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, view_model
 from api.requests import text_arg
 from api.resources.base import ManagementResource
@@ -15,6 +16,7 @@ from octoprov.models import MAX_ID, Node
 from octoprov.nodes import get_node
 from octoprov.pages import paginate
 from octoprov.results import MACHINE, NodeView
+from octoprov.roles import Role
 
 ns: DocNamespace = Namespace("nodes", path="/provisioning/nodes", description="Installed machines")
 view = view_model(ns, NodeView)
@@ -26,6 +28,7 @@ class NodeList(ManagementResource):
     @ns.doc(params={**PAGE_PARAMS, "hostname": {"in": "query", "type": "string", "maxLength": 255}})
     @ns.response(200, "Installed machines", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List the machines tasks installed (a task's `resultNodeId` points here)."""
         number, size = page_args()
@@ -42,6 +45,7 @@ class NodeList(ManagementResource):
 class NodeItem(ManagementResource):
     @ns.response(200, "The machine", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, node_id: int) -> dict[str, Any]:
         """Get an installed machine."""
         with session_scope() as session:

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_restx import Namespace
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import choice_arg, json_body
 from api.resources.base import ManagementResource
@@ -13,6 +14,7 @@ from api.runtime import session_scope
 from octoprov import packages
 from octoprov.models import MAX_ID
 from octoprov.pages import paginate
+from octoprov.roles import Role
 from octoprov.specs import parse
 
 ns: DocNamespace = Namespace("packages", path="/provisioning/packages", description="Post-install packages")
@@ -26,6 +28,7 @@ class PackageList(ManagementResource):
     @ns.doc(params={**PAGE_PARAMS, "osType": {"in": "query", "type": "string", "enum": list(packages.OS_TYPES)}})
     @ns.response(200, "Packages", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List packages, optionally those for one OS."""
         number, size = page_args()
@@ -36,6 +39,7 @@ class PackageList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400, 409)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Create a package: a script for one OS and the schema of its parameters."""
         spec = parse(packages.PackageSpec, json_body())
@@ -48,6 +52,7 @@ class PackageList(ManagementResource):
 class PackageItem(ManagementResource):
     @ns.response(200, "The package", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, package_id: int) -> dict[str, Any]:
         """Get a package with its script."""
         with session_scope() as session:
@@ -56,6 +61,7 @@ class PackageItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404, 409)
+    @requires(ns, Role.ADMIN)
     def put(self, package_id: int) -> dict[str, Any]:
         """Replace a package."""
         spec = parse(packages.PackageSpec, json_body())
@@ -64,6 +70,7 @@ class PackageItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
+    @requires(ns, Role.ADMIN)
     def delete(self, package_id: int) -> tuple[str, int]:
         """Delete a package; refused while an open task is to run it."""
         with session_scope() as session:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import request
 from flask_restx import Namespace
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
-from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg
+from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg, timestamp_arg
 from api.resources.base import ManagementResource
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, states, tasks, taskspec
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.plan import plan_task
+from octoprov.roles import Role
 from octoprov.targets import registry
 from octoprov.validation.macs import canonical_mac
 
@@ -53,6 +53,7 @@ class TaskList(ManagementResource):
     @ns.doc(params=LIST_PARAMS)
     @ns.response(200, "Tasks, newest first", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List tasks, with filters and pagination."""
         number, size = page_args()
@@ -78,6 +79,7 @@ class TaskList(ManagementResource):
     @ns.response(201, "Created; the task is pending", view)
     @ns.response(200, "Dry run: the task as it would be, and its artifacts", plan_model)
     @errors(ns, 400)
+    @requires(ns, Role.OPERATOR)
     def post(self) -> dict[str, Any] | tuple[dict[str, Any], int]:
         """Create a provisioning task: the request is merged over its template's defaults and stored."""
         body = json_body()
@@ -92,6 +94,7 @@ class TaskList(ManagementResource):
 class TaskItem(ManagementResource):
     @ns.response(200, "The task with its steps (secrets masked)", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, task_id: int) -> dict[str, Any]:
         """Get a task's status, steps and configuration."""
         with session_scope() as session:
@@ -99,6 +102,7 @@ class TaskItem(ManagementResource):
 
     @ns.response(200, "Cancelled; the rollback runs in the background", view)
     @errors(ns, 404, 409)
+    @requires(ns, Role.OPERATOR)
     def delete(self, task_id: int) -> dict[str, Any]:
         """Cancel a task in any unfinished state: its running step stops, everything it created is removed."""
         with session_scope() as session:
@@ -112,6 +116,7 @@ class TaskItem(ManagementResource):
 class TaskRetry(ManagementResource):
     @ns.response(200, "Restarted", view)
     @errors(ns, 404, 409)
+    @requires(ns, Role.OPERATOR)
     def post(self, task_id: int) -> dict[str, Any]:
         """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
         with session_scope() as session:
@@ -129,22 +134,12 @@ class TaskLogs(ManagementResource):
     @ns.doc(params=LOG_PARAMS)
     @ns.response(200, "Log entries, oldest first", logs_model)
     @errors(ns, 400, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, task_id: int) -> list[dict[str, Any]]:
         """Get a task's log; `afterId` or `since` tail it."""
-        since = _timestamp_arg("since")
+        since = timestamp_arg("since")
         after_id = int_arg("afterId", minimum=0)
         limit = int_arg("limit", 500, maximum=1000)
         with session_scope() as session:
             entries = tasks.task_logs(session, task_id, since, after_id, limit)
             return [tasks.LogView.of(entry).to_json() for entry in entries]
-
-
-def _timestamp_arg(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest({name: "must be an ISO 8601 date and time"}) from None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -7,6 +7,7 @@ from typing import Any
 from flask_restx import Namespace
 from sqlalchemy import select
 
+from api.auth import requires
 from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, page_model, schema_model, view_model
 from api.requests import json_body
 from api.resources.base import ManagementResource
@@ -14,6 +15,7 @@ from api.runtime import session_scope
 from octoprov import taskspec, templates
 from octoprov.models import MAX_ID, Template
 from octoprov.pages import paginate
+from octoprov.roles import Role
 
 ns: DocNamespace = Namespace("templates", path="/provisioning/templates", description="Task templates (defaults)")
 spec_model = schema_model(ns, taskspec.TemplateSpec)
@@ -26,6 +28,7 @@ class TemplateList(ManagementResource):
     @ns.doc(params=PAGE_PARAMS)
     @ns.response(200, "Templates", page)
     @errors(ns, 400)
+    @requires(ns, Role.VIEWER)
     def get(self) -> dict[str, Any]:
         """List templates."""
         number, size = page_args()
@@ -36,6 +39,7 @@ class TemplateList(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(201, "Created", view)
     @errors(ns, 400)
+    @requires(ns, Role.ADMIN)
     def post(self) -> tuple[dict[str, Any], int]:
         """Create a template."""
         body = json_body()
@@ -48,6 +52,7 @@ class TemplateList(ManagementResource):
 class TemplateItem(ManagementResource):
     @ns.response(200, "The template", view)
     @errors(ns, 404)
+    @requires(ns, Role.VIEWER)
     def get(self, template_id: int) -> dict[str, Any]:
         """Get a template."""
         with session_scope() as session:
@@ -56,6 +61,7 @@ class TemplateItem(ManagementResource):
     @ns.expect(spec_model)
     @ns.response(200, "Updated", view)
     @errors(ns, 400, 404)
+    @requires(ns, Role.ADMIN)
     def put(self, template_id: int) -> dict[str, Any]:
         """Update a template: the fields sent replace the stored ones."""
         body = json_body()
@@ -64,6 +70,7 @@ class TemplateItem(ManagementResource):
 
     @ns.response(204, "Deleted")
     @errors(ns, 404, 409)
+    @requires(ns, Role.ADMIN)
     def delete(self, template_id: int) -> tuple[str, int]:
         """Delete a template; refused while an open task uses it."""
         with session_scope() as session:

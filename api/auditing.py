@@ -1,0 +1,59 @@
+"""Writing the audit trail of the management API: one entry per state-changing request, after its answer.
+
+``api.auth.authorize`` marks the requests it handled; here each of them that is not a read (GET, HEAD,
+OPTIONS) or a dry run becomes an entry with the caller, their address, the route, the object's id (from
+the URL, or from the answer for a creation) and the outcome. Never the body: it may hold secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+
+from api.runtime import session_scope
+from octoprov import audit
+
+log = logging.getLogger(__name__)
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def register_audit(app: Flask) -> None:
+    app.after_request(_record)
+
+
+def _record(response: Response) -> Response:
+    if not g.get("audited") or request.method in READS or request.args.get("dryRun") in ("true", "1"):
+        return response
+    caller = g.get("caller")
+    object_type, object_id = _object(response)
+    entry = audit.AuditEntry(
+        actor=caller.actor if caller else "anonymous", role=caller.role.value if caller else None,
+        source=request.remote_addr, action=f"{request.method} {_route()}", object_type=object_type,
+        object_id=object_id, result=audit.result_of(response.status_code), status=response.status_code)
+    try:
+        with session_scope() as session:
+            audit.record(session, entry)
+    except Exception:  # an answer already given stays given; the failure goes to the server log
+        log.exception("could not write the audit entry for %s", entry.action)
+    return response
+
+
+def _route() -> str:
+    """The route's pattern below /api/v1 (``/provisioning/tasks/<int:task_id>``), not the raw path."""
+    rule = request.url_rule.rule if request.url_rule else request.path
+    return rule.removeprefix("/api/v1")
+
+
+def _object(response: Response) -> tuple[str | None, str | None]:
+    """What the request acted on: the resource kind from the route and the id from the URL or the answer."""
+    route = _route().strip("/").split("/")
+    kind = route[1] if route[0] == "provisioning" and len(route) > 1 else route[0] or None
+    ids = [str(value) for name, value in (request.view_args or {}).items() if name.endswith("_id")]
+    if ids:
+        return kind, "/".join(ids)
+    if response.status_code == 201 and response.is_json:
+        created = response.get_json(silent=True)
+        if isinstance(created, dict) and created.get("id") is not None:
+            return kind, str(created["id"])
+    return kind, None
