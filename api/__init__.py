@@ -47,12 +47,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         nodes,
         packages,
         pxe,
+        signin,
         tasks,
         templates,
     )
 
     for module in (images, drivers, templates, tasks, hypervisors, machines, nodes, packages, groups, pxe, audit,
-                   caller):
+                   caller, signin):
         api.add_namespace(module.ns)
     check_declared_roles(resource for resource, *_ in api.resources)
     api.init_app(app)

@@ -11,11 +11,12 @@ import logging
 
 from flask import Flask, Response, g, request
 
+from api.auth import SAFE_METHODS
 from api.runtime import session_scope
 from octoprov import audit
 
 log = logging.getLogger(__name__)
-READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 
 def register_audit(app: Flask) -> None:
@@ -23,7 +24,7 @@ def register_audit(app: Flask) -> None:
 
 
 def _record(response: Response) -> Response:
-    if not g.get("audited") or request.method in READS or request.args.get("dryRun") in ("true", "1"):
+    if not g.get("audited") or request.method in SAFE_METHODS or request.args.get("dryRun") in ("true", "1"):
         return response
     caller = g.get("caller")
     object_type, object_id = _object(response)

@@ -2,7 +2,8 @@
 
 Every management operation declares the role it needs with ``requires``; the OpenAPI document shows it
 (``x-octoprov-role``) and ``check_declared_roles`` refuses to start an API with an operation that declares none.
-A caller is an API token (``Authorization: Bearer``), which carries its role.
+A caller is an API token (``Authorization: Bearer``), which carries its role, or a browser signed in to the
+UI (the session cookie of ``octoprov.websessions``, whose state-changing requests must echo its CSRF token).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from flask_restx import Resource
 
 from api.docs import ERROR_TEXT, DocNamespace, error_model
 from api.runtime import session_scope
+from octoprov import websessions
 from octoprov.roles import Role
 from octoprov.tokens import verify_token
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="octoprov"'}
 ROLE_EXTENSION = "x-octoprov-role"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # reads: no CSRF token needed
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -58,18 +61,35 @@ def bearer_caller() -> Caller | None:
         return None if found is None else Caller(f"token:{found.name}", Role(found.role))
 
 
+def session_of_cookie() -> websessions.ActiveSession | None:
+    """The browser's unexpired sign-in, from its session cookie, or None."""
+    cookie = request.cookies.get(websessions.COOKIE)
+    if not cookie:
+        return None
+    with session_scope() as session:
+        return websessions.find(session, cookie)
+
+
 def authorize(view: Callable[_P, _R]) -> Callable[_P, _R | Refusal]:
     """Let the request through if its caller's role allows what ``view`` declares it needs."""
     needed: Role = getattr(view, "required_role")  # noqa: B009 - check_declared_roles made sure it is there
 
     @wraps(view)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Refusal:
-        g.audited = True  # the audit trail records this request (api.audit), whatever the outcome
-        if not request.headers.get("Authorization"):
-            return {"message": "an API token is required: Authorization: Bearer <token>"}, 401, CHALLENGE
-        caller = bearer_caller()
-        if caller is None:
-            return {"message": "the API token is not valid"}, 401, CHALLENGE
+        g.audited = True  # the audit trail records this request (api.auditing), whatever the outcome
+        if request.headers.get("Authorization"):
+            caller = bearer_caller()
+            if caller is None:
+                return {"message": "the API token is not valid"}, 401, CHALLENGE
+        else:
+            signed_in = session_of_cookie()
+            if signed_in is None:
+                return {"message": "sign in, or send an API token: Authorization: Bearer <token>"}, 401, CHALLENGE
+            caller = Caller(signed_in.actor, signed_in.role)
+            if request.method not in SAFE_METHODS and not signed_in.csrf_matches(
+                    request.headers.get(websessions.CSRF_HEADER)):
+                g.caller = caller
+                return {"message": f"the {websessions.CSRF_HEADER} header of this sign-in is missing or wrong"}, 403, {}
         g.caller = caller
         if not caller.role.allows(needed):
             return {"message": f"{request.method} {request.path} needs the {needed} role; "

@@ -216,6 +216,45 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class User(Base):
+    """A local account for the web UI, for shops without Active Directory; only a bcrypt hash is stored."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # lower case
+    password_hash: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))  # octoprov.roles.Role
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = _created()
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's SHA-256 (never the cookie), who, the role granted at sign-in, the token
+    state-changing requests must echo (CSRF), and when it ends."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cookie_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    csrf_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SigninFailure(Base):
+    """A refused sign-in, counted per user name and per address to slow down password guessing."""
+
+    __tablename__ = "signin_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), index=True)  # lower case
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = _created()
+
+
 class AuditEvent(Base):
     """One state-changing request or sign-in: who, with which role, from where, what, on which object, with
     which result, when. Append-only (the database refuses updates; only the retention job deletes) and never

@@ -12,12 +12,15 @@ the database and kombu's SQLAlchemy transport (on SQLite) for the Celery broker.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -70,6 +73,36 @@ WinRmTransport = Literal["ntlm", "kerberos", "credssp"]  # what octoprov/winrm/c
 UefiBootFile = Literal["ipxe.efi", "snponly.efi"]  # the two UEFI binaries prepare_root copies from IPXE_DIR
 SecureBootTemplate = Literal["MicrosoftUEFICertificateAuthority", "MicrosoftWindows"]
 DomainJoinBackend = Literal["djoin", "samba"]  # the backends of octoprov/domainjoin/
+
+
+def _role_groups(value: str) -> str:
+    """A JSON object from group DNs to role names; checked at start so a typo is not found at sign-in."""
+    if not value.strip():
+        return ""
+    try:
+        mapping = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"must be a JSON object from group DNs to roles: {exc}") from None
+    roles = {"viewer", "operator", "admin"}
+    if not isinstance(mapping, dict) or not all(isinstance(dn, str) and "=" in dn for dn in mapping):
+        raise ValueError("must be a JSON object whose keys are group DNs (CN=...,DC=...)")
+    wrong = [role for role in mapping.values() if role not in roles]
+    if wrong:
+        raise ValueError(f"roles must be viewer, operator or admin, not {wrong[0]!r}")
+    return value
+
+
+RoleGroups = Annotated[str, AfterValidator(_role_groups)]
+
+
+def _ldaps_url(value: str) -> str:
+    """ldaps://host[:port] or nothing: a simple bind over plain LDAP would send a user's password in clear."""
+    if value.strip() and not re.fullmatch(r"ldaps://[A-Za-z0-9.-]+(:\d{1,5})?/?", value.strip()):
+        raise ValueError("must be ldaps://HOST or ldaps://HOST:PORT (plain ldap:// would send passwords in clear)")
+    return value.strip()
+
+
+LdapsUrl = Annotated[str, AfterValidator(_ldaps_url)]
 
 
 def _setting(default: Any, doc: str, *, secret: bool = False, example: str | None = None) -> Any:
@@ -337,6 +370,36 @@ class WindowsSettings(BaseModel):
     )
 
 
+class SigninSettings(BaseModel):
+    model_config = ConfigDict(title="Sign-in to the web UI: Active Directory, local users, sessions")
+
+    ldap_url: LdapsUrl = _setting(
+        "", "Domain controller to sign UI users in against, over LDAPS: the user's own name and password are bound "
+            "(DOMAIN\\user, user@domain or user). Its name as its certificate has it. Empty: local users only "
+            "(octoprov user create).", example="ldaps://dc01.yourdom.local",
+    )
+    ldap_base_dn: str = _setting(
+        "", "Where users and the mapped groups are looked up; also gives the domain of a bare user name.",
+        example="DC=yourdom,DC=local",
+    )
+    ldap_ca_file: OptionalPath = _setting(
+        None, "PEM file with the CA certificates that issued the LDAPS certificate of LDAP_URL. Empty: the CAs "
+              "the system trusts.", example="/etc/octoprov/yourdom-ca.pem",
+    )
+    ldap_role_groups: RoleGroups = _setting(
+        "", "JSON object from AD group DNs to roles (viewer, operator, admin); members of a group, directly or "
+            "through nested groups, get its role, the highest one when several match. A user in none cannot sign in.",
+        example='{"CN=Octoprov Admins,OU=Groups,DC=yourdom,DC=local": "admin", '
+                '"CN=Helpdesk,OU=Groups,DC=yourdom,DC=local": "operator"}',
+    )
+    session_hours: PositiveInt = _setting(8, "Hours a UI sign-in lasts; then the user signs in again.")
+    signin_max_failures: PositiveInt = _setting(
+        5, "Refused sign-ins allowed per user name within SIGNIN_WINDOW_S; more are answered 429 until the window "
+           "has passed (ten times as many per client address).",
+    )
+    signin_window_s: PositiveInt = _setting(900, "Seconds over which refused sign-ins are counted.")
+
+
 class WebhookSettings(BaseModel):
     model_config = ConfigDict(title="Webhooks")
 
@@ -369,7 +432,7 @@ class OctofleetSettings(BaseModel):
 class Settings(  # the groups in the order .env.example shows them
     StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, PipelineSettings,
     DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings, WindowsSettings,
-    WebhookSettings, OctofleetSettings, BaseSettings,
+    SigninSettings, WebhookSettings, OctofleetSettings, BaseSettings,
 ):
     """All settings, flat: ``Settings(data_dir=...)`` takes keywords only; ``from_env`` reads the environment."""
 

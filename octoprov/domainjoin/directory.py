@@ -206,46 +206,62 @@ class Directory:
             raise Unreachable(f"{self.dc_name} stopped answering: {_reason(exc)}") from None
 
 
-def _tls(settings: Settings, host: str) -> Tls:
-    ca_file = str(settings.domain_ca_file) if settings.domain_ca_file else None
+def _tls(ca_file: str | None, host: str) -> Tls:
     return Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file, sni=host)
 
 
-def _unusable(exc: Exception, host: str) -> DirectoryError:
+@dataclass(frozen=True)
+class SettingNames:
+    """The settings an error about the controller's address or certificate points the reader to."""
+
+    host: str = "OCTOPROV_DOMAIN_CONTROLLER"
+    ca_file: str = "OCTOPROV_DOMAIN_CA_FILE"
+
+
+def _unusable(exc: Exception, host: str, port: int, names: SettingNames) -> DirectoryError:
     text = str(exc)
     if isinstance(exc, ldap_errors.LDAPCertificateError) or "doesn't match any name" in text:
         return Untrusted(f"the LDAPS certificate of {host} is not trusted: it does not name {host} "
-                         "(OCTOPROV_DOMAIN_CONTROLLER must be the name in it)")
+                         f"({names.host} must be the name in it)")
     failed = re.search(r"certificate verify failed: [^(\"']*", text)
     if failed:
         return Untrusted(f"the LDAPS certificate of {host} is not trusted: {failed.group(0).strip()} "
-                         "(OCTOPROV_DOMAIN_CA_FILE)")
-    return Unreachable(f"domain controller {host} (LDAPS, port {LDAPS_PORT}) did not answer: {_reason(exc)}")
+                         f"({names.ca_file})")
+    return Unreachable(f"domain controller {host} (LDAPS, port {port}) did not answer: {_reason(exc)}")
+
+
+@contextlib.contextmanager
+def bound_connection(host: str, port: int, ca_file: str | None, bind_user: str, password: str, who: str,
+                     names: SettingNames = SettingNames()) -> Iterator[Connection]:
+    """An LDAPS connection to ``host`` bound as ``bind_user``; unbound when done. Refusals name ``who``
+    (the account as given), never the password."""
+    server = Server(host, port=port, use_ssl=True, tls=_tls(ca_file, host), get_info=NONE,
+                    connect_timeout=CONNECT_TIMEOUT_S)
+    connection = Connection(server, user=bind_user, password=password, raise_exceptions=True,
+                            auto_referrals=False, receive_timeout=RECEIVE_TIMEOUT_S)
+    try:
+        try:
+            connection.bind()
+        except ldap_errors.LDAPInvalidCredentialsResult as exc:
+            raise Refused(f"{host} refused the bind of {who}: {refusal(exc.message or '')}") from None
+        except ldap_errors.LDAPOperationResult as exc:
+            raise Refused(f"{host} refused the bind of {who}: {_reason(exc)}") from None
+        except (ldap_errors.LDAPException, OSError) as exc:
+            raise _unusable(exc, host, port, names) from None
+        yield connection
+    finally:
+        with contextlib.suppress(Exception):
+            connection.unbind()
 
 
 @contextlib.contextmanager
 def open_directory(settings: Settings, domain: str, credentials: Credentials) -> Iterator[Directory]:
     """Bind to the domain's controller over LDAPS as ``credentials``; checks that it serves ``domain``."""
     host = controller_for(settings, domain)
-    server = Server(host, port=LDAPS_PORT, use_ssl=True, tls=_tls(settings, host), get_info=NONE,
-                    connect_timeout=CONNECT_TIMEOUT_S)
-    connection = Connection(server, user=bind_name(credentials.username, domain), password=credentials.password,
-                            raise_exceptions=True, auto_referrals=False, receive_timeout=RECEIVE_TIMEOUT_S)
-    try:
-        try:
-            connection.bind()
-        except ldap_errors.LDAPInvalidCredentialsResult as exc:
-            raise Refused(f"{host} refused the bind of {credentials.username}: "
-                          f"{refusal(exc.message or '')}") from None
-        except ldap_errors.LDAPOperationResult as exc:
-            raise Refused(f"{host} refused the bind of {credentials.username}: {_reason(exc)}") from None
-        except (ldap_errors.LDAPException, OSError) as exc:
-            raise _unusable(exc, host) from None
-        directory = _bound(connection, domain, host)
-        yield directory
-    finally:
-        with contextlib.suppress(Exception):
-            connection.unbind()
+    ca_file = str(settings.domain_ca_file) if settings.domain_ca_file else None
+    with bound_connection(host, LDAPS_PORT, ca_file, bind_name(credentials.username, domain), credentials.password,
+                          credentials.username) as connection:
+        yield _bound(connection, domain, host)
 
 
 def _bound(connection: Connection, domain: str, host: str) -> Directory:
