@@ -304,7 +304,7 @@ def task_list(status: str | None, limit: int, page: int, output: str) -> None:
         click.echo(f"({len(found.items)} of {found.total})")
 
 
-@task.command("show")
+@task.command("show", short_help="Show one task: its state and steps.")
 @click.argument("task_id", type=int)
 @OUTPUT
 def task_show(task_id: int, output: str) -> None:
@@ -332,7 +332,7 @@ def task_show(task_id: int, output: str) -> None:
         click.echo(f"  {step.position:>3}. {step.status:<9} {step.title}" + (f": {step.detail}" if step.detail else ""))
 
 
-@task.command("watch")
+@task.command("watch", short_help="Follow a task until it ends; exit status by outcome.")
 @click.argument("task_id", type=int)
 @click.option("--tail", type=click.IntRange(0, 1000), default=10, show_default=True,
               help="Log entries to show from before the watch began.")
@@ -359,14 +359,14 @@ def task_watch(task_id: int, tail: int, interval: float) -> None:
     sys.exit(code)
 
 
-@task.command("cancel")
+@task.command("cancel", short_help="Cancel an unfinished task (it is rolled back).")
 @click.argument("task_id", type=int)
 def task_cancel(task_id: int) -> None:
     """Cancel a task that has not ended: its running step stops and a worker removes what it created."""
     _queue_change(task_id, "cancel")
 
 
-@task.command("retry")
+@task.command("retry", short_help="Restart a failed task from its failed step.")
 @click.argument("task_id", type=int)
 def task_retry(task_id: int) -> None:
     """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
@@ -388,17 +388,19 @@ def _queue_change(task_id: int, action: str) -> None:
     click.echo(f"task {task_id} {done}")
 
 
-@task.command("logs")
+@task.command("logs", short_help="Print a task's log; --follow to keep printing.")
 @click.argument("task_id", type=int)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries until the task ends.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
-                                              "%Y-%m-%d"]),
-              default=None, help="Only entries at or after this time (UTC unless it has an offset).")
+                                              "%Y-%m-%d"]), default=None, metavar="TIME",
+              help="Only entries at or after TIME: 2025-01-31, 2025-01-31T12:00:00 (UTC) or with an offset "
+                   "(2025-01-31T12:00:00+01:00).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=500, show_default=True,
               help="At most this many entries, oldest first (with --follow: per reading).")
-@OUTPUT
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one line per entry; json: each entry as the API gives it, one per line.")
 def task_logs(task_id: int, follow: bool, since: datetime | None, limit: int, output: str) -> None:
-    """Print a task's log, oldest first (times in UTC); json: one API log entry per line."""
+    """Print a task's log, oldest first (times in UTC)."""
     from cli import watch
     from octoprov import tasks
 
