@@ -145,9 +145,4 @@ def page_args() -> tuple[int, int]:
 
 
 def page_json(page: Page, view: Viewer) -> dict[str, Any]:
-    return {
-        "items": [view.of(item).to_json() for item in page.items],
-        "total": page.total,
-        "page": page.page,
-        "perPage": page.per_page,
-    }
+    return page.to_json(lambda item: view.of(item).to_json())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from octoprov.db import Database
 from octoprov.errors import OctoprovError
 from octoprov.roles import Role
 from octoprov.settings import Settings, SettingsError, env_example, env_name
+from octoprov.states import ALL as TASK_STATES
 from octoprov.supervisor import ProcessGroup, octoprov_command
 from octoprov.tokens import create_token, verify_token
 
@@ -280,38 +282,156 @@ def task_plan(path: Path, out: Path) -> None:
         click.echo(f"wrote {out / name}")
 
 
+OUTPUT = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="table: for people; json: exactly what the API answers for the same request.")
+
+
 @task.command("list")
-@click.option("--status", default=None, help="Only tasks in this state.")
-@click.option("--limit", type=int, default=50, show_default=True)
-def task_list(status: str | None, limit: int) -> None:
+@click.option("--status", type=click.Choice(TASK_STATES), default=None, help="Only tasks in this state.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Tasks per page.")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True, help="Page number (newest first).")
+@OUTPUT
+def task_list(status: str | None, limit: int, page: int, output: str) -> None:
     """List the newest tasks."""
     from octoprov import tasks
 
     settings = _settings()
     with _database(settings).session() as session:
-        try:
-            page = tasks.list_tasks(session, tasks.TaskFilter(status=status), 1, limit)
-        except OctoprovError as exc:
-            raise click.ClickException(_describe(exc)) from None
+        found = tasks.list_tasks(session, tasks.TaskFilter(status=status), page, limit)
+        if output == "json":
+            click.echo(json.dumps(found.to_json(lambda row: tasks.TaskSummaryView.of(row).to_json()), indent=2))
+            return
         click.echo(f"{'ID':>6}  {'HOSTNAME':<16} {'TARGET':<10} {'STATUS':<12} {'PROGRESS':>8}  CURRENT STEP")
-        for row in page.items:
+        for row in found.items:
             click.echo(f"{row.id:>6}  {row.hostname:<16} {row.target_type:<10} {row.status:<12} "
                        f"{row.progress_percent:>7}%  {row.current_step or ''}")
-        click.echo(f"({len(page.items)} of {page.total})")
+        click.echo(f"({len(found.items)} of {found.total})")
 
 
-@task.command("show")
+@task.command("show", short_help="Show one task: its state and steps.")
 @click.argument("task_id", type=int)
-def task_show(task_id: int) -> None:
-    """Show one task as JSON (secrets masked)."""
+@OUTPUT
+def task_show(task_id: int, output: str) -> None:
+    """Show one task: its state and steps (json: also its configuration; secrets masked)."""
     from octoprov import tasks
 
     settings = _settings()
     with _database(settings).session() as session:
         try:
-            click.echo(json.dumps(tasks.TaskView.of(tasks.get_task(session, task_id)).to_json(), indent=2))
+            view = tasks.TaskView.of(tasks.get_task(session, task_id))
         except OctoprovError as exc:
             raise click.ClickException(_describe(exc)) from None
+    if output == "json":
+        click.echo(json.dumps(view.to_json(), indent=2))
+        return
+    click.echo(f"task {view.id}: {view.hostname} ({view.target_type})")
+    click.echo(f"  status    {view.status}, {view.progress_percent}%"
+               + (f", now: {view.current_step}" if view.current_step else ""))
+    if view.error_message:
+        click.echo(f"  error     {view.error_message}")
+    click.echo(f"  created   {view.created_at:%Y-%m-%d %H:%M:%S}"
+               + (f", started {view.started_at:%Y-%m-%d %H:%M:%S}" if view.started_at else "")
+               + (f", ended {view.completed_at:%Y-%m-%d %H:%M:%S}" if view.completed_at else ""))
+    for step in view.steps:
+        click.echo(f"  {step.position:>3}. {step.status:<9} {step.title}" + (f": {step.detail}" if step.detail else ""))
+
+
+@task.command("watch", short_help="Follow a task until it ends; exit status by outcome.")
+@click.argument("task_id", type=int)
+@click.option("--tail", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="Log entries to show from before the watch began.")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=0.5, show_default=True,
+              help="Seconds between two readings while nothing changes.")
+def task_watch(task_id: int, tail: int, interval: float) -> None:
+    """Follow a task until it ends: a bar of its steps redrawn in place and its log as it grows (plain lines
+    when the output is not a terminal).
+
+    Exit status: 0 completed, 1 failed, 2 cancelled, 3 no such task, 130 interrupted (Ctrl-C stops the
+    watching only; the task goes on).
+    """
+    from cli import watch
+
+    database = _database(_settings())
+    try:
+        code = watch.watch(database, task_id, watch.renderer_for(sys.stdout), tail=tail, interval=interval)
+    except KeyboardInterrupt:
+        click.echo(f"stopped watching; task {task_id} goes on", err=True)
+        sys.exit(watch.EXIT_INTERRUPTED)
+    except OctoprovError as exc:
+        click.echo(f"Error: {_describe(exc)}", err=True)
+        sys.exit(watch.EXIT_UNWATCHABLE)
+    sys.exit(code)
+
+
+@task.command("cancel", short_help="Cancel an unfinished task (it is rolled back).")
+@click.argument("task_id", type=int)
+def task_cancel(task_id: int) -> None:
+    """Cancel a task that has not ended: its running step stops and a worker removes what it created."""
+    _queue_change(task_id, "cancel")
+
+
+@task.command("retry", short_help="Restart a failed task from its failed step.")
+@click.argument("task_id", type=int)
+def task_retry(task_id: int) -> None:
+    """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
+    _queue_change(task_id, "retry")
+
+
+def _queue_change(task_id: int, action: str) -> None:
+    """Cancel or retry as the API does (the same function, the same broker); refusals are one line."""
+    from octoprov import tasks
+    from workers.dispatch import Dispatcher
+
+    settings = _settings()
+    change = tasks.cancel_task if action == "cancel" else tasks.retry_task
+    try:
+        view = change(_database(settings), Dispatcher.from_settings(settings), task_id)
+    except OctoprovError as exc:
+        raise click.ClickException(_describe(exc)) from None
+    done = "cancelled; the rollback runs in the background" if action == "cancel" else f"restarted ({view['status']})"
+    click.echo(f"task {task_id} {done}")
+
+
+@task.command("logs", short_help="Print a task's log; --follow to keep printing.")
+@click.argument("task_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries until the task ends.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                                              "%Y-%m-%d"]), default=None, metavar="TIME",
+              help="Only entries at or after TIME: 2025-01-31, 2025-01-31T12:00:00 (UTC) or with an offset "
+                   "(2025-01-31T12:00:00+01:00).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=500, show_default=True,
+              help="At most this many entries, oldest first (with --follow: per reading).")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one line per entry; json: each entry as the API gives it, one per line.")
+def task_logs(task_id: int, follow: bool, since: datetime | None, limit: int, output: str) -> None:
+    """Print a task's log, oldest first (times in UTC)."""
+    from cli import watch
+    from octoprov import tasks
+
+    start = _utc(since) if since else None
+
+    def show(entries: list[tasks.LogView]) -> None:
+        for entry in entries:
+            if start is None or _utc(entry.timestamp) >= start:  # following reads by id, not by time
+                click.echo(json.dumps(entry.to_json()) if output == "json" else watch.log_line(entry))
+
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            first = [tasks.LogView.of(entry) for entry in tasks.task_logs(session, task_id, start, None, limit)]
+        show(first)
+        if follow:
+            for progress in watch.follow(database, task_id, after=first[-1].id if first else 0):
+                show(progress.new_logs)
+    except KeyboardInterrupt:
+        sys.exit(watch.EXIT_INTERRUPTED)
+    except OctoprovError as exc:
+        raise click.ClickException(_describe(exc)) from None
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time without an offset is UTC (as stored; SQLite gives it back without one)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _describe(exc: OctoprovError) -> str:

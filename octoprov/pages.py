@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,11 @@ class Page:
     total: int
     page: int
     per_page: int
+
+    def to_json(self, item_json: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """The page as the API lists it (and the CLI's ``--output json``), each item by ``item_json``."""
+        return {"items": [item_json(item) for item in self.items], "total": self.total, "page": self.page,
+                "perPage": self.per_page}
 
 
 def paginate(session: Session, query: Select[Any], page: int, per_page: int) -> Page:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from octoprov import images, pipeline, secureboot, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
+from octoprov.db import Database
 from octoprov.domainjoin.checks import check_domain_join
 from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
@@ -173,6 +174,12 @@ class StepQueue(Protocol):
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool: ...
 
 
+class TaskQueue(StepQueue, Protocol):
+    """Where a task's work is sent once it exists: its steps, and the rollback of a cancelled task."""
+
+    def rollback(self, task_id: int, target_type: str) -> None: ...
+
+
 def submit(runtime: Runtime, queue: StepQueue, body: object) -> dict[str, Any]:
     """The one way a task is submitted, by the API and the CLI alike: validate and store it, queue
     its first steps, and return its view. A broker that cannot be reached leaves the task pending
@@ -187,6 +194,27 @@ def submit(runtime: Runtime, queue: StepQueue, body: object) -> dict[str, Any]:
         with runtime.database.session() as session:
             pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
                          level="warn", step="create")
+    return view
+
+
+def cancel_task(database: Database, queue: TaskQueue, task_id: int) -> dict[str, Any]:
+    """The one way a task is cancelled, by the API and the CLI alike: its steps stop, then the
+    rollback removes what it created (in the background, on the target's pool). Returns its view."""
+    with database.session() as session:
+        view = TaskView.of(pipeline.cancel(session, task_id)).to_json()
+    queue.rollback(task_id, view["targetType"])
+    return view
+
+
+def retry_task(database: Database, queue: TaskQueue, task_id: int) -> dict[str, Any]:
+    """The one way a failed task is retried, by the API and the CLI alike: from its failed step, or
+    from the start when the rollback removed its machine; the steps are queued. Returns its view."""
+    with database.session() as session:
+        task = get_task(session, task_id)
+        run = pipeline.retry(session, task_id, rolled_back=task.machine_ref is None)
+        session.refresh(task)
+        view = TaskView.of(task).to_json()
+    queue.run_steps(task_id, view["targetType"], run)
     return view
 
 
@@ -232,3 +260,10 @@ def task_logs(
     if after_id is not None:
         query = query.where(TaskLog.id > after_id)
     return list(session.scalars(query))
+
+
+def latest_logs(session: Session, task_id: int, count: int) -> list[TaskLog]:
+    """The last ``count`` entries of a task's log, oldest first: where following its log starts."""
+    get_task(session, task_id)
+    query = select(TaskLog).where(TaskLog.task_id == task_id).order_by(TaskLog.id.desc()).limit(count)
+    return list(reversed(session.scalars(query).all()))

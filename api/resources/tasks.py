@@ -11,7 +11,7 @@ from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, pa
 from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg, timestamp_arg
 from api.resources.base import ManagementResource
 from api.runtime import dispatcher, runtime, session_scope
-from octoprov import pipeline, states, tasks, taskspec
+from octoprov import states, tasks, taskspec
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.plan import plan_task
@@ -105,10 +105,7 @@ class TaskItem(ManagementResource):
     @requires(ns, Role.OPERATOR)
     def delete(self, task_id: int) -> dict[str, Any]:
         """Cancel a task in any unfinished state: its running step stops, everything it created is removed."""
-        with session_scope() as session:
-            view = tasks.TaskView.of(pipeline.cancel(session, task_id)).to_json()
-        dispatcher().rollback(task_id, view["targetType"])
-        return view
+        return tasks.cancel_task(runtime().database, dispatcher(), task_id)
 
 
 @ns.route(f"/<int(max={MAX_ID}):task_id>/retry")
@@ -119,13 +116,7 @@ class TaskRetry(ManagementResource):
     @requires(ns, Role.OPERATOR)
     def post(self, task_id: int) -> dict[str, Any]:
         """Restart a failed task from its failed step (from the start if the rollback removed its machine)."""
-        with session_scope() as session:
-            task = tasks.get_task(session, task_id)
-            run = pipeline.retry(session, task_id, rolled_back=task.machine_ref is None)
-            session.refresh(task)
-            view = tasks.TaskView.of(task).to_json()
-        dispatcher().run_steps(task_id, view["targetType"], run)
-        return view
+        return tasks.retry_task(runtime().database, dispatcher(), task_id)
 
 
 @ns.route(f"/<int(max={MAX_ID}):task_id>/logs")

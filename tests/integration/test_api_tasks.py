@@ -202,6 +202,23 @@ def test_cancel(client, refs):
     assert messages == ["Task created", "Task cancelled on request"]
 
 
+def test_cancel_and_retry_send_their_work_to_the_dispatcher(client, refs, queue, runtime):
+    from octoprov import pipeline
+
+    task = client.post(TASKS, json=example(refs)).json
+    first_run = queue.messages.popleft()
+    assert first_run[:2] == ("chain", task["id"]) and not queue.messages
+    assert client.post(f"{TASKS}/{task['id']}/retry").status_code == 409  # pending: nothing to retry
+    with runtime.database.session() as session:
+        pipeline.fail(session, task["id"], "create_vm", "broken")
+    response = client.post(f"{TASKS}/{task['id']}/retry")
+    assert response.status_code == 200 and response.json["status"] == "pending"
+    assert list(queue.messages) == [first_run]  # no machine was made: from the start again
+    assert client.delete(f"{TASKS}/{task['id']}").status_code == 200
+    assert queue.messages[-1] == ("rollback", task["id"])
+    assert client.post(f"{TASKS}/424242/retry").status_code == 404
+
+
 def test_logs_tail_after_id(client, refs):
     task = client.post(TASKS, json=example(refs)).json
     client.delete(f"{TASKS}/{task['id']}")

@@ -74,7 +74,7 @@ def test_db_upgrade_token_and_tasks(tmp_path):
 
     listing = octoprov("task", "list", env=env).stdout
     assert "SQL-SERVER-01" in listing and "pending" in listing and "(1 of 1)" in listing
-    shown = json.loads(octoprov("task", "show", str(created["id"]), env=env).stdout)
+    shown = json.loads(octoprov("task", "show", str(created["id"]), "--output", "json", env=env).stdout)
     assert shown["id"] == created["id"]
     missing = octoprov("task", "show", "999", env=env, check=False)
     assert missing.returncode != 0 and "no task with id 999" in missing.stderr
