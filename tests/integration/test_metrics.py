@@ -4,6 +4,7 @@ latency by URL rule; token protection by setting; no secret, MAC or raw path in 
 
 Through the real Flask app on both database backends; the steps are claimed and completed by the
 pipeline's own functions and the machine's callbacks posted to the API, as a worker and a machine would.
+Several API processes: the real `octoprov api` (gunicorn) with two workers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -21,6 +23,7 @@ from octoprov.models import MAX_ID, Task, TaskStep
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from tests.support.library import API, created
+from tests.support.live import start_live_api
 from tests.support.prom import sample, samples
 
 STATUS = f"{API}/pxe/status"
@@ -180,3 +183,32 @@ def test_an_unreadable_database_is_reported_not_raised(tmp_path):
     _, families = scrape(app.test_client())
     assert sample(families, "octoprov_database_up") == 0
     assert "octoprov_tasks" not in families
+
+
+def test_several_api_processes_count_together(tmp_path):
+    """The real `octoprov api` with two gunicorn workers: whichever worker takes a scrape, it shows the
+    requests and callbacks both of them served (prometheus_client's multiprocess files)."""
+    stale = tmp_path / "var" / "metrics"
+    stale.mkdir(parents=True)
+    (stale / "counter_1.db").write_bytes(b"left by an API that stopped")
+    live = start_live_api(tmp_path / "var", extra_env={"OCTOPROV_API_WORKERS": "2"})
+    try:
+        assert not (stale / "counter_1.db").exists()
+        for _ in range(20):  # a new connection each: the workers share them
+            assert requests.get(f"{live.url}{API}/templates", headers=live.headers, timeout=10).status_code == 200
+            refused = requests.post(f"{live.url}{STATUS}", json={"taskId": 4242, "token": "t", "event": "first_boot"},
+                                    timeout=10)
+            assert refused.status_code == 404
+        seen = set()
+        for _ in range(10):
+            text = requests.get(f"{live.url}/metrics", timeout=10).text
+            families = {family.name: family for family in text_string_to_metric_families(text)}
+            seen.add((sample(families, "octoprov_api_request_duration_seconds", "_count",
+                             route=f"{API}/templates", method="GET", status="200"),
+                      sample(families, "octoprov_callbacks", "_total", event="first_boot", outcome="unknown_task")))
+            assert sample(families, "octoprov_database_up") == 1
+            assert live.token not in text
+        assert seen == {(20, 20)}
+        assert {path.name.split("_")[0] for path in stale.glob("*.db")} >= {"counter", "histogram"}
+    finally:
+        live.stop()
