@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from api.ui import register_ui
 
     register_ui(app)
+    from api import metrics
+
+    metrics.install(app, runtime.database)
 
     @app.errorhandler(HTTPException)
     def outside_the_api(error: HTTPException) -> tuple[dict[str, str], int]:

@@ -61,6 +61,14 @@ def bearer_caller() -> Caller | None:
         return None if found is None else Caller(f"token:{found.name}", Role(found.role))
 
 
+def check_token() -> Refusal | None:
+    """The answer refusing this request's bearer token, or None when it is a valid API token of any role; for
+    views outside the namespaces (GET /metrics)."""
+    if not request.headers.get("Authorization"):
+        return {"message": "an API token is required: Authorization: Bearer <token>"}, 401, CHALLENGE
+    return None if bearer_caller() is not None else ({"message": "the API token is not valid"}, 401, CHALLENGE)
+
+
 def session_of_cookie() -> websessions.ActiveSession | None:
     """The browser's unexpired sign-in, from its session cookie, or None."""
     cookie = request.cookies.get(websessions.COOKIE)

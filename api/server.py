@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -28,8 +31,29 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
         return create_app(settings)
 
 
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # api.metrics reads it; not imported here (see below)
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where the API processes keep their counts for /metrics when there are several of them."""
+    return settings.data_dir.resolve() / "metrics"
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Several API processes: each counts into files of one folder, emptied now (the counts of an API
+    that stopped are not this one's), and a scrape sums them. Set before any API module is loaded:
+    prometheus_client decides where values go when first imported, which happens in the workers."""
+    if settings.api_workers < 2:
+        return
+    folder = metrics_dir(settings)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     log_dir = settings.effective_log_dir
+    _share_metrics(settings)
     _Gunicorn({
         "bind": f"{host}:{port}",
         "workers": settings.api_workers,

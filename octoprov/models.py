@@ -1,5 +1,5 @@
 """The data model: the spec's five provisioning tables, plus nodes, task steps, API tokens, post-install
-packages and node groups.
+packages, node groups, and the counters behind some Prometheus metrics.
 
 Column names follow the spec's schema. Changes go through Alembic migrations
 (``octoprov/migrations``); a test checks that models and migrations agree.
@@ -316,3 +316,14 @@ class GroupMember(Base):
     added_at: Mapped[datetime] = _created()
 
     node: Mapped[Node] = relationship(lazy="joined")
+
+
+class MetricCounter(Base):
+    """A Prometheus counter that processes on any host add to (webhook deliveries happen in Celery
+    workers): one row per metric name and label set, only ever incremented (``octoprov.metrics``)."""
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(500), primary_key=True)  # canonical JSON: keys sorted
+    value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -429,10 +429,26 @@ class OctofleetSettings(BaseModel):
     octofleet_token: str = _setting("", "Bearer token for OCTOFLEET_API.", secret=True)
 
 
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(title="Metrics (Prometheus)")
+
+    metrics_token_required: Flag = _setting(
+        False, "GET /metrics (the API's Prometheus metrics) asks for an API token like the management API. Off: "
+               "open, as Prometheus scrapers expect; the metrics are counts and durations by state, target, step, "
+               "route and event, never a host name, MAC, address or secret (docs/metrics.md).",
+    )
+    pxe_metrics_port: Annotated[int, Field(ge=0, le=65535)] = _setting(
+        0, "TCP port where `octoprov pxe` serves its own Prometheus metrics (DHCP, TFTP, boot answers) at "
+           "/metrics. 0: not served.", example="9469",
+    )
+    pxe_metrics_host: str = _setting("127.0.0.1", "Address the network-boot metrics listen on.",
+                                     example="192.0.2.10")
+
+
 class Settings(  # the groups in the order .env.example shows them
     StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, PipelineSettings,
     DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings, WindowsSettings,
-    SigninSettings, WebhookSettings, OctofleetSettings, BaseSettings,
+    SigninSettings, WebhookSettings, OctofleetSettings, MetricsSettings, BaseSettings,
 ):
     """All settings, flat: ``Settings(data_dir=...)`` takes keywords only; ``from_env`` reads the environment."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 from celery.app.task import Task as CeleryTask
 
+from octoprov import metrics
 from octoprov.db import Database
 from octoprov.models import Task, TaskLog
 from octoprov.settings import Settings
@@ -47,6 +48,12 @@ def _log(database: Database, task_id: int, message: str, level: str) -> None:
         session.add(TaskLog(task_id=task_id, message=message, level=level, step=LOG_STEP))
 
 
+def _count(database: Database, counter: metrics.DbCounter, **labels: str) -> None:
+    """Count in the database: this worker may run on any host, and /metrics reads it from there."""
+    with database.session() as session:
+        metrics.increment(session, counter, labels)
+
+
 @app.task(bind=True, name=NOTIFY_TASK, ignore_result=True)  # type: ignore[untyped-decorator]  # celery: untyped
 def notify_webhook(self: CeleryTask, task_id: int, url: str, event: str, delivery_id: str,
                    body: dict[str, Any] | None = None) -> None:
@@ -60,6 +67,7 @@ def notify_webhook(self: CeleryTask, task_id: int, url: str, event: str, deliver
             task = session.get(Task, task_id)
             if task is None:
                 logger.info("task %s is gone; webhook to %s dropped", task_id, host)
+                _count(database, metrics.WEBHOOK_DELIVERIES, event=event, outcome="dropped")
                 return
             body = task_payload(task, event)
     try:
@@ -67,6 +75,7 @@ def notify_webhook(self: CeleryTask, task_id: int, url: str, event: str, deliver
     except DeliveryFailed as exc:
         attempt = self.request.retries
         if attempt < settings.webhook_retries:
+            _count(database, metrics.WEBHOOK_RETRIES, event=event)
             raise self.retry(
                 exc=exc,
                 kwargs={"body": body},
@@ -74,8 +83,10 @@ def notify_webhook(self: CeleryTask, task_id: int, url: str, event: str, deliver
                 max_retries=settings.webhook_retries,
             ) from None
         _log(database, task_id, f"webhook to {host} failed after {attempt + 1} attempt(s): {exc}", "warn")
+        _count(database, metrics.WEBHOOK_DELIVERIES, event=event, outcome="failed")
         return
     _log(database, task_id, f"webhook delivered to {host} (HTTP {status})", "info")
+    _count(database, metrics.WEBHOOK_DELIVERIES, event=event, outcome="delivered")
 
 
 def enqueue_notifications(celery_app: Celery, settings: Settings, task: Task) -> list[str]:

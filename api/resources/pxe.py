@@ -11,11 +11,12 @@ from pydantic import AfterValidator, Field, IPvAnyAddress
 from sqlalchemy import select
 
 from api.docs import ERROR_TEXT, DocNamespace, error_model, schema_model
+from api.metrics import api_metrics
 from api.requests import json_body, text_arg
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, states, steps
 from octoprov.answerfiles.files import task_files
-from octoprov.errors import Conflict, InvalidRequest, NotFound
+from octoprov.errors import Conflict, InvalidRequest, NotFound, OctoprovError
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
 from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, files_token_hash, installing, record_boot
@@ -73,6 +74,18 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.response(404, ERROR_TEXT[404], errors)
     def post(self) -> dict[str, Any]:
         """Status callback from WinPE, the installer or the first-boot scripts."""
+        try:
+            event, answer = self._handle()
+        except OctoprovError as error:
+            outcome = {400: "invalid", 403: "refused", 404: "unknown_task"}.get(error.status, "error")
+            api_metrics().callback(_claimed_event(), outcome)
+            raise
+        api_metrics().callback(event, "accepted" if answer.accepted else "ignored")
+        return answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @staticmethod
+    def _handle() -> tuple[str, CallbackAnswer]:
+        """The report applied: its event and the answer for the machine."""
         report = parse(StatusCallback, json_body())
         with session_scope() as session:
             outcome = pipeline.handle_callback(session, runtime().settings, runtime().vault, report.task_id,
@@ -87,7 +100,13 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
         if failed and outcome.accepted:
             dispatcher().after_failure(report.task_id, target_type, keep)
         answer = CallbackAnswer(accepted=outcome.accepted, reason=outcome.reason, warning=outcome.warning)
-        return answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return report.event, answer
+
+
+def _claimed_event() -> object:
+    """The event a refused callback names, for its count (ApiMetrics.callback bounds it)."""
+    body = request.get_json(silent=True, cache=True)
+    return body.get("event") if isinstance(body, dict) else None
 
 
 BOOT_PARAMS = {
@@ -148,6 +167,7 @@ class Boot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
                 why = f" ({answer.document['message']})" if answer.document.get("message") else ""
                 where = request.remote_addr or "an unknown address"
                 record_boot(session, task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
+        api_metrics().boot_answer("ipxe", answer.action)
         if request.accept_mimetypes.best == "application/json":  # iPXE sends no Accept: it gets the script
             return answer.document
         return _text(answer.script)
@@ -207,4 +227,5 @@ class GrubBoot(Resource):  # type: ignore[misc]  # flask-restx ships no type hin
             if answer.task_id is not None:
                 record_boot(session, answer.task_id,
                             f"GRUB configuration served to {mac} at {request.remote_addr}: {answer.action}")
+        api_metrics().boot_answer("grub", answer.action)
         return _text(answer.grub)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from octoprov.netboot import dhcp, pktinfo
 from octoprov.netboot.chain import BootChain
 from octoprov.netboot.dhcp import DhcpPacket, MalformedPacket
+from octoprov.netboot.metrics import PxeMetrics
 from octoprov.settings import Settings
 from octoprov.validation.macs import canonical_mac
 
@@ -211,6 +212,16 @@ def decide(
     return reply
 
 
+def answer_kind(reply: DhcpPacket, config: BootConfig) -> str:
+    """What an answer of :func:`decide` boots, in the words of the metrics (octoprov.netboot.metrics)."""
+    if reply.options.get(dhcp.OPT_VENDOR_CLASS) == HTTP_CLIENT:
+        return "http_boot"
+    if not reply.file:
+        return "boot_server"  # firmware's port-67 offer: it asks again on 4011
+    return {config.bios_boot_file: "bios", config.uefi_boot_file: "uefi",
+            config.signed_boot_file: "secure_boot"}.get(reply.file, "ipxe_script")
+
+
 def reply_destination(request: DhcpPacket, port: int, source: tuple[str, int],
                       *, client_port: int = dhcp.CLIENT_PORT,
                       broadcast_address: str = "255.255.255.255") -> tuple[str, int]:
@@ -255,8 +266,10 @@ class ProxyDhcpServer:
         interface: str = "",
         client_port: int = dhcp.CLIENT_PORT,
         broadcast_address: str = "255.255.255.255",
+        metrics: PxeMetrics | None = None,
     ):
         self.config = config
+        self.metrics = metrics or PxeMetrics()
         self.lookup = lookup
         self.host = host
         self.dhcp_port = dhcp_port
@@ -274,10 +287,10 @@ class ProxyDhcpServer:
 
     @classmethod
     def from_settings(cls, settings: Settings, lookup: Callable[[str], BootChain | None],
-                      proxy_address: str | None = None) -> ProxyDhcpServer:
+                      proxy_address: str | None = None, metrics: PxeMetrics | None = None) -> ProxyDhcpServer:
         return cls(BootConfig.from_settings(settings, proxy_address), lookup,
                    dhcp_port=settings.proxydhcp_port, pxe_port=settings.proxydhcp_pxe_port,
-                   interface=settings.proxydhcp_interface)
+                   interface=settings.proxydhcp_interface, metrics=metrics)
 
     def _open(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -373,6 +386,7 @@ class ProxyDhcpServer:
         self.stats["received"] += 1
         if self._ifindex and arrival is not None and arrival.ifindex != self._ifindex:
             self.stats["ignored"] += 1  # another network's client: not ours to boot
+            self.metrics.dhcp_requests.labels("ignored").inc()
             log.debug("ProxyDHCP: request from %s:%d on interface %d ignored: answering only on %s",
                       *source, arrival.ifindex, self.interface)
             return
@@ -380,23 +394,28 @@ class ProxyDhcpServer:
             request = dhcp.parse(data)
         except MalformedPacket as exc:
             self.stats["malformed"] += 1
+            self.metrics.dhcp_requests.labels("malformed").inc()
             log.debug("ProxyDHCP: malformed packet from %s:%d dropped: %s", *source, exc)
             return
         try:
             reply = decide(request, port, self.lookup, self.config)
             if reply is None:
                 self.stats["ignored"] += 1
+                self.metrics.dhcp_requests.labels("ignored").inc()
                 return
             destination = reply_destination(request, port, source, client_port=self.client_port,
                                             broadcast_address=self.broadcast_address)
             self._send(sock, reply.to_bytes(), destination, arrival)
         except Exception:
             self.stats["failed"] += 1
+            self.metrics.dhcp_requests.labels("failed").inc()
             log.exception("ProxyDHCP: answering %s:%d failed", *source)
             return
         self.stats["answered"] += 1
         kind = reply.message_type
         assert kind is not None  # decide() always sets option 53
+        self.metrics.dhcp_requests.labels("offered" if kind == dhcp.DHCPOFFER else "acknowledged").inc()
+        self.metrics.boot_answers.labels(answer_kind(reply, self.config)).inc()
         log.info("ProxyDHCP: %s %s to %s via %s:%d: file %r%s", dhcp.MESSAGE_TYPES[kind],
                  request.mac, reply.siaddr, *destination, reply.file, self._on_interface(arrival))
 

@@ -18,6 +18,7 @@ from octoprov.db import Database
 from octoprov.netboot import grub
 from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, record_boot
 from octoprov.netboot.chain import BootChain, chain_for
+from octoprov.netboot.metrics import MetricsServer, PxeMetrics
 from octoprov.netboot.proxydhcp import ProxyDhcpServer
 from octoprov.netboot.tftp import Rendered, TftpServer, prepare_root
 from octoprov.settings import Settings
@@ -36,9 +37,10 @@ def chain_lookup(database: Database) -> Callable[[str], BootChain | None]:
     return lookup
 
 
-def grub_configs(database: Database, settings: Settings, vault: Vault) -> Rendered:
+def grub_configs(database: Database, settings: Settings, vault: Vault, metrics: PxeMetrics | None = None) -> Rendered:
     """The per-machine GRUB configuration the signed GRUB asks the TFTP server for, made from the
-    same answer as the API's boot scripts; the request is logged on the machine's task."""
+    same answer as the API's boot scripts; the request is logged on the machine's task and counted."""
+    counted = metrics or PxeMetrics()
 
     def render(name: str, client: str) -> bytes | None:
         mac = grub.machine_file_mac(name)
@@ -54,6 +56,7 @@ def grub_configs(database: Database, settings: Settings, vault: Vault) -> Render
                 why = f" ({answer.document['message']})" if answer.document.get("message") else ""
                 record_boot(session, task_id, f"GRUB configuration served to {mac} at {client} over TFTP: "
                             f"{answer.action}{why}")
+        counted.grub_configs.labels(answer.action).inc()
         return answer.grub.encode()
 
     return render
@@ -61,17 +64,22 @@ def grub_configs(database: Database, settings: Settings, vault: Vault) -> Render
 
 def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> None:
     """Serve until SIGTERM or SIGINT."""
-    servers: list[TftpServer | ProxyDhcpServer] = []
+    servers: list[TftpServer | ProxyDhcpServer | MetricsServer] = []
+    metrics = PxeMetrics()
+    if settings.pxe_metrics_port:  # first: a port already taken stops the service before it answers anyone
+        exporter = metrics.serve(settings.pxe_metrics_host, settings.pxe_metrics_port)
+        servers.append(exporter)
     if tftp:
         root = prepare_root(settings)
         database = Database.from_settings(settings)
         tftp_server = TftpServer(root, host=settings.tftp_host, port=settings.tftp_port,
                                  mounts={grub.IMAGES_FOLDER: settings.effective_images_dir},
-                                 rendered=grub_configs(database, settings, Vault.from_settings(settings))).start()
+                                 rendered=grub_configs(database, settings, Vault.from_settings(settings), metrics),
+                                 metrics=metrics).start()
         servers.append(tftp_server)
         log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, tftp_server.port)
     if proxydhcp:
-        dhcp = ProxyDhcpServer.from_settings(settings, chain_lookup(Database.from_settings(settings)))
+        dhcp = ProxyDhcpServer.from_settings(settings, chain_lookup(Database.from_settings(settings)), metrics=metrics)
         dhcp.start()
         servers.append(dhcp)
         log.info("ProxyDHCP answering on ports %s and %s (boot server %s)", dhcp.dhcp_port, dhcp.pxe_port,

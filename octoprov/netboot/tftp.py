@@ -34,6 +34,7 @@ from tftpy.TftpShared import TftpTimeoutExpectACK
 from tftpy.TftpStates import TftpStateExpectACK
 
 from octoprov.netboot import grub, pktinfo
+from octoprov.netboot.metrics import PxeMetrics
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 
 RRQ, WRQ, ERROR = 1, 2, 5
 NOT_DEFINED, FILE_NOT_FOUND, ACCESS_VIOLATION, ILLEGAL_OPERATION, UNKNOWN_TID = 0, 1, 2, 4, 5
+ERROR_NAMES = {NOT_DEFINED: "server_error", FILE_NOT_FOUND: "file_not_found", ACCESS_VIOLATION: "access_violation",
+               ILLEGAL_OPERATION: "illegal_operation"}  # as the metrics count them
 DEFAULT_BLKSIZE = 512
 BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464  # RFC 2348
 TIMEOUT_MIN, TIMEOUT_MAX = 1, 255  # RFC 2349
@@ -287,9 +290,10 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
     shutdown_gracefully: bool
     shutdown_immediately: bool
 
-    def __init__(self, sources: _Sources):
+    def __init__(self, sources: _Sources, metrics: PxeMetrics):
         super().__init__(str(sources.root))
         self.sources = sources
+        self.metrics = metrics
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self.bound = False  # whether the last listen() got as far as binding its socket
 
@@ -331,7 +335,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
                             self._retransmit(selector, transfer, now)
         finally:
             for transfer in list(self.sessions.values()):
-                self._finish(selector, transfer, "aborted: server stopping", logging.INFO)
+                self._finish(selector, transfer, "aborted", "aborted: server stopping", logging.INFO)
             selector.close()
             sock.close()
             for end in self._wake:
@@ -367,6 +371,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
             transfer.begin(buffer)
         except _Refused as refusal:
             transfer.send_error(refusal.code, str(refusal))
+            self.metrics.tftp_errors.labels(ERROR_NAMES.get(refusal.code, "server_error")).inc()
             transfer.end()
             level = logging.WARNING if refusal.code == ACCESS_VIOLATION else logging.INFO
             name = transfer.file_to_transfer
@@ -375,6 +380,7 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
         except Exception:
             log.exception("TFTP request %r from %s:%d failed", transfer.file_to_transfer, host, port)
             transfer.send_error(NOT_DEFINED, "Server error")
+            self.metrics.tftp_errors.labels("server_error").inc()
             transfer.end()
             return
         # keyed by the transfer's own socket: a client repeating its request gets a second transfer,
@@ -386,21 +392,22 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
     def _receive(self, selector: selectors.BaseSelector, transfer: _Transfer) -> None:
         try:
             if transfer.receive():
-                self._finish(selector, transfer, "sent", logging.INFO)
+                self._finish(selector, transfer, "complete", "sent", logging.INFO)
         except TftpTimeoutExpectACK:  # the client repeats an old ACK: our DATA got lost
             self._retransmit(selector, transfer, time.time())
         except _ClientEnded as ended:
             # a PXE ROM asking only for tsize ends right after the OACK: routine, not news
             level = logging.DEBUG if transfer.metrics.bytes == 0 else logging.INFO
-            self._finish(selector, transfer, f"ended by the client ({ended})", level)
+            self._finish(selector, transfer, "client_ended", f"ended by the client ({ended})", level)
         except Exception as error:  # tftpy's TftpException, or struct errors on a malformed packet
             transfer.send_error(ILLEGAL_OPERATION, "Illegal TFTP operation")
-            self._finish(selector, transfer, f"aborted: {error}", logging.INFO)
+            self.metrics.tftp_errors.labels("illegal_operation").inc()
+            self._finish(selector, transfer, "aborted", f"aborted: {error}", logging.INFO)
 
     def _retransmit(self, selector: selectors.BaseSelector, transfer: _Transfer, now: float) -> None:
         transfer.retry_count += 1
         if transfer.retry_count > transfer.retries:
-            self._finish(selector, transfer, "aborted: client stopped answering", logging.INFO)
+            self._finish(selector, transfer, "aborted", "aborted: client stopped answering", logging.INFO)
             return
         try:
             transfer.sock.sendto(transfer.last_pkt.buffer, (transfer.address, transfer.tidport))
@@ -409,12 +416,16 @@ class _ConfinedServer(tftpy.TftpServer):  # type: ignore[misc]  # tftpy ships no
         transfer.metrics.resent_bytes += len(transfer.last_pkt.buffer)
         transfer.last_update = now
 
-    def _finish(self, selector: selectors.BaseSelector, transfer: _Transfer, outcome: str, level: int) -> None:
+    def _finish(self, selector: selectors.BaseSelector, transfer: _Transfer, kind: str, outcome: str,
+                level: int) -> None:
+        """End a transfer; ``kind`` is its outcome as the metrics count it, ``outcome`` as the log says it."""
         key = transfer.sock.fileno()
         selector.unregister(transfer.sock)
         self.sessions.pop(key, None)
         transfer.end()
         metrics = transfer.metrics
+        self.metrics.tftp_transfers.labels(kind).inc()
+        self.metrics.tftp_sent_bytes.inc(metrics.bytes)
         log.log(
             level, "TFTP %r to %s:%d %s: %d bytes in %.2f s (blksize %d, %d bytes resent)",
             transfer.file_to_transfer, transfer.address, transfer.tidport, outcome, metrics.bytes,
@@ -426,7 +437,8 @@ class TftpServer:
     """Serves one root read-only over TFTP from a daemon thread; use as a context manager."""
 
     def __init__(self, root: Path, host: str = "0.0.0.0", port: int = 69, timeout: float = 5, retries: int = 3,  # noqa: S104
-                 *, mounts: Mapping[str, Path] | None = None, rendered: Rendered | None = None):
+                 *, mounts: Mapping[str, Path] | None = None, rendered: Rendered | None = None,
+                 metrics: PxeMetrics | None = None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"TFTP root {self.root} is not a folder")
@@ -434,7 +446,8 @@ class TftpServer:
         self.port = port
         self.timeout = timeout
         self.retries = retries
-        self._server = _ConfinedServer(_Sources(self.root, mounts or {}, rendered))
+        self.metrics = metrics or PxeMetrics()
+        self._server = _ConfinedServer(_Sources(self.root, mounts or {}, rendered), self.metrics)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 

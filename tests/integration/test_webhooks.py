@@ -28,6 +28,7 @@ from sqlalchemy import select
 from octoprov import migrate
 from octoprov.db import Database
 from octoprov.errors import InvalidRequest
+from octoprov.metrics import DatabaseCollector
 from octoprov.models import Task, TaskLog
 from octoprov.settings import Settings
 from octoprov.taskspec import parse_task_request
@@ -435,8 +436,29 @@ def _notify_logs(worker: Worker, task_id: int) -> list[TaskLog]:
         return list(session.scalars(select(TaskLog).where(TaskLog.task_id == task_id, TaskLog.step == "notify")))
 
 
+def _counted(worker: Worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The webhook counters as /metrics shows them (read from the database the worker counts in)."""
+    families = DatabaseCollector(worker.database).collect()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in families for s in family.samples
+            if s.name.startswith("octoprov_webhook_") and s.name.endswith("_total")}
+
+
+def _wait_for_counts(worker: Worker, before: dict, expected: dict) -> None:
+    """The counters went up by ``expected`` (name, labels as a dict) -> increase since ``before``."""
+    deadline = time.monotonic() + LOG_DEADLINE_S
+    while True:
+        now = _counted(worker)
+        grown = {key: now.get(key, 0) - before.get(key, 0) for key in now}
+        wanted = {(name, tuple(sorted(labels.items()))): value for (name, labels), value in expected}
+        if {key: value for key, value in grown.items() if value} == wanted:
+            return
+        assert time.monotonic() < deadline, f"webhook counters grew by {grown}, not {wanted}"
+        time.sleep(0.2)
+
+
 @pytest.mark.redis
 def test_worker_retries_until_the_receiver_takes_it(worker):
+    counted = _counted(worker)
     with Receiver(statuses=[500, 500, 200]) as receiver:
         task_id = _ended_task(worker, receiver.url)
         row = _wait_for_log(worker, task_id, "webhook delivered")
@@ -451,10 +473,14 @@ def test_worker_retries_until_the_receiver_takes_it(worker):
     assert body["event"] == "task.completed" and body["taskId"] == task_id and body["status"] == "completed"
     assert receiver.requests[0].body == encode_body(body)
     assert [r.level for r in _notify_logs(worker, task_id)] == ["info"]
+    _wait_for_counts(worker, counted, [
+        (("octoprov_webhook_deliveries_total", {"event": "task.completed", "outcome": "delivered"}), 1),
+        (("octoprov_webhook_retries_total", {"event": "task.completed"}), 2)])
 
 
 @pytest.mark.redis
 def test_worker_gives_up_on_a_dead_receiver_without_touching_the_task(worker, closed_url):
+    counted = _counted(worker)
     task_id = _ended_task(worker, closed_url)
     row = _wait_for_log(worker, task_id, "failed after")
     assert row.level == "warn"
@@ -464,3 +490,6 @@ def test_worker_gives_up_on_a_dead_receiver_without_touching_the_task(worker, cl
         task = session.get(Task, task_id)
         assert (task.status, task.error_message) == ("completed", None)
     assert [r.level for r in _notify_logs(worker, task_id)] == ["warn"]
+    _wait_for_counts(worker, counted, [
+        (("octoprov_webhook_deliveries_total", {"event": "task.completed", "outcome": "failed"}), 1),
+        (("octoprov_webhook_retries_total", {"event": "task.completed"}), 3)])
