@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
-from octoprov import logs, migrate
+from octoprov import logs, migrate, users, websessions
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.errors import OctoprovError
@@ -225,6 +227,86 @@ def token_create(name: str, role: str) -> None:
             click.echo(create_token(session, name, Role(role)))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
+
+
+# -- users ----------------------------------------------------------------------------------------
+
+ROLE_CHOICE = click.Choice([role.value for role in Role])
+
+
+@main.group()
+def user() -> None:
+    """Local accounts for the web UI (for shops without Active Directory, or a way in while it is down)."""
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--role", type=ROLE_CHOICE, required=True, help="viewer, operator or admin (docs/operations.md).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def user_create(name: str, role: str, password_stdin: bool) -> None:
+    """Create the local user NAME (asks for a password of at least 12 characters)."""
+    password = _new_password(password_stdin)
+    with _database(_settings()).session() as session:
+        try:
+            created = users.create_user(session, name, password, Role(role))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"user {created.username} ({created.role}) created")
+
+
+@user.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def user_password(name: str, password_stdin: bool) -> None:
+    """Set a new password for NAME; their open sessions end."""
+    password = _new_password(password_stdin)
+    _change_user(name, lambda session: users.set_password(session, name, password))
+
+
+@user.command("role")
+@click.argument("name")
+@click.argument("role", type=ROLE_CHOICE)
+def user_role(name: str, role: str) -> None:
+    """Give NAME another role; their open sessions end."""
+    _change_user(name, lambda session: users.set_role(session, name, Role(role)))
+
+
+@user.command("disable")
+@click.argument("name")
+def user_disable(name: str) -> None:
+    """Stop NAME from signing in; their open sessions end."""
+    _change_user(name, lambda session: users.set_disabled(session, name, True))
+
+
+@user.command("enable")
+@click.argument("name")
+def user_enable(name: str) -> None:
+    """Let a disabled NAME sign in again."""
+    _change_user(name, lambda session: users.set_disabled(session, name, False))
+
+
+def _change_user(name: str, change: Callable[[Session], None]) -> None:
+    with _database(_settings()).session() as session:
+        try:
+            change(session)
+            ended = websessions.end_all_of(session, f"user:{users.canonical_username(name)}")
+        except (LookupError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"user {name.strip().lower()} changed; {ended} session(s) ended")
+
+
+@user.command("list")
+def user_list() -> None:
+    """The local users, their roles and whether they may sign in."""
+    with _database(_settings()).session() as session:
+        for account in users.list_users(session):
+            click.echo(f"{account.username}\t{account.role}\t{'disabled' if account.disabled else 'enabled'}")
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -93,3 +93,7 @@ def check_password(session: Session, name: str, password: str) -> User | None:
     stored = user.password_hash.encode() if user is not None else _dummy_hash()
     matches = bcrypt.checkpw(password.encode()[:BCRYPT_MAX], stored)
     return user if matches and user is not None and not user.disabled else None
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))

@@ -286,6 +286,28 @@ class SambaDc(Managed):
         return Connection(server, user=self.admin.username, password=self.admin.password, auto_bind=True,
                           raise_exceptions=True, auto_referrals=False)
 
+    def add_user(self, name: str, password: str, *, disabled: bool = False) -> str:
+        """A user account in CN=Users (enabled, or disabled: userAccountControl 514); its DN."""
+        dn = f"CN={name},CN=Users,{BASE_DN}"
+        ldap = self.ldap()
+        try:
+            ldap.add(dn, ["top", "person", "organizationalPerson", "user"], {
+                "sAMAccountName": name, "userPrincipalName": f"{name}@{DOMAIN}",
+                "userAccountControl": 514 if disabled else 512, "unicodePwd": f'"{password}"'.encode("utf-16-le")})
+        finally:
+            ldap.unbind()
+        return dn
+
+    def add_group(self, name: str, members: list[str]) -> str:
+        """A global security group in CN=Users with these member DNs (users or groups); its DN."""
+        dn = f"CN={name},CN=Users,{BASE_DN}"
+        ldap = self.ldap()
+        try:
+            ldap.add(dn, ["top", "group"], {"sAMAccountName": name, **({"member": members} if members else {})})
+        finally:
+            ldap.unbind()
+        return dn
+
     def member(self, name: str) -> Member:
         return Member(self, name)
 
