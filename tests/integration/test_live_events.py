@@ -6,15 +6,20 @@ in tests (conftest), so a test reads one whole."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from api.runtime import DISPATCH
 from octoprov import events, pipeline, states
-from octoprov.models import Task, TaskEvent, TaskLog
+from octoprov.db import Database
+from octoprov.models import Task, TaskEvent, TaskLog, utcnow
+from tests.conftest import BACKENDS
 from tests.support.inline_pipeline import InlineQueue
 from tests.support.library import API, created
+from tests.support.live import start_api_beside, start_live_api
 
 
 def parse(text: str) -> list[dict]:
@@ -156,3 +161,63 @@ def test_every_kind_of_write_is_numbered_by_the_database(database, task_id):
                                 .order_by(TaskEvent.id)).all()
         line = session.scalar(select(func.max(TaskLog.id)))
     assert [tuple(row) for row in kinds] == [("task", None), ("log", line)]
+
+
+def test_old_events_are_pruned_and_recent_ones_kept(database, task_id):
+    with database.session() as session:
+        kept = session.scalar(select(func.count()).select_from(TaskEvent))
+        session.add(TaskEvent(task_id=task_id, kind="task", at=utcnow() - timedelta(days=8)))
+    with database.session() as session:
+        assert events.prune(session, 7) == 1
+        assert session.scalar(select(func.count()).select_from(TaskEvent)) == kept
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_change_made_through_one_api_process_is_streamed_by_another(backend, request, tmp_path):
+    """Two API servers (two gunicorn processes each) on one database: a stream opened on the second one
+    sees the task the first one created and cancels, and a line a third process (this test, as a worker
+    would) logs; after a reconnection it gets only what came since."""
+    url = request.getfixturevalue("postgres_server").create_database() if backend == "postgresql" else None
+    first = start_live_api(tmp_path / "var", url, extra_env={"OCTOPROV_API_WORKERS": "2",
+                                                             "OCTOPROV_EVENTS_MAX_STREAM_S": "2"})
+    try:
+        second = start_api_beside(first)
+        try:
+            def call(api, method, path, **kwargs):
+                return requests.request(method, api.url + API + path, headers=api.headers, timeout=30, **kwargs)
+
+            def follow(api, path, last=None) -> list[dict]:  # the server ends the stream after 2 s
+                headers = {**api.headers, **({"Last-Event-ID": str(last)} if last is not None else {})}
+                response = requests.get(api.url + API + path, headers=headers, timeout=30)
+                assert response.status_code == 200, response.text
+                return parse(response.text)
+
+            node = call(first, "POST", "/hypervisors", json={"name": "LAB", "kind": "fake",
+                                                               "endpoint": "fake://lab"}).json()
+            (first.data_dir / "images" / "root.img").write_bytes(b"img")
+            image = call(first, "POST", "/images", json={"name": "Linux", "osType": "linux",
+                                                         "imagePath": "root.img"}).json()
+            ready = follow(second, "/events")[0]
+            task = call(first, "POST", "/tasks", json={
+                "hostname": "two-01", "targetType": "fake", "hypervisorNodeId": node["id"],
+                "vm": {"disks": [{"sizeGb": 40, "purpose": "os"}]}, "os": {"imageId": image["id"]}}).json()
+            assert call(first, "DELETE", f"/tasks/{task['id']}").status_code == 200
+            created_then_cancelled = follow(second, "/events", ready["id"])
+            assert [(e["data"]["id"], e["data"]["status"]) for e in created_then_cancelled] == [
+                (task["id"], states.CANCELLED)]
+
+            snapshot = follow(second, f"/tasks/{task['id']}/events")
+            assert snapshot[-1]["event"] == "task" and snapshot[-1]["data"]["status"] == states.CANCELLED
+            worker = Database(url or f"sqlite:///{first.data_dir / 'octoprov.sqlite'}")
+            try:
+                with worker.session() as session:
+                    pipeline.log(session, task["id"], "written by another process")
+            finally:
+                worker.dispose()
+            after = follow(second, f"/tasks/{task['id']}/events", snapshot[-1]["id"])
+            assert [(e["event"], e["data"]["message"]) for e in after] == [("log", "written by another process")]
+            assert follow(first, f"/tasks/{task['id']}/events", after[-1]["id"]) == []  # the same ids everywhere
+        finally:
+            second.stop()
+    finally:
+        first.stop()
