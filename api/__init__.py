@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         audit,
         caller,
         drivers,
+        events,
         groups,
         hypervisors,
         images,
@@ -52,8 +53,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         templates,
     )
 
-    for module in (images, drivers, templates, tasks, hypervisors, machines, nodes, packages, groups, pxe, audit,
-                   caller, signin):
+    for module in (images, drivers, templates, tasks, events, hypervisors, machines, nodes, packages, groups, pxe,
+                   audit, caller, signin):
         api.add_namespace(module.ns)
     check_declared_roles(resource for resource, *_ in api.resources)
     api.init_app(app)

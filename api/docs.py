@@ -77,6 +77,7 @@ ERROR_TEXT = {
     413: "Request too large",
     501: "Not available for this kind of node",
     502: "The host did not answer or refused the connection",
+    503: "Busy: this server streams to as many clients as it can (poll instead, or retry later)",
 }
 
 

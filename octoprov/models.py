@@ -203,6 +203,25 @@ class TaskLog(Base):
     message: Mapped[str | None] = mapped_column(Text)
 
 
+class TaskEvent(Base):
+    """One change of a task or one new log line of it, in the order the database numbered them: what the live
+    streams (``octoprov.events``) send. Database triggers write the rows (migration 0008) whenever a task or one
+    of its steps changes or a log line is added, so every writer, in any process, is covered."""
+
+    __tablename__ = "task_events"
+    __table_args__ = (
+        Index("ix_task_events_task_id", "task_id", "id"),
+        Index("ix_task_events_at", "at"),
+        {"sqlite_autoincrement": True},  # an id is never given out twice, even after the newest rows went
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("provisioning_tasks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # "task" (the task or a step changed) | "log" (a new line)
+    log_id: Mapped[int | None] = mapped_column(Integer)  # the provisioning_task_logs row of a "log" event
+    at: Mapped[datetime] = _created()
+
+
 class ApiToken(Base):
     """A bearer token for the management API; only its SHA-256 is stored."""
 

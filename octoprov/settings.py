@@ -188,6 +188,27 @@ class ApiSettings(BaseModel):
     )
 
 
+class EventSettings(BaseModel):
+    model_config = ConfigDict(title="Live event streams")
+
+    events_poll_ms: PositiveInt = _setting(
+        500, "Milliseconds between two looks of an API process at the task events table for its open streams.")
+    events_heartbeat_s: PositiveInt = _setting(
+        15, "Seconds of silence after which a stream sends a comment line, so proxies keep it open.")
+    events_max_stream_s: PositiveInt = _setting(
+        300, "Seconds after which the server ends a stream; the client reconnects with Last-Event-ID (a revoked "
+             "token is noticed then at the latest).")
+    events_max_streams: NonNegativeInt = _setting(
+        0, "Streams one API process serves at once (each holds a thread); more are answered 503 and the UI polls "
+           "instead. 0: half of API_THREADS.")
+    events_gap_grace_s: PositiveInt = _setting(
+        5, "Seconds a stream waits for a missing event id (a transaction still open, or rolled back) before it "
+           "goes on without it.")
+    event_retention_days: PositiveInt = _setting(
+        7, "Days the task events table keeps a row; older ones are deleted once a day (a stream resumes only "
+           "within this time; a reload shows everything).")
+
+
 class PipelineSettings(BaseModel):
     model_config = ConfigDict(title="Pipeline: retries, leases, deadline checks")
 
@@ -446,9 +467,9 @@ class MetricsSettings(BaseModel):
 
 
 class Settings(  # the groups in the order .env.example shows them
-    StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, PipelineSettings,
-    DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings, WindowsSettings,
-    SigninSettings, WebhookSettings, OctofleetSettings, MetricsSettings, BaseSettings,
+    StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, EventSettings,
+    PipelineSettings, DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings,
+    WindowsSettings, SigninSettings, WebhookSettings, OctofleetSettings, MetricsSettings, BaseSettings,
 ):
     """All settings, flat: ``Settings(data_dir=...)`` takes keywords only; ``from_env`` reads the environment."""
 
@@ -488,6 +509,10 @@ class Settings(  # the groups in the order .env.example shows them
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def effective_events_max_streams(self) -> int:
+        return self.events_max_streams or max(1, self.api_threads // 2)
 
     @property
     def effective_images_dir(self) -> Path:

@@ -26,7 +26,9 @@ BACKENDS = ["sqlite", "postgresql"]
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    s = Settings(data_dir=tmp_path / "var", secret_key=Fernet.generate_key().decode())
+    # live streams end after a second: a test that reads one whole (the role walk) does not wait for minutes
+    s = Settings(data_dir=tmp_path / "var", secret_key=Fernet.generate_key().decode(), events_max_stream_s=1,
+                 events_poll_ms=100)
     s.ensure_dirs()
     return s
 

@@ -54,6 +54,8 @@ def make_celery(settings: Settings) -> Celery:
                                 "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
             "prune-audit": {"task": "octoprov.prune_audit", "schedule": 86400.0,
                             "options": {"queue": "default", "expires": 3600.0}},
+            "prune-events": {"task": "octoprov.prune_events", "schedule": 86400.0,
+                             "options": {"queue": "default", "expires": 3600.0}},
         },
         worker_hijack_root_logger=False,
         broker_transport_options=_redis_options(settings) if broker.startswith(("redis://", "rediss://")) else {},

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from celery.exceptions import Ignore
 
-from octoprov import audit, pipeline, states
+from octoprov import audit, events, pipeline, states
 from octoprov.actions import run_action
 from octoprov.context import load_context
 from octoprov.errors import Cancelled, OctoprovError, TransientError
@@ -123,6 +123,14 @@ def prune_audit() -> int:
     runtime = worker_runtime()
     with runtime.database.session() as session:
         return audit.prune(session, runtime.settings.audit_retention_days)
+
+
+@app.task(name="octoprov.prune_events")  # type: ignore[untyped-decorator]  # celery: untyped
+def prune_events() -> int:
+    """Periodic (daily): delete the live-stream events older than OCTOPROV_EVENT_RETENTION_DAYS."""
+    runtime = worker_runtime()
+    with runtime.database.session() as session:
+        return events.prune(session, runtime.settings.event_retention_days)
 
 
 @app.task(name="octoprov.check_deadlines")  # type: ignore[untyped-decorator]  # celery: untyped

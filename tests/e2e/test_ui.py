@@ -42,10 +42,13 @@ def browser(stack):
         chromium.close()
 
 
-def new_page(browser, stack, width=1280, height=800, signed_in=True):
+def new_page(browser, stack, width=1280, height=800, signed_in=True, live=True):
+    """``live`` False: the pages poll instead of streaming (an open stream never lets the network go idle)."""
     context = browser.new_context(viewport={"width": width, "height": height}, base_url=stack.url)
     if signed_in:
         context.add_init_script(f"sessionStorage.setItem('octoprov.token', {json.dumps(stack.api.token)})")
+    if not live:
+        context.add_init_script("sessionStorage.setItem('octoprov.live', 'off')")
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.problems = []
@@ -474,7 +477,7 @@ def test_groups_and_packages_reach_the_task_form(page, stack):
 
 @pytest.mark.parametrize("width", [1280, 375])
 def test_pages_fit_the_width_and_label_every_control(browser, stack, width):
-    page = new_page(browser, stack, width=width, height=800)
+    page = new_page(browser, stack, width=width, height=800, live=False)
     try:
         for path in PAGES:
             page.goto(path)
@@ -516,7 +519,7 @@ def test_the_form_is_usable_with_the_keyboard_alone(page, stack):
 
 def test_pages_are_light(browser, stack):
     """HTML, stylesheet and scripts of each page (what the browser decoded), without the API's answers."""
-    page = new_page(browser, stack)
+    page = new_page(browser, stack, live=False)
     try:
         for path in PAGES:
             page.goto(path)

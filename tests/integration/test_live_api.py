@@ -23,7 +23,7 @@ BACKENDS = ["sqlite", "postgresql"]
 @pytest.fixture(params=BACKENDS)
 def live(request, tmp_path):
     url = request.getfixturevalue("postgres_server").create_database() if request.param == "postgresql" else None
-    api = start_live_api(tmp_path / "var", url)
+    api = start_live_api(tmp_path / "var", url, extra_env={"OCTOPROV_EVENTS_MAX_STREAM_S": "2"})  # read whole
     yield api
     api.stop()
 
@@ -69,11 +69,14 @@ def test_secrets_never_appear_in_responses_logs_or_storage(live):
     requests.post(live.url + "/api/v1/provisioning/tasks", json=bad, headers=live.headers, timeout=30)
 
     seen = []
+    streams = (f"/tasks/{task['id']}/events", f"/tasks/{task['id']}/events?lastEventId=0", "/events?lastEventId=0")
     for path in ("/tasks", f"/tasks/{task['id']}", f"/tasks/{task['id']}/logs", "/hypervisors",
-                 f"/hypervisors/{node['id']}", "/images", "/templates"):
+                 f"/hypervisors/{node['id']}", "/images", "/templates", *streams):
         response = requests.get(live.url + "/api/v1/provisioning" + path, headers=live.headers, timeout=30)
         assert response.status_code == 200
         seen.append(response.text)
+    assert all("event: task" in text for text in seen[-3:]), "the streams sent the task (the server ends them)"
+    assert "event: log" in seen[-3] and "event: log" in seen[-2]
     seen.append(json.dumps(task))
     seen.append(json.dumps(node))
     for secret in SECRETS:
@@ -113,7 +116,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(backend, pos
             "--header", f"Authorization: Bearer {live.token}",
             # these two connect to the host named in a node's endpoint; generated endpoints would
             # point anywhere, and tests reach only loopback. They are tested in test_api_library.py.
-            "--exclude-path-regex", r"/hypervisors/\{node_id\}/(networks|storage)$",
+            # The live streams answer for minutes (test_live_events.py reads them).
+            "--exclude-path-regex", r"/hypervisors/\{node_id\}/(networks|storage)$|/events$",
             "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", "40",
             "--workers", "2",

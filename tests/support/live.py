@@ -34,7 +34,7 @@ class LiveApi:
     token: str
     env: dict
     data_dir: Path
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # set once the server is started
 
     @property
     def headers(self) -> dict:
@@ -53,8 +53,20 @@ def start_live_api(data_dir: Path, database_url: str | None = None, extra_env: d
         env["OCTOPROV_DATABASE_URL"] = database_url
     octoprov("db", "upgrade", env=env)
     token = octoprov("token", "create", "live-tests", env=env).stdout.strip()
-    process = start_octoprov("api", env=env)
-    live = LiveApi(f"http://127.0.0.1:{port}", token, env, data_dir, process)
+    return _serve(LiveApi(f"http://127.0.0.1:{port}", token, env, data_dir, None))
+
+
+def start_api_beside(live: LiveApi) -> LiveApi:
+    """A second API server on the first one's database, key and token, listening on a port of its own: what
+    a deployment with several API hosts behind a load balancer has."""
+    port = free_port()
+    env = {**live.env, "OCTOPROV_API_PORT": str(port)}
+    return _serve(LiveApi(f"http://127.0.0.1:{port}", live.token, env, live.data_dir, None))
+
+
+def _serve(live: LiveApi) -> LiveApi:
+    """Start ``live``'s server and wait until it answers."""
+    live.process = process = start_octoprov("api", env=live.env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -74,9 +74,10 @@ class UiStack:
         self.api.stop()
 
 
-def start_ui_stack(data_dir: Path) -> UiStack:
+def start_ui_stack(data_dir: Path, extra_env: dict | None = None) -> UiStack:
     # empty: the embedded defaults (SQLite database and broker under data_dir), whatever the shell says
-    api = start_live_api(data_dir, extra_env={"OCTOPROV_DATABASE_URL": "", "OCTOPROV_BROKER_URL": ""})
+    api = start_live_api(data_dir, extra_env={"OCTOPROV_DATABASE_URL": "", "OCTOPROV_BROKER_URL": "",
+                                              **(extra_env or {})})
     stack = UiStack(api)
     worker = start_octoprov("worker", "--queues", "default,hyperv,kvm,baremetal", "--concurrency", "2",
                             "--hostname", "ui@%h", env=api.env)

@@ -1,5 +1,7 @@
 /* Dashboard: active tasks (every unfinished state), recent tasks with filters and pages, library counts.
-   Refreshes itself: every 2 s while something runs, every 10 s otherwise. */
+   Follows the task event stream: a changed task's row is redrawn from the event, anything else (a new
+   task, one that moved between the lists) reloads the lists. Without a stream it refreshes itself: every
+   2 s while something runs, every 10 s otherwise. */
 "use strict";
 (() => {
   const O = window.Octo;
@@ -11,6 +13,8 @@
   const PER_PAGE = 20;
   let page = 1;
   let timer = null;
+  let live = null;  // the event stream, while it works
+  const shown = new Map([[activeBox, []], [recentBox, []]]);  // the tasks each list shows
 
   const params = new URLSearchParams(location.search);
   for (const name of ["status", "targetType", "hostname"]) if (params.get(name)) form.elements[name].value = params.get(name);
@@ -37,6 +41,8 @@
       h("span", { class: "when-cell", text: O.when(task.createdAt) }));
   };
   const list = (box, tasks, empty) => {
+    shown.set(box, tasks);
+    box.dataset.empty = empty;
     box.setAttribute("aria-busy", "false");
     box.replaceChildren(tasks.length ? h("div", { role: "list" }, tasks.map(row)) : h("p", { class: "muted", text: empty }));
   };
@@ -82,7 +88,39 @@
     } catch (exc) {
       if (exc.status !== 401) O.say(`Could not load the tasks: ${exc.message}`, true);
     }
-    timer = setTimeout(refresh, document.hidden ? 15000 : running ? 2000 : 10000);
+    if (!live && O.enabled("polling")) timer = setTimeout(refresh, document.hidden ? 15000 : running ? 2000 : 10000);
+  };
+
+  /* A task changed: redraw its rows if it stays where it is; otherwise the lists are out of date. */
+  let reload = null;
+  const changedTask = (task) => {
+    let placed = false;
+    let stale = false;
+    const status = form.elements.status.value;
+    for (const [box, tasks] of shown) {
+      const at = tasks.findIndex((t) => t.id === task.id);
+      if (at < 0) continue;
+      if ((box === activeBox && O.FINAL.has(task.status)) || (status && status !== task.status)) {
+        stale = true;
+        continue;
+      }
+      tasks[at] = task;
+      list(box, tasks, box.dataset.empty);
+      placed = true;
+    }
+    if ((stale || !placed) && !reload) reload = setTimeout(() => { reload = null; refresh(); }, 500);
+  };
+  const follow = () => {
+    live = O.follow("/events", {
+      onEvent: (kind, data) => {
+        if (kind === "ready") refresh();  // the stream sends whatever changes after this point
+        else if (kind === "task") changedTask(data);
+      },
+      onFail: () => {
+        live = null;
+        refresh();
+      },
+    });
   };
   const changed = () => {
     page = 1;
@@ -103,8 +141,9 @@
   };
   document.getElementById("prev").addEventListener("click", () => go(-1));
   document.getElementById("next").addEventListener("click", () => go(1));
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && !live) refresh(); });
 
-  refresh();
+  if (O.enabled("live")) follow();
+  else refresh();
   loadCounts();
 })();

@@ -1,5 +1,6 @@
-/* Task detail: polls the task (every second while it runs) and tails its log with afterId, so the
-   page follows a run to its end without a reload. Cancel and Retry call the API's own operations. */
+/* Task detail: follows the task's event stream (its changes and log lines as they happen), so the page
+   follows a run to its end without a reload. Without a stream it polls the task (every second while it
+   runs) and tails its log with afterId. Cancel and Retry call the API's own operations. */
 "use strict";
 (() => {
   const O = window.Octo;
@@ -16,6 +17,7 @@
   let nodeName = null;
   let machineShown = null;
   let configText = "";
+  let live = null;  // the event stream, while it works
 
   const fact = (term, ...value) => [h("dt", { text: term }), h("dd", {}, ...value)];
 
@@ -79,26 +81,32 @@
     }
   };
 
-  const appendLogs = (entries) => {
+  const appendLogs = (all) => {
+    const entries = all.filter((e) => e.id > lastLogId);  // a stream's snapshot may repeat what polling showed
     if (!entries.length) return;
     const list = $("logs");
     const wrap = list.parentElement;
-    list.append(...entries.map((e) => h("li", { class: `lvl-${e.level}` },
+    list.append(...entries.map((e) => h("li", { class: `lvl-${e.level}`, "data-log-id": e.id },
       `${O.clock(e.timestamp)} [${e.level.toUpperCase()}] ${e.step ? e.step + ": " : ""}${e.message || ""}`)));
     lastLogId = entries[entries.length - 1].id;
     while (list.children.length > MAX_LOG_LINES) list.firstElementChild.remove();
     if ($("follow").checked) wrap.scrollTop = wrap.scrollHeight;
   };
 
+  const showTask = async (t) => {
+    if (!nodeName && t.hypervisorNodeId) {
+      nodeName = await O.get(`/hypervisors/${t.hypervisorNodeId}`).then((n) => n.name, () => null);
+    }
+    render(t);
+  };
+
   const poll = async () => {
     clearTimeout(timer);
+    if (live || !O.enabled("polling")) return;
     let delay = 1000;
     try {
       const [t, logs] = await Promise.all([O.get(`/tasks/${id}`), O.get(`/tasks/${id}/logs?afterId=${lastLogId}&limit=500`)]);
-      if (!nodeName && t.hypervisorNodeId) {
-        nodeName = await O.get(`/hypervisors/${t.hypervisorNodeId}`).then((n) => n.name, () => null);
-      }
-      render(t);
+      await showTask(t);
       appendLogs(logs);
       if (logs.length === 500) delay = 0;
       else if (O.FINAL.has(t.status)) {
@@ -121,6 +129,20 @@
     poll();
   };
   document.addEventListener("visibilitychange", () => { if (!document.hidden && task && !O.FINAL.has(task.status)) poll(); });
+
+  /* Events are handled one after the other: a task event may wait for the node's name. */
+  let handled = Promise.resolve();
+  const follow = () => {
+    live = O.follow(`/tasks/${id}/events`, {
+      onEvent: (kind, data) => {
+        handled = handled.then(() => (kind === "task" ? showTask(data) : kind === "log" ? appendLogs([data]) : null));
+      },
+      onFail: () => {
+        live = null;
+        poll();
+      },
+    });
+  };
 
   $("cancel").addEventListener("click", async () => {
     if (!O.confirm(`Cancel ${task ? task.hostname : "this task"}? The running step stops and everything the task created is removed.`)) return;
@@ -148,5 +170,6 @@
     }
   });
 
-  poll();
+  if (O.enabled("live")) follow();
+  else poll();
 })();

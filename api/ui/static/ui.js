@@ -61,6 +61,82 @@
   /* Every item of a list resource (one page of the largest size the API gives). */
   O.all = async (path) => (await O.get(path + (path.includes("?") ? "&" : "?") + "perPage=500")).items;
 
+  // -- live updates ------------------------------------------------------------------------------
+  /* Switches kept in sessionStorage (a test sets them; so can anyone in the browser's console):
+     "octoprov.live" = "off" keeps the pages from streaming, "octoprov.polling" = "off" from polling. */
+  O.enabled = (name) => sessionStorage.getItem("octoprov." + name) !== "off";
+
+  const parseEvent = (block) => {
+    const event = { id: null, event: "message", data: [] };
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const name = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (name === "id") event.id = value;
+      else if (name === "event") event.event = value;
+      else if (name === "data") event.data.push(value);
+    }
+    return event.data.length ? { ...event, data: JSON.parse(event.data.join("\n")) } : null;
+  };
+
+  /* Follow a server-sent event stream below /api/v1/provisioning. fetch(), not EventSource: the token goes
+     in the Authorization header (never in the URL, which access logs keep). A stream the server ends is
+     opened again at once with Last-Event-ID, so nothing is lost or repeated. onEvent(kind, data) for each
+     event; onFail() when no stream can be had (the server refuses, or three attempts in a row find no
+     server): the page polls then. Returns { stop }. */
+  O.follow = (path, { onEvent, onFail }) => {
+    let lastId = null;
+    let stopped = false;
+    let misses = 0;
+    let controller = null;
+    const give = () => {
+      stopped = true;
+      if (onFail) onFail();
+    };
+    const run = async () => {
+      while (!stopped) {
+        controller = new AbortController();
+        const headers = { Accept: "text/event-stream", Authorization: "Bearer " + O.token() };
+        if (lastId !== null) headers["Last-Event-ID"] = lastId;
+        let response;
+        try {
+          response = await fetch(API + path, { headers, signal: controller.signal, cache: "no-store" });
+        } catch (_) {
+          if (stopped) return;
+          if (++misses >= 3) return give();
+          await new Promise((resolve) => setTimeout(resolve, 2000 * misses));
+          continue;
+        }
+        if (response.status === 401) return O.toSignIn();
+        if (!response.ok || !response.body) return give();
+        misses = 0;
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += value;
+            let end;
+            while ((end = buffer.indexOf("\n\n")) >= 0) {
+              const event = parseEvent(buffer.slice(0, end));
+              buffer = buffer.slice(end + 2);
+              if (!event) continue;
+              onEvent(event.event, event.data);
+              if (event.id !== null) lastId = event.id;  // after the page took it: a reconnection repeats nothing
+            }
+          }
+        } catch (_) {
+          if (stopped) return;
+          await new Promise((resolve) => setTimeout(resolve, 1000));  // the connection broke: resume shortly
+        }
+      }
+    };
+    run();
+    return { stop: () => { stopped = true; if (controller) controller.abort(); } };
+  };
+
   // -- DOM ----------------------------------------------------------------------------------------
   /* h("a", {href, class, text, onclick}, ...children): text always goes in as text, never as HTML. */
   O.h = (tag, attrs, ...children) => {
