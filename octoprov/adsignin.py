@@ -31,7 +31,7 @@ class NotPermitted(Exception):
 
 @dataclass(frozen=True)
 class DirectoryUser:
-    actor: str  # "user:DOMAIN\\name"
+    actor: str  # "user:name@domain"
     role: Role
 
 
@@ -65,7 +65,7 @@ def authenticate(settings: Settings, username: str, password: str) -> DirectoryU
     if not password:
         raise Refused("a password is required")  # an empty password would be an anonymous bind: never a sign-in
     with bound_connection(host, port, ca_file, bind_name(username, domain), password, username, NAMES) as connection:
-        account, user_dn, control = _who(connection, settings.ldap_base_dn)
+        account, user_dn, control = _who(connection, settings.ldap_base_dn, username, domain)
         if control & ACCOUNT_DISABLED:
             raise NotPermitted(f"the account {account} is disabled")
         granted = [role for dn, role in role_groups(settings).items() if _member_of(connection, dn, user_dn)]
@@ -74,22 +74,27 @@ def authenticate(settings: Settings, username: str, password: str) -> DirectoryU
     return DirectoryUser(f"user:{account}", max(granted, key=lambda role: role.rank))
 
 
-def _who(connection: Connection, base_dn: str) -> tuple[str, str, int]:
-    """(DOMAIN\\name, the user's DN, userAccountControl) of the bound account, as the DC names it."""
+def _who(connection: Connection, base_dn: str, username: str, domain: str) -> tuple[str, str, int]:
+    """(name@domain, the user's DN, userAccountControl) of the account ``username`` names: DOMAIN\\name,
+    name@domain (its userPrincipalName) or name. Searched as the user just bound, who may read their own entry."""
+    if "@" in username:
+        wanted = f"(userPrincipalName={escape_filter_chars(username.strip())})"
+    else:
+        wanted = f"(sAMAccountName={escape_filter_chars(username.strip().split(chr(92), 1)[-1])})"
     try:
-        said = str(connection.extend.standard.who_am_i() or "")  # "u:DOMAIN\\name"
-        account = said.removeprefix("u:")
-        name = account.split("\\", 1)[-1]
-        connection.search(base_dn, f"(&(objectCategory=person)(objectClass=user)"
-                                   f"(sAMAccountName={escape_filter_chars(name)}))",
-                          search_scope=SUBTREE, attributes=["userAccountControl"])
+        connection.search(base_dn, f"(&(objectCategory=person)(objectClass=user){wanted})", search_scope=SUBTREE,
+                          attributes=["userAccountControl", "sAMAccountName"])
     except ldap_errors.LDAPException as exc:
-        raise Refused(f"the directory did not say who {connection.user} is: {exc}") from None
+        raise Refused(f"could not look {username} up below {base_dn}: {exc}") from None
     entries = [entry for entry in connection.response or [] if entry.get("type") == "searchResEntry"]
-    if not account or len(entries) != 1:
-        raise NotPermitted(f"no user account for {account or connection.user} below {base_dn}")
-    control = entries[0]["attributes"].get("userAccountControl") or 0
-    return account, str(entries[0]["dn"]), int(control[0] if isinstance(control, list) else control)
+    if len(entries) != 1:
+        raise NotPermitted(f"no user account for {username} below {base_dn}")
+    attributes = entries[0]["attributes"]
+    control = attributes.get("userAccountControl") or 0
+    name = attributes.get("sAMAccountName") or username
+    name = name[0] if isinstance(name, list) else name
+    return f"{str(name).lower()}@{domain}", str(entries[0]["dn"]), int(control[0] if isinstance(control, list)
+                                                                      else control)
 
 
 def _member_of(connection: Connection, group_dn: str, user_dn: str) -> bool:

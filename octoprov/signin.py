@@ -72,7 +72,7 @@ def _local(session: Session, username: str, password: str) -> tuple[bool, User |
 
 def sign_in(session: Session, settings: Settings, username: str, password: str, source: str) -> SignedIn:
     """A new session for the account, or SigninRefused (401 refused, 429 too many attempts, 503 the domain
-    controller cannot be used). The caller commits: the counted failure must be kept with the refusal."""
+    controller cannot be used). The caller commits even on a refusal: the counted failure must be kept."""
     key = _key(username)
     wait = _wait(session, settings, key, source)
     if wait is not None:

@@ -68,13 +68,16 @@ class Session(Resource):  # type: ignore[misc]  # flask-restx ships no type hint
         username, password = _credentials()
         settings = runtime().settings
         source = request.remote_addr or ""
-        try:
-            with session_scope() as session:
+        refused: signin.SigninRefused | None = None
+        with session_scope() as session:  # a refusal is an answer, not an error: its counted failure is kept
+            try:
                 done = signin.sign_in(session, settings, username, password, source)
-        except signin.SigninRefused as exc:
-            _audit(f"user:{username.strip()[:200]}", None, "sign-in", exc.status)
-            headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
-            return {"message": exc.message}, exc.status, headers
+            except signin.SigninRefused as exc:
+                refused = exc
+        if refused is not None:
+            _audit(f"user:{username.strip()[:200]}", None, "sign-in", refused.status)
+            headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else {}
+            return {"message": refused.message}, refused.status, headers
         _audit(done.actor, done.role.value, "sign-in", 200)
         response = make_response({"actor": done.actor, "role": done.role.value, "csrfToken": done.session.csrf_token,
                                   "expiresAt": done.session.expires_at.isoformat()}, 200)
