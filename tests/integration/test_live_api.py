@@ -77,6 +77,11 @@ def test_secrets_never_appear_in_responses_logs_or_storage(live):
         seen.append(response.text)
     assert all("event: task" in text for text in seen[-3:]), "the streams sent the task (the server ends them)"
     assert "event: log" in seen[-3] and "event: log" in seen[-2]
+    for path in ("/api/v1/audit?perPage=500", "/metrics"):  # the audit trail and the metrics, too
+        response = requests.get(live.url + path, headers=live.headers, timeout=30)
+        assert response.status_code == 200, path
+        seen.append(response.text)
+    assert "POST /provisioning/hypervisors" in seen[-2] and "octoprov_tasks" in seen[-1]
     seen.append(json.dumps(task))
     seen.append(json.dumps(node))
     for secret in SECRETS:
@@ -94,7 +99,8 @@ def test_secrets_never_appear_in_responses_logs_or_storage(live):
     url = live.env.get("OCTOPROV_DATABASE_URL") or f"sqlite:///{live.data_dir / 'octoprov.sqlite'}"
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
     with engine.connect() as conn:
-        rows = [json.dumps([str(v) for v in row]) for table in ("provisioning_tasks", "nodes")
+        rows = [json.dumps([str(v) for v in row])
+                for table in ("provisioning_tasks", "nodes", "audit_events", "task_events")
                 for row in conn.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608 - fixed table names
     engine.dispose()
     for secret in SECRETS:
