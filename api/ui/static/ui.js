@@ -1,9 +1,11 @@
-/* Octoprov web UI, shared by every page: the API client (bearer token from sessionStorage), DOM
+/* Octoprov web UI, shared by every page: the API client (a bearer token from sessionStorage, or the
+   sign-in's HttpOnly session cookie with its CSRF token echoed on every change), DOM
    helpers that never parse data as HTML, forms whose control names are API field paths, and the
    placing of the API's 400 errors beside those controls. */
 "use strict";
 (() => {
   const TOKEN_KEY = "octoprov.token";
+  const CSRF_KEY = "octoprov.csrf";  // the sign-in's CSRF token; the session itself is a cookie no script reads
   const API = "/api/v1/provisioning";
   const O = {};
   window.Octo = O;
@@ -11,13 +13,22 @@
   // -- authentication ----------------------------------------------------------------------------
   O.token = () => sessionStorage.getItem(TOKEN_KEY);
   O.keepToken = (token) => sessionStorage.setItem(TOKEN_KEY, token);
+  O.keepSignIn = (csrf) => sessionStorage.setItem(CSRF_KEY, csrf);
+  /* Who the requests speak for: the token's header, or the CSRF header beside the session cookie. */
+  O.authHeaders = (token) => {
+    const bearer = token || O.token();
+    if (bearer) return { Authorization: "Bearer " + bearer };
+    const csrf = sessionStorage.getItem(CSRF_KEY);
+    return csrf ? { "X-CSRF-Token": csrf } : {};
+  };
   O.toSignIn = () => {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(CSRF_KEY);
     const next = location.pathname + location.search;
     location.replace("/ui/signin?next=" + encodeURIComponent(next));
   };
   O.page = document.body.dataset.page;
-  O.blocked = O.page !== "signin" && !O.token();
+  O.blocked = O.page !== "signin" && !O.token() && !sessionStorage.getItem(CSRF_KEY);
   if (O.blocked) O.toSignIn();
 
   // -- the API -----------------------------------------------------------------------------------
@@ -32,8 +43,8 @@
 
   /* method, path below /api/v1/provisioning; `body` is sent as JSON, `raw` as it is (uploads). */
   O.api = async (method, path, body, { raw, token, headers } = {}) => {
-    const init = { method, headers: { Accept: "application/json", Authorization: "Bearer " + (token || O.token()),
-      ...(headers || {}) } };
+    const init = { method, credentials: "same-origin",
+      headers: { Accept: "application/json", ...O.authHeaders(token), ...(headers || {}) } };
     if (raw !== undefined) init.body = raw;
     else if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -97,7 +108,7 @@
     const run = async () => {
       while (!stopped) {
         controller = new AbortController();
-        const headers = { Accept: "text/event-stream", Authorization: "Bearer " + O.token() };
+        const headers = { Accept: "text/event-stream", ...O.authHeaders() };
         if (lastId !== null) headers["Last-Event-ID"] = lastId;
         let response;
         try {
@@ -441,8 +452,10 @@
 
   // -- every page ---------------------------------------------------------------------------------
   const signout = document.getElementById("signout");
-  if (signout) signout.addEventListener("click", () => {
+  if (signout) signout.addEventListener("click", async () => {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(CSRF_KEY);
+    try { await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" }); } catch (_) { /* gone */ }
     location.assign("/ui/signin");
   });
 })();
