@@ -81,6 +81,12 @@ def task_detail(task_id: int) -> str:
     return render_template("ui/task_detail.html", page="task-detail", title=f"Task {task_id}", task_id=task_id)
 
 
+@ui.get("/ui/audit")
+def audit_log() -> str:
+    return render_template("ui/audit.html", page="audit", title="Audit log", results=("ok", "denied", "refused",
+                                                                                      "failed"))
+
+
 @ui.get("/ui/<any(" + ", ".join(LIBRARY) + "):name>")
 def library(name: str) -> str:
     title, template = LIBRARY[name]

@@ -1,10 +1,12 @@
 """Signing in to the web UI with a user name and password, in Chromium against a real API server: the session
 cookie's flags as the browser keeps them, no script can read it, the UI's own changes carry the CSRF token,
-a forged request without it is refused (a plain fetch, and a form another origin posts), sign-out."""
+a forged request without it is refused (a plain fetch, and a form another origin posts), the audit log page
+and who is offered it, sign-out."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import re
 import threading
 
@@ -60,6 +62,7 @@ def forger():
 
 def test_password_sign_in_cookie_flags_and_csrf_in_chromium(live, forger):
     server, pages = forger
+    viewer_token = octoprov("token", "create", "wallboard", "--role", "viewer", env=live.env).stdout.strip()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=chromium_path())
         context = chromium.new_context(base_url=live.url)
@@ -101,9 +104,27 @@ def test_password_sign_in_cookie_flags_and_csrf_in_chromium(live, forger):
         nodes = requests.get(live.url + "/api/v1/provisioning/hypervisors", headers=live.headers, timeout=30).json()
         assert not [n for n in nodes["items"] if n["name"].startswith("FORGED")]
 
+        # the audit log page shows the sign-in and the refused forgeries; admins see its link
+        page.goto("/ui/audit")
+        rows = page.locator("#audit-table tbody tr")
+        expect(rows.filter(has_text="sign-in").filter(has_text="user:dana")).not_to_have_count(0)
+        expect(rows.filter(has_text="POST /provisioning/hypervisors")).not_to_have_count(0)
+        expect(page.locator("nav [data-needs-role=admin]")).to_be_visible()
+        page.select_option("#filter-result", "ok")
+        expect(rows.filter(has_text="POST /provisioning/hypervisors")).to_have_count(0)
+
         page.click("#signout")
         page.wait_for_url(re.compile(r"/ui/signin$"))
         assert not [c for c in context.cookies() if c["name"] == "octoprov_session"]
         assert page.evaluate("async () => (await fetch('/api/v1/caller')).status") == 401
         context.close()
+
+        # a viewer is not offered the audit log, and the page says why if opened anyway
+        viewer = chromium.new_context(base_url=live.url)
+        viewer.add_init_script(f"sessionStorage.setItem('octoprov.token', {json.dumps(viewer_token)})")
+        page = viewer.new_page()
+        page.goto("/ui/audit")
+        expect(page.locator("#audit-message")).to_contain_text("needs the admin role")
+        expect(page.locator("nav [data-needs-role=admin]")).to_be_hidden()
+        viewer.close()
         chromium.close()

@@ -41,7 +41,7 @@
   }
   O.ApiError = ApiError;
 
-  /* method, path below /api/v1/provisioning; `body` is sent as JSON, `raw` as it is (uploads). */
+  /* method, path below /api/v1/provisioning (or a whole /api/ path); `body` is sent as JSON, `raw` as it is. */
   O.api = async (method, path, body, { raw, token, headers } = {}) => {
     const init = { method, credentials: "same-origin",
       headers: { Accept: "application/json", ...O.authHeaders(token), ...(headers || {}) } };
@@ -52,7 +52,7 @@
     }
     let response;
     try {
-      response = await fetch(API + path, init);
+      response = await fetch(path.startsWith("/api/") ? path : API + path, init);
     } catch (_) {
       throw new ApiError(0, null);
     }
@@ -451,6 +451,17 @@
   O.confirm = (message) => window.confirm(message);
 
   // -- every page ---------------------------------------------------------------------------------
+  /* What the caller's role does not allow is not offered: elements marked data-needs-role="operator|admin". */
+  const RANKS = { viewer: 0, operator: 1, admin: 2 };
+  if (!O.blocked && O.page !== "signin") {
+    O.api("GET", "/api/v1/caller").then((caller) => {
+      O.role = caller.role;
+      for (const element of document.querySelectorAll("[data-needs-role]")) {
+        element.hidden = (RANKS[caller.role] ?? -1) < (RANKS[element.dataset.needsRole] ?? 9);
+      }
+    }).catch(() => {});
+  }
+
   const signout = document.getElementById("signout");
   if (signout) signout.addEventListener("click", async () => {
     sessionStorage.removeItem(TOKEN_KEY);
