@@ -110,6 +110,9 @@ def test_password_sign_in_cookie_flags_and_csrf_in_chromium(live, forger):
         expect(rows.filter(has_text="sign-in").filter(has_text="user:dana")).not_to_have_count(0)
         expect(rows.filter(has_text="POST /provisioning/hypervisors")).not_to_have_count(0)
         expect(page.locator("nav [data-needs-role=admin]")).to_be_visible()
+        page.goto("/ui/images")  # an admin is offered the library's forms
+        expect(page.locator("section[data-needs-role=admin]").first).to_be_visible()
+        page.goto("/ui/audit")
         page.select_option("#filter-result", "ok")
         expect(rows.filter(has_text="POST /provisioning/hypervisors")).to_have_count(0)
 
@@ -126,5 +129,10 @@ def test_password_sign_in_cookie_flags_and_csrf_in_chromium(live, forger):
         page.goto("/ui/audit")
         expect(page.locator("#audit-message")).to_contain_text("needs the admin role")
         expect(page.locator("nav [data-needs-role=admin]")).to_be_hidden()
+        page.goto("/ui/")  # nor a new task, nor the library's forms
+        expect(page.locator("a.button", has_text="New task")).to_be_hidden()
+        expect(page.locator("nav a", has_text="Images")).to_be_visible()
+        page.goto("/ui/images")
+        expect(page.locator("section[data-needs-role=admin]").first).to_be_hidden()
         viewer.close()
         chromium.close()

@@ -64,7 +64,8 @@
       const tr = h("tr", { "data-id": item.id });
       const buttons = h("td", { class: "actions-cell" });
       const add = (text, run, label) => {
-        const button = h("button", { type: "button", class: "quiet", text, "aria-label": `${label || text} ${item.name}` });
+        const button = h("button", { type: "button", class: "quiet", text, "aria-label": `${label || text} ${item.name}`,
+          "data-needs-role": "admin" });
         button.addEventListener("click", run(button, tr));
         buttons.append(button);
       };

@@ -451,15 +451,10 @@
   O.confirm = (message) => window.confirm(message);
 
   // -- every page ---------------------------------------------------------------------------------
-  /* What the caller's role does not allow is not offered: elements marked data-needs-role="operator|admin". */
-  const RANKS = { viewer: 0, operator: 1, admin: 2 };
+  /* What the caller's role does not allow is not offered: elements marked data-needs-role="operator|admin" are
+     hidden by ui.css once <body data-role> says the role (rows drawn later included). The API decides anyway. */
   if (!O.blocked && O.page !== "signin") {
-    O.api("GET", "/api/v1/caller").then((caller) => {
-      O.role = caller.role;
-      for (const element of document.querySelectorAll("[data-needs-role]")) {
-        element.hidden = (RANKS[caller.role] ?? -1) < (RANKS[element.dataset.needsRole] ?? 9);
-      }
-    }).catch(() => {});
+    O.api("GET", "/api/v1/caller").then((caller) => { document.body.dataset.role = caller.role; }).catch(() => {});
   }
 
   const signout = document.getElementById("signout");
