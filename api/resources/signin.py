@@ -96,6 +96,8 @@ class Session(Resource):  # type: ignore[misc]  # flask-restx ships no type hint
                 websessions.end(session, cookie)
         if signed_in is not None:
             _audit(signed_in.actor, signed_in.role.value, "sign-out", 204)
+        # the same Content-Type as the other 204s of the API (flask-restx's JSON representation)
         response = make_response("", 204)
+        response.mimetype = "application/json"
         response.delete_cookie(websessions.COOKIE, path="/", httponly=True, samesite="Strict")
         return response

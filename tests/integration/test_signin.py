@@ -66,7 +66,8 @@ def test_a_local_user_signs_in_with_a_strict_cookie_and_acts_in_their_role(brows
     node = browser.post("/api/v1/provisioning/hypervisors", headers=csrf,
                         json={"name": "LAB", "kind": "fake", "endpoint": "fake://lab"})
     assert node.status_code == 403 and "needs the admin role" in node.json["message"]
-    assert browser.delete(SESSION).status_code == 204
+    signed_out = browser.delete(SESSION)
+    assert signed_out.status_code == 204 and signed_out.mimetype == "application/json"  # as documented
     assert browser.get("/api/v1/caller").status_code == 401
     with database.session() as session:
         trail = [(e.actor, e.action, e.result) for e in session.query(AuditEvent).order_by(AuditEvent.id)]
