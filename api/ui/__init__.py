@@ -29,6 +29,8 @@ LIBRARY = {  # page -> (title, template)
     "drivers": ("Driver packs", "ui/drivers.html"),
     "templates": ("Templates", "ui/templates.html"),
     "hypervisors": ("Hypervisor nodes", "ui/hypervisors.html"),
+    "machines": ("Bare-metal machines", "ui/machines.html"),
+    "nodes": ("Installed machines", "ui/nodes.html"),
     "packages": ("Packages", "ui/packages.html"),
     "groups": ("Groups", "ui/groups.html"),
 }

@@ -9,7 +9,9 @@ import re
 import time
 
 import pytest
+import requests
 
+from tests.support.live import octoprov
 from tests.support.ui_browser import chromium_path, save_screenshot, start_ui_stack, unavailable
 
 try:
@@ -18,7 +20,7 @@ except ImportError:  # pragma: no cover - the test extras install it
     sync_playwright = None
 
 PAGES = ["/ui/", "/ui/tasks/new", "/ui/tasks/1", "/ui/images", "/ui/drivers", "/ui/templates", "/ui/hypervisors",
-         "/ui/packages", "/ui/groups"]
+         "/ui/machines", "/ui/nodes", "/ui/packages", "/ui/groups"]
 TIMEOUT_MS = 120_000
 
 
@@ -432,6 +434,103 @@ def test_hypervisor_nodes_register_and_test_connection(page, stack):
     form.locator("input[name=endpoint]").fill("fake://again")
     form.get_by_role("button", name="Register node").click()
     expect(form.locator("input[name=name]")).to_have_attribute("aria-invalid", "true")
+
+
+def test_bare_metal_machines_register_edit_and_show_their_hardware(page, stack, browser):
+    page.goto("/ui/machines")
+    form = page.locator("#machine-form")
+    form.locator("input[name=name]").fill("R740-01")
+    form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:01, not-a-mac")
+    form.locator("input[name=username]").fill("root")
+    form.get_by_role("button", name="Register machine").click()
+    mac_error = form.locator(".field-error")
+    expect(mac_error).to_contain_text("macAddresses[1]")  # the API's 400 lands beside the MACs, naming the bad one
+    expect(form.locator("input[name=macAddresses]")).to_have_attribute("aria-invalid", "true")
+    form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:01 52-54-00-e2-e0-02")
+    form.locator("input[name='bmc.address']").fill("https://127.0.0.1:8443")
+    form.locator("input[name=password]").fill("bmc-secret-e2e")
+    form.get_by_role("button", name="Register machine").click()
+    row = page.locator("#list tr", has_text="R740-01")
+    expect(row).to_contain_text("52:54:00:e2:e0:02")
+    expect(row).to_contain_text("https://127.0.0.1:8443")
+    expect(row).to_contain_text("credentials stored (encrypted)")
+    expect(row).to_contain_text("not reported yet")
+    assert "bmc-secret-e2e" not in page.content()
+    machine = next(m for m in stack.call("GET", "/machines", 200).json()["items"] if m["name"] == "R740-01")
+    assert machine["bmc"]["verifyCertificate"] is True and machine["username"] == "root" and machine["hasCredentials"]
+
+    # the machine's firmware reports its hardware when it boots from Octoprov for a task (as iPXE asks)
+    folder = stack.api.data_dir / "images" / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("vmlinuz", "initrd.gz", "root.img"):
+        (folder / name).write_bytes(name.encode() * 100)
+    image = stack.call("POST", "/images", 201, json={
+        "name": "Tiny Linux UI", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
+        "initrdPath": "tiny/initrd.gz"}).json()
+    task = stack.call("POST", "/tasks", 201, json={
+        "hostname": "r740-01", "targetType": "baremetal", "macAddress": "52:54:00:e2:e0:01",
+        "os": {"imageId": image["id"]}}).json()
+    boot = requests.get(stack.url + "/api/v1/provisioning/pxe/boot?mac=52-54-00-e2-e0-01&manufacturer=Contoso"
+                        "&product=PowerServer%20R740&uuid=8b1c2d3e-0000-4000-8000-0000000000e2&platform=efi&arch=x86_64",
+                        headers={"User-Agent": "iPXE/1.21.1+ (g988d2)"}, timeout=30)
+    assert boot.status_code == 200
+    stack.call("DELETE", f"/tasks/{task['id']}", 200)
+    page.reload()
+    row = page.locator("#list tr", has_text="R740-01")
+    expect(row).to_contain_text("Contoso PowerServer R740")
+    row.get_by_role("button", name="Hardware R740-01").click()
+    detail = page.locator("#list tr.detail")
+    expect(detail.locator("dt", has_text="System UUID")).to_be_visible()
+    expect(detail).to_contain_text("8b1c2d3e-0000-4000-8000-0000000000e2")
+
+    # editing keeps the stored password when the field is left empty, and can take the BMC away
+    row.get_by_role("button", name="Edit R740-01").click()
+    expect(form.locator("input[name='bmc.address']")).to_have_value("https://127.0.0.1:8443")
+    expect(form.locator("input[name=password]")).to_have_value("")
+    form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:01")
+    form.get_by_role("button", name="Save changes").click()
+    expect(row).not_to_contain_text("52:54:00:e2:e0:02")
+    assert stack.call("GET", f"/machines/{machine['id']}", 200).json()["hasCredentials"] is True
+    row.get_by_role("button", name="Edit R740-01").click()
+    form.locator("input[name='bmc.address']").fill("")
+    form.locator("input[name=username]").fill("")
+    form.get_by_role("button", name="Save changes").click()
+    expect(row).to_contain_text("none: powered on by hand")
+
+    # a viewer sees the machines and their hardware, and no form or Edit/Delete
+    viewer_token = octoprov("token", "create", "ui-viewer", "--role", "viewer", env=stack.api.env).stdout.strip()
+    viewer = browser.new_context(base_url=stack.url)
+    try:
+        viewer.add_init_script(f"sessionStorage.setItem('octoprov.token', {json.dumps(viewer_token)})")
+        seen = viewer.new_page()
+        seen.goto("/ui/machines")
+        row = seen.locator("#list tr", has_text="R740-01")
+        row.get_by_role("button", name="Hardware R740-01").click()
+        expect(seen.locator("#list tr.detail")).to_contain_text("Contoso")
+        expect(row.get_by_role("button", name="Edit R740-01")).to_be_hidden()
+        expect(row.get_by_role("button", name="Delete R740-01")).to_be_hidden()
+        expect(seen.locator("#machine-form")).to_be_hidden()
+    finally:
+        viewer.close()
+
+
+def test_installed_machines_list_what_tasks_installed(page, stack):
+    task = stack.task(stack.node["id"], stack.image_id, "UI-NODE-01")
+    deadline = time.monotonic() + 90
+    while stack.call("GET", f"/tasks/{task['id']}", 200).json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the fake task did not complete"
+        time.sleep(0.5)
+    node = stack.call("GET", "/nodes?hostname=UI-NODE-01", 200).json()["items"][0]
+    page.goto("/ui/nodes")
+    row = page.locator("#list tr", has_text="UI-NODE-01")
+    expect(row).to_contain_text("Windows Server 2025")
+    for address in node["ipAddresses"] + node["macAddresses"]:
+        expect(row).to_contain_text(address)
+    row.get_by_role("link", name=f"task {task['id']}").click()
+    page.wait_for_url(re.compile(rf"/ui/tasks/{task['id']}$"))
+    page.go_back()
+    row = page.locator("#list tr", has_text="UI-NODE-01")
+    expect(row.get_by_role("button", name="Delete UI-NODE-01")).to_have_count(0)  # installed machines are records
 
 
 def test_groups_and_packages_reach_the_task_form(page, stack):

@@ -9,7 +9,7 @@ import pytest
 from octoprov.models import MAX_ID
 
 PAGES = ["/ui/", "/ui/signin", "/ui/tasks/new", "/ui/tasks/7", "/ui/images", "/ui/drivers", "/ui/templates",
-         "/ui/hypervisors", "/ui/packages", "/ui/groups"]
+         "/ui/hypervisors", "/ui/machines", "/ui/nodes", "/ui/packages", "/ui/groups"]
 
 
 @pytest.fixture(params=["sqlite"])

@@ -16,7 +16,8 @@
     h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((text) => h("td", { text: text === null || text === undefined ? "" : String(text) }))))));
 
   /* One resource: `path` in the API, `cells(item)` for its row, `form` (id) to create and, with
-     `editable`, to edit it; `extra(item)` gives more row buttons. */
+     `editable`, to edit it; `extra(item)` gives more row buttons ([text, make, plain, role]: the
+     role that sees the button, admin unless said); `removable: false` offers no Delete. */
   const library = (spec) => {
     const form = spec.form && document.getElementById(spec.form);
     const heading = form && document.getElementById(spec.form + "-heading");
@@ -63,18 +64,18 @@
     const row = (item) => {
       const tr = h("tr", { "data-id": item.id });
       const buttons = h("td", { class: "actions-cell" });
-      const add = (text, run, label) => {
-        const button = h("button", { type: "button", class: "quiet", text, "aria-label": `${label || text} ${item.name}`,
-          "data-needs-role": "admin" });
+      const add = (text, run, role = "admin") => {
+        const button = h("button", { type: "button", class: "quiet", text, "aria-label": `${text} ${item.name}`,
+          "data-needs-role": role });
         button.addEventListener("click", run(button, tr));
         buttons.append(button);
       };
-      for (const [text, make, plain] of (spec.extra ? spec.extra(item) : [])) {
-        if (plain) add(text, () => () => make(tr));
-        else add(text, (button, row) => toggle(button, row, () => make(item)));
+      for (const [text, make, plain, role] of (spec.extra ? spec.extra(item) : [])) {
+        if (plain) add(text, () => () => make(tr), role);
+        else add(text, (button, row) => toggle(button, row, () => make(item)), role);
       }
       if (spec.editable) add("Edit", () => () => startEditing(item));
-      add("Delete", () => () => remove(item));
+      if (spec.removable !== false) add("Delete", () => () => remove(item));
       tr.append(...spec.cells(item).map((cell, i) => h("td", { "data-label": headings[i] }, cell)), buttons);
       return tr;
     };
@@ -269,6 +270,52 @@
           O.bytes(x.freeBytes)])),
       ];
     }]],
+  });
+
+  const facts = (pairs) => h("dl", { class: "facts" }, pairs.filter(([, value]) => value !== null && value !== undefined && value !== "")
+    .flatMap(([name, value]) => [h("dt", { text: name }), h("dd", { text: String(value) })]));
+  const HARDWARE = [["manufacturer", "Manufacturer"], ["product", "Model"], ["serial", "Serial number"], ["uuid", "System UUID"],
+    ["platform", "Firmware"], ["arch", "Architecture"]];
+
+  pages.machines = () => library({
+    path: "/machines", form: "machine-form", editable: true,
+    cells: (m) => {
+      const hardware = m.hardware || {};
+      return [
+        h("strong", { text: m.name }),
+        lines(...m.macAddresses.map((mac, i) => i ? muted(mac) : mac)),
+        m.bmc ? lines(m.bmc.address, muted(m.hasCredentials ? "credentials stored (encrypted)" : "no credentials")) : muted("none: powered on by hand"),
+        m.secureBoot ? "enforced" : muted("off"),
+        hardware.manufacturer || hardware.product ? [hardware.manufacturer, hardware.product].filter(Boolean).join(" ") : muted("not reported yet"),
+      ];
+    },
+    extra: (m) => [["Hardware", async () => {
+      const hardware = (await O.get(`/machines/${m.id}`)).hardware || {};
+      const known = new Set(HARDWARE.map(([key]) => key));
+      const pairs = [...HARDWARE.map(([key, label]) => [label, hardware[key]]),
+        ...Object.keys(hardware).filter((key) => !known.has(key) && typeof hardware[key] !== "object").sort().map((key) => [key, hardware[key]])];
+      return pairs.some(([, value]) => value) ? facts(pairs)
+        : muted("Nothing reported yet: the firmware reports its hardware when the machine first boots from Octoprov.");
+    }, false, "viewer"]],
+    fromItem: (m) => ({ ...m, bmc: m.bmc || { verifyCertificate: true } }),
+    toBody: (data) => {
+      if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the checkbox alone says nothing)
+      return data;
+    },
+  });
+
+  pages.nodes = () => library({
+    path: "/nodes", removable: false,
+    cells: (n) => [
+      lines(h("strong", { text: n.name }), n.hostname && n.hostname !== n.name ? muted(n.hostname) : null),
+      lines(n.osName || n.osType, n.osName ? muted(n.osType) : null),
+      lines(...n.ipAddresses, ...n.macAddresses.map((mac) => muted(mac))),
+      n.taskId ? h("a", { href: `/ui/tasks/${n.taskId}`, text: `task ${n.taskId}` }) : muted("–"),
+      O.when(n.updatedAt),
+    ],
+    extra: (n) => n.sshHostKeys.length ? [["SSH host keys", async () => h("ul", { class: "keys" },
+      n.sshHostKeys.map((key) => h("li", { text: key })))
+    , false, "viewer"]] : [],
   });
 
   pages.packages = () => library({
