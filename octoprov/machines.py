@@ -29,6 +29,8 @@ from octoprov.validation.macs import canonical_mac
 BAREMETAL = "baremetal"
 KINDS = ("redfish", "manual")
 
+GIB = 1 << 30  # a disk's sizeGb, as the hypervisor targets count it
+
 Mac = Annotated[str, Field(max_length=17), AfterValidator(canonical_mac)]
 
 
@@ -85,6 +87,10 @@ class MachineView(View):
     has_credentials: bool
     secure_boot: bool = False
     hardware: dict[str, Any] | None = None
+    inspection: dict[str, Any] | None = Field(default=None, description="The last inventory read from the BMC: "
+                                              "state (queued, running, done, failed), at, message")
+    offered_macs: list[str] = Field(default_factory=list, description="Cards the BMC lists that the machine is "
+                                    "not registered with: add them to macAddresses to boot from them")
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -95,7 +101,37 @@ class MachineView(View):
                    bmc=options.get("bmc"), username=node.username,
                    has_credentials=node.credentials_encrypted is not None,
                    secure_boot=bool(options.get("secureBoot")), hardware=options.get("hardware"),
+                   inspection=options.get("inspection"), offered_macs=offered_macs(node),
                    created_at=node.created_at, updated_at=node.updated_at)
+
+
+def offered_macs(node: Node) -> list[str]:
+    """Cards the BMC listed that the machine is not registered with, offered to the operator and never
+    added silently: an unregistered card that boots from the network must not start an install."""
+    registered = set(node.mac_addresses or [])
+    nics = ((node.options or {}).get("hardware") or {}).get("nics") or []
+    return [nic["mac"] for nic in nics if isinstance(nic, dict) and nic.get("mac") and nic["mac"] not in registered]
+
+
+def check_task_fits(session: Session, mac: str | None, os_disk_gb: int | None) -> None:
+    """A bare-metal task checked against what the machine's BMC reported (when it did): its MAC one of
+    the machine's cards, its OS disk no larger than the machine's largest disk. A 400 naming the field,
+    before anything runs."""
+    machine = machine_for_mac(session, mac) if mac else None
+    if machine is None or not (hardware := (machine.options or {}).get("hardware")):
+        return
+    problems: dict[str, str] = {}
+    nics = [str(nic["mac"]) for nic in hardware.get("nics") or [] if isinstance(nic, dict) and nic.get("mac")]
+    if nics and mac not in nics:
+        problems["macAddress"] = (f"{mac} is registered for machine {machine.name} but its BMC lists no such card "
+                                  f"({', '.join(nics)}); inspect the machine again or correct its MACs")
+    sizes = [disk.get("sizeBytes") or 0 for disk in hardware.get("disks") or [] if isinstance(disk, dict)]
+    largest = max(sizes) if sizes else None
+    if os_disk_gb is not None and largest is not None and os_disk_gb * GIB > largest:
+        problems["osDiskGb"] = (f"{os_disk_gb} GB is larger than machine {machine.name}'s largest disk "
+                                f"({largest / GIB:.1f} GB, as its BMC reports)")
+    if problems:
+        raise InvalidRequest(problems)
 
 
 def _machines(session: Session) -> ScalarResult[Node]:

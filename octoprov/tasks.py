@@ -26,7 +26,7 @@ from octoprov.domainjoin.checks import check_domain_join
 from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
-from octoprov.machines import machine_for_mac
+from octoprov.machines import check_task_fits, machine_for_mac
 from octoprov.models import Image, Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
@@ -34,7 +34,7 @@ from octoprov.references import DbReferences
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from octoprov.specs import MASK, Timestamp, View
-from octoprov.targets.registry import target_for
+from octoprov.targets.registry import machine_target_names, target_for
 
 
 class StepView(View):
@@ -136,6 +136,8 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
     _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
+    if spec.target_type in machine_target_names():  # against the machine its BMC described, when it did
+        check_task_fits(session, spec.mac_address, spec.os_disk_gb)
     warnings = check_domain_join(spec, settings) if check_on_host and settings is not None else []
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)

@@ -365,6 +365,10 @@ class TaskSpec(Spec):
     mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = None
     template_id: Id | None = None
     vm: VmSpec | None = None
+    os_disk_gb: Annotated[int, Field(ge=1, le=65536)] | None = Field(
+        None, description="Bare metal: the OS disk the install needs, in GB (a VM's is in vm.disks; a template's "
+        "OS disk applies). Refused when the machine's BMC reports no disk that large; a Linux install takes the "
+        "first fixed disk at least that large")
     os: OsSpec = Field(default_factory=dict, validate_default=True)  # imageId is required
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     domain: DomainSpec = Field(default_factory=DomainSpec)
@@ -412,6 +416,14 @@ class TaskSpec(Spec):
             raise ValueError(f"not allowed when targetType is {target.name}")
         return value
 
+    @field_validator("os_disk_gb")
+    @classmethod
+    def _os_disk_is_bare_metals(cls, value: int | None, info: ValidationInfo) -> int | None:
+        target = registry.find(info.data.get("target_type"))
+        if value is not None and target is not None and target.makes_vms:
+            raise ValueError(f"not allowed when targetType is {target.name}: a VM's OS disk is in vm.disks")
+        return value
+
     def to_config(self) -> dict[str, Any]:
         """The effective configuration as camelCase JSON, secrets set to None."""
         config = self.model_dump(mode="json", by_alias=True)
@@ -451,10 +463,15 @@ def _lookup(data: Any, path: tuple[str, ...]) -> Any:
 def merge_defaults(defaults: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge a template's defaults under a request: the request wins leaf by leaf,
     lists are replaced whole. A baremetal request drops the defaults' ``vm`` section,
-    since templates are shared between VM and bare-metal targets."""
+    since templates are shared between VM and bare-metal targets, keeping its OS disk's size
+    as ``osDiskGb``."""
     target = registry.find(request.get("targetType", defaults.get("targetType")))
     if target is not None and not target.makes_vms:
+        os_disks = [disk.get("sizeGb") for disk in (defaults.get("vm") or {}).get("disks") or []
+                    if isinstance(disk, dict) and disk.get("purpose") == "os"]
         defaults = {key: value for key, value in defaults.items() if key != "vm"}
+        if os_disks:  # the template's OS disk is what the machine's must hold
+            defaults["osDiskGb"] = os_disks[0]
     return copy.deepcopy(_merge(defaults, request))
 
 

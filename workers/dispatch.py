@@ -70,5 +70,9 @@ class Dispatcher:
         else:
             self.rollback(task_id, target_type)
 
+    def inspect_machine(self, machine_id: int) -> None:
+        """A machine's inventory read from its BMC by the pool that reaches BMCs."""
+        self.app.send_task("octoprov.inspect_machine", args=(machine_id,), queue=queue_for("baremetal"))
+
     def notify(self, task_id: int) -> None:
         self.app.send_task("octoprov.notify_task", args=(task_id,), queue="default")

@@ -1,4 +1,5 @@
-"""The Celery tasks of a task's steps: run one work step, roll back, check deadlines, notify.
+"""The Celery tasks of a task's steps: run one work step, roll back, check deadlines, notify; and a
+machine's inspection.
 
 Thin by design: each task takes ids, asks ``octoprov.pipeline`` whether there is work to
 do, runs the step's action from ``octoprov.actions`` and records the outcome. No task waits for a machine: a task
@@ -8,11 +9,11 @@ whose next step is a wait step simply ends, and the status callback enqueues wha
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Ignore
 
-from octoprov import audit, events, pipeline, states
+from octoprov import audit, events, inventory, pipeline, states
 from octoprov.actions import run_action
 from octoprov.context import load_context
 from octoprov.errors import Cancelled, OctoprovError, TransientError
@@ -115,6 +116,13 @@ def rollback(task_id: int) -> list[str]:
             pipeline.log(session, task_id, f"Rollback: {line}", step="rollback")
     worker_dispatcher().notify(task_id)
     return done
+
+
+@app.task(name="octoprov.inspect_machine")  # type: ignore[untyped-decorator]  # celery: untyped
+def inspect_machine(machine_id: int) -> dict[str, Any]:
+    """Read a bare-metal machine's inventory from its BMC (on the bare-metal pool, which reaches BMCs)."""
+    runtime = worker_runtime()
+    return inventory.inspect_machine(runtime.database, runtime.vault, machine_id)
 
 
 @app.task(name="octoprov.prune_audit")  # type: ignore[untyped-decorator]  # celery: untyped

@@ -106,7 +106,7 @@ class TaskInputs:
             tuple(row.editions or ()), row.kernel_args, row.signed_kernel)
         inputs = cls(
             task_id=ctx.task_id, hostname=ctx.hostname, target_type=ctx.target_type, spec=ctx.spec,
-            mac_address=ctx.mac_address, hardware=dict(task.hardware or {}), image=image,
+            mac_address=ctx.mac_address, hardware=_hardware(task, ctx), image=image,
             node_options=dict(ctx.node.options or {}) if ctx.node else {},
             callback_token=ctx.callback_token(),
             domain_join_blob=ctx.vault.decrypt(task.domain_join_blob) if task.domain_join_blob else None,
@@ -146,3 +146,12 @@ def _folder(root: Path, relative: str) -> Path | None:
     except ValueError:
         return None
     return folder if folder.is_dir() else None
+
+
+def _hardware(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """What the machine's firmware reported when it booted for this task, over what its BMC said when it
+    was inspected: the answer files of a machine that never network-boots (virtual media) still get
+    the driver packs of its model."""
+    inspected = ((ctx.node.options or {}).get("hardware") or {}) if ctx.node else {}  # bare metal's machine
+    known = {key: inspected[key] for key in ("manufacturer", "product") if inspected.get(key)}
+    return {**known, **(task.hardware or {})}

@@ -52,6 +52,7 @@ class Kickstart:
     root_password_hash: str | None = field(default=None, repr=False)
     deploy_key: str | None = None  # Octoprov's public key: post-install logs on with it
     power_off: bool = False  # power off, not reboot: Octoprov turns Secure Boot on, then starts the machine
+    os_disk_bytes: int = 0  # bare metal's osDiskGb: the OS goes on the first fixed disk at least this large
 
     def callback_body(self, event: str, message: str) -> str:
         return json.dumps({"taskId": self.task_id, "token": self.token, "event": event, "status": "ok",
@@ -88,4 +89,5 @@ def kickstart_for(inputs: TaskInputs, settings: Settings, *, salt: str | None = 
         root_password_hash=sha512_crypt(password, salt) if password else None,
         deploy_key=deploykey.public_key(settings),
         power_off=inputs.secure_boot_after_install,
+        os_disk_bytes=(inputs.spec.os_disk_gb or 0) << 30,
     )

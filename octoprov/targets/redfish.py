@@ -26,7 +26,7 @@ from octoprov.errors import PermanentError, TargetUnreachable
 from octoprov.targets.base import PowerInterface
 
 if TYPE_CHECKING:
-    from octoprov.context import TaskContext
+    from octoprov.context import NodeInfo, TaskContext
 
 # sushy carries no type information (no py.typed): its objects are Any to a type checker
 System = Any  # sushy.resources.system.system.System
@@ -42,16 +42,27 @@ def _sushy() -> ModuleType:
 @contextlib.contextmanager
 def redfish_system(ctx: TaskContext) -> Iterator[System]:
     """The sushy system object of the task's machine; BMC failures as target errors."""
-    sushy = _sushy()
-    node = ctx.node
-    if node is None:
+    if ctx.node is None:
         raise PermanentError("a machine powered through its BMC needs the machine's BMC settings")
+    with machine_system(ctx.node, [ctx.mac_address] if ctx.mac_address else []) as system:
+        yield system
+
+
+@contextlib.contextmanager
+def machine_system(node: NodeInfo, fallback_macs: list[str] | None = None, *,
+                   server_side_retries: int = 10) -> Iterator[System]:
+    """The sushy system object of a registered machine (by its BMC settings and MACs); BMC failures as
+    target errors, whose messages name the BMC and never the password. A power change retries a busy
+    BMC's 5xx for half a minute (sushy's default); a read that may meet an unimplemented resource
+    passes fewer ``server_side_retries``."""
+    sushy = _sushy()
     bmc = (node.options or {}).get("bmc") or {}
     address = bmc.get("address") or node.endpoint
     try:
         root = sushy.Sushy(f"{address}/redfish/v1", username=node.username, password=node.credentials.get("password"),
-                           verify=bool(bmc.get("verifyCertificate", True)))
-        macs = set(node.mac_addresses or ([ctx.mac_address] if ctx.mac_address else []))
+                           verify=bool(bmc.get("verifyCertificate", True)), server_side_retries=server_side_retries,
+                           server_side_retries_delay=1 if server_side_retries < 10 else 3)
+        macs = set(node.mac_addresses or fallback_macs or [])
         yield _find_system(root, bmc.get("systemId"), macs)
     except sushy.exceptions.ConnectionError as exc:
         raise TargetUnreachable(f"the BMC at {address} does not answer: {_reason(exc)}") from None

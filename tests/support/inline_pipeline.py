@@ -37,15 +37,21 @@ class InlineQueue:
     def notify(self, task_id: int) -> None:
         self.delivered.append(("notify", task_id))
 
+    def inspect_machine(self, machine_id: int) -> None:
+        self.messages.append(("inspect", machine_id))
+
     def deliver(self, stop_after: str | None = None) -> None:
         """Run queued messages; a chain goes on while its steps succeed, as Celery's does.
         ``stop_after``: leave the rest of the queue once that step ran (to act in between)."""
-        from workers.step_tasks import rollback, run_step
+        from workers.step_tasks import inspect_machine, rollback, run_step
 
         while self.messages:
             kind, task_id, *rest = self.messages.popleft()
             if kind == "rollback":
                 self.delivered.append(("rollback", task_id, rollback(task_id)))
+                continue
+            if kind == "inspect":  # task_id is the machine's id here
+                self.delivered.append(("inspect", task_id, inspect_machine(task_id)))
                 continue
             names = rest[0]
             while names:
