@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from tests.support import redfish_bmc
 from tests.support.live import octoprov
 from tests.support.ui_browser import chromium_path, save_screenshot, start_ui_stack, unavailable
 
@@ -512,6 +513,42 @@ def test_bare_metal_machines_register_edit_and_show_their_hardware(page, stack, 
         expect(seen.locator("#machine-form")).to_be_hidden()
     finally:
         viewer.close()
+
+
+def test_a_machine_is_inspected_through_its_bmc_and_an_offered_card_added(page, stack, tmp_path):
+    """sushy-tools' Redfish emulator over libvirt's test driver: the UI stack's worker reads it."""
+    with redfish_bmc.emulator(tmp_path / "bmc", libvirt_uri="test:///default") as bmc:
+        page.goto("/ui/machines")
+        form = page.locator("#machine-form")
+        form.locator("input[name=name]").fill("EMU-01")
+        form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:10")
+        form.locator("input[name='bmc.address']").fill(bmc.url)
+        form.locator("input[name='bmc.systemId']").fill("test")
+        form.locator("input[name=username]").fill(bmc.username)
+        form.locator("input[name=password]").fill(bmc.password)
+        form.get_by_role("button", name="Register machine").click()
+        row = page.locator("#list tr", has_text="EMU-01")
+        expect(row).to_be_visible()
+        deadline = time.monotonic() + 60
+        machine = next(m for m in stack.call("GET", "/machines", 200).json()["items"] if m["name"] == "EMU-01")
+        while (machine["inspection"] or {}).get("state") not in ("done", "failed"):
+            assert time.monotonic() < deadline, machine
+            time.sleep(0.5)
+            machine = stack.call("GET", f"/machines/{machine['id']}", 200).json()
+        assert machine["inspection"]["state"] == "done", machine["inspection"]
+        row.get_by_role("button", name="Inspect EMU-01").click()  # again, from the page: it waits for the BMC
+        expect(row).to_contain_text("Sushy Emulator")
+        expect(row).to_contain_text("2 CPU · 8.0 GB")
+        expect(row).to_contain_text("1 card(s) not registered")
+        row.get_by_role("button", name="Hardware EMU-01").click()
+        detail = page.locator("#list tr.detail")
+        expect(detail.locator("dt", has_text="BIOS version")).to_be_visible()
+        expect(detail).to_contain_text("aa:bb:cc:dd:ee:ff")
+        detail.get_by_role("button", name="Add aa:bb:cc:dd:ee:ff to EMU-01").click()
+        expect(page.locator("#list tr", has_text="EMU-01")).to_contain_text("aa:bb:cc:dd:ee:ff")
+        added = stack.call("GET", f"/machines/{machine['id']}", 200).json()
+        assert added["macAddresses"] == ["52:54:00:e2:e0:10", "aa:bb:cc:dd:ee:ff"] and added["offeredMacs"] == []
+        assert added["hasCredentials"] is True  # the stored BMC password was kept
 
 
 def test_installed_machines_list_what_tasks_installed(page, stack):

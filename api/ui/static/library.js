@@ -275,34 +275,93 @@
   const facts = (pairs) => h("dl", { class: "facts" }, pairs.filter(([, value]) => value !== null && value !== undefined && value !== "")
     .flatMap(([name, value]) => [h("dt", { text: name }), h("dd", { text: String(value) })]));
   const HARDWARE = [["manufacturer", "Manufacturer"], ["product", "Model"], ["serial", "Serial number"], ["uuid", "System UUID"],
-    ["platform", "Firmware"], ["arch", "Architecture"]];
+    ["biosVersion", "BIOS version"], ["cpus", "CPUs"], ["cpuModel", "CPU model"], ["memoryBytes", "Memory", O.bytes],
+    ["powerState", "Power"], ["secureBoot", "Secure Boot", (on) => on ? "enabled" : "disabled"],
+    ["virtualMedia", "Virtual media", (types) => types.join(", ")], ["platform", "Firmware"], ["arch", "Architecture"],
+    ["inspectedAt", "Read from the BMC", O.when]];
+  const summary = (m) => {
+    const hw = m.hardware || {};
+    const model = [hw.manufacturer, hw.product].filter(Boolean).join(" ");
+    const sizes = [hw.cpus ? `${hw.cpus} CPU` : null, hw.memoryBytes ? O.bytes(hw.memoryBytes) : null,
+      hw.disks ? `${hw.disks.length} disk(s)` : null].filter(Boolean).join(" · ");
+    const state = m.inspection || {};
+    const note = state.state === "queued" || state.state === "running" ? muted(`inspection ${state.state}…`)
+      : state.state === "failed" ? h("span", { class: "error-text", text: `inspection failed: ${state.message || ""}` }) : null;
+    return lines(model || (sizes ? null : muted("not reported yet")), sizes ? muted(sizes) : null, note,
+      m.offeredMacs && m.offeredMacs.length ? muted(`${m.offeredMacs.length} card(s) not registered`) : null);
+  };
 
-  pages.machines = () => library({
-    path: "/machines", form: "machine-form", editable: true,
-    cells: (m) => {
-      const hardware = m.hardware || {};
-      return [
+  pages.machines = () => {
+    let machines;
+    const addCard = async (m, mac) => {
+      try {
+        await O.api("PUT", `/machines/${m.id}`, { name: m.name, macAddresses: [...m.macAddresses, mac], username: m.username || undefined,
+          secureBoot: m.secureBoot, ...(m.bmc ? { bmc: m.bmc } : {}) });
+        O.say(`${mac} added to ${m.name}.`);
+        await machines.load();
+      } catch (exc) {
+        if (exc.status !== 401) O.say(`Could not add ${mac}: ${exc.message}`, true);
+      }
+    };
+    const hardwareDetail = async (m) => {
+      const fresh = await O.get(`/machines/${m.id}`);
+      const hw = fresh.hardware || {};
+      const known = new Set(HARDWARE.map(([key]) => key).concat(["disks", "nics"]));
+      const pairs = [...HARDWARE.map(([key, label, show]) => [label, hw[key] === undefined || hw[key] === null ? null : show ? show(hw[key]) : hw[key]]),
+        ...Object.keys(hw).filter((key) => !known.has(key) && typeof hw[key] !== "object").sort().map((key) => [key, hw[key]])];
+      if (!pairs.some(([, value]) => value !== null && value !== undefined)) {
+        return muted("Nothing known yet: inspect the machine through its BMC, or its firmware reports when it first boots from Octoprov.");
+      }
+      const parts = [facts(pairs)];
+      if (hw.disks && hw.disks.length) parts.push(subTable(["Disk", "Size"], hw.disks.map((d) => [d.name, O.bytes(d.sizeBytes)])));
+      if (hw.nics && hw.nics.length) {
+        const registered = new Set(fresh.macAddresses);
+        parts.push(h("table", { class: "sub" },
+          h("thead", {}, h("tr", {}, ["Network card", "Link", "Speed", ""].map((text) => h("th", { scope: "col", text })))),
+          h("tbody", {}, hw.nics.map((nic) => h("tr", {},
+            h("td", { text: nic.mac }), h("td", { text: nic.linkStatus || "" }), h("td", { text: nic.speedMbps ? `${nic.speedMbps} Mb/s` : "" }),
+            h("td", {}, registered.has(nic.mac) ? muted("registered") : h("button", { type: "button", class: "quiet", "data-needs-role": "admin",
+              text: "Add", "aria-label": `Add ${nic.mac} to ${fresh.name}`, onclick: () => addCard(fresh, nic.mac) })))))));
+      }
+      return parts;
+    };
+    const inspect = async (m) => {
+      O.say(`Reading ${m.name}'s hardware from its BMC…`);
+      try {
+        await O.api("POST", `/machines/${m.id}/inspect`);
+        await machines.load();
+        for (let i = 0; i < 60; i += 1) {  // a BMC answers in seconds, sometimes tens of them
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const state = ((await O.get(`/machines/${m.id}`)).inspection || {}).state;
+          if (state === "done" || state === "failed") break;
+        }
+        await machines.load();
+        O.say(`${m.name}: inspection finished.`);
+      } catch (exc) {
+        if (exc.status !== 401) O.say(`Could not inspect ${m.name}: ${exc.message}`, true);
+      }
+    };
+    machines = library({
+      path: "/machines", form: "machine-form", editable: true,
+      cells: (m) => [
         h("strong", { text: m.name }),
         lines(...m.macAddresses.map((mac, i) => i ? muted(mac) : mac)),
-        m.bmc ? lines(m.bmc.address, muted(m.hasCredentials ? "credentials stored (encrypted)" : "no credentials")) : muted("none: powered on by hand"),
+        m.bmc ? lines(m.bmc.address, muted(`${m.bmc.protocol || "redfish"} · ${m.hasCredentials ? "credentials stored (encrypted)" : "no credentials"}`))
+          : muted("none: powered on by hand"),
         m.secureBoot ? "enforced" : muted("off"),
-        hardware.manufacturer || hardware.product ? [hardware.manufacturer, hardware.product].filter(Boolean).join(" ") : muted("not reported yet"),
-      ];
-    },
-    extra: (m) => [["Hardware", async () => {
-      const hardware = (await O.get(`/machines/${m.id}`)).hardware || {};
-      const known = new Set(HARDWARE.map(([key]) => key));
-      const pairs = [...HARDWARE.map(([key, label]) => [label, hardware[key]]),
-        ...Object.keys(hardware).filter((key) => !known.has(key) && typeof hardware[key] !== "object").sort().map((key) => [key, hardware[key]])];
-      return pairs.some(([, value]) => value) ? facts(pairs)
-        : muted("Nothing reported yet: the firmware reports its hardware when the machine first boots from Octoprov.");
-    }, false, "viewer"]],
-    fromItem: (m) => ({ ...m, bmc: m.bmc || { verifyCertificate: true } }),
-    toBody: (data) => {
-      if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the checkbox alone says nothing)
-      return data;
-    },
-  });
+        summary(m),
+      ],
+      extra: (m) => [
+        ["Hardware", () => hardwareDetail(m), false, "viewer"],
+        ...(m.kind === "redfish" ? [["Inspect", () => inspect(m), true]] : []),
+      ],
+      fromItem: (m) => ({ ...m, bmc: m.bmc || { verifyCertificate: true } }),
+      toBody: (data) => {
+        if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the checkbox alone says nothing)
+        return data;
+      },
+    });
+  };
 
   pages.nodes = () => library({
     path: "/nodes", removable: false,
