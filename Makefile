@@ -17,7 +17,7 @@ VENV := .venv
 # how docker-compose would pull it in).
 CONTAINER_DEB_PACKAGES := podman runc netavark aardvark-dns catatonit conmon iptables mmdebstrap docker-compose
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
-DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium \
+DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common isolinux mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium \
   $(CONTAINER_DEB_PACKAGES)
 # Debian packages only `make bench` needs: a load generator and reference servers.
 BENCH_DEB_PACKAGES := wrk nginx-light

@@ -191,24 +191,7 @@ class Lab(Managed):
                 "-no-reboot", "-serial", f"file:{serial}",
                 "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no"]
         nic = f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1" + ("" if nic_rom else ",romfile=")
-        if firmware == "bios":
-            sercon = self.workdir / "sercon-port"
-            sercon.write_bytes(SERCON_PORT)
-            argv += ["-machine", "pc", "-fw_cfg", f"name=etc/sercon-port,file={sercon}"]
-        elif firmware == "uefi":
-            variables = self.workdir / f"{name}.OVMF_VARS.fd"
-            shutil.copyfile(OVMF_VARS, variables)
-            argv += ["-machine", "q35",
-                     "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
-        elif firmware == "uefi-secureboot":
-            variables = self.workdir / f"{name}.OVMF_VARS.ms.fd"
-            shutil.copyfile(OVMF_VARS_MS, variables)
-            argv += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-                     "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECURE}",
-                     "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
-        else:
-            raise ValueError(f"unknown firmware {firmware!r}")
+        argv += firmware_argv(firmware, self.workdir, name)
         if http_boot_only:
             argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
                      "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
@@ -216,6 +199,28 @@ class Lab(Managed):
         argv += ["-device", nic, "-boot", "n"]
         process = self.start(self.site, argv, f"{name}.qemu.log")
         return Vm(process, serial, time.monotonic())
+
+
+def firmware_argv(firmware: str, workdir: Path, name: str) -> list[str]:
+    """QEMU's machine and firmware arguments for ``firmware`` (see ``Lab.boot_vm``); a VM's own copy of
+    the UEFI variable store goes to ``workdir``, named after the VM."""
+    if firmware == "bios":
+        sercon = workdir / "sercon-port"
+        sercon.write_bytes(SERCON_PORT)
+        return ["-machine", "pc", "-fw_cfg", f"name=etc/sercon-port,file={sercon}"]
+    if firmware == "uefi":
+        variables = workdir / f"{name}.OVMF_VARS.fd"
+        shutil.copyfile(OVMF_VARS, variables)
+        return ["-machine", "q35",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+    if firmware == "uefi-secureboot":
+        variables = workdir / f"{name}.OVMF_VARS.ms.fd"
+        shutil.copyfile(OVMF_VARS_MS, variables)
+        return ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECURE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+    raise ValueError(f"unknown firmware {firmware!r}")
 
 
 # -- router advertisements ------------------------------------------------------------------------
