@@ -49,9 +49,11 @@ LABEL org.opencontainers.image.title="Octoprov" \
       org.opencontainers.image.source="${SOURCE}"
 # ipxe: the iPXE binaries TFTP hands out (/usr/lib/ipxe); wimtools: wimlib, which reads WIM editions;
 # libvirt0 and openssh-client: libvirt's client library and the ssh it runs for qemu+ssh:// hosts;
-# samba: smbd for the samba role (the WinPE file share).
+# samba: smbd for the samba role (the WinPE file share); isolinux, syslinux-common and mtools: the BIOS boot
+# loader and the EFI image of virtual-media boot ISOs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ipxe wimtools libvirt0 openssh-client samba \
+ && apt-get install -y --no-install-recommends ipxe wimtools libvirt0 openssh-client samba isolinux syslinux-common \
+    mtools \
  && rm -rf /var/lib/apt/lists/*
 ARG UID=10001
 ARG GID=10001

@@ -1,5 +1,6 @@
-"""Boot files over HTTP for machines being provisioned: the images and drivers folders, and the
-EFI boot loaders UEFI HTTP boot firmware loads.
+"""Boot files over HTTP for machines being provisioned: the images and drivers folders, the
+EFI boot loaders UEFI HTTP boot firmware loads, and the boot ISO of a task installing by virtual
+media (for the BMC, under the task's secret media token, while the task is active).
 
 Open like the spec's file server (firmware and WinPE send no API token), read-only, with
 Range requests (a WIM is several GB and iPXE resumes), no directory listing, and no way out
@@ -19,11 +20,15 @@ from io import BufferedReader
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, request, send_file
+from sqlalchemy import select
 from werkzeug.http import http_date
 
 from api.runtime import runtime
+from octoprov.models import Task
 from octoprov.netboot import grub
+from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.paths import confined
+from octoprov.targets import virtualmedia
 
 bootfiles = Blueprint("bootfiles", __name__, url_prefix="/boot")
 _ONE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -98,3 +103,15 @@ def efi_file(name: str) -> Response:
     if source is None or not source.is_file():  # Debian's ipxe.efi is a link into /boot: followed, by name only
         abort(404)
     return send_file(source.resolve(), mimetype="application/efi", conditional=True, max_age=0)
+
+
+@bootfiles.get("/media/<token>/boot.iso")
+def boot_iso(token: str) -> Response:
+    """What the BMC inserts into its virtual CD; 404 once the task ended or minted a newer token."""
+    settings = runtime().settings
+    with runtime().database.session() as session:
+        task = session.scalars(select(Task).where(Task.media_token_hash == files_token_hash(token))).first()
+        iso = virtualmedia.served_iso(settings, task)
+    if iso is None:
+        abort(404)
+    return _serve(iso.parent, iso.name)

@@ -67,6 +67,9 @@ class MachineSpec(Spec):
                                                                                         "encrypted")
     secure_boot: bool = Field(default=False, description="The machine's firmware enforces UEFI Secure Boot: it is "
                               "network-booted through the signed shim and GRUB chain instead of iPXE")
+    boot_method: Literal["pxe", "virtualMedia"] = Field(
+        default="pxe", description="How its installer boots: from the network (pxe), or from a boot ISO the "
+        "Redfish BMC inserts into its virtual CD (virtualMedia); a task may choose otherwise")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -74,6 +77,8 @@ class MachineSpec(Spec):
             report({"macAddresses": "lists a MAC twice"})
         if self.bmc is None and (self.username or self.password):
             report({"bmc": "BMC credentials given without a BMC address"})
+        if self.boot_method == "virtualMedia" and (self.bmc is None or self.bmc.protocol != "redfish"):
+            report({"bootMethod": "virtualMedia needs a Redfish BMC (bmc.address) to insert the boot ISO"})
         return self
 
 
@@ -86,6 +91,7 @@ class MachineView(View):
     username: str | None
     has_credentials: bool
     secure_boot: bool = False
+    boot_method: str = "pxe"
     hardware: dict[str, Any] | None = None
     inspection: dict[str, Any] | None = Field(default=None, description="The last inventory read from the BMC: "
                                               "state (queued, running, done, failed), at, message")
@@ -100,7 +106,8 @@ class MachineView(View):
         return cls(id=node.id, name=node.name, kind=node.kind, mac_addresses=node.mac_addresses or [],
                    bmc=options.get("bmc"), username=node.username,
                    has_credentials=node.credentials_encrypted is not None,
-                   secure_boot=bool(options.get("secureBoot")), hardware=options.get("hardware"),
+                   secure_boot=bool(options.get("secureBoot")), boot_method=options.get("bootMethod") or "pxe",
+                   hardware=options.get("hardware"),
                    inspection=options.get("inspection"), offered_macs=offered_macs(node),
                    created_at=node.created_at, updated_at=node.updated_at)
 
@@ -170,6 +177,9 @@ def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
         options["bmc"] = spec.bmc.model_dump(by_alias=True)
     if spec.secure_boot:
         options["secureBoot"] = True
+    options.pop("bootMethod", None)
+    if spec.boot_method != "pxe":
+        options["bootMethod"] = spec.boot_method
     node.options = options or None
     if spec.password:
         redactor.register(spec.password)

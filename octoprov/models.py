@@ -150,6 +150,7 @@ class Task(Base):
     machine_ref: Mapped[str | None] = mapped_column(String(255))  # the target's id of the machine it created
     files_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # per-task file URLs
     files_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    media_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # a virtual-media install's ISO URL
     hardware: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # SMBIOS manufacturer/product/uuid from iPXE
     domain_join_blob: Mapped[str | None] = mapped_column(Text)  # djoin output, encrypted
     status: Mapped[str] = mapped_column(String(50), default="pending", server_default="pending")

@@ -173,6 +173,12 @@ class ApiSettings(BaseModel):
         "URL under which machines being provisioned reach the API. Empty: http://API_HOST:API_PORT.",
         example="http://192.0.2.10:8080",
     )
+    media_url: str = _setting(
+        "",
+        "URL under which BMCs fetch a task's boot ISO for virtual-media installs (the BMC network often is not "
+        "the machines' network). Empty: PUBLIC_URL.",
+        example="http://192.0.2.10:8080",
+    )
     trusted_proxies: NonNegativeInt = _setting(
         0, "Reverse proxies in front of the API that append the client's address to X-Forwarded-For (compose's "
            "nginx: 1). The API takes a request's address from that many entries from the header's end, which "
@@ -541,6 +547,15 @@ class Settings(  # the groups in the order .env.example shows them
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def effective_media_url(self) -> str:
+        return (self.media_url or self.effective_public_url).rstrip("/")
+
+    @property
+    def media_dir(self) -> Path:
+        """Boot ISOs of tasks installing by virtual media, while they install."""
+        return self.data_dir.resolve() / "media"
 
     def ensure_dirs(self) -> None:
         """Create the local folders the embedded defaults write to."""

@@ -34,6 +34,7 @@ from octoprov.references import DbReferences
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from octoprov.specs import MASK, Timestamp, View
+from octoprov.targets import virtualmedia
 from octoprov.targets.registry import machine_target_names, target_for
 
 
@@ -138,6 +139,12 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
     if spec.target_type in machine_target_names():  # against the machine its BMC described, when it did
         check_task_fits(session, spec.mac_address, spec.os_disk_gb)
+        machine = machine_for_mac(session, spec.mac_address) if spec.mac_address else None
+        if problems := virtualmedia.request_errors(spec.options.boot_method, machine, image):
+            raise InvalidRequest(problems)
+    elif spec.options.boot_method is not None:
+        raise InvalidRequest({"options.bootMethod": f"only for bare metal: a {spec.target_type} VM boots as its "
+                                                    "node says"})
     warnings = check_domain_join(spec, settings) if check_on_host and settings is not None else []
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)

@@ -320,6 +320,9 @@ class TaskOptions(Spec):
         return url
 
     keep_vm_on_failure: bool = False
+    boot_method: Literal["pxe", "virtualMedia"] | None = Field(
+        None, description="Bare metal: boot the installer from the network (pxe) or from the BMC's virtual CD "
+        "(virtualMedia: no DHCP boot options or TFTP). Default: the machine's bootMethod")
     webhooks: Annotated[
         list[Annotated[Line, AfterValidator(_check_webhook_url)]], Field(max_length=5)
     ] = Field(default_factory=list)

@@ -127,15 +127,13 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
     base = settings.effective_public_url
     images = base + "/boot/images/"
     callback = base + API + "/pxe/status"
-    files = f"{base}{API}/pxe/files/{files_token}/"
+    files = files_url(settings, files_token)
     common = {"task_id": task.id, "hostname": task.hostname, "image_name": image.name if image else "?",
               "chain_url": chain_url(settings)}
     document = {"action": "install", "taskId": task.id, "hostname": task.hostname, "callbackUrl": callback}
     if image is not None and image.kernel_path:
         assert image.initrd_path is not None  # an image is registered with both kernelPath and initrdPath or neither
-        kernel_args = image.kernel_args or ""
-        if uses_kickstart(image):  # Anaconda: the task's Kickstart file, from its file URL
-            kernel_args = f"{kernel_args} inst.ks={files}kickstart.cfg".strip()
+        kernel_args = image_kernel_args(settings, image, files_token)
         script = ipxe.render("install-linux", kernel_url=images + quote(image.kernel_path),
                              initrd_url=images + quote(image.initrd_path), kernel_args=kernel_args,
                              callback_url=callback, token=token, **common)
@@ -164,6 +162,19 @@ def install_answer(settings: Settings, task: Task, image: Image | None, token: s
     unsigned = (f"Task {task.id}: WinPE boots through wimboot, which is not signed, so a machine that enforces "
                 "Secure Boot cannot network-boot it")
     return BootAnswer("install", script, document, task.id, grub.local_boot_config(unsigned))
+
+
+def files_url(settings: Settings, files_token: str) -> str:
+    """The folder URL of a task's own files (answer files), under its files token."""
+    return f"{settings.effective_public_url}{API}/pxe/files/{files_token}/"
+
+
+def image_kernel_args(settings: Settings, image: Image, files_token: str) -> str:
+    """A Linux image's kernel arguments for a task: the image's own, and Anaconda's Kickstart URL."""
+    kernel_args = image.kernel_args or ""
+    if uses_kickstart(image):  # Anaconda: the task's Kickstart file, from its file URL
+        kernel_args = f"{kernel_args} inst.ks={files_url(settings, files_token)}kickstart.cfg".strip()
+    return kernel_args
 
 
 def _beside(root: Path, boot_wim: Path, name: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from octoprov.netboot.installer import installer_arguments
 from octoprov.validation.macs import canonical_mac
 
 SHIM = "shimx64.efi"  # what ProxyDHCP names to Secure Boot firmware
@@ -77,8 +78,7 @@ def image_path(library_path: str) -> str:
 def install_config(*, task_id: int, hostname: str, image_name: str, kernel_path: str, initrd_path: str,
                    kernel_args: str, callback_url: str, token: str) -> str:
     """Boot the task's installer: its kernel with the image's arguments and the callback, then its initrd."""
-    arguments = [*kernel_args.split(), f"octoprov.task={task_id}", f"octoprov.callback={callback_url}",
-                 f"octoprov.token={token}"]
+    arguments = installer_arguments(task_id, kernel_args, callback_url, token)
     return "\n".join([
         f"# Octoprov task {task_id}: {_CONTROL.sub(' ', hostname)}, {_CONTROL.sub(' ', image_name)}",
         "set timeout=0",

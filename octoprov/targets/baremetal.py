@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from octoprov.errors import PermanentError
 from octoprov.postinstall import MachinePostInstall
-from octoprov.targets import redfish
+from octoprov.targets import redfish, virtualmedia
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
@@ -60,6 +60,10 @@ class BareMetalPower(PowerInterface):
     """Through the BMC when the machine has one, else by hand."""
 
     def power_on(self, ctx: TaskContext) -> str:
+        if virtualmedia.uses_virtual_media(ctx):
+            if not _has_bmc(ctx):  # refused when the task was created; the machine may have changed since
+                raise PermanentError("virtual media needs the machine's Redfish BMC, and it has none")
+            return RedfishPower(virtualmedia.mint_url(ctx)).power_on(ctx)
         return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_on(ctx)
 
     def power_off(self, ctx: TaskContext) -> str:
@@ -79,13 +83,20 @@ class ManualPower(PowerInterface):
 
 
 class NetworkBoot(BootInterface):
+    """The network boot, or the BMC's virtual CD for a task that boots by virtual media
+    (octoprov/targets/virtualmedia.py)."""
+
     def prepare_boot(self, ctx: TaskContext) -> str:
+        if virtualmedia.uses_virtual_media(ctx):
+            return virtualmedia.build_iso(ctx)
         return "Boot config ready"  # the PXE services find the task by its MAC while it installs
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
-        """Rollback: the boot config goes with the task; a machine whose installer had Secure Boot turned
-        off gets it back, as it is registered."""
+        """Rollback: the boot config goes with the task (a boot ISO is ejected and deleted); a machine whose
+        installer had Secure Boot turned off gets it back, as it is registered."""
         removed = "Boot config removed with the task"
+        if virtualmedia.uses_virtual_media(ctx):
+            removed = _eject(ctx)
         if not ctx.secure_boot_after_install:
             return removed
         if _has_bmc(ctx):
@@ -93,6 +104,8 @@ class NetworkBoot(BootInterface):
         return f"{removed}; no BMC configured: turn Secure Boot on again in the machine's firmware setup"
 
     def boot_from_disk(self, ctx: TaskContext) -> str:
+        if virtualmedia.uses_virtual_media(ctx):  # the installed OS booted: the ISO's work is done
+            return f"{_eject(ctx)}; {redfish.boot_from_disk(ctx)}"
         if _has_bmc(ctx):
             return redfish.boot_from_disk(ctx)
         return "No BMC configured: set the machine's firmware to boot from its disk, or every reboot waits for " \
@@ -103,6 +116,13 @@ class NetworkBoot(BootInterface):
             return redfish.enable_secure_boot(ctx)
         return ("No BMC configured: once the installer has powered the machine off, turn Secure Boot on in its "
                 "firmware setup, set it to boot from its disk, then power it on")
+
+
+def _eject(ctx: TaskContext) -> str:
+    """The task's boot ISO out of the BMC's virtual CD, deleted, its URL dead."""
+    done = redfish.eject(ctx) if _has_bmc(ctx) else "No BMC to eject the boot ISO from"
+    virtualmedia.forget(ctx)
+    return f"{done}; boot ISO deleted"
 
 
 def baremetal_target() -> Target:

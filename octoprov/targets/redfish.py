@@ -97,6 +97,11 @@ def _find_system(root: Any, system_id: str | None, macs: set[str]) -> System:
                          f"{', '.join(sorted(macs))}; name the system in the machine's bmc.systemId")
 
 
+def eject(ctx: TaskContext) -> str:
+    with redfish_system(ctx) as system:
+        return "Boot ISO ejected through the BMC" if eject_boot_iso(system) else "No boot ISO in the BMC's virtual CD"
+
+
 def boot_from_disk(ctx: TaskContext) -> str:
     """A persistent boot override to the hard disk, target and frequency in one PATCH: the firmware's own
     order may put the network first, and not every BMC drops the one-time PXE override of ``power_on``
@@ -163,21 +168,72 @@ def restore_secure_boot(ctx: TaskContext) -> str:
         return "Secure Boot on already"
 
 
+CD_TYPES = ("CD", "DVD")  # the virtual media devices a boot ISO goes into
+
+
+def _cd_devices(system: System) -> list[Any]:
+    """The BMC's virtual CD/DVD drives: the system's own collection (newer BMCs) or its managers'."""
+    found = []
+    with contextlib.suppress(Exception):  # no VirtualMedia link on the system
+        found = list(system.virtual_media.get_members())
+    if not found:
+        for manager in system.managers:
+            with contextlib.suppress(Exception):
+                found += list(manager.virtual_media.get_members())
+    return [device for device in found if {str(t) for t in device.json.get("MediaTypes") or []} & set(CD_TYPES)]
+
+
+def insert_boot_iso(system: System, url: str) -> str:
+    """The ISO at ``url`` into the BMC's virtual CD (whatever was in it ejected first). The URL is the
+    task's own and secret: it is never part of a message."""
+    devices = _cd_devices(system)
+    if not devices:
+        raise PermanentError("the BMC offers no virtual CD or DVD drive: install this machine by network boot "
+                             "(bootMethod pxe)")
+    device = devices[0]
+    if device.json.get("Inserted"):
+        device.eject_media()
+    device.insert_media(url, inserted=True, write_protected=True)
+    return f"boot ISO inserted into the BMC's virtual {device.json.get('Name') or device.identity}"
+
+
+def eject_boot_iso(system: System) -> bool:
+    """Every virtual CD of the BMC emptied; False when none held anything."""
+    ejected = False
+    for device in _cd_devices(system):
+        if device.json.get("Inserted") or device.json.get("Image"):
+            device.eject_media()
+            ejected = True
+    return ejected
+
+
 class RedfishPower(PowerInterface):
+    """``media_url``: the machine starts once from that ISO in the BMC's virtual CD instead of the network."""
+
+    def __init__(self, media_url: str | None = None):
+        self.media_url = media_url
+
     def power_on(self, ctx: TaskContext) -> str:
-        """Into a one-time network boot; with Secure Boot off first when the task's installer is unsigned."""
+        """Into a one-time network (or virtual CD) boot; with Secure Boot off first when the task's
+        installer is unsigned."""
         sushy = _sushy()
         with redfish_system(ctx) as system:
             insecure = ""
             if ctx.secure_boot_after_install:
                 _set_secure_boot(system, False)
                 insecure = ", Secure Boot off for the unsigned installer (on again before the OS first boots)"
-            system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_PXE, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
+            if self.media_url:
+                inserted = insert_boot_iso(system, self.media_url)
+                system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_CD, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
+                into = f"a one-time boot from the virtual CD ({inserted})"
+            else:
+                system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_PXE, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
+                into = "a one-time network boot"
             if system.power_state == sushy.POWER_STATE_ON:
                 system.reset_system(sushy.RESET_FORCE_RESTART)
-                return f"Restarted through the BMC into a one-time network boot{insecure}"
+                return f"Restarted through the BMC into {into}{insecure}"
             system.reset_system(sushy.RESET_ON)
-            return f"Powered on through the BMC into a one-time network boot{insecure}"
+            return f"Powered on through the BMC into {into}{insecure}"
 
     def power_off(self, ctx: TaskContext) -> str:
         sushy = _sushy()

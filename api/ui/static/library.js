@@ -348,7 +348,7 @@
         lines(...m.macAddresses.map((mac, i) => i ? muted(mac) : mac)),
         m.bmc ? lines(m.bmc.address, muted(`${m.bmc.protocol || "redfish"} · ${m.hasCredentials ? "credentials stored (encrypted)" : "no credentials"}`))
           : muted("none: powered on by hand"),
-        m.secureBoot ? "enforced" : muted("off"),
+        lines(m.bootMethod === "virtualMedia" ? "virtual media" : "network (PXE)", m.secureBoot ? muted("Secure Boot enforced") : null),
         summary(m),
       ],
       extra: (m) => [

@@ -1,0 +1,110 @@
+"""Virtual-media installs through the API: what POST /tasks refuses before anything runs, and the boot
+ISO's URL, which answers only under the task's latest token and only while the task is active. The
+install itself (sushy-tools inserting the ISO into a QEMU machine of the lab's libvirtd, the machine
+booting from it without DHCP boot options) is in tests/e2e/test_baremetal_e2e.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from octoprov.context import load_context
+from octoprov.models import Node
+from octoprov.targets import virtualmedia
+
+MACHINES = "/api/v1/provisioning/machines"
+TASKS = "/api/v1/provisioning/tasks"
+MAC = "52:54:00:0d:00:01"
+
+
+@pytest.fixture
+def linux_image(client, settings) -> int:
+    folder: Path = settings.effective_images_dir / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "vmlinuz").write_bytes(b"kernel" * 1000)
+    (folder / "initrd.gz").write_bytes(b"initrd" * 1000)
+    (folder / "root.img").write_bytes(b"img")
+    response = client.post("/api/v1/provisioning/images", json={
+        "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
+        "initrdPath": "tiny/initrd.gz", "kernelArgs": "console=ttyS0"})
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+@pytest.fixture
+def windows_image(client, settings) -> int:
+    (settings.effective_images_dir / "ws.wim").write_bytes(b"wim")
+    return client.post("/api/v1/provisioning/images", json={
+        "name": "WS2025", "osType": "windows", "imagePath": "ws.wim"}).json["id"]
+
+
+def machine(client, **changes) -> dict:
+    body = {"name": "vm-rack-1", "macAddresses": [MAC], "bmc": {"address": "https://198.51.100.60"},
+            "username": "root", "password": "bmc-Secret-1", "bootMethod": "virtualMedia", **changes}
+    response = client.post(MACHINES, json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def task(client, image_id: int, **changes):
+    return client.post(TASKS, json={"hostname": "vm-rack-1", "targetType": "baremetal", "macAddress": MAC,
+                                    "os": {"imageId": image_id}, **changes})
+
+
+def test_a_machine_booting_by_virtual_media_needs_a_redfish_bmc(client):
+    refused = client.post(MACHINES, json={"name": "m", "macAddresses": [MAC], "bootMethod": "virtualMedia"})
+    assert refused.status_code == 400 and "Redfish BMC" in refused.json["errors"]["bootMethod"]
+    refused = client.post(MACHINES, json={"name": "m", "macAddresses": [MAC], "bootMethod": "floppy"})
+    assert refused.status_code == 400 and "bootMethod" in refused.json["errors"]
+    shown = machine(client)
+    assert shown["bootMethod"] == "virtualMedia" and shown["kind"] == "redfish"
+
+
+def test_post_tasks_refuses_what_virtual_media_cannot_boot(client, linux_image, windows_image, database):
+    nobody = task(client, linux_image, options={"bootMethod": "virtualMedia"})  # no machine with that MAC
+    assert nobody.status_code == 400 and "Redfish BMC" in nobody.json["errors"]["options.bootMethod"]
+    node = client.post("/api/v1/provisioning/hypervisors", json={"name": "LAB", "kind": "fake",
+                                                                "endpoint": "fake://lab"}).json["id"]
+    vm = client.post(TASKS, json={"hostname": "vm-1", "targetType": "fake", "hypervisorNodeId": node,
+                                  "vm": {"cpu": 1, "memoryGb": 1, "disks": [{"sizeGb": 10, "purpose": "os"}]},
+                                  "options": {"bootMethod": "virtualMedia"}, "os": {"imageId": linux_image}})
+    assert vm.status_code == 400 and "options.bootMethod" in vm.json["errors"], vm.json
+    registered = machine(client)
+    windows = task(client, windows_image)
+    assert windows.status_code == 400 and "Windows by virtual media" in windows.json["errors"]["os.imageId"]
+    # the machine's BMC reported its virtual media: a floppy only
+    with database.session() as session:
+        node = session.get(Node, registered["id"])
+        node.options = {**node.options, "hardware": {"virtualMedia": ["Floppy", "USBStick"]}}
+    no_cd = task(client, linux_image)  # the machine's own bootMethod: the error names the MAC
+    assert no_cd.status_code == 400 and "no virtual CD" in no_cd.json["errors"]["macAddress"], no_cd.json
+    # the task may choose the network instead
+    assert task(client, linux_image, options={"bootMethod": "pxe"}).status_code == 201
+
+
+def test_the_boot_isos_url_answers_under_the_latest_token_while_the_task_is_active(
+        client, anonymous, linux_image, database, runtime, settings):
+    machine(client)
+    created = task(client, linux_image)
+    assert created.status_code == 201, created.json
+    with database.session() as session:
+        ctx = load_context(session, created.json["id"], settings, database, runtime.vault)
+    assert virtualmedia.uses_virtual_media(ctx)
+    assert virtualmedia.build_iso(ctx).startswith("Boot ISO built")
+    iso = virtualmedia.iso_path(settings, ctx.task_id)
+    first = virtualmedia.mint_url(ctx)
+    assert first.startswith(f"{settings.effective_media_url}/boot/media/") and first.endswith("/boot.iso")
+    path = first.removeprefix(settings.effective_media_url)
+    served = anonymous.get(path)
+    assert served.status_code == 200 and served.get_data() == iso.read_bytes()
+    ranged = anonymous.get(path, headers={"Range": "bytes=32768-32773"})  # the ISO 9660 volume descriptor
+    assert ranged.status_code == 206 and ranged.get_data() == b"\x01CD001"
+    second = virtualmedia.mint_url(ctx)  # a retried power-on: the earlier URL is dead
+    assert anonymous.get(path).status_code == 404
+    assert anonymous.get(second.removeprefix(settings.effective_media_url)).status_code == 200
+    assert anonymous.get("/boot/media/not-a-token/boot.iso").status_code == 404
+    assert client.delete(f"{TASKS}/{ctx.task_id}").status_code == 200  # cancelled: dead although still on disk
+    assert iso.is_file() and anonymous.get(second.removeprefix(settings.effective_media_url)).status_code == 404
+    virtualmedia.forget(ctx)  # what the rollback does after ejecting
+    assert not iso.exists()
