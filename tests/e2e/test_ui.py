@@ -514,6 +514,30 @@ def test_bare_metal_machines_register_edit_and_show_their_hardware(page, stack, 
         viewer.close()
 
 
+def test_an_ipmi_machine_is_registered_without_the_redfish_settings(page, stack):
+    page.goto("/ui/machines")
+    form = page.locator("#machine-form")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_visible()  # Redfish, the default
+    form.locator("input[name=name]").fill("R640-IPMI")
+    form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:31")
+    form.locator("select[name='bmc.protocol']").select_option("ipmi")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_hidden()
+    expect(form.locator("input[name='bmc.verifyCertificate']")).to_be_hidden()
+    form.locator("input[name='bmc.address']").fill("ipmi://127.0.0.1:6230")
+    form.locator("input[name=username]").fill("admin")
+    form.locator("input[name=password]").fill("ipmi-secret-e2e")
+    form.get_by_role("button", name="Register machine").click()
+    row = page.locator("#list tr", has_text="R640-IPMI")
+    expect(row).to_contain_text("ipmi://127.0.0.1:6230")
+    expect(row).to_contain_text("credentials stored (encrypted)")
+    machine = next(m for m in stack.call("GET", "/machines", 200).json()["items"] if m["name"] == "R640-IPMI")
+    assert machine["kind"] == "ipmi" and machine["bmc"] == {"address": "ipmi://127.0.0.1:6230", "protocol": "ipmi"}
+    row.get_by_role("button", name="Edit R640-IPMI").click()
+    expect(form.locator("select[name='bmc.protocol']")).to_have_value("ipmi")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_hidden()
+    stack.call("DELETE", f"/machines/{machine['id']}", 204)
+
+
 def test_installed_machines_list_what_tasks_installed(page, stack):
     task = stack.task(stack.node["id"], stack.image_id, "UI-NODE-01")
     deadline = time.monotonic() + 90

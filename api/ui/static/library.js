@@ -297,9 +297,9 @@
       return pairs.some(([, value]) => value) ? facts(pairs)
         : muted("Nothing reported yet: the firmware reports its hardware when the machine first boots from Octoprov.");
     }, false, "viewer"]],
-    fromItem: (m) => ({ ...m, bmc: m.bmc || { verifyCertificate: true } }),
+    fromItem: (m) => ({ ...m, bmc: { protocol: "redfish", verifyCertificate: true, ...m.bmc } }),  // IPMI stores no Redfish settings
     toBody: (data) => {
-      if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the checkbox alone says nothing)
+      if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the protocol and checkbox alone say nothing)
       return data;
     },
   });
