@@ -28,7 +28,7 @@ import requests
 
 from octoprov.targets.libvirt.domain_xml import OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_MS
 from tests.support import esp, libvirtlab, netlab, redfish_bmc, tinylinux
-from tests.support.bootservices import BOOT_TIMEOUT, boot_services, steps, unusable
+from tests.support.bootservices import BOOT_TIMEOUT, boot_services, steps
 from tests.support.virtual_bmc import virtual_bmc
 
 MAC = "52:54:00:6f:70:b1"
@@ -85,9 +85,7 @@ def secure_machine_xml(name: str, serial: str, disk: str) -> str:
 
 @pytest.fixture(scope="module")
 def baremetal(tmp_path_factory):
-    reason = netlab.unusable_reason() or libvirtlab.unusable_reason()
-    if reason:
-        unusable(reason)
+    libvirtlab.require_lab()
     workdir = tmp_path_factory.mktemp("baremetal")
     kernel_args = f"{tinylinux.KERNEL_ARGS} octoprov.events={EVENTS}"
     with boot_services(workdir, "default,baremetal", kernel_args) as octo, \

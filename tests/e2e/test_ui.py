@@ -518,14 +518,12 @@ def test_an_ipmi_machine_is_registered_without_the_redfish_settings(page, stack)
     page.goto("/ui/machines")
     form = page.locator("#machine-form")
     expect(form.locator("input[name='bmc.systemId']")).to_be_visible()  # Redfish, the default
-    form.locator("input[name=name]").fill("R640-IPMI")
-    form.locator("input[name=macAddresses]").fill("52:54:00:e2:e0:31")
     form.locator("select[name='bmc.protocol']").select_option("ipmi")
     expect(form.locator("input[name='bmc.systemId']")).to_be_hidden()
     expect(form.locator("input[name='bmc.verifyCertificate']")).to_be_hidden()
-    form.locator("input[name='bmc.address']").fill("ipmi://127.0.0.1:6230")
-    form.locator("input[name=username]").fill("admin")
-    form.locator("input[name=password]").fill("ipmi-secret-e2e")
+    for name, value in {"name": "R640-IPMI", "macAddresses": "52:54:00:e2:e0:31", "bmc.address": "ipmi://127.0.0.1:6230",
+                        "username": "admin", "password": "ipmi-secret-e2e"}.items():
+        form.locator(f"input[name='{name}']").fill(value)
     form.get_by_role("button", name="Register machine").click()
     row = page.locator("#list tr", has_text="R640-IPMI")
     expect(row).to_contain_text("ipmi://127.0.0.1:6230")

@@ -19,7 +19,6 @@ from octoprov.settings import Settings
 from octoprov.targets import ipmi
 from octoprov.targets.baremetal import baremetal_target
 from tests.support import libvirtlab, netlab
-from tests.support.bootservices import unusable
 from tests.support.examples import task_spec
 from tests.support.live import free_port
 from tests.support.virtual_bmc import HOST, PASSWORD, USER, VirtualBmc, virtual_bmc
@@ -42,9 +41,7 @@ def domain_xml(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    reason = netlab.unusable_reason() or libvirtlab.unusable_reason()
-    if reason:
-        unusable(reason)
+    libvirtlab.require_lab()
     workdir = tmp_path_factory.mktemp("ipmi")
     with netlab.Lab(workdir) as network, libvirtlab.Libvirtd(network, f"opv{os.getpid()}") as daemon:
         (workdir / "domain.xml").write_text(domain_xml(DOMAIN))
