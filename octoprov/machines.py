@@ -1,16 +1,18 @@
 """Bare-metal machines: servers Octoprov installs, known by the MACs of their network cards and,
-optionally, reached through their BMC (Redfish) so a task can switch them on into a network boot
-instead of waiting for someone to press the button.
+optionally, reached through their BMC (Redfish, or IPMI where the BMC has no Redfish) so a task can
+switch them on into a network boot instead of waiting for someone to press the button. A machine's
+kind is its BMC's protocol, or "manual" without one.
 
 A MAC belongs to one machine only: a bare-metal task finds its machine by the MAC it names, and
 two machines claiming one card would make that ambiguous. BMC credentials are encrypted at rest
-and never leave through a view.
+and never leave through a view; an address that carries a user or password is refused, so none
+is ever stored in clear.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from sqlalchemy import select
@@ -27,7 +29,11 @@ from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.validation.macs import canonical_mac
 
 BAREMETAL = "baremetal"
-KINDS = ("redfish", "manual")
+BMC_KINDS = ("redfish", "ipmi")  # a machine of one of these kinds is powered through its BMC
+KINDS = (*BMC_KINDS, "manual")
+IPMI_PORT = 623  # where an IPMI BMC listens (RMCP+, UDP) unless its address says otherwise
+# kinds that cannot switch Secure Boot off for an unsigned installer and on again: IPMI has no command for it
+NO_SECURE_BOOT_CONTROL = ("ipmi",)
 
 GIB = 1 << 30  # a disk's sizeGb, as the hypervisor targets count it
 
@@ -35,26 +41,67 @@ Mac = Annotated[str, Field(max_length=17), AfterValidator(canonical_mac)]
 
 
 class BmcSpec(Spec):
-    """How the machine's BMC is reached."""
+    """How the machine's BMC is reached. Redfish: ``http(s)://host[:port]``. IPMI (2.0, RMCP+):
+    ``ipmi://host[:port]``, port 623 unless given; an IPMI BMC drives the one machine it sits in and has
+    no certificate, so the Redfish-only ``systemId`` and ``verifyCertificate: false`` are refused there
+    rather than ignored, and neither is stored."""
 
-    address: str = Field(min_length=1, max_length=500, description="https://bmc-host[:port] (Redfish service root "
-                                                                    "is /redfish/v1 below it)")
-    protocol: Literal["redfish"] = "redfish"
+    address: str = Field(min_length=1, max_length=500, description="Redfish: https://bmc-host[:port] (the service "
+                         "root is /redfish/v1 below it); IPMI: ipmi://bmc-host[:port] (port 623 unless given)")
+    protocol: Literal["redfish", "ipmi"] = Field(default="redfish", description="ipmi for a BMC without Redfish: "
+                                                 "power and a one-time network boot only, no Secure Boot control")
     system_id: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$",
-                                  description="The Redfish system to drive; default: the one with this machine's MAC")
-    verify_certificate: bool = True
+                                  description="Redfish only: the system to drive; default: the one with this "
+                                  "machine's MAC")
+    verify_certificate: bool = Field(default=True, description="Redfish only: check the BMC's TLS certificate")
 
     @field_validator("address")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
         try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
+            port = parts.port  # raises ValueError on a bad port
         except ValueError:
-            raise ValueError("not a valid port") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError("must be http(s)://host[:port], the BMC's address")
+            port = 0
+        if port == 0:
+            raise ValueError("not a valid port")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold a user or password: give them as username and password (stored "
+                             "encrypted)")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fits_protocol(self) -> Self:
+        parts = urlsplit(self.address)
+        if self.protocol == "ipmi":
+            report({"address": None if _is_bmc_url(parts, ("ipmi",)) else
+                    "must be ipmi://host[:port] (port 623 unless given), the BMC's address",
+                    "systemId": "Redfish only: an IPMI BMC drives the one machine it sits in" if self.system_id
+                    else None,
+                    "verifyCertificate": None if self.verify_certificate else
+                    "Redfish only: IPMI has no certificate to verify"})
+        elif not _is_bmc_url(parts, ("http", "https")):
+            report({"address": "must be http(s)://host[:port], the BMC's address"})
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The settings as a machine keeps them: without the Redfish-only ones for an IPMI BMC."""
+        settings = self.model_dump(by_alias=True)
+        if self.protocol == "ipmi":
+            del settings["systemId"], settings["verifyCertificate"]
+        return settings
+
+
+def _is_bmc_url(parts: SplitResult, schemes: tuple[str, ...]) -> bool:
+    """scheme://host[:port], nothing below the host."""
+    return (parts.scheme in schemes and bool(parts.hostname) and parts.path in ("", "/")
+            and not parts.query and not parts.fragment)
+
+
+def ipmi_endpoint(address: str) -> tuple[str, int]:
+    """The host and port of an IPMI BMC's ``ipmi://host[:port]`` (an IPv6 host without its brackets)."""
+    parts = urlsplit(address)
+    return parts.hostname or "", parts.port or IPMI_PORT
 
 
 class MachineSpec(Spec):
@@ -159,6 +206,19 @@ def task_secure_boot(session: Session, task: Task) -> bool:
     return bool(machine is not None and (machine.options or {}).get("secureBoot"))
 
 
+def check_secure_boot_control(machine: Node | None, secure_boot_after_install: bool) -> None:
+    """Refuse a task whose unsigned installer needs Secure Boot off on a machine whose BMC cannot switch it
+    (IPMI): powered on into the network boot with Secure Boot still enforced, its firmware would refuse the
+    installer and the task would only time out. ``secure_boot_after_install`` as octoprov/secureboot.py says."""
+    if not secure_boot_after_install or machine is None or machine.kind not in NO_SECURE_BOOT_CONTROL:
+        return
+    raise InvalidRequest({"os.imageId": (
+        f"the installer is unsigned (Windows PE, or an image with signedKernel false) and machine {machine.name} "
+        f"enforces Secure Boot, which Octoprov cannot switch off and on again through its {machine.kind.upper()} "
+        "BMC: use an image with a signed kernel; or turn Secure Boot off in the machine's firmware and register "
+        "it without secureBoot; or register it without a BMC, and the task's steps say when to switch it by hand")})
+
+
 def _check_macs(session: Session, spec: MachineSpec, other_than: int | None = None) -> None:
     for index, mac in enumerate(spec.mac_addresses):
         owner = machine_for_mac(session, mac)
@@ -168,13 +228,13 @@ def _check_macs(session: Session, spec: MachineSpec, other_than: int | None = No
 
 def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
     node.name, node.username, node.mac_addresses = spec.name, spec.username, list(spec.mac_addresses)
-    node.kind = "redfish" if spec.bmc else "manual"
+    node.kind = spec.bmc.protocol if spec.bmc else "manual"
     node.endpoint = spec.bmc.address if spec.bmc else None
     options = dict(node.options or {})
     options.pop("bmc", None)
     options.pop("secureBoot", None)
     if spec.bmc:
-        options["bmc"] = spec.bmc.model_dump(by_alias=True)
+        options["bmc"] = spec.bmc.stored()
     if spec.secure_boot:
         options["secureBoot"] = True
     options.pop("bootMethod", None)

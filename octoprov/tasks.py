@@ -26,7 +26,7 @@ from octoprov.domainjoin.checks import check_domain_join
 from octoprov.errors import InvalidRequest, NotAvailable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
-from octoprov.machines import check_task_fits, machine_for_mac
+from octoprov.machines import check_secure_boot_control, check_task_fits, machine_for_mac
 from octoprov.models import Image, Node, Task, TaskLog, Template
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
@@ -137,9 +137,15 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
     config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
     _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
+    os_type = refs.image_os_type(spec.os.image_id) or "windows"
+    cloud = images.is_cloud_image(image)
+    machine = machine_for_mac(session, spec.mac_address) if node is None and spec.mac_address else None
+    owner = node if node is not None else machine
+    after = secureboot.after_install_for(spec, os_type, owner.options if owner else None,
+                                         signed_kernel=image.signed_kernel if image else True, cloud_image=cloud)
+    check_secure_boot_control(machine, after)
     if spec.target_type in machine_target_names():  # against the machine its BMC described, when it did
         check_task_fits(session, spec.mac_address, spec.os_disk_gb)
-        machine = machine_for_mac(session, spec.mac_address) if spec.mac_address else None
         if problems := virtualmedia.request_errors(spec.options.boot_method, machine, image):
             raise InvalidRequest(problems)
     elif spec.options.boot_method is not None:
@@ -164,11 +170,6 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     )
     session.add(task)
     session.flush()
-    os_type = refs.image_os_type(spec.os.image_id) or "windows"
-    cloud = images.is_cloud_image(image)
-    owner = node if node is not None else machine_for_mac(session, spec.mac_address) if spec.mac_address else None
-    after = secureboot.after_install_for(spec, os_type, owner.options if owner else None,
-                                         signed_kernel=image.signed_kernel if image else True, cloud_image=cloud)
     pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type, cloud_image=cloud,
                                                  secure_boot_after_install=after))
     pipeline.log(session, task.id, "Task created", step="create")

@@ -1,8 +1,8 @@
 """Bare metal: a machine known by its MAC, booted from the network.
 
-With a BMC (a machine registered under /machines with Redfish settings) Octoprov powers the
-machine on into a one-time network boot, and off again on rollback; once the OS is installed it sets
-a persistent boot override to the hard disk. Without one it cannot:
+With a BMC (a machine registered under /machines with Redfish or IPMI settings: its kind) Octoprov
+powers the machine on into a one-time network boot, and off again on rollback; once the OS is installed
+it sets a persistent boot override to the hard disk. Without one it cannot:
 the power step tells the operator to switch it on, and the task waits for the machine's first
 callback. Nothing is created on the machine, so rollback has nothing to delete; it powers a
 machine with a BMC off, so a cancelled install does not run on.
@@ -12,7 +12,9 @@ with ``signedKernel: false``) installs with Secure Boot off: through the BMC, po
 the ``enable_secure_boot`` step turns it on again once the installer has powered the machine off, and a
 rollback restores it. A machine without a BMC is accepted all the same: its power-on already needs
 someone at the machine, and the steps tell that person to switch Secure Boot off in the firmware setup
-before powering on and on again before the installed OS first boots.
+before powering on and on again before the installed OS first boots. IPMI cannot switch Secure Boot, and
+a task powered on through it would start with Secure Boot enforced and nobody told: such a task is refused
+when it is submitted (``machines.check_secure_boot_control``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from octoprov.errors import PermanentError
+from octoprov.machines import BMC_KINDS
 from octoprov.postinstall import MachinePostInstall
-from octoprov.targets import redfish, virtualmedia
+from octoprov.targets import ipmi, redfish, virtualmedia
 from octoprov.targets.base import (
     BootInterface,
     ComputeInterface,
@@ -29,6 +32,7 @@ from octoprov.targets.base import (
     PowerInterface,
     Target,
 )
+from octoprov.targets.ipmi import IpmiPower
 from octoprov.targets.redfish import RedfishPower
 
 if TYPE_CHECKING:
@@ -47,13 +51,24 @@ class BareMetalCompute(ComputeInterface):
         return Machine(f"mac-{mac}", mac, f"Machine registered by its MAC {mac}")
 
     def destroy_machine(self, ctx: TaskContext) -> str:
-        if _has_bmc(ctx):
-            return RedfishPower().power_off(ctx)
+        if _kind(ctx) in BMC_KINDS:
+            return _power(ctx).power_off(ctx)
         return "Nothing to remove on a bare-metal machine"
 
 
-def _has_bmc(ctx: TaskContext) -> bool:
-    return ctx.node is not None and ctx.node.kind == "redfish"
+def _kind(ctx: TaskContext) -> str:
+    """The machine's kind: its BMC's protocol, or "manual" (also for a task whose machine is not registered)."""
+    return ctx.node.kind if ctx.node is not None else "manual"
+
+
+def _power(ctx: TaskContext) -> PowerInterface:
+    """The power driver of the machine's BMC, or the operator's hands without one."""
+    kind = _kind(ctx)
+    if kind == "redfish":
+        return RedfishPower()
+    if kind == "ipmi":
+        return IpmiPower()
+    return ManualPower()
 
 
 class BareMetalPower(PowerInterface):
@@ -61,13 +76,13 @@ class BareMetalPower(PowerInterface):
 
     def power_on(self, ctx: TaskContext) -> str:
         if virtualmedia.uses_virtual_media(ctx):
-            if not _has_bmc(ctx):  # refused when the task was created; the machine may have changed since
+            if _kind(ctx) != "redfish":  # refused when the task was created; the machine may have changed since
                 raise PermanentError("virtual media needs the machine's Redfish BMC, and it has none")
             return RedfishPower(virtualmedia.mint_url(ctx)).power_on(ctx)
-        return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_on(ctx)
+        return _power(ctx).power_on(ctx)
 
     def power_off(self, ctx: TaskContext) -> str:
-        return (RedfishPower() if _has_bmc(ctx) else ManualPower()).power_off(ctx)
+        return _power(ctx).power_off(ctx)
 
 
 class ManualPower(PowerInterface):
@@ -94,33 +109,39 @@ class NetworkBoot(BootInterface):
     def cleanup_boot(self, ctx: TaskContext) -> str:
         """Rollback: the boot config goes with the task (a boot ISO is ejected and deleted); a machine whose
         installer had Secure Boot turned off gets it back, as it is registered."""
-        removed = "Boot config removed with the task"
-        if virtualmedia.uses_virtual_media(ctx):
-            removed = _eject(ctx)
-        if not ctx.secure_boot_after_install:
+        removed = _eject(ctx) if virtualmedia.uses_virtual_media(ctx) else "Boot config removed with the task"
+        kind = _kind(ctx)
+        if not ctx.secure_boot_after_install or kind == "ipmi":  # IPMI never turned it off (power_on refuses)
             return removed
-        if _has_bmc(ctx):
+        if kind == "redfish":
             return f"{removed}; {redfish.restore_secure_boot(ctx)}"
         return f"{removed}; no BMC configured: turn Secure Boot on again in the machine's firmware setup"
 
     def boot_from_disk(self, ctx: TaskContext) -> str:
+        kind = _kind(ctx)
         if virtualmedia.uses_virtual_media(ctx):  # the installed OS booted: the ISO's work is done
             return f"{_eject(ctx)}; {redfish.boot_from_disk(ctx)}"
-        if _has_bmc(ctx):
+        if kind == "redfish":
             return redfish.boot_from_disk(ctx)
+        if kind == "ipmi":
+            return ipmi.boot_from_disk(ctx)
         return "No BMC configured: set the machine's firmware to boot from its disk, or every reboot waits for " \
                "the network boot to time out"
 
     def enable_secure_boot(self, ctx: TaskContext) -> str:
-        if _has_bmc(ctx):
+        kind = _kind(ctx)
+        if kind == "redfish":
             return redfish.enable_secure_boot(ctx)
+        if kind == "ipmi":  # not planned for such a machine: the task is refused when submitted
+            raise PermanentError("Secure Boot cannot be turned on through an IPMI BMC; turn it on in the "
+                                 "machine's firmware setup")
         return ("No BMC configured: once the installer has powered the machine off, turn Secure Boot on in its "
                 "firmware setup, set it to boot from its disk, then power it on")
 
 
 def _eject(ctx: TaskContext) -> str:
     """The task's boot ISO out of the BMC's virtual CD, deleted, its URL dead."""
-    done = redfish.eject(ctx) if _has_bmc(ctx) else "No BMC to eject the boot ISO from"
+    done = redfish.eject(ctx) if _kind(ctx) == "redfish" else "No Redfish BMC to eject the boot ISO from"
     virtualmedia.forget(ctx)
     return f"{done}; boot ISO deleted"
 

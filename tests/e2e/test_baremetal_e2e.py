@@ -5,6 +5,9 @@ into the tiny Linux, whose callbacks complete the task; once installed, the mach
 Redfish to boot its hard disk for good. A second task, cancelled while the machine boots, powers it off
 through Redfish.
 
+A third machine has an IPMI BMC (virtualbmc in front of its domain): a task powers it on over IPMI into a
+one-time network boot and completes, and a cancelled one powers it off.
+
 A second machine, UEFI with Secure Boot on as servers ship (the emulator's libvirt driver switches it
 by the domain's loader and variable template), is registered with ``secureBoot`` and installed from an
 unsigned kernel: Redfish turns Secure Boot off before the install, and on again once the installer
@@ -25,10 +28,12 @@ import requests
 
 from octoprov.targets.libvirt.domain_xml import OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_MS
 from tests.support import esp, libvirtlab, netlab, redfish_bmc, tinylinux
-from tests.support.bootservices import BOOT_TIMEOUT, boot_services, steps, unusable
+from tests.support.bootservices import BOOT_TIMEOUT, boot_services, steps
+from tests.support.virtual_bmc import virtual_bmc
 
 MAC = "52:54:00:6f:70:b1"
 SECURE_MAC = "52:54:00:6f:70:b2"
+IPMI_MAC = "52:54:00:6f:70:b3"
 EVENTS = "installer_started,os_installed,first_boot"
 # the emulator's libvirt driver turns Secure Boot on and off by the domain's loader and variable template:
 # OVMF's secure-boot build (with SMM) either way, Microsoft's keys enrolled or none
@@ -39,7 +44,7 @@ SECURE_BOOT_FIRMWARE = {
 }
 
 
-def machine_xml(name: str, serial: str, disk: str) -> str:
+def machine_xml(name: str, serial: str, disk: str, mac: str = MAC) -> str:
     """A server that boots from its (empty) disk unless told otherwise, on the lab's bridge."""
     return f"""<domain type='qemu'>
   <name>{name}</name>
@@ -51,7 +56,7 @@ def machine_xml(name: str, serial: str, disk: str) -> str:
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{disk}'/>
       <target dev='vda' bus='virtio'/></disk>
-    <interface type='bridge'><mac address='{MAC}'/><source bridge='{netlab.BRIDGE}'/><model type='virtio'/></interface>
+    <interface type='bridge'><mac address='{mac}'/><source bridge='{netlab.BRIDGE}'/><model type='virtio'/></interface>
     <serial type='file'><source path='{serial}'/></serial>
   </devices>
 </domain>"""
@@ -80,9 +85,7 @@ def secure_machine_xml(name: str, serial: str, disk: str) -> str:
 
 @pytest.fixture(scope="module")
 def baremetal(tmp_path_factory):
-    reason = netlab.unusable_reason() or libvirtlab.unusable_reason()
-    if reason:
-        unusable(reason)
+    libvirtlab.require_lab()
     workdir = tmp_path_factory.mktemp("baremetal")
     kernel_args = f"{tinylinux.KERNEL_ARGS} octoprov.events={EVENTS}"
     with boot_services(workdir, "default,baremetal", kernel_args) as octo, \
@@ -112,8 +115,8 @@ def baremetal(tmp_path_factory):
             yield octo
 
 
-def task_body(octo, hostname: str) -> dict:
-    return {"hostname": hostname, "targetType": "baremetal", "macAddress": MAC, "os": {"imageId": octo.image_id},
+def task_body(octo, hostname: str, mac: str = MAC) -> dict:
+    return {"hostname": hostname, "targetType": "baremetal", "macAddress": mac, "os": {"imageId": octo.image_id},
             "postInstall": {"installAgent": False}}
 
 
@@ -233,3 +236,63 @@ def test_cancelling_gives_the_machine_its_secure_boot_back(baremetal):
     assert "Rollback: Powered off through the BMC" in logged, logged
     assert secure_boot_state(baremetal) == (True, "yes", OVMF_VARS_MS)
     assert baremetal.daemon.virsh("domstate", "bm-secure").strip() == "shut off"
+
+
+# --- a machine with an IPMI BMC ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ipmi_machine(baremetal):
+    """A third server like the first, its BMC virtualbmc (IPMI) in front of its domain, registered with it."""
+    workdir = baremetal.data_dir.parent
+    baremetal.ipmi_serial = workdir / "ipmi.serial.log"
+    disk = workdir / "ipmi-disk.raw"
+    disk.write_bytes(bytes(1024 * 1024))
+    (workdir / "ipmi.xml").write_text(machine_xml("bm-ipmi", str(baremetal.ipmi_serial), str(disk), IPMI_MAC))
+    baremetal.daemon.virsh("define", str(workdir / "ipmi.xml"))
+    with virtual_bmc(workdir / "vbmc", "bm-ipmi", libvirtlab.URI) as bmc:
+        baremetal.call("POST", "/machines", 201, json={
+            "name": "bm-ipmi", "macAddresses": [IPMI_MAC], "bmc": {"address": bmc.address, "protocol": "ipmi"},
+            "username": bmc.username, "password": bmc.password})
+        yield baremetal
+
+
+def defined_boot_devices(octo, domain: str) -> list[str]:
+    """The boot devices (``<os><boot dev=.../>``) the domain's next start uses, as virtualbmc sets them."""
+    defined = ET.fromstring(octo.daemon.virsh("dumpxml", domain, "--inactive"))  # noqa: S314 - libvirt's output
+    return [boot.get("dev") for boot in defined.findall("os/boot")]
+
+
+def test_ipmi_powers_the_machine_on_into_a_network_boot_and_the_task_completes(ipmi_machine):
+    octo, started = ipmi_machine, time.monotonic()
+    assert defined_boot_devices(octo, "bm-ipmi") == ["hd"]  # as the server ships: its (empty) disk first
+    task_id = octo.call("POST", "/tasks", 201, json=task_body(octo, "bm-ipmi-one", IPMI_MAC))["id"]
+    task = octo.wait_task(task_id, lambda t: t["status"] in ("completed", "failed"), BOOT_TIMEOUT + 60)
+    logged = messages(octo, task_id)
+    assert task["status"] == "completed", (task, logged, octo.ipmi_serial.read_text(errors="replace")[-3000:])
+    assert set(steps(task).values()) == {"done"}, steps(task)
+    assert "Power on machine: Powered on through the BMC (IPMI) into a one-time network boot" in logged, logged
+    assert any("tiny linux: first_boot" in m for m in logged), logged
+    assert f"chain.ipxe?mac={IPMI_MAC}" in octo.log("pxe.log"), octo.log("pxe.log")[-2000:]
+    # installed: the BMC boots the hard disk from now on
+    assert "Boot from disk first: Boot device set through the BMC (IPMI): hard disk, persistent" in logged, logged
+    assert defined_boot_devices(octo, "bm-ipmi") == ["hd"]
+    print(f"\nbm-ipmi-one: POST /tasks to completed over IPMI in {time.monotonic() - started:.1f} s (TCG)")
+
+
+def test_cancelling_powers_the_machine_off_over_ipmi(ipmi_machine):
+    octo, daemon = ipmi_machine, ipmi_machine.daemon
+    deadline = time.monotonic() + 60
+    while daemon.virsh("domstate", "bm-ipmi").strip() != "shut off":  # the tiny Linux powers off when done
+        assert time.monotonic() < deadline, octo.ipmi_serial.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+    task_id = octo.call("POST", "/tasks", 201, json=task_body(octo, "bm-ipmi-two", IPMI_MAC))["id"]
+    octo.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 60)
+    assert daemon.virsh("domstate", "bm-ipmi").strip() == "running", messages(octo, task_id)
+    assert defined_boot_devices(octo, "bm-ipmi") == ["network"]
+    octo.call("DELETE", f"/tasks/{task_id}", 200)
+    deadline = time.monotonic() + 60
+    while "Rollback: Powered off through the BMC (IPMI)" not in messages(octo, task_id):
+        assert time.monotonic() < deadline, messages(octo, task_id)
+        time.sleep(0.5)
+    assert daemon.virsh("domstate", "bm-ipmi").strip() == "shut off"

@@ -38,9 +38,7 @@ DISK_BOOT_S = 10  # network first, with no task to answer it, the BIOS reaches t
 
 @pytest.fixture(scope="module")
 def kvm(tmp_path_factory):
-    reason = netlab.unusable_reason() or libvirtlab.unusable_reason()
-    if reason:
-        unusable(reason)
+    libvirtlab.require_lab()
     # the stand-in installer writes its OS to the (VirtIO) disk and keeps running, as an installed machine does
     kernel_args = f"{tinylinux.KERNEL_ARGS} octoprov.events={EVENTS} octoprov.install=vda octoprov.after=wait"
     with boot_services(tmp_path_factory.mktemp("kvm"), "default,kvm", kernel_args) as octo:

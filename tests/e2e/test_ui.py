@@ -551,6 +551,28 @@ def test_a_machine_is_inspected_through_its_bmc_and_an_offered_card_added(page, 
         assert added["hasCredentials"] is True  # the stored BMC password was kept
 
 
+def test_an_ipmi_machine_is_registered_without_the_redfish_settings(page, stack):
+    page.goto("/ui/machines")
+    form = page.locator("#machine-form")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_visible()  # Redfish, the default
+    form.locator("select[name='bmc.protocol']").select_option("ipmi")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_hidden()
+    expect(form.locator("input[name='bmc.verifyCertificate']")).to_be_hidden()
+    for name, value in {"name": "R640-IPMI", "macAddresses": "52:54:00:e2:e0:31", "bmc.address": "ipmi://127.0.0.1:6230",
+                        "username": "admin", "password": "ipmi-secret-e2e"}.items():
+        form.locator(f"input[name='{name}']").fill(value)
+    form.get_by_role("button", name="Register machine").click()
+    row = page.locator("#list tr", has_text="R640-IPMI")
+    expect(row).to_contain_text("ipmi://127.0.0.1:6230")
+    expect(row).to_contain_text("credentials stored (encrypted)")
+    machine = next(m for m in stack.call("GET", "/machines", 200).json()["items"] if m["name"] == "R640-IPMI")
+    assert machine["kind"] == "ipmi" and machine["bmc"] == {"address": "ipmi://127.0.0.1:6230", "protocol": "ipmi"}
+    row.get_by_role("button", name="Edit R640-IPMI").click()
+    expect(form.locator("select[name='bmc.protocol']")).to_have_value("ipmi")
+    expect(form.locator("input[name='bmc.systemId']")).to_be_hidden()
+    stack.call("DELETE", f"/machines/{machine['id']}", 204)
+
+
 def test_installed_machines_list_what_tasks_installed(page, stack):
     task = stack.task(stack.node["id"], stack.image_id, "UI-NODE-01")
     deadline = time.monotonic() + 90

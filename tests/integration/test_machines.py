@@ -1,6 +1,6 @@
 """Bare-metal machines through the API, and the Redfish power driver against a real Redfish
 service (sushy-tools' emulator with in-memory systems; the libvirt-backed boot is in
-test_baremetal_e2e.py)."""
+test_baremetal_e2e.py). The IPMI driver's own tests are in test_ipmi_power.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import requests
 from octoprov import secureboot
 from octoprov.context import NodeInfo, TaskContext, load_context
 from octoprov.errors import PermanentError, TargetUnreachable, TransientError
+from octoprov.machines import ipmi_endpoint
+from octoprov.models import Node
 from octoprov.settings import Settings
 from octoprov.targets import redfish
 from octoprov.targets.baremetal import baremetal_target
@@ -67,12 +69,39 @@ def test_register_show_update_remove(client):
     ({"bmc": {"address": "ftp://bmc"}}, "bmc.address"),
     ({"bmc": {"address": "https://bmc/redfish/v1"}}, "bmc.address"),
     ({"bmc": {"address": "https://bmc:99999"}}, "bmc.address"),
-    ({"bmc": {"address": "https://bmc", "protocol": "ipmi"}}, "bmc.protocol"),
+    ({"bmc": {"address": "https://root:calvin@bmc"}}, "bmc.address"),
+    ({"bmc": {"address": "https://bmc", "protocol": "amt"}}, "bmc.protocol"),
+    ({"bmc": {"address": "https://bmc", "protocol": "ipmi"}}, "bmc.address"),
+    ({"bmc": {"address": "198.51.100.60:623", "protocol": "ipmi"}}, "bmc.address"),
+    ({"bmc": {"address": "ipmi://bmc:0", "protocol": "ipmi"}}, "bmc.address"),
+    ({"bmc": {"address": "ipmi://bmc/x", "protocol": "ipmi"}}, "bmc.address"),
+    ({"bmc": {"address": "ipmi://bmc", "protocol": "ipmi", "systemId": "1"}}, "bmc.systemId"),
+    ({"bmc": {"address": "ipmi://bmc", "protocol": "ipmi", "verifyCertificate": False}}, "bmc.verifyCertificate"),
+    ({"bmc": {"address": "ipmi://bmc"}}, "bmc.address"),
     ({"bmc": None}, "bmc"),
-], ids=["no-mac", "broadcast", "twice", "scheme", "path", "port", "protocol", "creds-without-bmc"])
+], ids=["no-mac", "broadcast", "twice", "scheme", "path", "port", "userinfo", "protocol", "ipmi-https", "ipmi-bare",
+        "ipmi-port", "ipmi-path", "ipmi-system", "ipmi-certificate", "redfish-ipmi-scheme", "creds-without-bmc"])
 def test_bad_machines_are_refused_naming_the_field(client, changes, field):
     response = client.post(MACHINES, json=machine_body(**changes))
     assert response.status_code == 400 and field in response.json["errors"], response.json
+
+
+def test_an_ipmi_machine_keeps_its_credentials_encrypted_and_only_ipmi_settings(client, runtime):
+    body = machine_body(bmc={"address": "ipmi://[2001:db8::60]:6230/", "protocol": "ipmi"}, password="ipmi-Secret")
+    created = client.post(MACHINES, json=body)
+    assert created.status_code == 201, created.json
+    machine = created.json
+    assert machine["kind"] == "ipmi" and machine["hasCredentials"] is True
+    assert machine["bmc"] == {"address": "ipmi://[2001:db8::60]:6230", "protocol": "ipmi"}
+    assert "ipmi-Secret" not in str(client.get(MACHINES).json) + str(client.get(f"{MACHINES}/{machine['id']}").json)
+    with runtime.database.session() as session:
+        stored = session.get(Node, machine["id"]).credentials_encrypted
+    assert "ipmi-Secret" not in stored and runtime.vault.decrypt_json(stored) == {"password": "ipmi-Secret"}
+    assert ipmi_endpoint(machine["bmc"]["address"]) == ("2001:db8::60", 6230)
+    assert ipmi_endpoint("ipmi://bmc-host") == ("bmc-host", 623)  # IPMI's port unless given
+    # kept when an update leaves the password out, like a Redfish machine's
+    updated = client.put(f"{MACHINES}/{machine['id']}", json={**body, "password": None})
+    assert updated.status_code == 200 and updated.json["hasCredentials"] is True and updated.json["kind"] == "ipmi"
 
 
 def test_a_mac_belongs_to_one_machine(client):
@@ -281,6 +310,29 @@ def test_secure_boot_is_turned_on_once_the_installer_has_powered_off(client, run
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert target.boot.enable_secure_boot(ctx) == "Secure Boot on already; the machine is running"
+
+
+def test_ipmi_cannot_switch_secure_boot_so_an_unsigned_installer_is_refused(client, runtime):
+    """Powered on over IPMI with Secure Boot still enforced, the firmware would refuse the installer: refused
+    at POST /tasks, naming the image, and saying what to do; a signed kernel installs with Secure Boot on."""
+    (runtime.settings.effective_images_dir / "tiny.img").write_bytes(b"image")
+    assert client.post(MACHINES, json={"name": "bm-ipmi", "macAddresses": [MAC_C], "secureBoot": True,
+                                       "bmc": {"address": "ipmi://198.51.100.60", "protocol": "ipmi"},
+                                       "username": "admin", "password": "ipmi-Secret"}).status_code == 201
+    images = {signed: client.post("/api/v1/provisioning/images", json={
+        "name": f"Tiny {signed}", "osType": "linux", "imagePath": "tiny.img", "kernelPath": "tiny.img",
+        "initrdPath": "tiny.img", "signedKernel": signed}).json["id"] for signed in (False, True)}
+    body = {"hostname": "bmipmi", "targetType": "baremetal", "macAddress": MAC_C,
+            "postInstall": {"installAgent": False}}
+    refused = client.post("/api/v1/provisioning/tasks", json={**body, "os": {"imageId": images[False]}})
+    assert refused.status_code == 400, refused.json
+    reason = refused.json["errors"]["os.imageId"]
+    assert "machine bm-ipmi enforces Secure Boot" in reason and "through its IPMI BMC" in reason, reason
+    assert "use an image with a signed kernel" in reason, reason
+    assert client.get("/api/v1/provisioning/tasks").json["total"] == 0  # nothing stored
+    task = client.post("/api/v1/provisioning/tasks", json={**body, "os": {"imageId": images[True]}})
+    assert task.status_code == 201, task.json
+    assert "enable_secure_boot" not in [step["name"] for step in task.json["steps"]]
 
 
 def test_without_a_bmc_the_operator_switches_secure_boot(client, runtime):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tests.support import netlab
+from tests.support.bootservices import unusable
 from tests.support.processes import Managed
 
 SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -30,6 +31,13 @@ group = "root"
 stdio_handler = "file"
 security_driver = "none"
 """
+
+
+def require_lab() -> None:
+    """Skip the test where the network lab or a libvirtd of its own cannot run on this machine (in CI: fail it)."""
+    reason = netlab.unusable_reason() or unusable_reason()
+    if reason:
+        unusable(reason)
 
 
 def unusable_reason() -> str | None:

@@ -355,9 +355,9 @@
         ["Hardware", () => hardwareDetail(m), false, "viewer"],
         ...(m.kind === "redfish" ? [["Inspect", () => inspect(m), true]] : []),
       ],
-      fromItem: (m) => ({ ...m, bmc: m.bmc || { verifyCertificate: true } }),
+      fromItem: (m) => ({ ...m, bmc: { protocol: "redfish", verifyCertificate: true, ...m.bmc } }),  // IPMI stores no Redfish settings
       toBody: (data) => {
-        if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the checkbox alone says nothing)
+        if (!data.bmc || !data.bmc.address) delete data.bmc;  // no address: no BMC (the protocol and checkbox alone say nothing)
         return data;
       },
     });
