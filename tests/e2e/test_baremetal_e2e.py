@@ -37,6 +37,7 @@ IPMI_MAC = "52:54:00:6f:70:b3"
 EVENTS = "installer_started,os_installed,first_boot"
 # the emulator's libvirt driver turns Secure Boot on and off by the domain's loader and variable template:
 # OVMF's secure-boot build (with SMM) either way, Microsoft's keys enrolled or none
+POOL = f"opv{os.getpid()}-vmedia"  # the virtual-media machine's disks, and where the emulator keeps inserted ISOs
 SECURE_BOOT_FIRMWARE = {
     "SUSHY_EMULATOR_BOOT_LOADER_MAP": {"UEFI": {"x86_64": OVMF_CODE_SECBOOT}, "Legacy": {"x86_64": None}},
     "SUSHY_EMULATOR_SECURE_BOOT_ENABLED_NVRAM": OVMF_VARS_MS,
@@ -103,7 +104,7 @@ def baremetal(tmp_path_factory):
                                                                str(secure_disk)))
         daemon.virsh("define", str(workdir / "secure.xml"))
         with redfish_bmc.emulator(workdir / "bmc", libvirt_uri=libvirtlab.URI,
-                                  extra_settings=SECURE_BOOT_FIRMWARE) as bmc:
+                                  extra_settings={**SECURE_BOOT_FIRMWARE, "SUSHY_EMULATOR_STORAGE_POOL": POOL}) as bmc:
             octo.machine = octo.call("POST", "/machines", 201, json={
                 "name": "bm-server", "macAddresses": [MAC], "bmc": {"address": bmc.url},
                 "username": bmc.username, "password": bmc.password})
@@ -158,15 +159,22 @@ def test_the_bmc_powers_the_machine_on_into_a_network_boot_and_the_task_complete
     print(f"\nbm-one: POST /tasks to completed in {time.monotonic() - started:.1f} s (TCG)")
 
 
+def power_on_after_power_off(octo, domain: str, serial, body: dict, timeout: float = 60) -> int:
+    """Once the domain is off (the previous test's tiny Linux powers off when done), a task for it, up to
+    its machine powered on and running; returns the task's id."""
+    deadline = time.monotonic() + 60
+    while octo.daemon.virsh("domstate", domain).strip() != "shut off":
+        assert time.monotonic() < deadline, serial.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+    task_id = octo.call("POST", "/tasks", 201, json=body)["id"]
+    octo.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", timeout)
+    assert octo.daemon.virsh("domstate", domain).strip() == "running", messages(octo, task_id)
+    return task_id
+
+
 def test_cancelling_powers_the_machine_off_through_the_bmc(baremetal):
     daemon = baremetal.daemon
-    deadline = time.monotonic() + 60
-    while daemon.virsh("domstate", "bm-server").strip() != "shut off":  # the first test's machine powers off
-        assert time.monotonic() < deadline, baremetal.serial.read_text(errors="replace")[-3000:]
-        time.sleep(0.5)
-    task_id = baremetal.call("POST", "/tasks", 201, json=task_body(baremetal, "bm-two"))["id"]
-    baremetal.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 60)
-    assert daemon.virsh("domstate", "bm-server").strip() == "running"
+    task_id = power_on_after_power_off(baremetal, "bm-server", baremetal.serial, task_body(baremetal, "bm-two"))
     baremetal.call("DELETE", f"/tasks/{task_id}", 200)
     deadline = time.monotonic() + 60
     while not any("Rollback: Powered off through the BMC" in m for m in messages(baremetal, task_id)):
@@ -282,13 +290,7 @@ def test_ipmi_powers_the_machine_on_into_a_network_boot_and_the_task_completes(i
 
 def test_cancelling_powers_the_machine_off_over_ipmi(ipmi_machine):
     octo, daemon = ipmi_machine, ipmi_machine.daemon
-    deadline = time.monotonic() + 60
-    while daemon.virsh("domstate", "bm-ipmi").strip() != "shut off":  # the tiny Linux powers off when done
-        assert time.monotonic() < deadline, octo.ipmi_serial.read_text(errors="replace")[-3000:]
-        time.sleep(0.5)
-    task_id = octo.call("POST", "/tasks", 201, json=task_body(octo, "bm-ipmi-two", IPMI_MAC))["id"]
-    octo.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 60)
-    assert daemon.virsh("domstate", "bm-ipmi").strip() == "running", messages(octo, task_id)
+    task_id = power_on_after_power_off(octo, "bm-ipmi", octo.ipmi_serial, task_body(octo, "bm-ipmi-two", IPMI_MAC))
     assert defined_boot_devices(octo, "bm-ipmi") == ["network"]
     octo.call("DELETE", f"/tasks/{task_id}", 200)
     deadline = time.monotonic() + 60
@@ -296,3 +298,137 @@ def test_cancelling_powers_the_machine_off_over_ipmi(ipmi_machine):
         assert time.monotonic() < deadline, messages(octo, task_id)
         time.sleep(0.5)
     assert daemon.virsh("domstate", "bm-ipmi").strip() == "shut off"
+
+
+# --- inventory and virtual media: a machine that never boots from the network ------------------------
+
+VMEDIA_MAC, SECOND_NIC_MAC = "52:54:00:6f:70:b4", "52:54:00:6f:70:b5"
+
+
+def vmedia_machine_xml(name: str, serial: str, os_disk: str, data_disk: str) -> str:
+    """The first server's kind with two disks (volumes of a pool, which the emulator's inventory reads),
+    two cards, two CPUs and 1 GiB."""
+    domain = ET.fromstring(machine_xml(name, serial, os_disk, VMEDIA_MAC))  # noqa: S314 - the test's own XML
+    domain.find("memory").text, domain.find("vcpu").text = "1024", "2"
+    devices = domain.find("devices")
+    devices.find("serial/source").set("append", "on")
+    data = ET.fromstring(ET.tostring(devices.find("disk")))  # noqa: S314 - a copy of the element above
+    data.find("source").set("file", data_disk)
+    data.find("target").set("dev", "vdb")
+    nic = ET.fromstring(ET.tostring(devices.find("interface")))  # noqa: S314 - a copy of the element above
+    nic.find("mac").set("address", SECOND_NIC_MAC)
+    devices.insert(1, data)
+    devices.insert(3, nic)
+    return ET.tostring(domain, encoding="unicode")
+
+
+@pytest.fixture(scope="module")
+def vmedia_machine(baremetal):
+    """The server registered with bootMethod virtualMedia; its registration inspects it through Redfish."""
+    octo, daemon = baremetal, baremetal.daemon
+    workdir = octo.data_dir.parent
+    pool = workdir / "vmedia-pool"
+    pool.mkdir()
+    daemon.virsh("pool-create-as", POOL, "dir", "--target", str(pool))
+    daemon.virsh("vol-create-as", POOL, "vmedia-os.raw", "64M", "--format", "raw")
+    daemon.virsh("vol-create-as", POOL, "vmedia-data.raw", "96M", "--format", "raw")
+    octo.vmedia_serial = workdir / "vmedia.serial.log"
+    (workdir / "vmedia.xml").write_text(vmedia_machine_xml("bm-vmedia", str(octo.vmedia_serial),
+                                                           str(pool / "vmedia-os.raw"), str(pool / "vmedia-data.raw")))
+    daemon.virsh("define", str(workdir / "vmedia.xml"))
+    machine = octo.call("POST", "/machines", 201, json={
+        "name": "bm-vmedia", "macAddresses": [VMEDIA_MAC], "bmc": {"address": octo.bmc.url},
+        "username": octo.bmc.username, "password": octo.bmc.password, "bootMethod": "virtualMedia"})
+    deadline = time.monotonic() + 60
+    while (machine["inspection"] or {}).get("state") not in ("done", "failed"):
+        assert time.monotonic() < deadline, machine
+        time.sleep(0.5)
+        machine = octo.call("GET", f"/machines/{machine['id']}", 200)
+    octo.vmedia = machine
+    yield octo
+    daemon.virsh("pool-destroy", POOL, check=False)  # transient: gone once stopped
+
+
+def virsh_facts(daemon, domain: str) -> dict:
+    """What libvirt says of the domain: CPUs, memory, disk sizes, MACs (virsh dominfo, domblklist with
+    domblkinfo, domiflist)."""
+    info = dict(line.split(":", 1) for line in daemon.virsh("dominfo", domain).splitlines() if ":" in line)
+    sizes = []
+    for line in daemon.virsh("domblklist", domain, "--details").splitlines():
+        _type, device, target, *_source = line.split()
+        if device == "disk":
+            capacity = daemon.virsh("domblkinfo", domain, target)
+            sizes.append(int(next(v for k, v in (row.split(":", 1) for row in capacity.splitlines())
+                                  if k.strip() == "Capacity")))
+    macs = [line.split()[4] for line in daemon.virsh("domiflist", domain).splitlines() if line.strip()]
+    return {"cpus": int(info["CPU(s)"]), "memoryBytes": int(info["Max memory"].split()[0]) * 1024,
+            "diskSizes": sorted(sizes), "macs": macs}
+
+
+def test_inspection_reads_what_libvirt_says_of_the_machine(vmedia_machine):
+    octo = vmedia_machine
+    machine = octo.vmedia
+    assert machine["inspection"]["state"] == "done", machine["inspection"]
+    hardware, facts = machine["hardware"], virsh_facts(octo.daemon, "bm-vmedia")
+    assert hardware["cpus"] == facts["cpus"] == 2 and hardware["memoryBytes"] == facts["memoryBytes"] == 1 << 30
+    assert sorted(disk["sizeBytes"] for disk in hardware["disks"]) == facts["diskSizes"] == [64 << 20, 96 << 20]
+    assert [nic["mac"] for nic in hardware["nics"]] == facts["macs"] == [VMEDIA_MAC, SECOND_NIC_MAC]
+    assert machine["offeredMacs"] == [SECOND_NIC_MAC] and machine["macAddresses"] == [VMEDIA_MAC]
+    assert "CD" in hardware["virtualMedia"] and hardware["powerState"] == "Off"
+    # the OS disk a task asks for must fit the largest disk the BMC reported (96 MiB here)
+    refused = requests.post(octo.url + "/api/v1/provisioning/tasks", timeout=30, headers={
+        "Authorization": f"Bearer {octo.token}"}, json={**vmedia_task(octo, "bm-vm-big"), "osDiskGb": 1})
+    assert refused.status_code == 400 and "largest disk" in refused.json()["errors"]["osDiskGb"], refused.text
+
+
+def vmedia_task(octo, hostname: str) -> dict:
+    return task_body(octo, hostname, VMEDIA_MAC)
+
+
+def cd_source(octo) -> str | None:
+    """The file in the domain's (next start's) CD drive, as the emulator's InsertMedia put it there."""
+    defined = ET.fromstring(octo.daemon.virsh("dumpxml", "bm-vmedia", "--inactive"))  # noqa: S314 - libvirt's
+    cdrom = defined.find("devices/disk[@device='cdrom']/source")
+    return cdrom.get("file") if cdrom is not None else None
+
+
+def test_a_task_boots_from_the_virtual_cd_without_dhcp_boot_options_and_the_iso_is_ejected(vmedia_machine):
+    octo, started = vmedia_machine, time.monotonic()
+    task_id = octo.call("POST", "/tasks", 201, json=vmedia_task(octo, "bm-vm-one"))["id"]
+    octo.wait_task(task_id, lambda t: steps(t)["power_on"] == "done" or t["status"] == "failed", 90)
+    inserted = cd_source(octo)
+    assert inserted, messages(octo, task_id)  # the emulator fetched the ISO from its URL into the domain's CD
+    task = octo.wait_task(task_id, lambda t: t["status"] in ("completed", "failed"), BOOT_TIMEOUT + 60)
+    logged = messages(octo, task_id)
+    assert task["status"] == "completed", (task, logged, octo.vmedia_serial.read_text(errors="replace")[-3000:])
+    assert any(m.startswith("Register MAC for PXE boot: Boot ISO built for BIOS and UEFI") for m in logged), logged
+    assert any("Powered on through the BMC into a one-time boot from the virtual CD" in m for m in logged), logged
+    assert any("tiny linux: first_boot" in m for m in logged), logged
+    # no DHCP boot options, no TFTP: Octoprov's ProxyDHCP and TFTP never heard of the machine
+    pxe_log = octo.log("pxe.log")
+    assert VMEDIA_MAC not in pxe_log and VMEDIA_MAC.replace(":", "-") not in pxe_log, pxe_log[-2000:]
+    console = octo.vmedia_serial.read_text(errors="replace")
+    assert "ISOLINUX" in console or "octoprov.task=" in console, console[-3000:]
+    # the installed OS booted: the ISO is out of the BMC, deleted, and the disk boots from now on
+    assert any(m.startswith("Boot from disk first: Boot ISO ejected through the BMC; boot ISO deleted")
+               for m in logged), logged
+    assert cd_source(octo) is None
+    assert not list((octo.data_dir / "media").glob("*.iso"))
+    boot = redfish(octo, system_path(octo, "bm-vmedia"))["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("Hdd", "Continuous"), boot
+    print(f"\nbm-vm-one: POST /tasks to completed by virtual media in {time.monotonic() - started:.1f} s (TCG)")
+
+
+def test_cancelling_a_virtual_media_boot_ejects_the_iso_and_powers_off(vmedia_machine):
+    octo, daemon = vmedia_machine, vmedia_machine.daemon
+    task_id = power_on_after_power_off(octo, "bm-vmedia", octo.vmedia_serial, vmedia_task(octo, "bm-vm-two"), 90)
+    assert cd_source(octo)
+    octo.call("DELETE", f"/tasks/{task_id}", 200)
+    deadline = time.monotonic() + 60
+    while not any(m.startswith("Rollback: Boot ISO ejected") for m in messages(octo, task_id)) or not any(
+            "Rollback: Powered off through the BMC" in m for m in messages(octo, task_id)):
+        assert time.monotonic() < deadline, messages(octo, task_id)
+        time.sleep(0.5)
+    assert daemon.virsh("domstate", "bm-vmedia").strip() == "shut off"
+    assert cd_source(octo) is None and not list((octo.data_dir / "media").glob("*.iso"))
+

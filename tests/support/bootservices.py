@@ -154,6 +154,7 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
                                             netlab.BOOT_ADDRESS, "--port", "8080"], "api-boot.out", env=env)
             port = free_port()
             octo.url = f"http://127.0.0.1:{port}"
+            env["OCTOPROV_MEDIA_URL"] = octo.url  # where BMCs (in the root namespace) fetch boot ISOs
             octo.token = octoprov("token", "create", "e2e", env=env).stdout.strip()
             operator_api = _start_root_process(octo, "api", "--host", "127.0.0.1", "--port", str(port))
             _start_root_process(octo, "worker", "--queues", queues, "--hostname", f"e2e-{os.getpid()}@%h")
