@@ -1,6 +1,6 @@
 """Boot files over HTTP for machines being provisioned: the images and drivers folders, the
-EFI boot loaders UEFI HTTP boot firmware loads, and the boot ISO of a task installing by virtual
-media (for the BMC, under the task's secret media token, while the task is active).
+EFI boot loaders UEFI HTTP boot firmware loads, and the media of a task installing by virtual media
+(for the BMC, under the task's secret media token, while the task is active).
 
 Open like the spec's file server (firmware and WinPE send no API token), read-only, with
 Range requests (a WIM is several GB and iPXE resumes), no directory listing, and no way out
@@ -105,13 +105,14 @@ def efi_file(name: str) -> Response:
     return send_file(source.resolve(), mimetype="application/efi", conditional=True, max_age=0)
 
 
-@bootfiles.get("/media/<token>/boot.iso")
-def boot_iso(token: str) -> Response:
-    """What the BMC inserts into its virtual CD; 404 once the task ended or minted a newer token."""
+@bootfiles.get("/media/<token>/<name>")
+def task_medium(token: str, name: str) -> Response:
+    """What the BMC inserts into its virtual drives (boot.iso, answers.img); 404 once the task ended or
+    minted a newer token."""
     settings = runtime().settings
     with runtime().database.session() as session:
         task = session.scalars(select(Task).where(Task.media_token_hash == files_token_hash(token))).first()
-        iso = virtualmedia.served_iso(settings, task)
-    if iso is None:
+        medium = virtualmedia.served_medium(session, settings, task, name)
+    if medium is None:
         abort(404)
-    return _serve(iso.parent, iso.name)
+    return _serve(medium.parent, medium.name)

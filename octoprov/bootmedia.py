@@ -175,18 +175,37 @@ def efi_boot_image(out: Path, shim: Path, grub: Path) -> Path:
     size_mib = (shim.stat().st_size + grub.stat().st_size + (512 << 10)) // (1 << 20) + 1
     with out.open("wb") as image:
         image.truncate(size_mib << 20)
+    _mtools(["mformat", "-i", str(out), "-N", "0", "-v", "EFIBOOT", "::"],
+            ["mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT"],
+            ["mcopy", "-i", str(out), str(shim), "::/EFI/BOOT/BOOTX64.EFI"],
+            ["mcopy", "-i", str(out), str(grub), "::/EFI/BOOT/grubx64.efi"])
+    return out
+
+
+def answer_floppy(out: Path, files: Mapping[str, bytes], label: str = "OCTOPROV") -> Path:
+    """A 1.44 MB FAT floppy image with ``files`` at its root (Windows Setup reads Autounattend.xml from the
+    root of any removable drive: a BMC's virtual floppy or USB stick). Written atomically."""
+    part = out.with_name(out.name + ".part")
+    with tempfile.TemporaryDirectory() as folder:
+        _mtools(["mformat", "-i", str(part), "-C", "-f", "1440", "-N", "0", "-v", label, "::"])
+        for name, data in files.items():
+            source = Path(folder) / name
+            source.write_bytes(data)
+            _mtools(["mcopy", "-i", str(part), str(source), f"::/{name}"])
+    part.replace(out)
+    return out
+
+
+def _mtools(*commands: list[str]) -> None:
+    """mtools commands on a FAT image file (no loop device, no mount), dated SOURCE_DATE_EPOCH."""
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC",
                    "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-    for argv in (["mformat", "-i", str(out), "-N", "0", "-v", "EFIBOOT", "::"],
-                 ["mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT"],
-                 ["mcopy", "-i", str(out), str(shim), "::/EFI/BOOT/BOOTX64.EFI"],
-                 ["mcopy", "-i", str(out), str(grub), "::/EFI/BOOT/grubx64.efi"]):
+    for argv in commands:
         if shutil.which(argv[0]) is None:
-            raise UnbootableMedia(f"{argv[0]} is not installed (Debian's mtools): no EFI boot image")
+            raise UnbootableMedia(f"{argv[0]} is not installed (Debian's mtools): no FAT image")
         done = subprocess.run(argv, capture_output=True, text=True, env=environment, timeout=60, check=False)
         if done.returncode:
             raise UnbootableMedia(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-    return out
 
 
 def _lay_out(iso: pycdlib.PyCdlib, kernel: Path, initrd: Path, words: list[str], efi_image: Path | None) -> None:

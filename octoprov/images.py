@@ -54,6 +54,11 @@ class ImageSpec(Spec):
         default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN,
         description="WinPE boot.wim, relative; BCD and boot.sdi are looked for beside it or in ../Boot",
     )
+    install_iso_path: str | None = Field(
+        default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN,
+        description="Windows installation ISO, relative: what a bare-metal machine installing by virtual media "
+        "boots from its BMC's virtual CD (Microsoft-signed: Secure Boot stays on)",
+    )
     kernel_path: str | None = Field(
         default=None, max_length=500, pattern=LIBRARY_PATH_PATTERN, description="Linux installer kernel, relative"
     )
@@ -93,6 +98,7 @@ class ImageView(View):
     image_path: str
     image_index: int
     boot_wim_path: str | None
+    install_iso_path: str | None = None
     kernel_path: str | None = None
     initrd_path: str | None = None
     kernel_args: str | None = None
@@ -146,6 +152,7 @@ def _new_image(root: Path, spec: ImageSpec, path: Path, size: int, checksum: str
         name=spec.name, os_type=spec.os_type, os_version=spec.os_version, architecture=spec.architecture,
         image_path=relative_name(root, path), image_index=spec.image_index,
         boot_wim_path=optional_file(spec.boot_wim_path, "bootWimPath"),
+        install_iso_path=optional_file(spec.install_iso_path, "installIsoPath"),
         kernel_path=optional_file(spec.kernel_path, "kernelPath"),
         initrd_path=optional_file(spec.initrd_path, "initrdPath"), kernel_args=spec.kernel_args,
         signed_kernel=spec.signed_kernel, size_bytes=size, checksum_sha256=checksum,

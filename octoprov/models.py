@@ -81,6 +81,7 @@ class Image(Base):
     image_path: Mapped[str] = mapped_column(String(500))
     image_index: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     boot_wim_path: Mapped[str | None] = mapped_column(String(500))
+    install_iso_path: Mapped[str | None] = mapped_column(String(500))  # Windows by virtual media
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     disk_format: Mapped[str | None] = mapped_column(String(20))  # "qcow2" when the file is one (cloud images)

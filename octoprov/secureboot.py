@@ -79,8 +79,11 @@ def during_install(spec: TaskSpec, os_type: str, signed_kernel: bool, *, cloud_i
 def after_install_for(spec: TaskSpec, os_type: str, node_options: dict[str, Any] | None, *,
                       signed_kernel: bool = True, cloud_image: bool = False) -> bool:
     """``after_install`` from a task's node options, read in one place for the step plan, the task's
-    context and its answer files: a bare-metal machine's ``secureBoot`` flag, a node's ISO mode."""
+    context and its answer files: a bare-metal machine's ``secureBoot`` flag and boot method, a node's ISO
+    mode."""
     options = node_options or {}
+    if spec.options.boot_method:  # a bare-metal task's own boot method over its machine's
+        options = {**options, "bootMethod": spec.options.boot_method}
     return after_install(spec, os_type, signed_kernel, cloud_image=cloud_image,
                          machine_secure_boot=bool(options.get("secureBoot")),
                          media=signed_media(spec.target_type, options))

@@ -78,7 +78,7 @@ class BareMetalPower(PowerInterface):
         if virtualmedia.uses_virtual_media(ctx):
             if _kind(ctx) != "redfish":  # refused when the task was created; the machine may have changed since
                 raise PermanentError("virtual media needs the machine's Redfish BMC, and it has none")
-            return RedfishPower(virtualmedia.mint_url(ctx)).power_on(ctx)
+            return RedfishPower(virtualmedia.mint_urls(ctx)).power_on(ctx)
         return _power(ctx).power_on(ctx)
 
     def power_off(self, ctx: TaskContext) -> str:
@@ -103,7 +103,7 @@ class NetworkBoot(BootInterface):
 
     def prepare_boot(self, ctx: TaskContext) -> str:
         if virtualmedia.uses_virtual_media(ctx):
-            return virtualmedia.build_iso(ctx)
+            return virtualmedia.build_media(ctx)
         return "Boot config ready"  # the PXE services find the task by its MAC while it installs
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
@@ -140,10 +140,10 @@ class NetworkBoot(BootInterface):
 
 
 def _eject(ctx: TaskContext) -> str:
-    """The task's boot ISO out of the BMC's virtual CD, deleted, its URL dead."""
-    done = redfish.eject(ctx) if _kind(ctx) == "redfish" else "No Redfish BMC to eject the boot ISO from"
+    """The task's media out of the BMC's virtual drives, its own files deleted, their URLs dead."""
+    done = redfish.eject(ctx) if _kind(ctx) == "redfish" else "No Redfish BMC to eject the boot media from"
     virtualmedia.forget(ctx)
-    return f"{done}; boot ISO deleted"
+    return f"{done}; the task's media deleted"
 
 
 def baremetal_target() -> Target:

@@ -99,7 +99,7 @@ def _find_system(root: Any, system_id: str | None, macs: set[str]) -> System:
 
 def eject(ctx: TaskContext) -> str:
     with redfish_system(ctx) as system:
-        return "Boot ISO ejected through the BMC" if eject_boot_iso(system) else "No boot ISO in the BMC's virtual CD"
+        return "Boot media ejected through the BMC" if eject_media(system) else "No media in the BMC's virtual drives"
 
 
 def boot_from_disk(ctx: TaskContext) -> str:
@@ -168,11 +168,12 @@ def restore_secure_boot(ctx: TaskContext) -> str:
         return "Secure Boot on already"
 
 
-CD_TYPES = ("CD", "DVD")  # the virtual media devices a boot ISO goes into
+CD_TYPES = ("CD", "DVD")  # the virtual drives a boot ISO goes into
+REMOVABLE_TYPES = ("Floppy", "USBStick")  # where an answer floppy goes
 
 
-def _cd_devices(system: System) -> list[Any]:
-    """The BMC's virtual CD/DVD drives: the system's own collection (newer BMCs) or its managers'."""
+def _media_devices(system: System) -> list[Any]:
+    """The BMC's virtual media devices: the system's own collection (newer BMCs) or its managers'."""
     found = []
     with contextlib.suppress(Exception):  # no VirtualMedia link on the system
         found = list(system.virtual_media.get_members())
@@ -180,27 +181,40 @@ def _cd_devices(system: System) -> list[Any]:
         for manager in system.managers:
             with contextlib.suppress(Exception):
                 found += list(manager.virtual_media.get_members())
-    return [device for device in found if {str(t) for t in device.json.get("MediaTypes") or []} & set(CD_TYPES)]
+    return found
 
 
-def insert_boot_iso(system: System, url: str) -> str:
-    """The ISO at ``url`` into the BMC's virtual CD (whatever was in it ejected first). The URL is the
-    task's own and secret: it is never part of a message."""
-    devices = _cd_devices(system)
-    if not devices:
-        raise PermanentError("the BMC offers no virtual CD or DVD drive: install this machine by network boot "
-                             "(bootMethod pxe)")
-    device = devices[0]
-    if device.json.get("Inserted"):
-        device.eject_media()
-    device.insert_media(url, inserted=True, write_protected=True)
-    return f"boot ISO inserted into the BMC's virtual {device.json.get('Name') or device.identity}"
+def _device_for(devices: list[Any], types: tuple[str, ...], taken: list[Any]) -> Any | None:
+    for device in devices:
+        if device not in taken and {str(t) for t in device.json.get("MediaTypes") or []} & set(types):
+            return device
+    return None
 
 
-def eject_boot_iso(system: System) -> bool:
-    """Every virtual CD of the BMC emptied; False when none held anything."""
+def insert_media(system: System, urls: dict[str, str]) -> str:
+    """The task's media into the BMC's virtual drives (whatever was in them ejected first): ``boot.iso``
+    into a CD or DVD drive, ``answers.img`` into a floppy or USB stick. The URLs are the task's own and
+    secret: they are never part of a message."""
+    devices, used, names = _media_devices(system), list[Any](), list[str]()
+    for name, url in urls.items():
+        types = CD_TYPES if name.endswith(".iso") else REMOVABLE_TYPES
+        device = _device_for(devices, types, used)
+        if device is None:
+            kind = "CD or DVD" if types == CD_TYPES else "floppy or USB stick"
+            raise PermanentError(f"the BMC offers no virtual {kind} drive for {name}: install this machine by "
+                                 "network boot (bootMethod pxe)")
+        if device.json.get("Inserted"):
+            device.eject_media()
+        device.insert_media(url, inserted=True, write_protected=True)
+        used.append(device)
+        names.append(f"{name} into the virtual {device.json.get('Name') or device.identity}")
+    return ", ".join(names)
+
+
+def eject_media(system: System) -> bool:
+    """Every virtual drive of the BMC emptied; False when none held anything."""
     ejected = False
-    for device in _cd_devices(system):
+    for device in _media_devices(system):
         if device.json.get("Inserted") or device.json.get("Image"):
             device.eject_media()
             ejected = True
@@ -208,10 +222,11 @@ def eject_boot_iso(system: System) -> bool:
 
 
 class RedfishPower(PowerInterface):
-    """``media_url``: the machine starts once from that ISO in the BMC's virtual CD instead of the network."""
+    """``media``: the machine starts once from these media (name: URL) in the BMC's virtual drives instead of
+    the network."""
 
-    def __init__(self, media_url: str | None = None):
-        self.media_url = media_url
+    def __init__(self, media: dict[str, str] | None = None):
+        self.media = media or {}
 
     def power_on(self, ctx: TaskContext) -> str:
         """Into a one-time network (or virtual CD) boot; with Secure Boot off first when the task's
@@ -222,8 +237,8 @@ class RedfishPower(PowerInterface):
             if ctx.secure_boot_after_install:
                 _set_secure_boot(system, False)
                 insecure = ", Secure Boot off for the unsigned installer (on again before the OS first boots)"
-            if self.media_url:
-                inserted = insert_boot_iso(system, self.media_url)
+            if self.media:
+                inserted = insert_media(system, self.media)
                 system.set_system_boot_options(sushy.BOOT_SOURCE_TARGET_CD, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
                 into = f"a one-time boot from the virtual CD ({inserted})"
             else:

@@ -217,6 +217,7 @@ register(TargetType(
     boot_order=True,
     secure_boot=lazy("octoprov.machines:task_secure_boot"),
     secure_boot_after_install=True,
+    boots_signed_media=lazy("octoprov.targets.virtualmedia:boots_signed_media"),
 ))
 register(TargetType(
     name="fake", label="Fake (no hardware)", queue=DEFAULT_QUEUE, makes_vms=True, node_kinds=("fake",),

@@ -1,16 +1,20 @@
-"""Bare metal installed from the BMC's virtual CD instead of the network: no DHCP boot options, no TFTP.
+"""Bare metal installed from the BMC's virtual media instead of the network: no DHCP boot options, no TFTP.
 
 For a task that boots by virtual media (the machine's ``bootMethod``, or the task's
-``options.bootMethod``), preparing the boot builds the task's own boot ISO (octoprov/bootmedia.py:
-the image's kernel and initrd, the installer's command line with the task's callback) under the data
-folder. Powering on mints a fresh token, whose hash the task keeps, and hands the BMC the ISO's URL
-under it (``MEDIA_URL``: the address BMCs reach); the BMC fetches it, the machine starts once from the
-virtual CD. The URL answers only while the task is active and only its latest token; the ISO is
-ejected and deleted when the installed OS has booted (with the hard-disk boot override) and on
-rollback, so nothing of a task is left in a BMC or on disk.
+``options.bootMethod``), preparing the boot builds the task's media under the data folder:
 
-Windows by virtual media is not built yet: its installation ISO and answer ISO need two virtual
-drives, which not every BMC offers; such a task is refused when it is created.
+- Linux: its own boot ISO (octoprov/bootmedia.py: the image's kernel and initrd, the installer's
+  command line with the task's callback), into the BMC's virtual CD.
+- Windows: the image's installation ISO (``installIsoPath``, Microsoft-signed, so Secure Boot stays
+  on) into the virtual CD, and a floppy image with the task's Autounattend.xml (adapted to an install
+  from the DVD, as the Hyper-V and KVM ISO modes do) into the BMC's virtual floppy or USB stick, where
+  Windows Setup finds it.
+
+Powering on mints a fresh token, whose hash the task keeps, and hands the BMC the media's URLs under it
+(``MEDIA_URL``: the address BMCs reach); the BMC fetches them, the machine starts once from the virtual
+CD. The URLs answer only while the task is active and only under its latest token; the media are ejected
+(and the task's own files deleted) when the installed OS has booted, with the hard-disk boot override,
+and on rollback, so nothing of a task is left in a BMC or on disk.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ from octoprov.netboot.installer import installer_arguments
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from sqlalchemy.orm import Session
+
     from octoprov.context import TaskContext
     from octoprov.settings import Settings
 
 PXE, VIRTUAL_MEDIA = "pxe", "virtualMedia"
 BOOT_METHODS = (PXE, VIRTUAL_MEDIA)
 MEDIA_PATH = "/boot/media"  # api/bootfiles.py
-ISO_NAME = "boot.iso"
+BOOT_ISO, ANSWERS = "boot.iso", "answers.img"  # the names of a task's media under its token
+CD_TYPES, REMOVABLE_TYPES = {"CD", "DVD"}, {"Floppy", "USBStick"}
 
 
 def boot_method(task_method: str | None, machine_options: dict[str, Any] | None) -> str:
@@ -44,39 +51,61 @@ def boot_method(task_method: str | None, machine_options: dict[str, Any] | None)
 
 def request_errors(task_method: str | None, machine: Node | None, image: Image | None) -> dict[str, str]:
     """What would fail on the machine, said when the task is created: virtual media needs the machine's
-    Redfish BMC with a virtual CD (when its inspection listed the BMC's media) and a Linux image with a
-    kernel and initrd. Errors name ``options.bootMethod`` when the task chose it, else ``macAddress``."""
+    Redfish BMC with a virtual CD (and for Windows a virtual floppy or USB stick, when its inspection listed
+    the BMC's media), a Linux image with a kernel and initrd or a Windows image with an installation ISO,
+    and a signed Linux kernel on a machine that enforces Secure Boot (its own ISO keeps Secure Boot on).
+    Errors name ``options.bootMethod`` when the task chose it, else ``macAddress``."""
     if boot_method(task_method, machine.options if machine else None) != VIRTUAL_MEDIA:
         return {}
     field = "options.bootMethod" if task_method else "macAddress"
     if machine is None or machine.kind != "redfish":
-        return {field: "virtualMedia needs a registered machine with a Redfish BMC to insert the boot ISO"}
+        return {field: "virtualMedia needs a registered machine with a Redfish BMC to insert the boot media"}
+    windows = image is not None and image.os_type == "windows"
     media = ((machine.options or {}).get("hardware") or {}).get("virtualMedia")
-    if media is not None and not set(media) & {"CD", "DVD"}:
-        return {field: f"machine {machine.name}'s BMC reports no virtual CD or DVD (only {', '.join(media) or 'none'})"}
-    if image is None or not image.kernel_path or not image.initrd_path:
-        return {"os.imageId": "virtualMedia boots a Linux image's kernel and initrd; this image has none (Windows "
-                              "by virtual media is not supported yet: use pxe)"}
+    needed = [("virtual CD or DVD", CD_TYPES)] + ([("virtual floppy or USB stick", REMOVABLE_TYPES)]
+                                                 if windows else [])
+    for what, types in needed:
+        if media is not None and not set(media) & types:
+            return {field: f"machine {machine.name}'s BMC reports no {what} drive (only {', '.join(media) or 'none'})"}
+    if image is None:
+        return {}  # the reference check names the image
+    if windows and not image.install_iso_path:
+        return {"os.imageId": "Windows by virtual media boots the image's installation ISO: register the image "
+                              "with installIsoPath"}
+    if not windows and (not image.kernel_path or not image.initrd_path):
+        return {"os.imageId": "virtual media boots a Linux image's kernel and initrd; this image has none"}
+    if not windows and not image.signed_kernel and (machine.options or {}).get("secureBoot"):
+        return {"os.imageId": "an unsigned kernel cannot start from virtual media on a machine that enforces Secure "
+                              "Boot; install it by pxe (Octoprov then turns Secure Boot off for the install)"}
     return {}
+
+
+def boots_signed_media(machine_options: dict[str, Any]) -> bool:
+    """Virtual media start the installer through a signed chain (Windows' own media; Linux through shim,
+    GRUB and a kernel ``request_errors`` requires signed): Secure Boot stays on."""
+    return machine_options.get("bootMethod") == VIRTUAL_MEDIA
 
 
 def uses_virtual_media(ctx: TaskContext) -> bool:
     return boot_method(ctx.spec.options.boot_method, ctx.node.options if ctx.node else None) == VIRTUAL_MEDIA
 
 
-def iso_path(settings: Settings, task_id: int) -> Path:
-    return settings.media_dir / f"task-{task_id}.iso"
+def media_file(settings: Settings, task_id: int, name: str) -> Path:
+    """Where a task's own medium is kept while it installs."""
+    return settings.media_dir / f"task-{task_id}-{name}"
 
 
-def media_url(settings: Settings, token: str) -> str:
-    return f"{settings.effective_media_url}{MEDIA_PATH}/{token}/{ISO_NAME}"
+def media_url(settings: Settings, token: str, name: str) -> str:
+    return f"{settings.effective_media_url}{MEDIA_PATH}/{token}/{name}"
 
 
-def build_iso(ctx: TaskContext) -> str:
-    """The task's boot ISO, built again each time (its command line carries the task's tokens)."""
+def build_media(ctx: TaskContext) -> str:
+    """The task's media, built again each time (they carry the task's tokens)."""
     with ctx.database.session() as session:
         task = session.get_one(Task, ctx.task_id)
         image = session.get(Image, ctx.spec.os.image_id)
+        if image is not None and image.os_type == "windows":
+            return _answer_floppy(ctx, image)
         if image is None or not image.kernel_path or not image.initrd_path:
             raise PermanentError("virtual media boots a Linux image's kernel and initrd; this task's image has none")
         files_token = ctx.vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
@@ -84,7 +113,7 @@ def build_iso(ctx: TaskContext) -> str:
         kernel_path, initrd_path = image.kernel_path, image.initrd_path
     images = ctx.settings.effective_images_dir
     arguments = installer_arguments(ctx.task_id, kernel_args, ctx.callback_url, ctx.callback_token())
-    out = iso_path(ctx.settings, ctx.task_id)
+    out = media_file(ctx.settings, ctx.task_id, BOOT_ISO)
     out.parent.mkdir(parents=True, exist_ok=True)
     signed = ctx.settings.signed_boot_dir
     uefi = all((signed / name).is_file() for name in (bootmedia.SIGNED_SHIM, bootmedia.SIGNED_CD_GRUB))
@@ -96,25 +125,44 @@ def build_iso(ctx: TaskContext) -> str:
     return f"Boot ISO built for BIOS and UEFI, Secure Boot included ({out.stat().st_size >> 20} MiB)"
 
 
-def mint_url(ctx: TaskContext) -> str:
-    """A new token for the task's ISO (an earlier one stops working) and the URL the BMC fetches."""
+def _answer_floppy(ctx: TaskContext, image: Image) -> str:
+    from octoprov.answerfiles.dvd import FILE_NAME, dvd_answer_file
+
+    if not image.install_iso_path:
+        raise PermanentError("Windows by virtual media boots the image's installation ISO; the image has none")
+    out = media_file(ctx.settings, ctx.task_id, ANSWERS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bootmedia.answer_floppy(out, {FILE_NAME: dvd_answer_file(ctx).encode("utf-8")})
+    return f"Answer floppy built ({FILE_NAME}); the installation ISO is {image.install_iso_path}"
+
+
+def mint_urls(ctx: TaskContext) -> dict[str, str]:
+    """A new token for the task's media (an earlier one stops working) and the URLs the BMC fetches: the
+    boot ISO, and the answer floppy of a Windows install."""
     token = token_urlsafe(32)
     with ctx.database.session() as session:
         session.get_one(Task, ctx.task_id).media_token_hash = files_token_hash(token)
-    return media_url(ctx.settings, token)
+    names = [BOOT_ISO] + ([ANSWERS] if ctx.os_type == "windows" else [])
+    return {name: media_url(ctx.settings, token, name) for name in names}
 
 
 def forget(ctx: TaskContext) -> None:
-    """The ISO deleted and its URL dead."""
+    """The task's own media deleted and their URLs dead (an image's installation ISO stays)."""
     with ctx.database.session() as session:
         session.get_one(Task, ctx.task_id).media_token_hash = None
-    with contextlib.suppress(FileNotFoundError):
-        iso_path(ctx.settings, ctx.task_id).unlink()
+    for name in (BOOT_ISO, ANSWERS):
+        with contextlib.suppress(FileNotFoundError):
+            media_file(ctx.settings, ctx.task_id, name).unlink()
 
 
-def served_iso(settings: Settings, task: Task | None) -> Path | None:
-    """The ISO a media URL's token names, while its task is active."""
-    if task is None or task.status in states.FINAL:
+def served_medium(session: Session, settings: Settings, task: Task | None, name: str) -> Path | None:
+    """The file a media URL names, while its task is active: the task's own boot ISO or answer floppy, or
+    a Windows image's installation ISO from the images folder."""
+    if task is None or task.status in states.FINAL or name not in (BOOT_ISO, ANSWERS):
         return None
-    path = iso_path(settings, task.id)
-    return path if path.is_file() else None
+    image = session.get(Image, ((task.config or {}).get("os") or {}).get("imageId"))
+    if name == BOOT_ISO and image is not None and image.os_type == "windows":
+        path = settings.effective_images_dir / image.install_iso_path if image.install_iso_path else None
+    else:
+        path = media_file(settings, task.id, name)
+    return path if path is not None and path.is_file() else None

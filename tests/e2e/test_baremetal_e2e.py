@@ -20,8 +20,10 @@ Needs root; skipped without it, except in CI, where it must run.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import requests
@@ -410,7 +412,7 @@ def test_a_task_boots_from_the_virtual_cd_without_dhcp_boot_options_and_the_iso_
     console = octo.vmedia_serial.read_text(errors="replace")
     assert "ISOLINUX" in console or "octoprov.task=" in console, console[-3000:]
     # the installed OS booted: the ISO is out of the BMC, deleted, and the disk boots from now on
-    assert any(m.startswith("Boot from disk first: Boot ISO ejected through the BMC; boot ISO deleted")
+    assert any(m.startswith("Boot from disk first: Boot media ejected through the BMC; the task's media deleted")
                for m in logged), logged
     assert cd_source(octo) is None
     assert not list((octo.data_dir / "media").glob("*.iso"))
@@ -424,11 +426,47 @@ def test_cancelling_a_virtual_media_boot_ejects_the_iso_and_powers_off(vmedia_ma
     task_id = power_on_after_power_off(octo, "bm-vmedia", octo.vmedia_serial, vmedia_task(octo, "bm-vm-two"), 90)
     assert cd_source(octo)
     octo.call("DELETE", f"/tasks/{task_id}", 200)
+    wait_for_ejection_and_power_off(octo, task_id)
+    assert daemon.virsh("domstate", "bm-vmedia").strip() == "shut off"
+    assert cd_source(octo) is None and not list((octo.data_dir / "media").glob("*.iso"))
+
+
+def wait_for_ejection_and_power_off(octo, task_id: int) -> None:
     deadline = time.monotonic() + 60
-    while not any(m.startswith("Rollback: Boot ISO ejected") for m in messages(octo, task_id)) or not any(
+    while not any(m.startswith("Rollback: Boot media ejected") for m in messages(octo, task_id)) or not any(
             "Rollback: Powered off through the BMC" in m for m in messages(octo, task_id)):
         assert time.monotonic() < deadline, messages(octo, task_id)
         time.sleep(0.5)
-    assert daemon.virsh("domstate", "bm-vmedia").strip() == "shut off"
-    assert cd_source(octo) is None and not list((octo.data_dir / "media").glob("*.iso"))
+
+
+def inserted_media(octo) -> dict[str, str]:
+    """The files in the domain's (next start's) CD and floppy drives, by device kind."""
+    defined = ET.fromstring(octo.daemon.virsh("dumpxml", "bm-vmedia", "--inactive"))  # noqa: S314 - libvirt's
+    return {disk.get("device"): disk.find("source").get("file") for disk in defined.iterfind("devices/disk")
+            if disk.get("device") in ("cdrom", "floppy") and disk.find("source") is not None}
+
+
+def test_windows_by_virtual_media_gets_its_dvd_and_its_answer_floppy(vmedia_machine, tmp_path):
+    """No Windows Setup runs here: what the BMC is given is checked, then the task is cancelled."""
+    octo = vmedia_machine
+    stand_in = octo.data_dir / "images" / "ws2025-dvd.iso"
+    stand_in.write_bytes(b"CD001" * 8192)  # the installation DVD's stand-in (40 KB; Windows media are signed)
+    (octo.data_dir / "images" / "install.wim").write_bytes(b"wim")
+    image = octo.call("POST", "/images", 201, json={"name": "WS2025 DVD", "osType": "windows",
+                                                     "imagePath": "install.wim", "installIsoPath": "ws2025-dvd.iso"})
+    body = {**vmedia_task(octo, "BM-WIN-VM"), "os": {"imageId": image["id"], "adminPassword": "Pa55word!"}}
+    task_id = power_on_after_power_off(octo, "bm-vmedia", octo.vmedia_serial, body, 90)
+    logged = messages(octo, task_id)
+    assert any(m.startswith("Register MAC for PXE boot: Answer floppy built (autounattend.xml)") for m in logged)
+    assert any("boot.iso into the virtual" in m and "answers.img into the virtual" in m for m in logged), logged
+    media = inserted_media(octo)
+    assert Path(media["cdrom"]).read_bytes() == stand_in.read_bytes()
+    answer = subprocess.run(["mtype", "-i", media["floppy"], "::/autounattend.xml"], capture_output=True, text=True,
+                            check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+    assert "/api/v1/provisioning/pxe/status" in answer and "Report that Setup started" in answer, answer[-2000:]
+    boot = redfish(octo, system_path(octo, "bm-vmedia"))["Boot"]
+    assert boot["BootSourceOverrideTarget"] == "Cd", boot
+    octo.call("DELETE", f"/tasks/{task_id}", 200)
+    wait_for_ejection_and_power_off(octo, task_id)
+    assert inserted_media(octo) == {} and not list((octo.data_dir / "media").iterdir())
 
