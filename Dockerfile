@@ -35,18 +35,6 @@ RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \
  && find . -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
-# What the image is, for registries and `docker image inspect`: VERSION is setup.cfg's (a test keeps them
-# equal), REVISION the commit and SOURCE the repository it was built from, given at build time:
-#   docker compose build --build-arg REVISION=$(git rev-parse HEAD) --build-arg SOURCE=$(git remote get-url origin)
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=""
-LABEL org.opencontainers.image.title="Octoprov" \
-      org.opencontainers.image.description="Zero-touch OS provisioning for Hyper-V, KVM and bare metal" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}"
 # ipxe: the iPXE binaries TFTP hands out (/usr/lib/ipxe); wimtools: wimlib, which reads WIM editions;
 # libvirt0 and openssh-client: libvirt's client library and the ssh it runs for qemu+ssh:// hosts;
 # samba: smbd for the samba role (the WinPE file share); isolinux, syslinux-common and mtools: the BIOS boot
@@ -73,6 +61,22 @@ ENV PATH=/opt/octoprov/.venv/bin:$PATH \
     OCTOPROV_IMAGES_DIR=/images \
     OCTOPROV_DRIVERS_DIR=/drivers \
     OCTOPROV_API_HOST=0.0.0.0
+# What the image is, for registries and `docker image inspect`: VERSION is setup.cfg's (a test keeps them
+# equal), REVISION the commit and SOURCE the repository it was built from, given at build time:
+#   docker compose build --build-arg REVISION=$(git rev-parse HEAD) --build-arg SOURCE=$(git remote get-url origin)
+# After the packages: a build argument invalidates the cache of the RUN steps after it, so an upgrade to another
+# revision rebuilds only what follows. The RUN is what makes the labels follow the arguments too (buildah reuses
+# a cached LABEL step whatever the arguments' values); it also leaves the build's identity in the image.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+RUN printf 'version=%s\nrevision=%s\nsource=%s\n' "${VERSION}" "${REVISION}" "${SOURCE}" > /opt/octoprov/BUILD
+LABEL org.opencontainers.image.title="Octoprov" \
+      org.opencontainers.image.description="Zero-touch OS provisioning for Hyper-V, KVM and bare metal" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 USER octoprov
 WORKDIR /var/lib/octoprov
 EXPOSE 8080 5555

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -66,4 +67,19 @@ def serve(settings: Settings, host: str, port: int) -> None:
         "errorlog": str(log_dir / "api-server.log"),  # gunicorn's own; the application logs to api.log
         "loglevel": settings.log_level.lower(),
         "proc_name": "octoprov-api",
+        "post_worker_init": _end_streams_on_stop,
     }).run()
+
+
+def _end_streams_on_stop(worker: Any) -> None:
+    """On SIGTERM, end this worker's event streams before gunicorn waits for its requests: an open UI
+    page would otherwise hold every stop and restart for the whole graceful timeout (30 s)."""
+    stop = worker.handle_exit
+
+    def handle_exit(signum: int, frame: Any) -> None:
+        from api.streams import STOPPING
+
+        STOPPING.set()
+        stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)

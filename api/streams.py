@@ -64,6 +64,11 @@ class Slots:
         return release
 
 
+# Set when this API process is asked to stop (api/server.py): open streams end at once, so a restart does
+# not wait out the server's graceful timeout; the clients reconnect with Last-Event-ID and lose nothing.
+STOPPING = threading.Event()
+
+
 def encode(event: Event) -> str:
     """One event in the text/event-stream format; JSON escapes line breaks, so ``data`` is one line."""
     head = f"id: {event.id}\n" if event.id is not None else ""
@@ -127,7 +132,7 @@ def _follow(database: Database, horizon: Horizon, settings: Settings, snapshot: 
             cursor: int | None, clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
     started = last_sent = clock()
     yield f"retry: {RETRY_MS}\n\n"
-    while True:
+    while not STOPPING.is_set():
         batch: list[Event] = []
         with database.session() as session:
             upto = horizon.advance(session)
@@ -145,4 +150,4 @@ def _follow(database: Database, horizon: Horizon, settings: Settings, snapshot: 
         if now - last_sent >= settings.events_heartbeat_s:
             yield ": keep-alive\n\n"
             last_sent = now
-        time.sleep(settings.events_poll_ms / 1000)
+        STOPPING.wait(settings.events_poll_ms / 1000)

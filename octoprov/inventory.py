@@ -167,7 +167,7 @@ def inspect_machine(database: Database, vault: Vault, machine_id: int) -> dict[s
         try:
             # a BMC answers 500 for a resource it does not implement (sushy-tools' Storage of a domain
             # without pool volumes): one retry, not sushy's half minute per resource
-            with redfish.machine_system(info, server_side_retries=1) as system:
+            with redfish.machine_system(info, server_side_retries=1, retry_delay_s=1) as system:
                 facts = read_inventory(system)
             counts = f"{len(facts.get('disks', []))} disk(s), {len(facts.get('nics', []))} network card(s)"
             outcome = {"state": DONE, "at": _now(), "message": counts}

@@ -50,18 +50,19 @@ def redfish_system(ctx: TaskContext) -> Iterator[System]:
 
 @contextlib.contextmanager
 def machine_system(node: NodeInfo, fallback_macs: list[str] | None = None, *,
-                   server_side_retries: int = 10) -> Iterator[System]:
+                   server_side_retries: int = 2, retry_delay_s: int = 2) -> Iterator[System]:
     """The sushy system object of a registered machine (by its BMC settings and MACs); BMC failures as
-    target errors, whose messages name the BMC and never the password. A power change retries a busy
-    BMC's 5xx for half a minute (sushy's default); a read that may meet an unimplemented resource
-    passes fewer ``server_side_retries``."""
+    target errors, whose messages name the BMC and never the password. sushy retries a BMC that does not
+    answer or answers 5xx (busy) ``server_side_retries`` times, ``retry_delay_s`` apart: seconds, not its default
+    half minute, since a target error is retried by the task's own step retry with backoff, which frees
+    the worker slot in between."""
     sushy = _sushy()
     bmc = (node.options or {}).get("bmc") or {}
     address = bmc.get("address") or node.endpoint
     try:
         root = sushy.Sushy(f"{address}/redfish/v1", username=node.username, password=node.credentials.get("password"),
                            verify=bool(bmc.get("verifyCertificate", True)), server_side_retries=server_side_retries,
-                           server_side_retries_delay=1 if server_side_retries < 10 else 3)
+                           server_side_retries_delay=retry_delay_s)
         macs = set(node.mac_addresses or fallback_macs or [])
         yield _find_system(root, bmc.get("systemId"), macs)
     except sushy.exceptions.ConnectionError as exc:

@@ -119,7 +119,9 @@ def test_without_stream_and_polling_nothing_updates(browser, stack):
     page = live_page(browser, stack, live=False)
     try:
         page.goto("/ui/")
-        expect(page.locator("#recent")).to_have_attribute("aria-busy", "false")
+        for box in ("#active", "#recent"):  # both lists loaded (in parallel) before the task exists
+            expect(page.locator(box)).to_have_attribute("aria-busy", "false")
+        page.wait_for_load_state("networkidle")
         stack.task(stack.node["id"], stack.image_id, "LIVE-DASH-02")
         time.sleep(3)
         expect(page.locator(".task-row", has_text="LIVE-DASH-02")).to_have_count(0)

@@ -125,7 +125,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(backend, pos
             # The live streams answer for minutes (test_live_events.py reads them).
             "--exclude-path-regex", r"/hypervisors/\{node_id\}/(networks|storage)$|/events$",
             "--phases", "examples,coverage,fuzzing,stateful",
-            "--max-examples", "40",
+            "--max-examples", "25",
             "--workers", "2",
             "--request-timeout", "30",
             "--suppress-health-check", "all",

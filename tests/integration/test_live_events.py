@@ -6,6 +6,7 @@ in tests (conftest), so a test reads one whole."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import pytest
@@ -221,3 +222,32 @@ def test_a_change_made_through_one_api_process_is_streamed_by_another(backend, r
             second.stop()
     finally:
         first.stop()
+
+
+def test_an_open_stream_ends_when_the_api_stops_instead_of_holding_the_stop(tmp_path):
+    """gunicorn waits up to its graceful timeout (30 s) for requests in progress on SIGTERM: a UI page's
+    stream would hold every stop that long. The stream ends at once, the server exits by itself."""
+    import signal
+    import threading
+
+    api = start_live_api(tmp_path / "var", extra_env={"OCTOPROV_DATABASE_URL": "", "OCTOPROV_BROKER_URL": "",
+                                                      "OCTOPROV_EVENTS_MAX_STREAM_S": "600"})
+    received: list[str] = []
+    response = requests.get(api.url + API + "/events", headers=api.headers, stream=True, timeout=60)
+    assert response.status_code == 200
+
+    def read() -> None:
+        for line in response.iter_lines(decode_unicode=True):
+            received.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        os.killpg(api.process.pid, signal.SIGTERM)
+        api.process.wait(timeout=20)  # far below the graceful timeout: without the fix the server waits 30 s
+        reader.join(timeout=10)
+        assert api.process.returncode == 0 and not reader.is_alive()
+        assert any(line.startswith("retry:") for line in received)  # it was streaming until then
+    finally:
+        response.close()
+        api.stop()
