@@ -262,8 +262,11 @@ def test_an_unsigned_installer_runs_with_secure_boot_off_and_rollback_turns_it_o
     assert ctx.secure_boot_after_install
     blade = SYSTEMS[3]["uuid"]
     assert secure_boot_of(bmc, blade) is True  # as registered
-    assert target.power.power_on(ctx) == ("Powered on through the BMC into a one-time network boot, Secure Boot "
-                                          "off for the unsigned installer (on again before the OS first boots)")
+    done = target.power.power_on(ctx)
+    # the blade may still run from the other database's run of this test (the emulator is the module's)
+    assert done.startswith(("Powered on through the BMC", "Restarted through the BMC")), done
+    assert done.endswith("into a one-time network boot, Secure Boot off for the unsigned installer (on again before "
+                         "the OS first boots)"), done
     assert secure_boot_of(bmc, blade) is False
     assert system(bmc, blade)["Boot"]["BootSourceOverrideTarget"] == "Pxe"
     assert target.boot.cleanup_boot(ctx) == "Boot config removed with the task; Secure Boot on again through the BMC"
