@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from octoprov.drivers import HYPERV_MODEL, KVM_MODELS, machine_model, pack_matches
 from octoprov.models import DriverPack, Task, TaskStep
+from tests.support.library import winpe_image
 
 DRIVERS = "/api/v1/provisioning/drivers"
 PXE = "/api/v1/provisioning/pxe"
@@ -95,13 +96,7 @@ def test_the_machines_report_picks_the_packs_of_its_start_script(anonymous, clie
                  {"name": "Everyone", "driverPath": "all"},
                  {"name": "Linux Dell", "vendor": "Dell", "driverPath": "dell-r750", "osType": "linux"}):
         assert client.post(DRIVERS, json={"osType": "windows", **body}).status_code == 201
-    media = settings.effective_images_dir / "winpe"
-    (media / "sources").mkdir(parents=True)
-    for name in ("sources/boot.wim", "sources/BCD", "sources/boot.sdi", "install.wim"):
-        (media / name).write_bytes(b"x")
-    image = client.post("/api/v1/provisioning/images", json={
-        "name": "WS2025", "osType": "windows", "imagePath": "winpe/install.wim",
-        "bootWimPath": "winpe/sources/boot.wim"}).json["id"]
+    image = winpe_image(client, settings.effective_images_dir)
     task = client.post("/api/v1/provisioning/tasks", json={
         "hostname": "BM-01", "targetType": "baremetal", "macAddress": "00:11:22:33:44:55",
         "os": {"imageId": image, "adminPassword": "Pa55word!"}}).json

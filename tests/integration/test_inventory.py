@@ -7,7 +7,6 @@ tests/e2e/test_baremetal_e2e.py."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import libvirt
 import pytest
@@ -15,6 +14,7 @@ from sqlalchemy import update
 
 from octoprov.models import Node, Task, TaskStep
 from tests.support import redfish_bmc
+from tests.support.library import tiny_linux_image, winpe_image
 from tests.support.live import free_port
 
 MACHINES = "/api/v1/provisioning/machines"
@@ -146,13 +146,7 @@ def test_the_inventory_picks_the_driver_packs_before_any_network_boot(client, qu
     (folder / "sushy.inf").write_text("[Version]\n")
     assert client.post("/api/v1/provisioning/drivers", json={
         "name": "Emulated", "vendor": "Sushy", "driverPath": "emulated", "osType": "windows"}).status_code == 201
-    media = settings.effective_images_dir / "winpe"
-    (media / "sources").mkdir(parents=True)
-    for name in ("sources/boot.wim", "sources/BCD", "sources/boot.sdi", "install.wim"):
-        (media / name).write_bytes(b"x")
-    image = client.post("/api/v1/provisioning/images", json={
-        "name": "WS2025", "osType": "windows", "imagePath": "winpe/install.wim",
-        "bootWimPath": "winpe/sources/boot.wim"}).json["id"]
+    image = winpe_image(client, settings.effective_images_dir)
     register(client, bmc, macAddresses=["aa:bb:cc:dd:ee:ff"])
     queue.deliver()
     task = client.post(TASKS, json={"hostname": "BM-INV", "targetType": "baremetal", "macAddress": "aa:bb:cc:dd:ee:ff",
@@ -167,12 +161,4 @@ def test_the_inventory_picks_the_driver_packs_before_any_network_boot(client, qu
 
 @pytest.fixture
 def linux_image(client, settings) -> int:
-    folder: Path = settings.effective_images_dir / "tiny"
-    folder.mkdir(parents=True)
-    for name in ("vmlinuz", "initrd.gz", "root.img"):
-        (folder / name).write_bytes(name.encode() * 100)
-    response = client.post("/api/v1/provisioning/images", json={
-        "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
-        "initrdPath": "tiny/initrd.gz"})
-    assert response.status_code == 201, response.json
-    return response.json["id"]
+    return tiny_linux_image(client, settings.effective_images_dir)

@@ -12,6 +12,7 @@ from octoprov.models import Task, TaskStep
 from octoprov.netboot import service
 from octoprov.netboot.chain import BootChain
 from octoprov.netboot.ipxe import UnsafeValue, ipxe_args, ipxe_comment, ipxe_word
+from tests.support.library import tiny_linux_image
 
 PXE = "/api/v1/provisioning/pxe"
 MAC = "52:54:00:c0:ff:ee"
@@ -19,16 +20,7 @@ MAC = "52:54:00:c0:ff:ee"
 
 @pytest.fixture
 def linux_image(client, settings):
-    folder = settings.effective_images_dir / "tiny"
-    folder.mkdir()
-    (folder / "vmlinuz").write_bytes(b"kernel" * 100)
-    (folder / "initrd.gz").write_bytes(b"initrd" * 100)
-    (folder / "root.img").write_bytes(b"img")
-    response = client.post("/api/v1/provisioning/images", json={
-        "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
-        "initrdPath": "tiny/initrd.gz", "kernelArgs": "console=ttyS0 quiet"})
-    assert response.status_code == 201, response.json
-    return response.json["id"]
+    return tiny_linux_image(client, settings.effective_images_dir, "console=ttyS0 quiet")
 
 
 def _baremetal(client, image_id, mac=MAC):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from octoprov.context import load_context
 from octoprov.models import Node
 from octoprov.targets import virtualmedia
+from tests.support.library import tiny_linux_image
 
 MACHINES = "/api/v1/provisioning/machines"
 TASKS = "/api/v1/provisioning/tasks"
@@ -22,16 +22,7 @@ MAC = "52:54:00:0d:00:01"
 
 @pytest.fixture
 def linux_image(client, settings) -> int:
-    folder: Path = settings.effective_images_dir / "tiny"
-    folder.mkdir(parents=True)
-    (folder / "vmlinuz").write_bytes(b"kernel" * 1000)
-    (folder / "initrd.gz").write_bytes(b"initrd" * 1000)
-    (folder / "root.img").write_bytes(b"img")
-    response = client.post("/api/v1/provisioning/images", json={
-        "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/root.img", "kernelPath": "tiny/vmlinuz",
-        "initrdPath": "tiny/initrd.gz", "kernelArgs": "console=ttyS0"})
-    assert response.status_code == 201, response.json
-    return response.json["id"]
+    return tiny_linux_image(client, settings.effective_images_dir, "console=ttyS0")
 
 
 @pytest.fixture
