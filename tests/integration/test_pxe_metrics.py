@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,24 @@ def pxe(settings, database, tmp_path):
 
 
 def scrape(exporter) -> tuple[str, dict]:
-    response = requests.get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=10)
+    return scrape_url(f"http://127.0.0.1:{exporter.port}/metrics")
+
+
+def scrape_url(url: str) -> tuple[str, dict]:
+    response = requests.get(url, timeout=10)
     assert response.status_code == 200
     return response.text, {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def scrape_settled(url: str, settled: Callable[[dict], bool]) -> tuple[str, dict]:
+    """Scrapes until `settled` holds (10 s at most): the servers count a transfer or an ignored request
+    after the client is done with it (a TFTP transfer when the last ACK arrives)."""
+    deadline = time.monotonic() + 10
+    while True:
+        text, families = scrape_url(url)
+        if settled(families) or time.monotonic() > deadline:
+            return text, families
+        time.sleep(0.1)
 
 
 def test_pxe_metrics_after_a_network_boot(pxe, tmp_path):
@@ -93,15 +109,10 @@ def test_pxe_metrics_after_a_network_boot(pxe, tmp_path):
     tftpy.TftpClient("127.0.0.1", tftp.port).download(config_name, str(tmp_path / "grub.cfg"))
     grub_size = (tmp_path / "grub.cfg").stat().st_size
 
-    # the servers count a transfer or an ignored request after the client is done with it: wait for the last ones
-    deadline = time.monotonic() + 10
-    while True:
-        text, families = scrape(exporter)
-        settled = (sample(families, "octoprov_pxe_tftp_transfers", "_total", outcome="complete") >= 2
-                   and sample(families, "octoprov_pxe_dhcp_requests", "_total", outcome="ignored") >= 1)
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    text, families = scrape_settled(
+        f"http://127.0.0.1:{exporter.port}/metrics",
+        lambda families: (sample(families, "octoprov_pxe_tftp_transfers", "_total", outcome="complete") >= 2
+                          and sample(families, "octoprov_pxe_dhcp_requests", "_total", outcome="ignored") >= 1))
     assert sample(families, "octoprov_pxe_dhcp_requests", "_total", outcome="offered") == 2
     assert sample(families, "octoprov_pxe_dhcp_requests", "_total", outcome="malformed") == 1
     assert sample(families, "octoprov_pxe_dhcp_requests", "_total", outcome="ignored") == 1
@@ -138,8 +149,9 @@ def test_octoprov_pxe_serves_its_metrics_where_the_settings_say(tmp_path):
                 assert time.monotonic() < deadline, "the metrics port did not answer"
                 time.sleep(0.2)
         tftpy.TftpClient("127.0.0.1", tftp_port).download("undionly.kpxe", str(tmp_path / "got"))
-        answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-        families = {family.name: family for family in text_string_to_metric_families(answer.text)}
+        _, families = scrape_settled(
+            f"http://127.0.0.1:{port}/metrics",
+            lambda families: sample(families, "octoprov_pxe_tftp_transfers", "_total", outcome="complete") >= 1)
         assert sample(families, "octoprov_pxe_tftp_transfers", "_total", outcome="complete") == 1
         assert sample(families, "octoprov_pxe_tftp_sent_bytes", "_total") == 1500
     finally:
