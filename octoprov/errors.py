@@ -70,3 +70,22 @@ def field_path(location: tuple[str | int, ...]) -> str:
         else:
             path += ("." if path else "") + str(part)
     return path or "body"
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Whether an error is the platform's, not the task's: the database or the broker could not be
+    reached or dropped the connection. Such an error never fails a task; the work is tried again."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+    from sqlalchemy.exc import DBAPIError, InterfaceError
+    from sqlalchemy.exc import OperationalError as DatabaseUnreachable
+
+    if isinstance(exc, DatabaseUnreachable | InterfaceError | BrokerUnreachable):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeout
+    except ImportError:  # the embedded broker needs no redis client
+        return False
+    return isinstance(exc, RedisConnectionError | RedisTimeout)
