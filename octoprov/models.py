@@ -162,6 +162,8 @@ class Task(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
+    # a failed or cancelled task whose rollback has not run yet: the periodic job sends it again until it does
+    rollback_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     steps: Mapped[list[TaskStep]] = relationship(
         back_populates="task", order_by="TaskStep.position", cascade="all, delete-orphan"
@@ -188,6 +190,9 @@ class TaskStep(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # work steps being run
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when the periodic job last sent this work step again (or when a retry's message is due): not before
+    # another grace period does it send it once more
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     detail: Mapped[str | None] = mapped_column(Text)
 
     task: Mapped[Task] = relationship(back_populates="steps")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from octoprov import states, steps
@@ -95,18 +95,21 @@ class Claim:
 TASK_OVER, ALREADY_DONE, TAKEN = "task over", "already done", "taken"
 
 
-def claim(session: Session, task_id: int, name: str, lease_s: int) -> Claim | str:
+def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: int | None = None) -> Claim | str:
     """Take a work step for this worker, or say why not: the task is over, the step is done
-    (a redelivered message), or another worker runs it under a valid lease (a duplicate)."""
+    (a redelivered message), or another worker runs it under a valid lease (a duplicate).
+    ``resume`` is the attempt of this worker's own earlier claim, which an infrastructure error
+    interrupted: that claim is taken back even though its lease still runs."""
     status = session.scalar(select(Task.status).where(Task.id == task_id))
     if status is None or status in states.FINAL:
         return TASK_OVER
     now = utcnow()
+    ours = (TaskStep.status == StepStatus.RUNNING) & (TaskStep.attempts == resume) if resume is not None else false()
     taken = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
                or_(TaskStep.status == StepStatus.PENDING,
-                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now)))
+                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now), ours))
         .values(status=StepStatus.RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
                 started_at=now, finished_at=None)
         .execution_options(synchronize_session="fetch")
@@ -124,11 +127,14 @@ def claim(session: Session, task_id: int, name: str, lease_s: int) -> Claim | st
     return Claim(name, step.title, step.attempts)
 
 
-def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str) -> bool:
-    """Mark a claimed work step done and activate the wait step that follows, if any."""
+def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str,
+             attempt: int | None = None) -> bool:
+    """Mark a claimed work step done and activate the wait step that follows, if any. With
+    ``attempt``, only while that claim still holds the step (no other worker took it over)."""
+    mine = TaskStep.attempts == attempt if attempt is not None else true()
     done = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(TaskStep)
-        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING, mine)
         .values(status=StepStatus.DONE, finished_at=utcnow(), detail=detail, lease_until=None)
         .execution_options(synchronize_session="fetch")
     )).rowcount
@@ -139,15 +145,44 @@ def complete(session: Session, settings: Settings, task_id: int, name: str, deta
     return True
 
 
-def release(session: Session, task_id: int, name: str, reason: str) -> None:
-    """Give a claimed step back after a transient error, so its retry can claim it again."""
+def release(session: Session, task_id: int, name: str, reason: str, retry_in_s: float = 0) -> None:
+    """Give a claimed step back after a transient error, so its retry (due in ``retry_in_s``) can
+    claim it again; the periodic job leaves it alone until then."""
     session.execute(
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING)
-        .values(status=StepStatus.PENDING, lease_until=None, detail=reason)
+        .values(status=StepStatus.PENDING, lease_until=None, detail=reason,
+                queued_at=utcnow() + timedelta(seconds=retry_in_s))
         .execution_options(synchronize_session="fetch")
     )
     log(session, task_id, f"{_title(session, task_id, name)}: {reason}; retrying", level="warn", step=name)
+
+
+def renew_lease(session: Session, task_id: int, name: str, attempt: int, lease_s: int) -> bool:
+    """A running step's heartbeat: its worker is alive, so nobody may take the step over for another
+    lease. False when the claim is no longer this worker's (the step ended, or was taken over)."""
+    renewed = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
+        update(TaskStep)
+        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING,
+               TaskStep.attempts == attempt)
+        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session="fetch")
+    )).rowcount
+    return bool(renewed)
+
+
+def lease_left_s(session: Session, task_id: int, name: str) -> float | None:
+    """Seconds left of the lease of a running work step; None when the step is not running."""
+    row = session.execute(select(TaskStep.status, TaskStep.lease_until)
+                          .where(TaskStep.task_id == task_id, TaskStep.name == name)).first()
+    if row is None or row.status != StepStatus.RUNNING or row.lease_until is None:
+        return None
+    return (aware(row.lease_until) - utcnow()).total_seconds()
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _title(session: Session, task_id: int, name: str) -> str:
@@ -209,6 +244,9 @@ def fail(session: Session, task_id: int, name: str | None, message: str) -> bool
         )
     log(session, task_id, f"{title} failed: {message}", level="error", step=name)
     refresh_progress(session, task_id)
+    task = session.get_one(Task, task_id)
+    if not keeps_machine(session, task):  # recorded with the failure, so a rollback that could not be sent is not lost
+        task.rollback_due_at = utcnow()
     return True
 
 
@@ -317,18 +355,83 @@ def expire_deadlines(session: Session) -> list[int]:
     return failed
 
 
-def stalled(session: Session, older_than_s: int) -> list[tuple[int, str, list[str]]]:
-    """Tasks still pending well after they were created, with nothing running: their first steps
-    were never queued (the broker was down). Returns (task id, target type, steps to queue)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    found = []
-    for task_id, target_type in session.execute(
-        select(Task.id, Task.target_type).where(Task.status == states.PENDING, Task.created_at < cutoff)
-    ):
-        rows = step_rows(session, task_id)
-        if rows and not any(row.status == StepStatus.RUNNING for row in rows):
-            found.append((task_id, target_type, _work_run(rows)))
+@dataclass(frozen=True)
+class LostWork:
+    """An active task whose next work steps nothing will run: their message was lost (a worker killed
+    between taking it and recording it, a broker restarted without persistence, a redelivery that
+    came just before the lease ran out) or never sent (the broker was down)."""
+
+    task_id: int
+    target_type: str
+    steps: list[str]
+    reason: str
+
+
+def lost_work(session: Session, grace_s: float, limit: int) -> list[LostWork]:
+    """Active tasks whose next work step is pending with nothing running, or running under a lease
+    that ran out, for ``grace_s`` or longer; each is marked as sent again now (``queued_at``), so a
+    busy queue gets one more message per grace period at most. At most ``limit`` tasks per call."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace_s)
+    candidates = select(TaskStep.task_id).join(Task, Task.id == TaskStep.task_id).where(
+        Task.status.in_(states.ACTIVE), TaskStep.kind == steps.WORK,
+        or_(TaskStep.status == StepStatus.PENDING,
+            (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now)),
+        or_(TaskStep.queued_at.is_(None), TaskStep.queued_at < cutoff),
+    ).distinct().order_by(TaskStep.task_id)
+    found: list[LostWork] = []
+    for task_id in session.scalars(candidates):
+        task = session.get_one(Task, task_id)
+        lost = _lost_run(step_rows(session, task_id), aware(task.created_at), now, cutoff)
+        if lost is None:
+            continue
+        names, reason = lost
+        session.execute(update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == names[0])
+                        .values(queued_at=now).execution_options(synchronize_session="fetch"))
+        log(session, task_id, f"{_title(session, task_id, names[0])}: queued again after {reason}", level="warn",
+            step=names[0])
+        found.append(LostWork(task_id, task.target_type, names, reason))
+        if len(found) >= limit:
+            break
     return found
+
+
+def _lost_run(rows: list[TaskStep], created: datetime, now: datetime,
+              cutoff: datetime) -> tuple[list[str], str] | None:
+    """The work steps to send again and why, when the task's current step is a work step nothing runs."""
+    current = next((i for i, row in enumerate(rows) if row.status != StepStatus.DONE), None)
+    if current is None or rows[current].kind != steps.WORK:
+        return None  # finished, or waiting for its machine: the deadline check watches that
+    row = rows[current]
+    if row.queued_at is not None and aware(row.queued_at) >= cutoff:
+        return None
+    if row.status == StepStatus.RUNNING:
+        if row.lease_until is None or aware(row.lease_until) >= now:
+            return None
+        expired_s = int((now - aware(row.lease_until)).total_seconds())
+        return [row.name, *_work_run(rows[current + 1:])], f"its worker was lost (lease ran out {expired_s} s ago)"
+    if row.status != StepStatus.PENDING:
+        return None
+    since = aware(rows[current - 1].finished_at or created) if current else created
+    if since >= cutoff:
+        return None  # its message may still be on its way
+    return _work_run(rows[current:]), f"{int((now - since).total_seconds())} s without a worker taking it"
+
+
+def rollbacks_due(session: Session, grace_s: float, limit: int) -> list[tuple[int, str]]:
+    """Failed or cancelled tasks whose rollback was asked for ``grace_s`` ago or longer and has not run:
+    its message was lost or could not be sent. Each is marked as asked again now."""
+    now = utcnow()
+    due = session.execute(
+        select(Task.id, Task.target_type)
+        .where(Task.status.in_((states.FAILED, states.CANCELLED)),
+               Task.rollback_due_at < now - timedelta(seconds=grace_s))
+        .order_by(Task.id).limit(limit)
+    ).all()
+    for task_id, _ in due:
+        session.execute(update(Task).where(Task.id == task_id).values(rollback_due_at=now))
+        log(session, task_id, "Rollback queued again: it had not run", level="warn", step="rollback")
+    return [(task_id, target_type) for task_id, target_type in due]
 
 
 def cancel(session: Session, task_id: int) -> Task:
@@ -343,6 +446,7 @@ def cancel(session: Session, task_id: int) -> Task:
         .values(status=StepStatus.CANCELLED, lease_until=None, deadline_at=None)
         .execution_options(synchronize_session="fetch")
     )
+    task.rollback_due_at = utcnow()
     log(session, task_id, "Task cancelled on request", step="cancel")
     refresh_progress(session, task_id)
     session.flush()
@@ -360,11 +464,12 @@ def retry(session: Session, task_id: int, rolled_back: bool) -> list[str]:
     start = 0 if rolled_back else next((i for i, row in enumerate(rows) if row.status == StepStatus.FAILED), 0)
     while start > 0 and rows[start].kind == steps.WAIT:
         start -= 1
-    if not states.transition(session, task_id, states.PENDING, error_message=None, completed_at=None):
+    if not states.transition(session, task_id, states.PENDING, error_message=None, completed_at=None,
+                             rollback_due_at=None):
         raise Conflict(f"task {task_id} changed meanwhile; try again")
     for row in rows[start:]:
         row.status, row.started_at, row.finished_at, row.detail = StepStatus.PENDING, None, None, None
-        row.deadline_at = row.lease_until = None
+        row.deadline_at = row.lease_until = row.queued_at = None
         row.attempts = 0
     log(session, task_id, f"Retry requested: restarting from {rows[start].title}", step="retry")
     session.flush()

@@ -226,7 +226,12 @@ class PipelineSettings(BaseModel):
         300, "How long a worker owns a running step before another may take it over (after a crash)."
     )
     deadline_check_s: PositiveInt = _setting(
-        15, "How often the periodic job looks for wait steps past their deadline."
+        15, "How often the periodic job looks for wait steps past their deadline, and for lost work."
+    )
+    requeue_after_s: PositiveInt = _setting(
+        60, "How long a task's next work step may go without a worker (its message lost to a killed worker or "
+            "a broker restart, or never sent) before the periodic job queues it again; the same for a rollback "
+            "that has not run."
     )
 
 

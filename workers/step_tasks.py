@@ -9,82 +9,167 @@ whose next step is a wait step simply ends, and the status callback enqueues wha
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 
 from octoprov import audit, events, inventory, pipeline, states
 from octoprov.actions import run_action
 from octoprov.context import load_context
-from octoprov.errors import Cancelled, OctoprovError, TransientError
+from octoprov.errors import Cancelled, OctoprovError, TransientError, is_infrastructure
 from octoprov.models import Task
 from octoprov.targets.registry import target_for
 from workers.app import app
+from workers.heartbeat import LeaseHeartbeat
 from workers.runtime import worker_dispatcher, worker_runtime
 
 if TYPE_CHECKING:
     from celery import Task as CeleryTask
+    from sqlalchemy.orm import Session
+
+    from octoprov.context import TaskContext
 
 log = logging.getLogger(__name__)
-STALLED_AFTER_S = 60  # a pending task this old with nothing running was never queued
+SWEEP_LIMIT = 200  # tasks queued again per run of the periodic job, at most: a big outage drains over a few runs
+INFRA_RETRY_MAX_S = 60  # the longest wait between two tries of a step the database or broker interrupted
 
 
 @app.task(name="octoprov.step", bind=True, max_retries=None)  # type: ignore[untyped-decorator]  # celery: untyped
-def run_step(self: CeleryTask, task_id: int, name: str) -> str:
-    runtime = worker_runtime()
-    settings = runtime.settings
-    with runtime.database.session() as session:
-        claim = pipeline.claim(session, task_id, name, settings.step_lease_s)
-        if isinstance(claim, str):
-            if claim == pipeline.ALREADY_DONE:
-                return claim  # a redelivered message: the chain goes on to the next (idempotent) step
-            raise Ignore()  # the task ended, or another worker owns the step and continues the chain
-        ctx = load_context(session, task_id, settings, runtime.database, runtime.vault)
+def run_step(self: CeleryTask, task_id: int, name: str, resume: int | None = None, done: str | None = None,
+             failure: str | None = None, takeover: bool = False) -> str:
+    """Run one work step. The keyword arguments are set only on this task's own retries: ``resume``,
+    the attempt whose claim an infrastructure error interrupted (taken back), with the step's outcome
+    when its action had ended (``done``, its detail, or ``failure``) so the action does not run twice;
+    ``takeover`` when the step's owner stopped renewing its lease and this message waits it out."""
+    run = StepRun(self, task_id, name, resume=resume, detail=done, failure=failure, takeover=takeover)
     try:
-        target = target_for(ctx.target_type)
-        if target.before_step:
-            target.before_step(ctx, name)
-        detail = run_action(name, target, ctx)
-    except Cancelled:
-        log.info("task %s: %s stopped, task cancelled", task_id, name)
-        raise Ignore() from None
-    except TransientError as exc:
-        with runtime.database.session() as session:
-            if claim.attempt <= settings.step_retries:
-                pipeline.release(session, task_id, name, str(exc))
-                retry = True
-            else:
-                pipeline.fail(session, task_id, name, f"{exc} (gave up after {claim.attempt} attempts)")
-                retry = False
-        if retry:
-            raise self.retry(countdown=settings.step_retry_base_s * 2 ** (claim.attempt - 1)) from None
-        _after_failure(task_id, ctx.target_type)
-        raise Ignore() from None
+        return run.execute()
+    except (Ignore, Retry, Reject):
+        raise
     except Exception as exc:
-        message = exc.message if isinstance(exc, OctoprovError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, OctoprovError):
-            log.exception("task %s: step %s crashed", task_id, name)
-        with runtime.database.session() as session:
-            failed = pipeline.fail(session, task_id, name, message)
+        if not is_infrastructure(exc):
+            raise
+        raise run.retry_later(exc) from None
+
+
+class StepRun:
+    """One delivery of a step's message: claim, act under a renewed lease, record the outcome. An
+    infrastructure error at any point is retried from where it struck (``retry_later``); only the
+    action's own error fails the task."""
+
+    def __init__(self, celery_task: CeleryTask, task_id: int, name: str, *, resume: int | None,
+                 detail: str | None, failure: str | None, takeover: bool):
+        self.celery_task, self.task_id, self.name = celery_task, task_id, name
+        self.resume, self.detail, self.failure, self.takeover = resume, detail, failure, takeover
+        self.claim: pipeline.Claim | None = None
+        self.runtime = worker_runtime()
+        self.lease_s = self.runtime.settings.step_lease_s
+
+    def execute(self) -> str:
+        with self.runtime.database.session() as session:
+            claim = pipeline.claim(session, self.task_id, self.name, self.lease_s, resume=self.resume)
+            if isinstance(claim, str):
+                return self._not_claimed(session, claim)
+            ctx = load_context(session, self.task_id, self.runtime.settings, self.runtime.database,
+                               self.runtime.vault)
+        self.claim = claim
+        if self.detail is None and self.failure is None:
+            with LeaseHeartbeat(self.runtime.database, self.task_id, self.name, claim.attempt, self.lease_s):
+                self._act(ctx, claim)
+        if self.failure is not None:
+            self._fail(ctx.target_type, self.failure)
+        return self._complete(self.detail or "")
+
+    def _not_claimed(self, session: Session, reason: str) -> str:
+        if reason == pipeline.ALREADY_DONE and not self.takeover:
+            return reason  # a redelivered message: the chain goes on to the next (idempotent) step
+        if reason == pipeline.TAKEN:
+            left = pipeline.lease_left_s(session, self.task_id, self.name)
+            if left is not None and left < self.lease_s / 2:  # its owner stopped renewing it: wait it out, take over
+                raise self.celery_task.retry(args=(self.task_id, self.name), kwargs={"takeover": True},
+                                             countdown=max(0.0, left) + 1)
+        # the task ended, a live worker owns the step and continues the chain, or it finished what we waited for
+        raise Ignore()
+
+    def _act(self, ctx: TaskContext, claim: pipeline.Claim) -> None:
+        """Run the action: its detail, or the failure a domain error gives; a transient error is retried."""
+        settings = self.runtime.settings
+        try:
+            target = target_for(ctx.target_type)
+            if target.before_step:
+                target.before_step(ctx, self.name)
+            self.detail = run_action(self.name, target, ctx)
+        except Cancelled:
+            log.info("task %s: %s stopped, task cancelled", self.task_id, self.name)
+            raise Ignore() from None
+        except TransientError as exc:
+            if claim.attempt > settings.step_retries:
+                self.failure = f"{exc} (gave up after {claim.attempt} attempts)"
+                return
+            countdown = settings.step_retry_base_s * 2 ** (claim.attempt - 1)
+            with self.runtime.database.session() as session:
+                pipeline.release(session, self.task_id, self.name, str(exc), retry_in_s=countdown)
+            raise self.celery_task.retry(args=(self.task_id, self.name), kwargs={}, countdown=countdown) from None
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            if not isinstance(exc, OctoprovError):
+                log.exception("task %s: step %s crashed", self.task_id, self.name)
+            self.failure = exc.message if isinstance(exc, OctoprovError) else f"{type(exc).__name__}: {exc}"
+
+    def _fail(self, target_type: str, message: str) -> NoReturn:
+        with self.runtime.database.session() as session:
+            failed = pipeline.fail(session, self.task_id, self.name, message)
         if failed:
-            _after_failure(task_id, ctx.target_type)
-        raise Ignore() from None
-    with runtime.database.session() as session:
-        pipeline.complete(session, settings, task_id, name, detail)
-        finished = session.get_one(Task, task_id).status == states.COMPLETED
-    log.info("task %s: %s done by %s", task_id, name, self.request.hostname)  # which host ran it, across pools
-    if finished:
-        worker_dispatcher().notify(task_id)
-    return detail
+            _after_failure(self.task_id, target_type)
+        raise Ignore()
+
+    def _complete(self, detail: str) -> str:
+        assert self.claim is not None
+        with self.runtime.database.session() as session:
+            completed = pipeline.complete(session, self.runtime.settings, self.task_id, self.name, detail,
+                                          attempt=self.claim.attempt)
+            finished = session.get_one(Task, self.task_id).status == states.COMPLETED
+        if not completed:  # cancelled meanwhile, or taken over after a lease this worker could not renew
+            raise Ignore()
+        log.info("task %s: %s done by %s", self.task_id, self.name, self.celery_task.request.hostname)
+        if finished:
+            _send_safely(self.task_id, "notify", lambda: worker_dispatcher().notify(self.task_id))
+        return detail
+
+    def retry_later(self, exc: BaseException) -> Retry:
+        """This message again after a backoff, taking back this claim and keeping an outcome already known.
+        When even that cannot be sent, the periodic job queues the step again once its lease runs out."""
+        resume = self.claim.attempt if self.claim is not None else self.resume
+        countdown = min(INFRA_RETRY_MAX_S, 2 ** min(self.celery_task.request.retries or 0, 6))
+        log.warning("task %s: %s interrupted (%s: %s); trying again in %s s", self.task_id, self.name,
+                    type(exc).__name__, exc, countdown)
+        kwargs = {"resume": resume, "done": self.detail, "failure": self.failure}
+        retry: Retry = self.celery_task.retry(args=(self.task_id, self.name), kwargs=kwargs, countdown=countdown,
+                                              throw=False)
+        return retry
+
+
+def _send_safely(task_id: int, what: str, send: Callable[[], None]) -> None:
+    """Send follow-up work; a broker that cannot be reached is logged (the periodic job covers rollbacks)."""
+    try:
+        send()
+    except Exception as exc:
+        if not is_infrastructure(exc):
+            raise
+        log.warning("task %s: could not send the %s: %s", task_id, what, exc)
 
 
 def _after_failure(task_id: int, target_type: str) -> None:
+    """The rollback of a failed task (or its notification when it keeps its machine). A rollback that
+    cannot be sent now is sent by the periodic job: the failure recorded it as due."""
     runtime = worker_runtime()
     with runtime.database.session() as session:
         keep = pipeline.keeps_machine(session, session.get_one(Task, task_id))
         if keep:
             pipeline.log(session, task_id, "Rollback skipped: the request asked to keep the machine", step="rollback")
-    worker_dispatcher().after_failure(task_id, target_type, keep)
+    _send_safely(task_id, "rollback", lambda: worker_dispatcher().after_failure(task_id, target_type, keep))
 
 
 @app.task(name="octoprov.rollback")  # type: ignore[untyped-decorator]  # celery: untyped
@@ -92,8 +177,12 @@ def rollback(task_id: int) -> list[str]:
     """Remove everything the task created: machine, boot configuration, computer account."""
     runtime = worker_runtime()
     with runtime.database.session() as session:
+        task = session.get_one(Task, task_id)
+        if task.status not in (states.FAILED, states.CANCELLED):  # retried meanwhile: its machine is in use again
+            task.rollback_due_at = None
+            return [f"nothing rolled back: the task is {task.status}"]
         ctx = load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
-        had_account = session.get_one(Task, task_id).domain_join_blob is not None
+        had_account = task.domain_join_blob is not None
     done = []
     try:
         target = target_for(ctx.target_type)
@@ -112,9 +201,10 @@ def rollback(task_id: int) -> list[str]:
         task = session.get_one(Task, task_id)
         task.machine_ref = None
         task.domain_join_blob = None
+        task.rollback_due_at = None
         for line in done:
             pipeline.log(session, task_id, f"Rollback: {line}", step="rollback")
-    worker_dispatcher().notify(task_id)
+    _send_safely(task_id, "notify", lambda: worker_dispatcher().notify(task_id))
     return done
 
 
@@ -143,17 +233,26 @@ def prune_events() -> int:
 
 @app.task(name="octoprov.check_deadlines")  # type: ignore[untyped-decorator]  # celery: untyped
 def check_deadlines() -> list[int]:
-    """Periodic: fail (and roll back) tasks whose wait step's deadline passed, and queue the
-    first steps of tasks that could not be queued when they were created."""
+    """Periodic: fail (and roll back) tasks whose wait step's deadline passed; queue again the work
+    nothing runs (a lost message, a lost worker, a broker that was down) and the rollbacks that did
+    not run. Queuing twice is harmless: the claim decides who runs a step."""
     runtime = worker_runtime()
+    grace = runtime.settings.requeue_after_s
     with runtime.database.session() as session:
         expired = pipeline.expire_deadlines(session)
         kinds = {task.id: task.target_type for task in session.query(Task).filter(Task.id.in_(expired))}
-        waiting = pipeline.stalled(session, STALLED_AFTER_S)
     for task_id in expired:
         _after_failure(task_id, kinds[task_id])
-    for task_id, target_type, names in waiting:
-        worker_dispatcher().run_steps(task_id, target_type, names)
+    with runtime.database.session() as session:
+        lost = pipeline.lost_work(session, grace, SWEEP_LIMIT)
+    for work in lost:
+        log.warning("task %s: %s re-queued after %s", work.task_id, work.steps[0], work.reason)
+        worker_dispatcher().run_steps(work.task_id, work.target_type, work.steps)
+    with runtime.database.session() as session:
+        rollbacks = pipeline.rollbacks_due(session, grace, SWEEP_LIMIT)
+    for task_id, target_type in rollbacks:
+        log.warning("task %s: rollback re-queued: it had not run", task_id)
+        worker_dispatcher().rollback(task_id, target_type)
     return expired
 
 

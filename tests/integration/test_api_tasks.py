@@ -256,5 +256,5 @@ def test_a_task_is_kept_when_the_broker_is_down(runtime, token, refs):
     logs = client.get(f"{TASKS}/{response.json['id']}/logs").json
     assert any("broker could not be reached" in entry["message"] for entry in logs)
     with runtime.database.session() as session:
-        found = pipeline.stalled(session, older_than_s=-1)
-    assert [(task_id, names[0]) for task_id, _, names in found] == [(response.json["id"], "create_vm")]
+        found = pipeline.lost_work(session, grace_s=-1, limit=10)
+    assert [(work.task_id, work.steps[0]) for work in found] == [(response.json["id"], "create_vm")]
