@@ -9,11 +9,12 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api import outage
 from api.auditing import register_audit
 from api.auth import check_declared_roles
 from api.docs import ErrorHandling, make_api
 from api.runtime import DISPATCH, EXTENSION
-from octoprov.errors import InvalidRequest, OctoprovError
+from octoprov.errors import InvalidRequest, OctoprovError, is_infrastructure
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
 from workers.dispatch import Dispatcher
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.config.update(RESTX_ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
     runtime = runtime or Runtime.from_settings(settings or Settings.from_env())
     app.extensions[EXTENSION] = runtime
-    app.extensions[DISPATCH] = dispatcher or Dispatcher.from_settings(runtime.settings)
+    app.extensions[DISPATCH] = dispatcher or _sender(runtime.settings)
     if runtime.settings.trusted_proxies:
         # request.remote_addr: the client's address as the trusted proxies saw it, not the last proxy's. Only
         # X-Forwarded-For: the status callbacks bind what a machine claims to it (docs/operations.md).
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     from api import metrics
 
     metrics.install(app, runtime.database)
+    outage.install(app)  # 503 for every route, the restx resources' included (see _register_error_handlers)
 
     @app.errorhandler(HTTPException)
     def outside_the_api(error: HTTPException) -> tuple[dict[str, str], int]:
@@ -76,6 +78,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         return {"message": error.description or error.name}, error.code
 
     return app
+
+
+def _sender(settings: Settings) -> Dispatcher:
+    """The API's dispatcher, without a result backend: the API never reads a task's result (the pipeline keeps
+    its outcomes in the database), and Celery's Redis result backend subscribes to the result of every task
+    sent, which while the broker is down retries for 20 s and then fails the request."""
+    sender = Dispatcher.from_settings(settings)
+    sender.app.conf.update(result_backend="disabled")
+    return sender
 
 
 def _register_error_handlers(api: ErrorHandling) -> None:
@@ -92,5 +103,9 @@ def _register_error_handlers(api: ErrorHandling) -> None:
 
     @api.errorhandler(Exception)
     def unexpected(error: Exception) -> tuple[dict[str, str], int]:
+        if is_infrastructure(error):
+            # raised on to the app's handler (api.outage): restx would log any answer of 500 or more with
+            # its traceback, and an outage would fill the log with them
+            raise error
         log.exception("unexpected error")
         return {"message": "internal error; the server log has the details"}, 500

@@ -12,6 +12,7 @@ import logging
 from flask import Flask, Response, g, request
 
 from api.auth import SAFE_METHODS
+from api.outage import UNREACHABLE, reason, unreachable
 from api.runtime import session_scope
 from octoprov import audit
 
@@ -32,11 +33,19 @@ def _record(response: Response) -> Response:
         actor=caller.actor if caller else "anonymous", role=caller.role.value if caller else None,
         source=request.remote_addr, action=f"{request.method} {_route()}", object_type=object_type,
         object_id=object_id, result=audit.result_of(response.status_code), status=response.status_code)
+    if g.get(UNREACHABLE) == "database":  # the request failed on it just now: a second wait for it helps no one
+        log.warning("the audit entry for %s (%s) is not written: the database is unreachable", entry.action,
+                    response.status_code)
+        return response
     try:
         with session_scope() as session:
             audit.record(session, entry)
-    except Exception:  # an answer already given stays given; the failure goes to the server log
-        log.exception("could not write the audit entry for %s", entry.action)
+    except Exception as exc:  # an answer already given stays given; the failure goes to the server log
+        if unreachable(exc) is None:
+            log.exception("could not write the audit entry for %s", entry.action)
+        else:  # one line, as api.outage logs the outage itself
+            log.warning("the audit entry for %s (%s) is not written: the database is unreachable (%s)",
+                        entry.action, response.status_code, reason(exc))
     return response
 
 

@@ -10,6 +10,7 @@ when its client went away. No database connection is held while the stream waits
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,12 +19,15 @@ from flask import Response, current_app, request
 from sqlalchemy.orm import Session
 
 from api.auth import Refusal
+from api.outage import reason, unreachable
 from api.runtime import runtime
 from octoprov.db import Database
 from octoprov.errors import InvalidRequest
 from octoprov.events import Event, Horizon
 from octoprov.models import MAX_ID
 from octoprov.settings import Settings
+
+log = logging.getLogger(__name__)
 
 RETRY_MS = 2000  # how long an EventSource waits before it reconnects
 HORIZON = "octoprov.events.horizon"
@@ -124,6 +128,13 @@ def _events(database: Database, horizon: Horizon, settings: Settings, snapshot: 
             cursor: int | None, release: Callable[[], None]) -> Iterator[str]:
     try:
         yield from _follow(database, horizon, settings, snapshot, read, cursor)
+    except Exception as exc:
+        # the answer (200) is under way: the stream just ends, and the client's reconnection is answered 503
+        # with Retry-After (api.outage) until the database is back
+        part = unreachable(exc)
+        if part is None:
+            raise
+        log.warning("an event stream ended: the %s is unreachable (%s)", part, reason(exc))
     finally:
         release()
 

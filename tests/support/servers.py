@@ -78,6 +78,7 @@ class RunningServer:
     _stopped: bool = field(default=False, repr=False)
     _owner_pid: int = field(default_factory=os.getpid, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _relaunch: Callable[[], RunningServer] | None = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -100,6 +101,35 @@ class RunningServer:
                 _REGISTRY.pop(self.pid, None)
             for path in self._cleanup_paths:
                 shutil.rmtree(path, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the process by its PID as :meth:`stop` does, but keep its data and port to :meth:`resume`
+        on: an outage of the server, for tests of what its clients do meanwhile."""
+        if self._process is None or self._relaunch is None:
+            raise TypeError(f"not a server started by this module: {self.url}")
+        _terminate(self._process, self._stop_signal)
+        if self.pid is not None:
+            _REGISTRY.pop(self.pid, None)
+
+    def resume(self) -> None:
+        """Start the halted server again with the same command line (same port, same data) and wait until
+        it accepts connections; :meth:`stop` then stops the new process."""
+        if self._relaunch is None or self.running or self._stopped:
+            raise RuntimeError(f"not a halted server: {self.url}")
+        again = self._relaunch()
+        _REGISTRY.pop(again.pid or 0, None)
+        self._process, self.pid = again._process, again.pid
+        if self.pid is not None:
+            _REGISTRY[self.pid] = self
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """The server is down for the length of the block and started again (same port and data) after it."""
+        self.halt()
+        try:
+            yield
+        finally:
+            self.resume()
 
     def create_database(self, name: str | None = None) -> str:
         """Create an empty database (from template0, UTF8) on this PostgreSQL server; return its URL.
@@ -184,13 +214,13 @@ def _die_with_parent(sig: int) -> Callable[[], None]:
 
 
 def _spawn(
-    cmd: list[str], log_path: Path, stop_signal: int, *, cwd: Path, user: str | None = None
+    cmd: list[str], log_path: Path, stop_signal: int, *, cwd: Path, user: str | None = None, append: bool = False
 ) -> subprocess.Popen[bytes]:
     kwargs: dict[str, object] = {}
     if user is not None:
         entry = pwd.getpwnam(user)
         kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(
             cmd,
             cwd=cwd,
@@ -233,15 +263,19 @@ def _launch(
     stop_signal: int,
     cwd: Path,
     user: str | None = None,
+    append: bool = False,
 ) -> RunningServer:
     """Start ``cmd``, register it for cleanup and poll ``ready()`` until it stops raising."""
-    process = _spawn(cmd, log_path, stop_signal, cwd=cwd, user=user)
+    process = _spawn(cmd, log_path, stop_signal, cwd=cwd, user=user, append=append)
     server = RunningServer(
         url=url,
         pid=process.pid,
         log_path=log_path,
         _process=process,
         _stop_signal=stop_signal,
+        # RunningServer.resume: the same command again, its log kept (the first start's lines stay)
+        _relaunch=lambda: _launch(name, cmd, url=url, log_path=log_path, ready=ready, stop_signal=stop_signal,
+                                  cwd=cwd, user=user, append=True),
     )
     _REGISTRY[process.pid] = server
     deadline = time.monotonic() + STARTUP_TIMEOUT
