@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 
 class OctoprovError(Exception):
     """Base of the errors a caller can act on; ``status`` is the HTTP status it maps to."""
@@ -89,3 +92,16 @@ def is_infrastructure(exc: BaseException) -> bool:
     except ImportError:  # the embedded broker needs no redis client
         return False
     return isinstance(exc, RedisConnectionError | RedisTimeout)
+
+
+def send_unless_unreachable(task_id: int, what: str, send: Callable[[], None]) -> bool:
+    """Send follow-up work the database already records as due (a rollback: ``rollback_due_at``): while
+    the broker cannot be reached, log it and leave it to the periodic job. False when it was not sent."""
+    try:
+        send()
+    except Exception as exc:
+        if not is_infrastructure(exc):
+            raise
+        logging.getLogger(__name__).warning("task %s: could not send the %s now: %s", task_id, what, exc)
+        return False
+    return True

@@ -23,7 +23,7 @@ from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.domainjoin.checks import check_domain_join
-from octoprov.errors import InvalidRequest, NotAvailable
+from octoprov.errors import InvalidRequest, NotAvailable, send_unless_unreachable
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
 from octoprov.machines import check_secure_boot_control, check_task_fits, machine_for_mac
@@ -212,7 +212,8 @@ def cancel_task(database: Database, queue: TaskQueue, task_id: int) -> dict[str,
     rollback removes what it created (in the background, on the target's pool). Returns its view."""
     with database.session() as session:
         view = TaskView.of(pipeline.cancel(session, task_id)).to_json()
-    queue.rollback(task_id, view["targetType"])
+    # the cancel recorded the rollback as due: while the broker is away the periodic job sends it later
+    send_unless_unreachable(task_id, "rollback", lambda: queue.rollback(task_id, view["targetType"]))
     return view
 
 

@@ -49,7 +49,7 @@ class Dispatcher:
                 with self.app.producer_or_acquire() as producer:
                     # fail in seconds, not after the client's long default retries, when the broker is down
                     producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
-                    work.apply_async(producer=producer, retry=False)
+                    work.apply_async(producer=producer, retry=False, ignore_result=True)
                 return True
             except Exception as exc:  # any broker failure: the task stays stored and pending, and is queued later
                 # one more try for a moment's conflict, e.g. the embedded broker's queue row declared by a worker
@@ -61,7 +61,7 @@ class Dispatcher:
         return False
 
     def rollback(self, task_id: int, target_type: str) -> None:
-        self.app.send_task("octoprov.rollback", args=(task_id,), queue=queue_for(target_type))
+        self.app.send_task("octoprov.rollback", args=(task_id,), queue=queue_for(target_type), ignore_result=True)
 
     def after_failure(self, task_id: int, target_type: str, keep_machine: bool) -> None:
         """A failed task is rolled back (which then notifies) unless it asked to keep its machine."""
@@ -72,7 +72,8 @@ class Dispatcher:
 
     def inspect_machine(self, machine_id: int) -> None:
         """A machine's inventory read from its BMC by the pool that reaches BMCs."""
-        self.app.send_task("octoprov.inspect_machine", args=(machine_id,), queue=queue_for("baremetal"))
+        self.app.send_task("octoprov.inspect_machine", args=(machine_id,), queue=queue_for("baremetal"),
+                           ignore_result=True)
 
     def notify(self, task_id: int) -> None:
-        self.app.send_task("octoprov.notify_task", args=(task_id,), queue="default")
+        self.app.send_task("octoprov.notify_task", args=(task_id,), queue="default", ignore_result=True)

@@ -9,7 +9,6 @@ whose next step is a wait step simply ends, and the status callback enqueues wha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
@@ -17,7 +16,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from octoprov import audit, events, inventory, pipeline, states
 from octoprov.actions import run_action
 from octoprov.context import load_context
-from octoprov.errors import Cancelled, OctoprovError, TransientError, is_infrastructure
+from octoprov.errors import Cancelled, OctoprovError, TransientError, is_infrastructure, send_unless_unreachable
 from octoprov.models import Task
 from octoprov.targets.registry import target_for
 from workers.app import app
@@ -135,7 +134,7 @@ class StepRun:
             raise Ignore()
         log.info("task %s: %s done by %s", self.task_id, self.name, self.celery_task.request.hostname)
         if finished:
-            _send_safely(self.task_id, "notify", lambda: worker_dispatcher().notify(self.task_id))
+            send_unless_unreachable(self.task_id, "notify", lambda: worker_dispatcher().notify(self.task_id))
         return detail
 
     def retry_later(self, exc: BaseException) -> Retry:
@@ -151,16 +150,6 @@ class StepRun:
         return retry
 
 
-def _send_safely(task_id: int, what: str, send: Callable[[], None]) -> None:
-    """Send follow-up work; a broker that cannot be reached is logged (the periodic job covers rollbacks)."""
-    try:
-        send()
-    except Exception as exc:
-        if not is_infrastructure(exc):
-            raise
-        log.warning("task %s: could not send the %s: %s", task_id, what, exc)
-
-
 def _after_failure(task_id: int, target_type: str) -> None:
     """The rollback of a failed task (or its notification when it keeps its machine). A rollback that
     cannot be sent now is sent by the periodic job: the failure recorded it as due."""
@@ -169,7 +158,7 @@ def _after_failure(task_id: int, target_type: str) -> None:
         keep = pipeline.keeps_machine(session, session.get_one(Task, task_id))
         if keep:
             pipeline.log(session, task_id, "Rollback skipped: the request asked to keep the machine", step="rollback")
-    _send_safely(task_id, "rollback", lambda: worker_dispatcher().after_failure(task_id, target_type, keep))
+    send_unless_unreachable(task_id, "rollback", lambda: worker_dispatcher().after_failure(task_id, target_type, keep))
 
 
 @app.task(name="octoprov.rollback")  # type: ignore[untyped-decorator]  # celery: untyped
@@ -204,7 +193,7 @@ def rollback(task_id: int) -> list[str]:
         task.rollback_due_at = None
         for line in done:
             pipeline.log(session, task_id, f"Rollback: {line}", step="rollback")
-    _send_safely(task_id, "notify", lambda: worker_dispatcher().notify(task_id))
+    send_unless_unreachable(task_id, "notify", lambda: worker_dispatcher().notify(task_id))
     return done
 
 

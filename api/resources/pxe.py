@@ -16,7 +16,7 @@ from api.requests import json_body, text_arg
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, states, steps
 from octoprov.answerfiles.files import task_files
-from octoprov.errors import Conflict, InvalidRequest, NotFound, OctoprovError
+from octoprov.errors import Conflict, InvalidRequest, NotFound, OctoprovError, send_unless_unreachable
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
 from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, files_token_hash, installing, record_boot
@@ -95,10 +95,11 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
             assert task is not None  # handle_callback raised NotFound otherwise
             target_type, failed = task.target_type, task.status == states.FAILED
             keep = pipeline.keeps_machine(session, task)
-        if outcome.resume:
+        if outcome.resume:  # steps that cannot be queued now stay pending: the periodic job queues them
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
-        if failed and outcome.accepted:
-            dispatcher().after_failure(report.task_id, target_type, keep)
+        if failed and outcome.accepted:  # the failure recorded the rollback as due, should the broker be away
+            send_unless_unreachable(report.task_id, "rollback",
+                                    lambda: dispatcher().after_failure(report.task_id, target_type, keep))
         answer = CallbackAnswer(accepted=outcome.accepted, reason=outcome.reason, warning=outcome.warning)
         return report.event, answer
 
