@@ -65,7 +65,7 @@ def test_a_registered_target_is_routed_to_its_queue(settings, throwaway):
     sent = []
 
     class Recorder:
-        def send_task(self, name, args, queue):
+        def send_task(self, name, args, queue, **options):
             sent.append((name, queue))
 
     Dispatcher(Recorder()).rollback(7, "throwaway")  # type: ignore[arg-type]
