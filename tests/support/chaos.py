@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ FINAL = frozenset({states.COMPLETED, states.FAILED, states.CANCELLED})
 NOT_SIDE_EFFECTS = frozenset({"callback", "fail"})
 OUTAGE_S = 5.0  # how long Redis and PostgreSQL stay down
 WORKERS, SLOTS = 2, 2
+KILL_INTERVAL_S = 1.0  # mean time between two worker kills, at least
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class ChaosResult:
     http500: int = 0
     not_rolled_back: int = 0
     faults: int = 0
+    down_s: float = 0.0  # how long the struck server was away, in all
     seconds: float = 0.0
     answers: Counter[int] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -145,7 +147,7 @@ class ChaosResult:
         lines = [f"{self.scenario}: {self.submitted} submitted, {self.completed} completed, {self.failed} failed, "
                  f"{self.cancelled} cancelled, {self.stuck} stuck, {self.duplicates} duplicates, {self.repeats} "
                  f"repeats, {self.http500} HTTP 5xx (not 503), {self.not_rolled_back} not rolled back; "
-                 f"{self.faults} faults; {self.seconds:.0f} s; answers {{{answers}}}"]
+                 f"{self.faults} faults ({self.down_s:.1f} s down); {self.seconds:.0f} s; answers {{{answers}}}"]
         return "\n".join(lines + [f"  {problem}" for problem in self.problems])
 
 
@@ -264,6 +266,7 @@ class Chaos:
     pool: list[subprocess.Popen[bytes]]
     rng: random.Random
     faults: int = 0
+    down_s: float = 0.0
 
     def kill_workers(self, kills: int, window_s: float) -> None:
         """``kills`` SIGKILLs of a random worker's process group over about ``window_s`` seconds, each worker
@@ -278,27 +281,37 @@ class Chaos:
 
     def restart_redis(self) -> None:
         """Redis dies (SIGKILL) and a new one starts on the same port after the outage."""
-        self.redis.restart(OUTAGE_S, signal.SIGKILL)
-        self.faults += 1
+        with self._outage():
+            self.redis.restart(OUTAGE_S, signal.SIGKILL)
 
     def restart_postgres(self) -> None:
         """PostgreSQL stops (fast shutdown: open sessions end) and starts again after the outage."""
-        self.postgres.restart(OUTAGE_S)
-        self.faults += 1
+        with self._outage():
+            self.postgres.restart(OUTAGE_S)
 
     def restart_api(self) -> None:
         """The gunicorn master dies (SIGKILL); its workers notice their parent is gone and end, as on a
         host whose service manager restarts the API; then the API starts again on the same port."""
         process = self.stack.api.process
         assert process is not None
-        process.kill()
-        process.wait()
-        if not _wait_group_gone(process.pid, 15):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            _wait_group_gone(process.pid, 5)
-        serve_again(self.stack.api)
-        self.faults += 1
+        with self._outage():
+            process.kill()
+            process.wait()
+            if not _wait_group_gone(process.pid, 15):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                _wait_group_gone(process.pid, 5)
+            serve_again(self.stack.api)
+
+    @contextlib.contextmanager
+    def _outage(self) -> Iterator[None]:
+        """Count a fault and how long the server it struck was away (until its new process answered)."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.faults += 1
+            self.down_s += time.monotonic() - began
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -365,7 +378,7 @@ def run(scenario: Scenario, size: Size = TEST, base_dir: Path | None = None, see
             raise submitter.error
         _settle(stack, size.settle_s)
         _check(result, stack, submitter)
-        result.faults = chaos.faults
+        result.faults, result.down_s = chaos.faults, chaos.down_s
     result.seconds = time.monotonic() - began
     return result
 
@@ -376,8 +389,8 @@ def _strike(chaos: Chaos, scenario: Scenario, window_s: float) -> None:
         "redis": chaos.restart_redis, "redis-aof": chaos.restart_redis,
         "postgres": chaos.restart_postgres, "api": chaos.restart_api,
     }
-    if scenario.name == "workers":
-        chaos.kill_workers(scenario.kills, window_s)
+    if scenario.name == "workers":  # a kill a second or so: a worker lives long enough to take work
+        chaos.kill_workers(scenario.kills, max(window_s, scenario.kills * KILL_INTERVAL_S))
     elif scenario.name in outages:
         time.sleep(window_s / 3)
         outages[scenario.name]()
