@@ -122,10 +122,12 @@ class ChaosResult:
     repeats: int = 0
     http500: int = 0
     not_rolled_back: int = 0
+    exits: int = 0  # processes of the stack that ended by themselves
     faults: int = 0
     down_s: float = 0.0  # how long the struck server was away, in all
     seconds: float = 0.0
     answers: Counter[int] = field(default_factory=Counter)
+    logs: Path | None = None  # the stack's log folder, kept after the run
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -133,7 +135,7 @@ class ChaosResult:
         """Every check held: all tasks completed, nothing twice, no 5xx but 503."""
         return (self.submitted > 0 and self.completed == self.submitted and not self.failed and not self.cancelled
                 and not self.stuck and not self.duplicates and not self.repeats and not self.http500
-                and not self.not_rolled_back)
+                and not self.not_rolled_back and not self.exits)
 
     def row(self) -> str:
         """This run as a row of the Markdown table of ``HEADER``."""
@@ -146,9 +148,10 @@ class ChaosResult:
         answers = ", ".join(f"{code}: {n}" for code, n in sorted(self.answers.items()))
         lines = [f"{self.scenario}: {self.submitted} submitted, {self.completed} completed, {self.failed} failed, "
                  f"{self.cancelled} cancelled, {self.stuck} stuck, {self.duplicates} duplicates, {self.repeats} "
-                 f"repeats, {self.http500} HTTP 5xx (not 503), {self.not_rolled_back} not rolled back; "
+                 f"repeats, {self.http500} HTTP 5xx (not 503), {self.not_rolled_back} not rolled back, "
+                 f"{self.exits} processes ended by themselves; "
                  f"{self.faults} faults ({self.down_s:.1f} s down); {self.seconds:.0f} s; answers {{{answers}}}"]
-        return "\n".join(lines + [f"  {problem}" for problem in self.problems])
+        return "\n".join(lines + [f"  {problem}" for problem in self.problems] + [f"  logs: {self.logs}"])
 
 
 HEADER = ("| scenario | submitted | completed | failed | stuck for good | duplicates | repeats | HTTP 500 |\n"
@@ -363,7 +366,7 @@ def run(scenario: Scenario, size: Size = TEST, base_dir: Path | None = None, see
         stack = start_stack(base / "stack", postgres, redis.url, **settings_for(size))
         cleanup.callback(stack.stop)
         pool = [stack.start_worker(concurrency=SLOTS) for _ in range(WORKERS)]
-        stack.start_beat()
+        beat = stack.start_beat()
         node = stack.fake_node("CHAOS", delayS=size.step_delay_s, callbackDelayS=size.callback_delay_s)
         image = stack.image()
         chaos = Chaos(size, stack, postgres, redis, pool, rng)
@@ -378,6 +381,9 @@ def run(scenario: Scenario, size: Size = TEST, base_dir: Path | None = None, see
             raise submitter.error
         _settle(stack, size.settle_s)
         _check(result, stack, submitter)
+        exits = _exited(chaos, beat)
+        result.exits, result.problems = len(exits), result.problems + exits
+        result.logs = stack.data_dir / "log"
         result.faults, result.down_s = chaos.faults, chaos.down_s
     result.seconds = time.monotonic() - began
     return result
@@ -396,6 +402,16 @@ def _strike(chaos: Chaos, scenario: Scenario, window_s: float) -> None:
         outages[scenario.name]()
     else:
         raise ValueError(f"unknown scenario {scenario.name!r}")
+
+
+def _exited(chaos: Chaos, beat: subprocess.Popen[bytes]) -> list[str]:
+    """The stack's processes that ended on their own (a worker the harness killed was replaced): nothing
+    restarts them here, so a fault that ends a process leaves its work to the others, or to nobody."""
+    processes: list[tuple[str, subprocess.Popen[bytes] | None]] = [
+        (f"worker {index}", process) for index, process in enumerate(chaos.pool)]
+    processes += [("beat", beat), ("API", chaos.stack.api.process)]
+    return [f"{what} (pid {process.pid}) exited on its own with status {process.returncode}"
+            for what, process in processes if process is not None and process.poll() is not None]
 
 
 def _settle(stack: Stack, settle_s: float) -> None:
