@@ -56,6 +56,7 @@ NOT_SIDE_EFFECTS = frozenset({"callback", "fail"})
 OUTAGE_S = 5.0  # how long Redis and PostgreSQL stay down
 WORKERS, SLOTS = 2, 2
 KILL_INTERVAL_S = 1.0  # mean time between two worker kills, at least
+API_LEFTOVER_GRACE_S = 1.0  # the old API workers' time to end by themselves before a restart kills them
 
 
 @dataclass(frozen=True)
@@ -293,14 +294,15 @@ class Chaos:
             self.postgres.restart(OUTAGE_S)
 
     def restart_api(self) -> None:
-        """The gunicorn master dies (SIGKILL); its workers notice their parent is gone and end, as on a
-        host whose service manager restarts the API; then the API starts again on the same port."""
+        """The gunicorn master dies (SIGKILL) and the API starts again on the same port, as a service manager
+        restarts it: what is left of the old service (its workers, which notice their parent is gone but may
+        wait long for open connections) is killed after a moment, as a restart ends the whole service."""
         process = self.stack.api.process
         assert process is not None
         with self._outage():
             process.kill()
             process.wait()
-            if not _wait_group_gone(process.pid, 15):
+            if not _wait_group_gone(process.pid, API_LEFTOVER_GRACE_S):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 _wait_group_gone(process.pid, 5)
