@@ -66,7 +66,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages signed-boot .venv run test test-fast lint env-example states clean bench bench-packages
+.PHONY: help system-packages signed-boot .venv run test test-fast lint env-example states clean bench bench-packages chaos
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -120,6 +120,9 @@ bench: system-packages .venv bench-packages ## run the benchmarks; each prints r
 	$(VENV)/bin/python -m bench.pxe_storm
 	$(VENV)/bin/python -m bench.http_files
 	$(VENV)/bin/python -m bench.kvm_start
+
+chaos: system-packages .venv ## kill workers, restart Redis, PostgreSQL and the API under load; table of lost tasks (~12 min)
+	$(VENV)/bin/python -m bench.chaos --full
 
 lint: .venv ## run ruff and the type checker (mypy)
 	status=0; \

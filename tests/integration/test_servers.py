@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -245,3 +246,38 @@ def test_external_server_stop_is_a_noop() -> None:
     server.stop()
     server.stop()
     assert not server.running
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("appendonly", [False, True], ids=["no-persistence", "appendonly"])
+def test_redis_killed_and_restarted_keeps_its_port_and_only_persisted_data(tmp_path: Path, appendonly: bool) -> None:
+    """A crash (SIGKILL) and a new process on the same port: the data survives only with append-only persistence."""
+    server = _start(lambda base: start_redis(base, appendonly=appendonly), tmp_path)
+    try:
+        old_pid = server.pid
+        assert old_pid is not None
+        redis.Redis.from_url(server.url).set("kept", "yes")
+        server.restart(0.1, signal.SIGKILL)
+        assert server.pid != old_pid and not _alive(old_pid) and server.running
+        client = redis.Redis.from_url(server.url, socket_connect_timeout=2)
+        assert client.get("kept") == (b"yes" if appendonly else None)
+        client.close()
+    finally:
+        server.stop()
+    assert not _alive(server.pid)
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_keeps_its_port_and_data(tmp_path: Path) -> None:
+    server = _start(start_postgres, tmp_path)
+    try:
+        with psycopg2.connect(server.url) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE kept (id int)")
+        conn.close()
+        old_pid = server.pid
+        server.restart(0.1)
+        assert server.pid != old_pid and server.running
+        assert "kept" in _tables(server.url)
+    finally:
+        server.stop()
+    assert not _alive(server.pid)

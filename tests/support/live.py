@@ -65,6 +65,12 @@ def start_api_beside(live: LiveApi) -> LiveApi:
     return _serve(LiveApi(f"http://127.0.0.1:{port}", live.token, env, live.data_dir, None))
 
 
+def serve_again(live: LiveApi) -> LiveApi:
+    """Start ``live``'s server again on its own port, data and token after it stopped or was killed: a
+    restarted API service. The caller makes sure nothing of the old server still holds the port."""
+    return _serve(live)
+
+
 def _serve(live: LiveApi) -> LiveApi:
     """Start ``live``'s server and wait until it answers."""
     live.process = process = start_octoprov("api", env=live.env)

@@ -102,12 +102,18 @@ class RunningServer:
             for path in self._cleanup_paths:
                 shutil.rmtree(path, ignore_errors=True)
 
-    def halt(self) -> None:
+    def halt(self, sig: int | None = None) -> None:
         """Stop the process by its PID as :meth:`stop` does, but keep its data and port to :meth:`resume`
-        on: an outage of the server, for tests of what its clients do meanwhile."""
+        on: an outage of the server, for tests of what its clients do meanwhile. ``sig`` replaces the
+        orderly stop signal; SIGKILL goes to the server's whole process group, as a crash would."""
         if self._process is None or self._relaunch is None:
             raise TypeError(f"not a server started by this module: {self.url}")
-        _terminate(self._process, self._stop_signal)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        else:
+            _terminate(self._process, self._stop_signal if sig is None else sig)
         if self.pid is not None:
             _REGISTRY.pop(self.pid, None)
 
@@ -121,6 +127,13 @@ class RunningServer:
         self._process, self.pid = again._process, again.pid
         if self.pid is not None:
             _REGISTRY[self.pid] = self
+
+    def restart(self, down_s: float = 0.0, sig: int | None = None) -> None:
+        """:meth:`halt` (with ``sig``), ``down_s`` seconds of outage, :meth:`resume`: the same server process
+        replaced by a new one on the same port and data, as a crash or an upgrade does."""
+        self.halt(sig)
+        time.sleep(down_s)
+        self.resume()
 
     @contextlib.contextmanager
     def outage(self) -> Iterator[None]:
@@ -546,8 +559,10 @@ def find_redis_server() -> Path | None:
     return Path(found) if found else None
 
 
-def start_redis(base_dir: Path) -> RunningServer:
-    """Start redis-server on 127.0.0.1 on a free port, without persistence; ``url`` is ``redis://…/0``."""
+def start_redis(base_dir: Path, *, appendonly: bool = False) -> RunningServer:
+    """Start redis-server on 127.0.0.1 on a free port; ``url`` is ``redis://…/0``. Without persistence by
+    default; ``appendonly`` keeps every write in ``base_dir``'s append-only file, so a restarted server
+    (:meth:`RunningServer.resume`) has what the killed one had, as compose.yaml's Redis does."""
     binary = find_redis_server()
     if binary is None:
         raise ServerUnavailable("redis-server not found on PATH")
@@ -571,7 +586,7 @@ def start_redis(base_dir: Path) -> RunningServer:
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if appendonly else "no",
             "--dir", str(base_dir),
             "--daemonize", "no",
         ]  # fmt: skip
