@@ -52,6 +52,8 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "check-deadlines": {"task": "octoprov.check_deadlines", "schedule": float(settings.deadline_check_s),
                                 "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
+            "fake-machine-clock": {"task": "octoprov.fake_machine_clock", "schedule": float(settings.deadline_check_s),
+                                   "options": {"queue": "default", "expires": float(settings.deadline_check_s)}},
             "prune-audit": {"task": "octoprov.prune_audit", "schedule": 86400.0,
                             "options": {"queue": "default", "expires": 3600.0}},
             "prune-events": {"task": "octoprov.prune_events", "schedule": 86400.0,

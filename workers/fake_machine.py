@@ -1,21 +1,41 @@
 """The fake target's simulated machine: after power-on it reports each stage to the status
 callback over HTTP, with the task's token, exactly as an installer would.
 
-Each report is its own short timed task (a countdown, not a sleep), so a machine that takes
-its time holds no worker slot.
+It behaves like a real machine, so that what a test or a chaos run measures is Octoprov, not the fake:
+
+* its progress lives with the machine (a record file in the fake's data folder), not in the broker: a
+  report message lost to a killed worker or a restarted Redis is sent again by the machine's clock
+  (a periodic task), as a real machine goes on installing whatever happens to Octoprov's queue;
+* it retries a callback that could not be delivered (connection refused, a 5xx such as the API's 503
+  during an outage, a report that came before Octoprov was ready for it), bounded and with backoff, as
+  Octoprov's own answer files do (startnet 10 tries, Kickstart ``curl --retry 10``, first boot 30 tries);
+* a stage Octoprov already recorded ("duplicate": the answer to an earlier try was lost) counts as
+  delivered.
+
+Each report is its own short timed task (a countdown, not a sleep), so a machine that takes its time
+holds no worker slot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from octoprov import steps
 from octoprov.context import TaskContext
+from octoprov.errors import is_infrastructure
 from octoprov.models import Task, TaskStep
 from octoprov.targets.fake import options_of, record, use_machine_scheduler
 from workers.app import app
@@ -24,14 +44,84 @@ from workers.runtime import worker_runtime
 if TYPE_CHECKING:
     from celery import Task as CeleryTask
 
+log = logging.getLogger(__name__)
+
+CALLBACK_TRIES = 14  # about a minute of retries: longer than an API restart or a short database outage
+FIRST_RETRY_S = 0.5
+LONGEST_RETRY_S = 5.0
+CLOCK_GRACE_S = 5.0  # a report this late past its time was lost with its message: send it again
+REPORT_TIMEOUT_S = 30
+
+
+@dataclass
+class Progress:
+    """Where a powered-on machine is: the index of the next stage to report, how often that report
+    has been tried, and when it is due."""
+
+    task_id: int
+    index: int
+    tries: int
+    due: float
+    pool: str
+
+
+def progress_dir(data_dir: Path) -> Path:
+    folder = Path(data_dir) / "fake" / "progress"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | None]]:
+    """The machine's progress record, locked for the caller: two deliveries of one report never post
+    at once, and the clock never resends a report being sent."""
+    path = progress_dir(data_dir) / f"task-{task_id}.json"
+    with open(progress_dir(data_dir) / f"task-{task_id}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path, (Progress(**json.loads(path.read_text())) if path.exists() else None)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def save(path: Path, progress: Progress) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(progress)))
+    os.replace(temporary, path)  # a reader sees the old record or the new one, never half of one
+
+
+def finish(path: Path) -> None:
+    """The machine is done reporting. Its lock file stays: removing it would let a waiting delivery
+    and a new power-on lock two different files."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def schedule(progress: Progress) -> None:
+    """Send the report's message; while the broker cannot be reached the clock sends it later."""
+    try:
+        app.send_task("octoprov.fake_machine_report", args=(progress.task_id, progress.index), queue=progress.pool,
+                      countdown=max(0.0, progress.due - time.time()), ignore_result=True)
+    except Exception as exc:
+        if not is_infrastructure(exc):
+            raise
+        log.warning("fake machine of task %s: report %s left to the clock: %s", progress.task_id, progress.index, exc)
+
 
 def boot(ctx: TaskContext) -> None:
+    """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
-    app.send_task("octoprov.fake_machine_report", args=(ctx.task_id, 0), queue=options.machine_pool,
-                  countdown=options.callback_delay_s)
+    with machine(ctx.data_dir, ctx.task_id) as (path, _):
+        progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, options.machine_pool)
+        save(path, progress)
+    schedule(progress)
 
 
 use_machine_scheduler(boot)
+
+
+def retry_in(tries: int) -> float:
+    return float(min(LONGEST_RETRY_S, FIRST_RETRY_S * 2 ** (tries - 1)))
 
 
 @app.task(name="octoprov.fake_machine_report", bind=True)  # type: ignore[untyped-decorator]  # celery: untyped
@@ -39,36 +129,98 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
     from octoprov.context import load_context
 
     runtime = worker_runtime()
-    with runtime.database.session() as session:
-        if session.get(Task, task_id) is None:
-            return "task gone"
-        waits = list(session.scalars(
-            select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.kind == steps.WAIT)
-            .order_by(TaskStep.position)))
-        ctx = load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
-    if index >= len(waits):
-        return "all reported"
-    step = waits[index]
-    options = options_of(ctx)
-    status = "failed" if options.fail_at == step.name else "ok"
-    body = {"taskId": task_id, "token": ctx.callback_token(), "event": step.event, "status": status,
-            "message": f"fake machine: {step.title}" + (" failed" if status == "failed" else " done")}
-    answer = _post(ctx.callback_url, body)
-    record(ctx, "callback", event=step.event, status=status, answer=answer, worker=self.request.hostname)
-    if status == "ok" and answer.get("accepted"):
-        app.send_task("octoprov.fake_machine_report", args=(task_id, index + 1), queue=options.machine_pool,
-                      countdown=options.callback_delay_s)
+    data_dir = runtime.settings.data_dir
+    with machine(data_dir, task_id) as (path, progress):
+        if progress is None or progress.index != index:
+            return "stale report"  # delivered twice, or the machine was powered on again since
+        try:
+            with runtime.database.session() as session:
+                if session.get(Task, task_id) is None:
+                    finish(path)
+                    return "task gone"
+                waits = list(session.scalars(
+                    select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.kind == steps.WAIT)
+                    .order_by(TaskStep.position)))
+                ctx = load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
+        except Exception as exc:
+            if not is_infrastructure(exc):
+                raise
+            return _again(path, progress, f"database unreachable: {exc}")
+        if index >= len(waits):
+            finish(path)
+            return "all reported"
+        step = waits[index]
+        options = options_of(ctx)
+        status = "failed" if options.fail_at == step.name else "ok"
+        body = {"taskId": task_id, "token": ctx.callback_token(), "event": step.event, "status": status,
+                "message": f"fake machine: {step.title}" + (" failed" if status == "failed" else " done")}
+        answer = _post(ctx.callback_url, body)
+        record(ctx, "callback", event=step.event, status=status, answer=answer, worker=self.request.hostname,
+               attempt=progress.tries + 1)
+        if _undelivered(answer):
+            return _again(path, progress, f"{step.event}: {answer}")
+        if status == "ok" and (answer.get("accepted") or answer.get("reason") == "duplicate"):
+            progress = Progress(task_id, index + 1, 0, time.time() + options.callback_delay_s, progress.pool)
+            save(path, progress)
+        else:
+            finish(path)  # a failure reported, or Octoprov wants no more of it (a cancelled or final task)
+            return f"{step.event}: {answer}"
+    schedule(progress)
     return f"{step.event}: {answer}"
+
+
+def _undelivered(answer: dict[str, Any]) -> bool:
+    """Worth trying again: no answer, a server error (503 while Octoprov's database is away), or a
+    report that came before Octoprov was waiting for it."""
+    status = answer.get("status")
+    return ("error" in answer or (isinstance(status, int) and status >= 500)
+            or answer.get("reason") == "out of order")
+
+
+def _again(path: Path, progress: Progress, why: str) -> str:
+    """Schedule the same report again, or give up after as many tries as an answer file makes."""
+    tries = progress.tries + 1
+    if tries >= CALLBACK_TRIES:
+        finish(path)
+        log.warning("fake machine of task %s gave up on report %s after %s tries: %s",
+                    progress.task_id, progress.index, tries, why)
+        return f"gave up: {why}"
+    retry = Progress(progress.task_id, progress.index, tries, time.time() + retry_in(tries), progress.pool)
+    save(path, retry)
+    schedule(retry)  # sent under the lock: harmless, the message runs only after its countdown
+    return f"retry {tries} in {retry_in(tries)} s: {why}"
+
+
+@app.task(name="octoprov.fake_machine_clock")  # type: ignore[untyped-decorator]  # celery: untyped
+def clock() -> int:
+    """Send again every report whose time is well past: its message was lost (a worker killed while it
+    held it, a Redis restarted without persistence). Returns how many were sent."""
+    data_dir = worker_runtime().settings.data_dir
+    folder = Path(data_dir) / "fake" / "progress"
+    if not folder.is_dir():  # no fake machine was ever powered on here
+        return 0
+    now = time.time()
+    sent = 0
+    for path in sorted(folder.glob("task-*.json")):
+        task_id = int(path.stem.removeprefix("task-"))
+        with machine(data_dir, task_id) as (_, progress):
+            if progress is None or progress.due > now - CLOCK_GRACE_S:
+                continue
+            progress = Progress(progress.task_id, progress.index, progress.tries, now, progress.pool)
+            save(path, progress)  # due now: the next tick leaves it alone for the grace period
+        schedule(progress)
+        sent += 1
+    return sent
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(  # noqa: S310 - the API's own callback URL from settings
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own API's URL
+        with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_S) as response:  # noqa: S310 - our own API's URL
             answer: dict[str, Any] = json.loads(response.read() or b"{}")
             return answer
     except urllib.error.HTTPError as exc:
         return {"accepted": False, "status": exc.code}
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return {"accepted": False, "error": str(exc)}
