@@ -15,6 +15,7 @@ import redis
 from psycopg2 import sql
 
 from tests.support import servers
+from tests.support.processes import process_table
 from tests.support.servers import (
     POSTGRES_URL_ENV,
     REDIS_URL_ENV,
@@ -50,15 +51,7 @@ def _alive(pid: int) -> bool:
 
 
 def _children(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
+    return [child for child, fields in process_table() if int(fields[1]) == pid]
 
 
 def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:

@@ -45,6 +45,7 @@ from octoprov.db import Database
 from octoprov.models import Task, TaskStep
 from octoprov.targets.fake import events
 from tests.support.live import serve_again
+from tests.support.processes import process_table
 from tests.support.servers import RunningServer, start_postgres, start_redis
 from tests.support.stack import API, Stack, start_stack
 
@@ -321,15 +322,7 @@ class Chaos:
 
 def _group_members(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(stat.parent.name))
-    return members
+    return [pid for pid, fields in process_table() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def _wait_group_gone(pgid: int, timeout: float) -> bool:

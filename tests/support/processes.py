@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def start_octoprov(*args: str, env: dict, **kwargs) -> subprocess.Popen:
@@ -50,3 +52,14 @@ class Managed:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def process_table() -> Iterator[tuple[int, list[str]]]:
+    """Every process on the machine as its PID and the fields of ``/proc/PID/stat`` after the command
+    name (state, parent PID, process group, ...); a process that ends while being read is left out."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        yield int(stat.parent.name), fields
