@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,17 +66,17 @@ class Progress:
 
 
 def progress_dir(data_dir: Path) -> Path:
-    folder = Path(data_dir) / "fake" / "progress"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return Path(data_dir) / "fake" / "progress"
 
 
 @contextlib.contextmanager
 def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | None]]:
     """The machine's progress record, locked for the caller: two deliveries of one report never post
     at once, and the clock never resends a report being sent."""
-    path = progress_dir(data_dir) / f"task-{task_id}.json"
-    with open(progress_dir(data_dir) / f"task-{task_id}.lock", "a") as lock:
+    folder = progress_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"task-{task_id}.json"
+    with open(folder / f"task-{task_id}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield path, (Progress(**json.loads(path.read_text())) if path.exists() else None)
@@ -160,7 +160,7 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
         if _undelivered(answer):
             return _again(path, progress, f"{step.event}: {answer}")
         if status == "ok" and (answer.get("accepted") or answer.get("reason") == "duplicate"):
-            progress = Progress(task_id, index + 1, 0, time.time() + options.callback_delay_s, progress.pool)
+            progress = replace(progress, index=index + 1, tries=0, due=time.time() + options.callback_delay_s)
             save(path, progress)
         else:
             finish(path)  # a failure reported, or Octoprov wants no more of it (a cancelled or final task)
@@ -180,15 +180,16 @@ def _undelivered(answer: dict[str, Any]) -> bool:
 def _again(path: Path, progress: Progress, why: str) -> str:
     """Schedule the same report again, or give up after as many tries as an answer file makes."""
     tries = progress.tries + 1
+    wait_s = retry_in(tries)
     if tries >= CALLBACK_TRIES:
         finish(path)
         log.warning("fake machine of task %s gave up on report %s after %s tries: %s",
                     progress.task_id, progress.index, tries, why)
         return f"gave up: {why}"
-    retry = Progress(progress.task_id, progress.index, tries, time.time() + retry_in(tries), progress.pool)
+    retry = replace(progress, tries=tries, due=time.time() + wait_s)
     save(path, retry)
     schedule(retry)  # sent under the lock: harmless, the message runs only after its countdown
-    return f"retry {tries} in {retry_in(tries)} s: {why}"
+    return f"retry {tries} in {wait_s} s: {why}"
 
 
 @app.task(name="octoprov.fake_machine_clock")  # type: ignore[untyped-decorator]  # celery: untyped
@@ -196,7 +197,7 @@ def clock() -> int:
     """Send again every report whose time is well past: its message was lost (a worker killed while it
     held it, a Redis restarted without persistence). Returns how many were sent."""
     data_dir = worker_runtime().settings.data_dir
-    folder = Path(data_dir) / "fake" / "progress"
+    folder = progress_dir(data_dir)
     if not folder.is_dir():  # no fake machine was ever powered on here
         return 0
     now = time.time()
@@ -206,7 +207,7 @@ def clock() -> int:
         with machine(data_dir, task_id) as (_, progress):
             if progress is None or progress.due > now - CLOCK_GRACE_S:
                 continue
-            progress = Progress(progress.task_id, progress.index, progress.tries, now, progress.pool)
+            progress = replace(progress, due=now)
             save(path, progress)  # due now: the next tick leaves it alone for the grace period
         schedule(progress)
         sent += 1
