@@ -12,10 +12,15 @@ from kombu.entity import Queue
 
 from octoprov.settings import Settings
 from octoprov.targets import registry
+from workers.redis_transport import TRANSPORT as REDIS_TRANSPORT
+
+
+def is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(("redis://", "rediss://"))
 
 
 def result_backend_for(broker_url: str, settings: Settings) -> str:
-    if broker_url.startswith(("redis://", "rediss://")):
+    if is_redis(broker_url):
         return broker_url
     return f"db+sqlite:///{(settings.data_dir / 'results.sqlite').resolve()}"
 
@@ -60,7 +65,8 @@ def make_celery(settings: Settings) -> Celery:
                              "options": {"queue": "default", "expires": 3600.0}},
         },
         worker_hijack_root_logger=False,
-        broker_transport_options=_redis_options(settings) if broker.startswith(("redis://", "rediss://")) else {},
+        broker_transport_options=_redis_options(settings) if is_redis(broker) else {},
+        broker_transport=REDIS_TRANSPORT if is_redis(broker) else None,  # survives a Redis restart
     )
     return app
 
