@@ -23,14 +23,14 @@ TRANSPORT = f"{__name__}:Transport"
 """What Celery's ``broker_transport`` names for a ``redis://`` or ``rediss://`` broker."""
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]  # kombu: untyped
+class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         """The pool's settings; a connection error once the transport is detached from its connection."""
         if self.connection.client is None:
             raise RedisConnectionError("the broker connection is closed; the worker reconnects")
-        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
         return params
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]  # kombu: untyped
+class Transport(kombu_redis.Transport):
     Channel = Channel

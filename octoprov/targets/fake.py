@@ -156,15 +156,34 @@ def drop_record(path: Path, ctx: TaskContext, action: str, **details: Any) -> bo
     return True
 
 
+def machine_path(ctx: TaskContext) -> Path:
+    return fake_dir(ctx) / "machines" / f"task-{ctx.task_id}.json"
+
+
+def power_of(path: Path) -> str | None:
+    """The machine's power state: ``on``, ``off``, or None when there is no such machine."""
+    if not path.exists():
+        return None
+    state: str | None = json.loads(path.read_text()).get("power")
+    return state
+
+
+def set_power(path: Path, state: str) -> None:
+    """Store the machine's power state (a removed machine stays removed)."""
+    if not path.exists():
+        return
+    content = {**json.loads(path.read_text()), "power": state}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(content))
+    os.replace(temporary, path)  # a reader sees the old record or the new one
+
+
 class FakeCompute(ComputeInterface):
     def validate(self, spec: TaskSpec, node: NodeInfo | None) -> None:
         FakeOptions.model_validate(((node.options if node else None) or {}).get("fake") or {}, by_alias=True)
 
-    def _path(self, ctx: TaskContext) -> Path:
-        return fake_dir(ctx) / "machines" / f"task-{ctx.task_id}.json"
-
     def create_machine(self, ctx: TaskContext) -> Machine:
-        path = self._path(ctx)
+        path = machine_path(ctx)
         mac = ctx.mac_address or fake_mac(ctx.task_id)
         existing = claim_record(path, ctx, {"name": ctx.hostname, "mac": mac, "power": "off"},
                                 f"a machine called {ctx.hostname}")
@@ -178,22 +197,31 @@ class FakeCompute(ComputeInterface):
                        f"Created {vm.cpu} vCPU, {vm.memory_gb} GB RAM, {len(vm.disks)} disks; MAC {mac}")
 
     def destroy_machine(self, ctx: TaskContext) -> str:
-        path = self._path(ctx)
+        path = machine_path(ctx)
         return f"Removed {ctx.hostname}" if drop_record(path, ctx, "destroy", machine=path.stem) \
             else "no machine to remove"
 
 
 class FakePower(PowerInterface):
     def power_on(self, ctx: TaskContext) -> str:
-        record(ctx, "power_on")
+        """Like a hypervisor's start: a machine already running goes on with what it was doing."""
+        path = machine_path(ctx)
+        if power_of(path) == "on":
+            return "Already running"
         if options_of(ctx).callbacks:
             if _machine_scheduler is None:
                 raise PermanentError("no fake machine can report here: this process runs no fake-machine worker")
             _machine_scheduler(ctx)  # the simulated machine runs as timed worker tasks
+        record(ctx, "power_on")
+        set_power(path, "on")
         return "Network boot started"
 
     def power_off(self, ctx: TaskContext) -> str:
+        path = machine_path(ctx)
+        if power_of(path) == "off":
+            return "Already off"
         record(ctx, "power_off")
+        set_power(path, "off")
         return "Powered off"
 
 
@@ -227,6 +255,13 @@ class FakeDomain(DomainJoinInterface):
 
 class FakePostInstall(PostInstallInterface):
     def run_item(self, ctx: TaskContext, item: dict[str, Any]) -> str:
+        """The agent finds itself installed on a repeat, as the real agent installers do; anything else (a
+        package, a script) runs again."""
+        if item.get("type") == "agent":
+            folder = fake_dir(ctx) / "installed"
+            folder.mkdir(exist_ok=True)
+            if claim_record(folder / f"task-{ctx.task_id}-{item['step']}.json", ctx, {}, item["step"]) is not None:
+                return f"Already installed: {item['step']}"
         record(ctx, "post_install", item=item)
         return f"Ran {item['type']}"
 
