@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -16,8 +17,9 @@ from cryptography.fernet import Fernet
 from octoprov.settings import env_example
 from tests.support import ROOT
 from tests.support.examples import ADMIN_PASSWORD, spec_example, store_post_install_in
-from tests.support.live import free_port, octoprov
+from tests.support.live import free_port, octoprov, start_live_api
 from tests.support.processes import stop_group
+from tests.support.stack import API
 
 ROOT = ROOT
 
@@ -122,8 +124,32 @@ def test_up_runs_api_worker_and_beat_and_prints_a_working_token(tmp_path):
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
+def test_up_takes_the_work_queued_while_it_was_stopped(tmp_path):
+    """The embedded broker (DATA_DIR/broker.sqlite) keeps a message while no worker runs: a task queued by an
+    API alone is started by the next `octoprov up`. The periodic job is held off for an hour, so only the
+    kept message can start it."""
+    embedded = {"OCTOPROV_DATABASE_URL": "", "OCTOPROV_BROKER_URL": "", "OCTOPROV_REQUEUE_AFTER_S": "3600"}
+    api = start_live_api(tmp_path / "var", extra_env=embedded)
+    try:
+        task_id = _submit_fake_task(api.url + API, api.token, tmp_path / "var")
+    finally:
+        api.stop()
+    assert (tmp_path / "var" / "broker.sqlite").is_file()
+    process = subprocess.Popen([sys.executable, "-m", "cli", "up"], env=api.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_completed(api.url + API, api.token, task_id)
+    finally:
+        stop_group(process)
+
+
 def _run_fake_task_as_the_readme_shows(api: str, token: str, data_dir: Path) -> None:
     """The README's walk-through, on the embedded stack: a fake node, an image, a task to completed."""
+    _wait_completed(api, token, _submit_fake_task(api, token, data_dir))
+
+
+def _submit_fake_task(api: str, token: str, data_dir: Path) -> int:
+    """A fake node, an image and a task of the fake target on them; the task's id."""
     headers = {"Authorization": f"Bearer {token}"}
     node = requests.post(f"{api}/hypervisors", headers=headers, timeout=30,
                          json={"name": "LAB", "kind": "fake", "endpoint": "fake://lab"}).json()
@@ -133,12 +159,20 @@ def _run_fake_task_as_the_readme_shows(api: str, token: str, data_dir: Path) -> 
     task = requests.post(f"{api}/tasks", headers=headers, timeout=30, json={
         "hostname": "DEMO-01", "targetType": "fake", "hypervisorNodeId": node["id"],
         "vm": {"disks": [{"sizeGb": 40, "purpose": "os"}]}, "os": {"imageId": image["id"]}}).json()
+    task_id: int = task["id"]
+    return task_id
+
+
+def _wait_completed(api: str, token: str, task_id: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + 120
+    current: dict = {"status": "not answered: the API is not up"}
     while True:
-        current = requests.get(f"{api}/tasks/{task['id']}", headers=headers, timeout=30).json()
+        with contextlib.suppress(requests.ConnectionError):  # the API may still be starting
+            current = requests.get(f"{api}/tasks/{task_id}", headers=headers, timeout=30).json()
         if current["status"] in ("completed", "failed"):
             break
-        assert time.monotonic() < deadline, f"still {current['status']} at {current['currentStep']}"
+        assert time.monotonic() < deadline, f"still {current['status']} at {current.get('currentStep')}"
         time.sleep(0.5)
     assert current["status"] == "completed", current
     assert all(step["status"] == "done" for step in current["steps"])
