@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from octoprov import states
 from octoprov.db import Database
+from octoprov.errors import is_infrastructure
 from octoprov.models import MetricCounter, Task, TaskStep
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,11 @@ class DatabaseCollector(Collector):
         try:
             with self.database.session() as session:
                 families = list(self._families(session))
-        except SQLAlchemyError:
-            log.exception("metrics: the database could not be read")
+        except SQLAlchemyError as exc:
+            if is_infrastructure(exc):  # an outage: one line a scrape, never the statement or a traceback
+                log.warning("metrics: the database is unreachable (%s)", type(exc).__name__)
+            else:
+                log.exception("metrics: the database could not be read")
             yield self._up(0)
             return
         yield self._up(1)
