@@ -75,6 +75,7 @@ ERROR_TEXT = {
     404: "No such resource",
     409: "Conflicts with what is stored",
     413: "Request too large",
+    422: "The Idempotency-Key was sent before with a different request",
     501: "Not available for this kind of node",
     502: "The host did not answer or refused the connection",
     503: "Busy: this server streams to as many clients as it can (poll instead, or retry later)",

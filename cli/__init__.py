@@ -334,7 +334,7 @@ def task_create(path: Path) -> None:
 
     try:
         view = tasks.submit(Runtime(settings, _database(settings), Vault.from_settings(settings)),
-                            Dispatcher.from_settings(settings), body)
+                            Dispatcher.from_settings(settings), body).view
     except OctoprovError as exc:
         raise click.ClickException(_describe(exc)) from None
     click.echo(json.dumps(view, indent=2))

@@ -136,6 +136,7 @@ class Task(Base):
     __table_args__ = (
         Index("ix_provisioning_tasks_status", "status"),
         Index("ix_provisioning_tasks_mac_address", "mac_address"),
+        Index("ix_provisioning_tasks_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -164,6 +165,8 @@ class Task(Base):
     result_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"))
     # a failed or cancelled task whose rollback has not run yet: the periodic job sends it again until it does
     rollback_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the client's Idempotency-Key of the request that created it: the same request sent again gets this task
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     steps: Mapped[list[TaskStep]] = relationship(
         back_populates="task", order_by="TaskStep.position", cascade="all, delete-orphan"

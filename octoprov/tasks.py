@@ -16,9 +16,10 @@ from typing import Any, Protocol, cast
 
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from octoprov import images, pipeline, secureboot, states, steps, taskspec
+from octoprov import idempotency, images, pipeline, secureboot, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
 from octoprov.db import Database
@@ -113,6 +114,11 @@ def _with_mask(data: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, 
     return result
 
 
+def masked_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as a task keeps it: every secret it holds replaced by the mask."""
+    return _with_mask(request, [path for path in taskspec.SECRET_PATHS if _lookup(request, path) is not None])
+
+
 def create_task(session: Session, vault: Vault, body: object, *, check_on_host: bool = True,
                 settings: Settings | None = None) -> Task:
     """Validate ``body`` against the request schema and the stored references (and, with
@@ -160,7 +166,7 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
         hypervisor_node_id=spec.hypervisor_node_id,
         mac_address=spec.mac_address,
         template_id=spec.template_id,
-        config_override=_with_mask(request, [p for p in taskspec.SECRET_PATHS if _lookup(request, p) is not None]),
+        config_override=masked_request(request),
         config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
         callback_token_encrypted=vault.encrypt(callback_token),
@@ -190,21 +196,41 @@ class TaskQueue(StepQueue, Protocol):
     def rollback(self, task_id: int, target_type: str) -> None: ...
 
 
-def submit(runtime: Runtime, queue: StepQueue, body: object) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Submission:
+    view: dict[str, Any]
+    replayed: bool = False  # an earlier request with the same idempotency key created the task
+
+
+def submit(runtime: Runtime, queue: StepQueue, body: object, idempotency_key: str | None = None) -> Submission:
     """The one way a task is submitted, by the API and the CLI alike: validate and store it, queue
     its first steps, and return its view. A broker that cannot be reached leaves the task pending
-    (logged); the periodic job queues it once the broker is back."""
-    with runtime.database.session() as session:
-        task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host,
-                           settings=runtime.settings)
-        session.flush()
-        view = TaskView.of(task).to_json()
-        first_run = pipeline.next_work_run(session, task.id)
+    (logged); the periodic job queues it once the broker is back. With ``idempotency_key``, a request
+    sent again (its answer was lost) gets the task the first one created instead of a second task."""
+    kept = masked_request(body) if isinstance(body, dict) else {}
+    try:
+        with runtime.database.session() as session:
+            if idempotency_key is not None and (earlier := idempotency.earlier_task(session, idempotency_key, kept)):
+                return Submission(TaskView.of(earlier).to_json(), replayed=True)
+            task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host,
+                               settings=runtime.settings)
+            task.idempotency_key = idempotency_key
+            session.flush()
+            view = TaskView.of(task).to_json()
+            first_run = pipeline.next_work_run(session, task.id)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with runtime.database.session() as session:  # the same request, sent twice at once: the other one won
+            earlier = idempotency.earlier_task(session, idempotency_key, kept)
+            if earlier is None:
+                raise
+            return Submission(TaskView.of(earlier).to_json(), replayed=True)
     if not queue.run_steps(view["id"], view["targetType"], first_run):
         with runtime.database.session() as session:
             pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
                          level="warn", step="create")
-    return view
+    return Submission(view)
 
 
 def cancel_task(database: Database, queue: TaskQueue, task_id: int) -> dict[str, Any]:

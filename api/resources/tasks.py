@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_restx import Namespace
 
 from api.auth import requires
@@ -11,7 +12,7 @@ from api.docs import PAGE_PARAMS, DocNamespace, errors, page_args, page_json, pa
 from api.requests import bool_arg, choice_arg, int_arg, json_body, text_arg, timestamp_arg
 from api.resources.base import ManagementResource
 from api.runtime import dispatcher, runtime, session_scope
-from octoprov import states, tasks, taskspec
+from octoprov import idempotency, states, tasks, taskspec
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
 from octoprov.plan import plan_task
@@ -75,18 +76,25 @@ class TaskList(ManagementResource):
 
     @ns.expect(request_model)
     @ns.doc(params={"dryRun": {"in": "query", "type": "boolean", "default": False,
-                               "description": "Validate and show what would be done and produced; store nothing"}})
+                               "description": "Validate and show what would be done and produced; store nothing"},
+                    idempotency.HEADER: {"in": "header", "type": "string", "description": (
+                        "A key of the client's (a UUID, say): the same request sent again with it, because its "
+                        "answer was lost, gets the task the first one created, with `Idempotent-Replayed: true`, "
+                        "instead of a second task. The same key with another request is refused (422).")}})
     @ns.response(201, "Created; the task is pending", view)
     @ns.response(200, "Dry run: the task as it would be, and its artifacts", plan_model)
-    @errors(ns, 400)
+    @errors(ns, 400, 422)
     @requires(ns, Role.OPERATOR)
-    def post(self) -> dict[str, Any] | tuple[dict[str, Any], int]:
+    def post(self) -> dict[str, Any] | tuple[dict[str, Any], int] | tuple[dict[str, Any], int, dict[str, str]]:
         """Create a provisioning task: the request is merged over its template's defaults and stored."""
+        key = idempotency.check_key(request.headers.get(idempotency.HEADER))
         body = json_body()
         if bool_arg("dryRun"):
             return plan_task(runtime().settings, runtime().database, runtime().vault, body).to_json()
-        view = tasks.submit(runtime(), dispatcher(), body)
-        return view, 201
+        submission = tasks.submit(runtime(), dispatcher(), body, idempotency_key=key)
+        if submission.replayed:
+            return submission.view, 201, {"Idempotent-Replayed": "true"}
+        return submission.view, 201
 
 
 @ns.route(f"/<int(max={MAX_ID}):task_id>")

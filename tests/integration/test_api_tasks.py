@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 
@@ -258,3 +259,63 @@ def test_a_task_is_kept_when_the_broker_is_down(runtime, token, refs):
     with runtime.database.session() as session:
         found = pipeline.lost_work(session, grace_s=-1, limit=10)
     assert [(work.task_id, work.steps[0]) for work in found] == [(response.json["id"], "create_vm")]
+
+
+def test_a_request_sent_again_with_its_idempotency_key_gets_the_task_it_created(client, refs, queue):
+    """The answer to a submission was lost: sending the request again with the same key creates nothing."""
+    body = example(refs)
+    first = client.post(TASKS, json=body, headers={"Idempotency-Key": "3f1c9a7e-key"})
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    again = client.post(TASKS, json=body, headers={"Idempotency-Key": "3f1c9a7e-key"})
+    assert again.status_code == 201, again.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json == client.get(f"{TASKS}/{first.json['id']}").json
+    assert client.get(TASKS).json["total"] == 1
+    assert [message[:2] for message in queue.messages] == [("chain", first.json["id"])]  # queued once
+
+    other_key = client.post(TASKS, json=body, headers={"Idempotency-Key": "another-key"})
+    assert other_key.status_code == 201 and other_key.json["id"] != first.json["id"]
+
+
+def test_an_idempotency_key_sent_with_another_request_is_refused(client, refs):
+    body = example(refs)
+    created = client.post(TASKS, json=body, headers={"Idempotency-Key": "k-1"}).json
+    changed = {**body, "hostname": "OTHER-01"}
+    response = client.post(TASKS, json=changed, headers={"Idempotency-Key": "k-1"})
+    assert response.status_code == 422
+    assert response.json["errors"] == {"Idempotency-Key": f"was sent before with a different request (task "
+                                                          f"{created['id']})"}
+    assert client.get(TASKS).json["total"] == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "caf\u00e9"])
+def test_an_idempotency_key_the_header_cannot_carry_is_refused(client, refs, key):
+    response = client.post(TASKS, json=example(refs), headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json["errors"]
+    assert client.get(TASKS).json["total"] == 0
+
+
+def test_the_same_request_sent_twice_at_once_makes_one_task(app, token, refs, database):
+    """Two copies of a request racing each other (a client retrying while the first is still served): the
+    database's unique key lets one create the task; the other answers with it."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to have")
+    body = example(refs)
+    barrier = threading.Barrier(4)
+    answers: list[tuple[int, int, str | None]] = []
+
+    def send() -> None:
+        client = app.test_client()
+        headers = {"Idempotency-Key": "raced", "Authorization": f"Bearer {token}"}
+        barrier.wait()
+        response = client.post(TASKS, json=body, headers=headers)
+        answers.append((response.status_code, response.json["id"], response.headers.get("Idempotent-Replayed")))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {(status, task_id) for status, task_id, _ in answers} == {(201, answers[0][1])}
+    assert sorted(replayed or "" for _, _, replayed in answers) == ["", "true", "true", "true"]

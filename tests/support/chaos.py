@@ -165,9 +165,9 @@ HEADER = ("| scenario | submitted | completed | failed | stuck for good | duplic
 
 class Submitter(threading.Thread):
     """POSTs tasks through the API at a steady rate, as a client that honours 503 + Retry-After would:
-    each task is sent until it is accepted. After an answer that may have been lost (the connection broke)
-    it looks the host name up before sending again, so it never creates a task twice itself. Each round
-    also reads the task list and the last task, which must not answer 500 either."""
+    each task is sent until it is accepted, always with the same Idempotency-Key, so a request whose answer
+    was lost (the connection broke) gets the task it created when sent again. Each round also reads the
+    task list and the last task, which must not answer 500 either."""
 
     GIVE_UP_S = 120.0  # one task's POST retried this long at most
 
@@ -203,11 +203,12 @@ class Submitter(threading.Thread):
     def stop(self) -> None:
         self._quit.set()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response | None:
+    def _request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                 **kwargs: Any) -> requests.Response | None:
         """One request; None when no answer came (the API is down or the connection broke)."""
         try:
-            response = self._session.request(method, self.stack.api.url + API + path, headers=self.stack.api.headers,
-                                             timeout=30, **kwargs)
+            response = self._session.request(method, self.stack.api.url + API + path, timeout=30,
+                                             headers={**self.stack.api.headers, **(headers or {})}, **kwargs)
         except requests.RequestException:
             self.answers[0] += 1
             return None
@@ -220,35 +221,24 @@ class Submitter(threading.Thread):
         body = {"hostname": hostname, "targetType": "fake", "hypervisorNodeId": self.node_id,
                 "vm": {"cpu": 2, "memoryGb": 4, "disks": [{"sizeGb": 40, "purpose": "os"}]},
                 "os": {"imageId": self.image_id, "adminPassword": "Pa55word!"}}
+        key = {"Idempotency-Key": f"chaos-{hostname}"}
         give_up = time.monotonic() + self.GIVE_UP_S
-        unsure = False  # an earlier try may have created the task without our hearing the answer
         while time.monotonic() < give_up and not self._quit.is_set():
-            if unsure and (found := self._lookup(hostname)) is not None:
-                self.accepted[hostname] = found
-                return
-            response = self._request("POST", "/tasks", json=body)
+            response = self._request("POST", "/tasks", json=body, headers=key)
             if response is not None and response.status_code == 201:
                 self.accepted[hostname] = response.json()["id"]
                 return
             if response is None:
-                unsure = True
                 wait = 0.5
             elif response.status_code == 503:
                 wait = float(response.headers.get("Retry-After") or 1)
             elif response.status_code >= 500:
-                unsure, wait = True, 1.0
+                wait = 1.0
             else:
                 self.not_submitted.append(f"{hostname}: {response.status_code} {response.text[:300].strip()}")
                 return
             self._quit.wait(wait)
         self.not_submitted.append(f"{hostname}: not accepted within {self.GIVE_UP_S:.0f} s")
-
-    def _lookup(self, hostname: str) -> int | None:
-        response = self._request("GET", "/tasks", params={"hostname": hostname})
-        if response is None or response.status_code != 200:
-            return None
-        ids = [item["id"] for item in response.json()["items"] if item["hostname"] == hostname]
-        return ids[0] if ids else None
 
     def _read(self) -> None:
         """The reads a UI or a client polls with; only their status codes matter."""
