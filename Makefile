@@ -17,9 +17,10 @@ VENV := .venv
 # how docker-compose would pull it in).
 CONTAINER_DEB_PACKAGES := podman runc netavark aardvark-dns catatonit conmon iptables mmdebstrap docker-compose
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
-DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common isolinux mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium \
+DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common isolinux mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium wrk \
   $(CONTAINER_DEB_PACKAGES)
-# Debian packages only `make bench` needs: a load generator and reference servers.
+# Debian packages `make bench` needs: a load generator and reference servers (the test suite's smoke run of
+# the benchmarks needs them too, so DEB_PACKAGES has them as well).
 BENCH_DEB_PACKAGES := wrk nginx-light
 # Debian packages needed to build the virtualenv: python3-venv (only checked when the interpreter lacks
 # ensurepip) and the toolchain pip uses to compile libvirt-python, which PyPI ships only as source.
@@ -116,6 +117,7 @@ bench-packages: ## install what only the benchmarks use (wrk, nginx as a referen
 
 bench: system-packages .venv bench-packages ## run the benchmarks; each prints ratios against a reference measured in the same run
 	$(VENV)/bin/python -m bench.pipeline_latency
+	$(VENV)/bin/python -m bench.pipeline_throughput
 	$(VENV)/bin/python -m bench.tftp_bench
 	$(VENV)/bin/python -m bench.pxe_storm
 	$(VENV)/bin/python -m bench.http_files

@@ -15,9 +15,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.common import ratio, sized
 from tests.support.live import free_port, start_live_api
 
-SIZE = 1 << 30
+SIZE = sized(1 << 30, 16 << 20)
 PARTS = 8
 
 NGINX_CONF = """
@@ -95,6 +96,8 @@ def main() -> int:
     print(f"{'reference: nginx':<22}{reference[0]:>13.0f}{reference[1]:>14.0f}{1.0:>11.2f}{1.0:>12.2f}")
     print(f"{'octoprov (gunicorn)':<22}{ours[0]:>13.0f}{ours[1]:>14.0f}{ours[0] / reference[0]:>11.2f}"
           f"{ours[1] / reference[1]:>12.2f}")
+    ratio(f"http boot file, {SIZE >> 20} MiB whole", ours[0], reference[0], "MiB/s", goal=">= 0.9x")
+    ratio(f"http boot file, {PARTS} Range requests", ours[1], reference[1], "MiB/s", goal=">= 0.9x")
     return 0
 
 

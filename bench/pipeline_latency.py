@@ -14,18 +14,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench.common import percentile, ratio, sized
 from octoprov.settings import Settings
 from tests.support.servers import start_postgres, start_redis
 from tests.support.stack import start_stack
 from workers.app import make_celery
 
-SAMPLES = 30
-PARKED = 200
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+SAMPLES = sized(30, 3)
+PARKED = sized(200, 4)
 
 
 def _first_step_latency(stack, node: int, image: int, label: str) -> list[float]:
@@ -73,13 +69,15 @@ def main() -> int:
         stack.stop()
         redis.stop()
         postgres.stop()
-    ref_p50, ref_p99 = statistics.median(reference), _percentile(reference, 0.99)
+    ref_p50, ref_p99 = statistics.median(reference), percentile(reference, 0.99)
     print(f"POST /tasks -> first step started ({SAMPLES} tasks each; 4 worker slots)")
     print(f"{'case':<28}{'p50 ms':>10}{'p99 ms':>10}{'p50 / ref':>12}")
     print(f"{'reference: celery ping':<28}{ref_p50:>10.1f}{ref_p99:>10.1f}{1.0:>12.2f}")
     for label, samples in (("0 tasks waiting", idle), (f"{PARKED} tasks waiting", loaded)):
-        p50, p99 = statistics.median(samples), _percentile(samples, 0.99)
+        p50, p99 = statistics.median(samples), percentile(samples, 0.99)
         print(f"{label:<28}{p50:>10.1f}{p99:>10.1f}{p50 / ref_p50:>12.2f}")
+    ratio("first step latency p50, 0 tasks waiting", statistics.median(idle), ref_p50, "ms")
+    ratio(f"first step latency p50, {PARKED} tasks waiting", statistics.median(loaded), ref_p50, "ms")
     return 0
 
 

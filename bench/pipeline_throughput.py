@@ -1,0 +1,100 @@
+"""Pipeline throughput: many fake tasks (nine steps each: four work steps, three reports of the simulated
+machine, the agent and finish) through the real stack (gunicorn API, Redis, PostgreSQL, one worker of two
+processes), submitted at once; pipelines finished per second, and the CPU each one cost.
+
+Reference, measured in the same run on the same broker and worker: bare Celery chains of nine no-op
+tasks (``octoprov.ping``), as many, sent at once. The ratio says how much of Celery's own pace
+Octoprov's steps keep (issue 21's goal: at least 0.5).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from celery import chain
+from sqlalchemy import func, select
+
+from bench.common import group_cpu_s, ratio, sized
+from octoprov import states
+from octoprov.models import Task
+from octoprov.settings import Settings
+from tests.support.servers import start_postgres, start_redis
+from tests.support.stack import start_stack
+from workers.app import make_celery
+
+PIPELINES = sized(1000, 6)
+STEPS = 9
+SLOTS = 2
+SUBMITTERS = 4
+
+
+def _octoprov(stack, node: int, image: int, groups: list[int]) -> tuple[float, float]:
+    """Pipelines per second and CPU seconds per pipeline (API, worker and PostgreSQL together)."""
+    database = stack.database
+    cpu_before, began = group_cpu_s(groups), time.perf_counter()
+    with ThreadPoolExecutor(SUBMITTERS) as pool:
+        list(pool.map(lambda index: stack.task(node, image, hostname=f"TP-{index:05d}"), range(PIPELINES)))
+    try:
+        deadline = time.monotonic() + max(600, PIPELINES)
+        while True:
+            with database.session() as session:
+                done = session.scalar(select(func.count()).select_from(Task).where(Task.status.in_(
+                    (states.COMPLETED, states.FAILED, states.CANCELLED))))
+            if done >= PIPELINES:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {done} of {PIPELINES} pipelines ended in time")
+            time.sleep(0.2)
+        with database.session() as session:
+            completed = session.scalar(select(func.count()).select_from(Task).where(Task.status == states.COMPLETED))
+    finally:
+        database.dispose()
+    if completed != PIPELINES:
+        raise SystemExit(f"{PIPELINES - completed} of {PIPELINES} pipelines did not complete")
+    elapsed = time.perf_counter() - began
+    return PIPELINES / elapsed, (group_cpu_s(groups) - cpu_before) / PIPELINES
+
+
+def _celery_chains(env: dict, groups: list[int]) -> tuple[float, float]:
+    """Chains of STEPS no-op tasks per second, and CPU seconds per chain (worker and Redis)."""
+    app = make_celery(Settings.from_env(env))
+    link = app.signature("octoprov.ping", queue="default", immutable=True)
+    chain(*[link.clone() for _ in range(STEPS)]).apply_async().get(timeout=60)  # warm-up
+    cpu_before, began = group_cpu_s(groups), time.perf_counter()
+    results = [chain(*[link.clone() for _ in range(STEPS)]).apply_async() for _ in range(PIPELINES)]
+    for result in results:
+        result.get(timeout=max(600, PIPELINES))
+    elapsed = time.perf_counter() - began
+    return PIPELINES / elapsed, (group_cpu_s(groups) - cpu_before) / PIPELINES
+
+
+def main() -> int:
+    base = Path(tempfile.mkdtemp(prefix="octoprov-bench-throughput-"))
+    postgres, redis = start_postgres(base / "pg"), start_redis(base / "redis")
+    stack = start_stack(base / "stack", postgres, redis.url)
+    try:
+        worker = stack.start_worker(concurrency=SLOTS)
+        image = stack.image()
+        node = stack.fake_node("THROUGHPUT", delayS=0, callbackDelayS=0)
+        assert stack.api.process is not None and postgres.pid is not None and redis.pid is not None
+        reference, reference_cpu = _celery_chains(stack.env, [worker.pid, redis.pid])
+        ours, ours_cpu = _octoprov(stack, node, image, [stack.api.process.pid, worker.pid, postgres.pid])
+    finally:
+        stack.stop()
+        redis.stop()
+        postgres.stop()
+    print(f"Pipeline throughput: {PIPELINES} pipelines of {STEPS} steps, submitted at once; one worker of "
+          f"{SLOTS} processes; PostgreSQL and Redis")
+    print(f"  octoprov: {ours:.1f} pipelines/s, {ours_cpu * 1000:.0f} ms CPU each (API, worker, PostgreSQL)")
+    print(f"  reference, Celery chains of {STEPS} no-op tasks: {reference:.1f} chains/s, "
+          f"{reference_cpu * 1000:.0f} ms CPU each (worker, Redis)")
+    ratio("pipeline throughput", ours, reference, "pipelines/s", goal=">= 0.5x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
