@@ -19,7 +19,8 @@ from octoprov.answerfiles.files import task_files
 from octoprov.errors import Conflict, InvalidRequest, NotFound, OctoprovError, send_unless_unreachable
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
-from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, files_token_hash, installing, record_boot
+from octoprov.netboot.answercache import BootAnswers, boot_answers
+from octoprov.netboot.bootconfig import files_token_hash, installing
 from octoprov.results import MachineFacts
 from octoprov.specs import Spec, View, parse
 from octoprov.validation.linux import check_ssh_public_key
@@ -160,14 +161,12 @@ class Boot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
         from_ipxe = (request.user_agent.string or "").startswith("iPXE/")
         hardware = {name: text_arg(name, literal_plus=from_ipxe)
                     for name in ("uuid", "manufacturer", "product", "platform", "arch")}
-        with session_scope() as session:
-            answer = boot_answer(session, runtime().settings, runtime().vault, mac, hardware)
-            task = active_task_for_mac(session, mac) if answer.task_id is None else None  # a local boot mid-task
-            task_id = answer.task_id if answer.task_id is not None else task.id if task else None
-            if task_id is not None:  # where the request came from: who else fetched a script with the token
-                why = f" ({answer.document['message']})" if answer.document.get("message") else ""
-                where = request.remote_addr or "an unknown address"
-                record_boot(session, task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
+        answers = _boot_answers()
+        answer, task_id = answers.answer(mac, hardware)
+        if task_id is not None:  # where the request came from: who else fetched a script with the token
+            why = f" ({answer.document['message']})" if answer.document.get("message") else ""
+            where = request.remote_addr or "an unknown address"
+            answers.log_boot(task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
         api_metrics().boot_answer("ipxe", answer.action)
         if request.accept_mimetypes.best == "application/json":  # iPXE sends no Accept: it gets the script
             return answer.document
@@ -205,6 +204,11 @@ class TaskFile(Resource):  # type: ignore[misc]  # flask-restx ships no type hin
         return response
 
 
+def _boot_answers() -> BootAnswers:
+    found = runtime()
+    return boot_answers(found.database, found.settings, found.vault)
+
+
 def _text(body: str) -> Response:
     return Response(body, mimetype="text/plain")
 
@@ -223,10 +227,10 @@ class GrubBoot(Resource):  # type: ignore[misc]  # flask-restx ships no type hin
             mac = canonical_mac(request.args.get("mac", ""))
         except ValueError as exc:
             raise InvalidRequest({"mac": str(exc)}) from None
-        with session_scope() as session:
-            answer = boot_answer(session, runtime().settings, runtime().vault, mac, {})
-            if answer.task_id is not None:
-                record_boot(session, answer.task_id,
-                            f"GRUB configuration served to {mac} at {request.remote_addr}: {answer.action}")
+        answers = _boot_answers()
+        answer, _ = answers.answer(mac, {})
+        if answer.task_id is not None:
+            answers.log_boot(answer.task_id, f"GRUB configuration served to {mac} at {request.remote_addr}: "
+                                             f"{answer.action}")
         api_metrics().boot_answer("grub", answer.action)
         return _text(answer.grub)

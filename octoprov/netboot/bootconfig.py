@@ -8,6 +8,7 @@ that, or with no task, it boots from its disk, so a finished machine never reins
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -102,7 +103,7 @@ def local_boot(reason: str) -> BootAnswer:
 
 
 def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
-                hardware: dict[str, str | None]) -> BootAnswer:
+                hardware: Mapping[str, str | None]) -> BootAnswer:
     task = active_task_for_mac(session, mac)
     if task is None and settings.boot_unknown_machines:
         script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.netboot import grub
-from octoprov.netboot.bootconfig import active_task_for_mac, boot_answer, record_boot
+from octoprov.netboot.answercache import boot_answers
+from octoprov.netboot.bootconfig import active_task_for_mac
 from octoprov.netboot.chain import BootChain, chain_for
 from octoprov.netboot.metrics import MetricsServer, PxeMetrics
 from octoprov.netboot.proxydhcp import ProxyDhcpServer
@@ -46,16 +47,12 @@ def grub_configs(database: Database, settings: Settings, vault: Vault, metrics: 
         mac = grub.machine_file_mac(name)
         if mac is None:
             return None
-        with database.session() as session:
-            answer = boot_answer(session, settings, vault, mac, {})
-            task_id = answer.task_id
-            if task_id is None:
-                task = active_task_for_mac(session, mac)
-                task_id = task.id if task else None
-            if task_id is not None:
-                why = f" ({answer.document['message']})" if answer.document.get("message") else ""
-                record_boot(session, task_id, f"GRUB configuration served to {mac} at {client} over TFTP: "
-                            f"{answer.action}{why}")
+        answers = boot_answers(database, settings, vault)
+        answer, task_id = answers.answer(mac, {})
+        if task_id is not None:
+            why = f" ({answer.document['message']})" if answer.document.get("message") else ""
+            answers.log_boot(task_id, f"GRUB configuration served to {mac} at {client} over TFTP: "
+                                      f"{answer.action}{why}")
         counted.grub_configs.labels(answer.action).inc()
         return answer.grub.encode()
 

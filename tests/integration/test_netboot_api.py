@@ -195,10 +195,13 @@ def test_smbios_plus_signs_arrive_as_ipxe_sent_them(anonymous, client, database,
 
 
 def _pxe_log(database, task_id) -> list[str]:
+    """The task's boot lines, once this process's boot-line writer has written what it was given."""
     from sqlalchemy import select
 
     from octoprov.models import TaskLog
+    from octoprov.netboot.answercache import flush_all
 
+    assert flush_all()
     with database.session() as session:
         return list(session.scalars(select(TaskLog.message).where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
                                     .order_by(TaskLog.id)))

@@ -1,0 +1,155 @@
+"""Boot answers kept per MAC in each serving process, so a boot storm costs one indexed read a request.
+
+A boot answer (install script, GRUB configuration or local boot) depends only on the MAC's tasks and their
+steps, and every change of those is numbered by the database's triggers (``task_events``: a task inserted
+or updated, a step updated, a log line added), whichever process made it. So each entry is kept with the
+MAC's *stamp*, the number and the newest id of its tasks' events, and a request reads only the stamp: the
+same stamp serves the kept answer (no task or step query, no decrypt, no render); any change, committed
+by any API process or worker, changes the stamp, and the very next request renders the answer anew. The
+count is part of the stamp because PostgreSQL hands out ids before commit: a change committed late under
+a lower id still adds one to the count.
+
+What is not in the stamp (an image's files edited in place, a setting) is picked up after ``MAX_AGE_S``.
+The boot log lines are written by a background thread, once a minute per task and message at most, never
+on the request path; a machine's SMBIOS facts are written only when they differ from what was kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from octoprov.crypto import Vault
+from octoprov.db import Database
+from octoprov.models import Task, TaskEvent
+from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, boot_answer, record_boot
+from octoprov.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_S = 30.0  # the longest an answer is kept without being rendered anew
+LOG_EVERY_S = 60  # the same boot line of a task at most this often
+MAX_ENTRIES = 100_000  # a bound on memory: past it the cache starts again empty
+
+Stamp = tuple[int, int | None]  # the number of events of the MAC's tasks, and the newest one's id
+
+
+@dataclass(frozen=True)
+class Entry:
+    stamp: Stamp
+    answer: BootAnswer
+    task_id: int | None  # the MAC's active task, to log the boot on: also when its answer is a local boot
+    hardware: Mapping[str, str]  # the SMBIOS facts stored for it: a request bringing new ones renders anew
+    made: float = field(default_factory=time.monotonic)
+
+
+def stamp_of(session: Session, mac: str) -> Stamp:
+    """One indexed read: the events of every task that names this MAC."""
+    count, newest = session.execute(
+        select(func.count(TaskEvent.id), func.max(TaskEvent.id))
+        .join(Task, Task.id == TaskEvent.task_id).where(Task.mac_address == mac)).one()
+    return int(count), newest
+
+
+class BootAnswers:
+    """The answers this process gives, by MAC, and the writer of their boot log lines."""
+
+    def __init__(self, database: Database, settings: Settings, vault: Vault):
+        self.database, self.settings, self.vault = database, settings, vault
+        self._entries: dict[str, Entry] = {}
+        self._lock = threading.Lock()
+        self._boot_lines: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+        self._logged: dict[int, tuple[str, float]] = {}  # task -> its last boot line queued, and when
+        self._writer: threading.Thread | None = None
+        self._unwritten = 0  # lines queued and not yet written (or given up)
+        self._written = threading.Condition(self._lock)
+
+    def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:
+        """The boot answer for ``mac`` and the active task it belongs to (None: no active task)."""
+        seen = {name: value for name, value in hardware.items() if value}
+        with self.database.session() as session:
+            stamp = stamp_of(session, mac)
+            kept = self._entries.get(mac)
+            if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
+                    and seen.items() <= kept.hardware.items()):
+                return kept.answer, kept.task_id
+            answer = boot_answer(session, self.settings, self.vault, mac, seen)
+            task = active_task_for_mac(session, mac)
+            stored = dict((task.hardware or {}) if task is not None else seen)
+            task_id = task.id if task is not None else None
+            wrote = bool(session.new or session.dirty)
+        if wrote:  # new SMBIOS facts were stored: the next request keeps the answer, under the stamp they made
+            return answer, task_id
+        entry = Entry(stamp, answer, task_id, stored)
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[mac] = entry
+        return answer, task_id
+
+    def log_boot(self, task_id: int, line: str) -> None:
+        """Record on the task's log that its machine fetched a boot answer: queued for the writer thread,
+        and only when this line was not queued for the task within the last minute."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._logged.get(task_id)
+            if last is not None and last[0] == line and now - last[1] < LOG_EVERY_S:
+                return
+            self._logged[task_id] = (line, now)
+            self._unwritten += 1
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_lines, name="boot-log", daemon=True)
+                self._writer.start()
+        self._boot_lines.put((task_id, line))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued boot line is written; False if that took longer than ``timeout``."""
+        with self._written:
+            return self._written.wait_for(lambda: self._unwritten == 0, timeout)
+
+    def _write_lines(self) -> None:
+        """Write queued boot lines, a batch a transaction; an error loses that batch's lines, logged."""
+        while True:
+            batch = [self._boot_lines.get()]
+            time.sleep(0.2)  # let a storm's lines gather into one transaction
+            while not self._boot_lines.empty():
+                batch.append(self._boot_lines.get())
+            try:
+                with self.database.session() as session:
+                    for task_id, line in batch:
+                        if session.get(Task, task_id) is not None:
+                            record_boot(session, task_id, line, LOG_EVERY_S)
+            except Exception:
+                log.exception("boot log: %d lines not written", len(batch))
+            finally:
+                with self._written:
+                    self._unwritten -= len(batch)
+                    self._written.notify_all()
+
+
+_caches: dict[int, BootAnswers] = {}
+_caches_lock = threading.Lock()
+
+
+def boot_answers(database: Database, settings: Settings, vault: Vault,
+                 make: Callable[[Database, Settings, Vault], BootAnswers] = BootAnswers) -> BootAnswers:
+    """The process's cache for this database (one per runtime: a test may run several)."""
+    with _caches_lock:
+        cache = _caches.get(id(database))
+        if cache is None or cache.database is not database:
+            cache = _caches[id(database)] = make(database, settings, vault)
+        return cache
+
+
+def flush_all(timeout: float = 10.0) -> bool:
+    """Wait until every cache of this process has written its boot lines (for tests and shutdown)."""
+    with _caches_lock:
+        caches = list(_caches.values())
+    return all(cache.flush(timeout) for cache in caches)
