@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select
 
 from octoprov.crypto import Vault
 from octoprov.db import Database
@@ -50,11 +49,14 @@ class Entry:
     made: float = field(default_factory=time.monotonic)
 
 
-def stamp_of(session: Session, mac: str) -> Stamp:
+_STAMP = (select(func.count(TaskEvent.id), func.max(TaskEvent.id))
+          .join(Task, Task.id == TaskEvent.task_id).where(Task.mac_address == bindparam("mac")))
+"""Built once: the statement is the same for every request, only the MAC is bound."""
+
+
+def stamp_of(connection: Connection, mac: str) -> Stamp:
     """One indexed read: the events of every task that names this MAC."""
-    count, newest = session.execute(
-        select(func.count(TaskEvent.id), func.max(TaskEvent.id))
-        .join(Task, Task.id == TaskEvent.task_id).where(Task.mac_address == mac)).one()
+    count, newest = connection.execute(_STAMP, {"mac": mac}).one()
     return int(count), newest
 
 
@@ -74,12 +76,13 @@ class BootAnswers:
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:
         """The boot answer for ``mac`` and the active task it belongs to (None: no active task)."""
         seen = {name: value for name, value in hardware.items() if value}
-        with self.database.session() as session:
-            stamp = stamp_of(session, mac)
-            kept = self._entries.get(mac)
-            if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
-                    and seen.items() <= kept.hardware.items()):
-                return kept.answer, kept.task_id
+        with self.database.engine.connect() as connection:  # no ORM session: this is the whole hot path
+            stamp = stamp_of(connection, mac)
+        kept = self._entries.get(mac)
+        if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
+                and seen.items() <= kept.hardware.items()):
+            return kept.answer, kept.task_id
+        with self.database.session() as session:  # read after the stamp: a change between makes a new stamp
             answer = boot_answer(session, self.settings, self.vault, mac, seen)
             task = active_task_for_mac(session, mac)
             stored = dict((task.hardware or {}) if task is not None else seen)
