@@ -15,7 +15,6 @@ from octoprov.errors import Cancelled
 from octoprov.images import CloudImage, cloud_image, is_cloud_image
 from octoprov.machines import machine_for_mac
 from octoprov.models import Image, Node, Task
-from octoprov.references import DbReferences
 from octoprov.settings import Settings
 from octoprov.targets import registry
 from octoprov.taskspec import TaskSpec
@@ -88,7 +87,8 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     task = session.get_one(Task, task_id)
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
-    os_type = (DbReferences(session).image_os_type(image_id) if image_id else None) or "windows"
+    image = session.get(Image, image_id) if image_id else None
+    os_type = (image.os_type if image is not None else None) or "windows"
     spec = TaskSpec.from_stored(config, vault.decrypt_json(task.secrets_encrypted) or {}, os_type)
     node = None
     if task.hypervisor_node_id is not None:
@@ -96,7 +96,6 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
     elif task.target_type in registry.machine_target_names() and task.mac_address:
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None
-    image = session.get(Image, image_id) if image_id else None
     after = secureboot.after_install_for(spec, os_type, node.options if node else None,
                                          signed_kernel=image.signed_kernel if image else True,
                                          cloud_image=image is not None and is_cloud_image(image))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, false, or_, select, true, update
+from sqlalchemy import CursorResult, case, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from octoprov import states, steps
@@ -60,14 +60,17 @@ def step_rows(session: Session, task_id: int) -> list[TaskStep]:
 
 
 def refresh_progress(session: Session, task_id: int) -> None:
-    """``progress_percent`` and ``current_step`` derived from the steps."""
-    rows = step_rows(session, task_id)
-    done = sum(1 for row in rows if row.status == StepStatus.DONE)
-    current = next((row for row in rows if row.status != StepStatus.DONE), None)
+    """``progress_percent`` and ``current_step`` derived from the steps, in the database: one statement,
+    no step rows loaded (it runs after every step)."""
+    of_task = TaskStep.task_id == task_id
+    total = select(func.count(TaskStep.id)).where(of_task).scalar_subquery()
+    done = select(func.count(TaskStep.id)).where(of_task, TaskStep.status == StepStatus.DONE).scalar_subquery()
+    current = (select(TaskStep.title).where(of_task, TaskStep.status != StepStatus.DONE)
+               .order_by(TaskStep.position).limit(1).scalar_subquery())
     session.execute(update(Task).where(Task.id == task_id).values(
-        progress_percent=int(100 * done / len(rows)) if rows else 100,
-        current_step=current.title if current else None,
-    ))
+        progress_percent=case((total == 0, 100), else_=(100 * done) // total),  # truncated, as int() would
+        current_step=current,
+    ).execution_options(synchronize_session="fetch"))
 
 
 def _enter_phase(session: Session, task_id: int, phase: str) -> bool:
@@ -128,9 +131,10 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
 
 
 def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str,
-             attempt: int | None = None) -> bool:
+             attempt: int | None = None, title: str | None = None) -> bool:
     """Mark a claimed work step done and activate the wait step that follows, if any. With
-    ``attempt``, only while that claim still holds the step (no other worker took it over)."""
+    ``attempt``, only while that claim still holds the step (no other worker took it over);
+    ``title``: the step's title as its claim read it, saving a read."""
     mine = TaskStep.attempts == attempt if attempt is not None else true()
     done = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
         update(TaskStep)
@@ -140,7 +144,7 @@ def complete(session: Session, settings: Settings, task_id: int, name: str, deta
     )).rowcount
     if not done:
         return False
-    log(session, task_id, f"{_title(session, task_id, name)}: {detail}", step=name)
+    log(session, task_id, f"{title or _title(session, task_id, name)}: {detail}", step=name)
     _after(session, settings, task_id, name)
     return True
 

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
+from sqlalchemy import select
 
 from octoprov import audit, events, inventory, pipeline, states
 from octoprov.actions import run_action
@@ -128,8 +129,8 @@ class StepRun:
         assert self.claim is not None
         with self.runtime.database.session() as session:
             completed = pipeline.complete(session, self.runtime.settings, self.task_id, self.name, detail,
-                                          attempt=self.claim.attempt)
-            finished = session.get_one(Task, self.task_id).status == states.COMPLETED
+                                          attempt=self.claim.attempt, title=self.claim.title)
+            finished = session.scalar(select(Task.status).where(Task.id == self.task_id)) == states.COMPLETED
         if not completed:  # cancelled meanwhile, or taken over after a lease this worker could not renew
             raise Ignore()
         log.info("task %s: %s done by %s", self.task_id, self.name, self.celery_task.request.hostname)
