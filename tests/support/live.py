@@ -81,7 +81,7 @@ def _serve(live: LiveApi) -> LiveApi:
         try:
             if requests.get(live.url + "/api/v1/swagger.json", timeout=2).status_code == 200:
                 return live
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             pass
         time.sleep(0.2)
     live.stop()

@@ -53,20 +53,25 @@
     q.set("perPage", "100");
     const pages = await Promise.all(O.ACTIVE.map((status) => O.get(`/tasks?${q}&status=${status}`)));
     const tasks = pages.flatMap((p) => p.items).sort((a, b) => b.id - a.id);
-    list(activeBox, tasks, "Nothing is running.");
-    return tasks.length;
+    return () => {
+      list(activeBox, tasks, "Nothing is running.");
+      return tasks.length;
+    };
   };
   const loadRecent = async () => {
     const q = filters();
     q.set("page", String(page));
     q.set("perPage", String(PER_PAGE));
     const result = await O.get(`/tasks?${q}`);
-    list(recentBox, result.items, result.total ? "No tasks on this page." : "No tasks match.");
-    const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
-    document.getElementById("page-info").textContent = `Page ${page} of ${pages} · ${result.total} task(s)`;
-    document.getElementById("prev").disabled = page <= 1;
-    document.getElementById("next").disabled = page >= pages;
-    return result.items.filter((t) => !O.FINAL.has(t.status)).length;
+    const shownPage = page;
+    return () => {
+      list(recentBox, result.items, result.total ? "No tasks on this page." : "No tasks match.");
+      const pages = Math.max(1, Math.ceil(result.total / PER_PAGE));
+      document.getElementById("page-info").textContent = `Page ${shownPage} of ${pages} · ${result.total} task(s)`;
+      document.getElementById("prev").disabled = shownPage <= 1;
+      document.getElementById("next").disabled = shownPage >= pages;
+      return result.items.filter((t) => !O.FINAL.has(t.status)).length;
+    };
   };
   const loadCounts = async () => {
     await Promise.all([...document.querySelectorAll("[data-count]")].map(async (link) => {
@@ -79,13 +84,19 @@
     }));
   };
 
+  /* Each refresh draws only if no newer one started meanwhile: answers to a filter the user already
+     changed may arrive after those of the new one, and must not overwrite them. */
+  let generation = 0;
   const refresh = async () => {
     clearTimeout(timer);
+    const mine = ++generation;
     let running = 0;
     try {
-      const [active, recent] = await Promise.all([loadActive(), loadRecent()]);
-      running = active + recent;
+      const draws = await Promise.all([loadActive(), loadRecent()]);
+      if (mine !== generation) return;  // the newer refresh draws, and schedules the next one
+      running = draws.reduce((sum, draw) => sum + draw(), 0);
     } catch (exc) {
+      if (mine !== generation) return;
       if (exc.status !== 401) O.say(`Could not load the tasks: ${exc.message}`, true);
     }
     if (!live && O.enabled("polling")) timer = setTimeout(refresh, document.hidden ? 15000 : running ? 2000 : 10000);
