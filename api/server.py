@@ -67,8 +67,23 @@ def serve(settings: Settings, host: str, port: int) -> None:
         "errorlog": str(log_dir / "api-server.log"),  # gunicorn's own; the application logs to api.log
         "loglevel": settings.log_level.lower(),
         "proc_name": "octoprov-api",
-        "post_worker_init": _end_streams_on_stop,
+        "post_worker_init": _after_worker_init,
     }).run()
+
+
+def _after_worker_init(worker: Any) -> None:
+    _end_streams_on_stop(worker)
+    _render_boot_answers_ahead(worker)
+
+
+def _render_boot_answers_ahead(worker: Any) -> None:
+    """Each worker keeps the boot answers of the machines that may ask, rendered before they ask
+    (octoprov/netboot/answercache.py): a boot storm then costs one indexed read a request."""
+    from api.runtime import EXTENSION
+    from octoprov.netboot.answercache import boot_answers
+
+    runtime = worker.wsgi.extensions[EXTENSION]
+    boot_answers(runtime.database, runtime.settings, runtime.vault).render_ahead()
 
 
 def _end_streams_on_stop(worker: Any) -> None:

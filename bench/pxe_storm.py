@@ -106,7 +106,8 @@ def main() -> int:
                 ("register_machine", "render_answers", "register_mac", "power_on"))).values(status="done"))
         script = base / "storm.lua"
         script.write_text(LUA)
-        reference = _reference(script)
+        reference = _reference(script)  # meanwhile the API renders the answers ahead, as between a task's
+        # boot configuration and its machine's first request (power-on, firmware, DHCP: several seconds)
         assert live.process is not None
         cpu_before = group_cpu_s([live.process.pid])
         storm = _wrk(live.url, script)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, select
 
+from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.models import Task, TaskEvent
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 MAX_AGE_S = 30.0  # the longest an answer is kept without being rendered anew
 LOG_EVERY_S = 60  # the same boot line of a task at most this often
 MAX_ENTRIES = 100_000  # a bound on memory: past it the cache starts again empty
+WARM_EVERY_S = 0.25  # how often the answers of changed tasks are rendered ahead
+WARM_RETRY_S = 5.0  # and how often it tries again while the database is away
 
 Stamp = tuple[int, int | None]  # the number of events of the MAC's tasks, and the newest one's id
 
@@ -72,6 +75,53 @@ class BootAnswers:
         self._writer: threading.Thread | None = None
         self._unwritten = 0  # lines queued and not yet written (or given up)
         self._written = threading.Condition(self._lock)
+        self._warmer: threading.Thread | None = None
+
+    def render_ahead(self) -> None:
+        """Start rendering answers ahead in this process (the API server's workers and the PXE service
+        do): until then, and in tests, each answer is rendered by the first request that needs it."""
+        with self._lock:
+            if self._warmer is None or not self._warmer.is_alive():
+                self._warmer = threading.Thread(target=self._warm, name="boot-answers", daemon=True)
+                self._warmer.start()
+
+    def _warm(self) -> None:
+        """Render ahead what machines will ask, so that even a machine's first request finds its answer:
+        every active task's MAC at first, then the MAC of each task that changes (read from the task
+        events every ``WARM_EVERY_S``). Only a head start: a request still checks the stamp itself."""
+        newest: int | None = None
+        failing = False
+        while True:
+            try:
+                newest = self._warm_once(newest)
+                failing = False
+            except Exception as exc:  # the database is away: requests render for themselves meanwhile
+                if not failing:
+                    log.warning("boot answers: cannot render ahead for now: %s", type(exc).__name__)
+                failing = True
+            time.sleep(WARM_RETRY_S if failing else WARM_EVERY_S)
+
+    def _warm_once(self, newest: int | None) -> int:
+        """One round of rendering ahead; returns the newest task event seen."""
+        with self.database.engine.connect() as connection:
+            if newest is None:
+                newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
+                macs = {mac for mac in connection.execute(
+                    select(Task.mac_address).where(Task.status.in_(states.ACTIVE), Task.mac_address.is_not(None))
+                    .limit(MAX_ENTRIES)).scalars() if mac}
+            else:
+                rows = connection.execute(
+                    select(TaskEvent.id, Task.mac_address).join(Task, Task.id == TaskEvent.task_id)
+                    .where(TaskEvent.id > newest, TaskEvent.kind == "task").order_by(TaskEvent.id)
+                    .limit(10_000)).all()
+                newest = rows[-1].id if rows else newest
+                macs = {row.mac_address for row in rows if row.mac_address}
+            for mac in macs:
+                stamp = stamp_of(connection, mac)
+                kept = self._entries.get(mac)
+                if kept is None or kept.stamp != stamp:
+                    self._render(mac, stamp, {})
+        return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:
         """The boot answer for ``mac`` and the active task it belongs to (None: no active task)."""
@@ -82,7 +132,11 @@ class BootAnswers:
         if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
                 and seen.items() <= kept.hardware.items()):
             return kept.answer, kept.task_id
-        with self.database.session() as session:  # read after the stamp: a change between makes a new stamp
+        return self._render(mac, stamp, seen)
+
+    def _render(self, mac: str, stamp: Stamp, seen: dict[str, str]) -> tuple[BootAnswer, int | None]:
+        """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one)."""
+        with self.database.session() as session:
             answer = boot_answer(session, self.settings, self.vault, mac, seen)
             task = active_task_for_mac(session, mac)
             stored = dict((task.hardware or {}) if task is not None else seen)

@@ -42,12 +42,12 @@ def grub_configs(database: Database, settings: Settings, vault: Vault, metrics: 
     """The per-machine GRUB configuration the signed GRUB asks the TFTP server for, made from the
     same answer as the API's boot scripts; the request is logged on the machine's task and counted."""
     counted = metrics or PxeMetrics()
+    answers = boot_answers(database, settings, vault)
 
     def render(name: str, client: str) -> bytes | None:
         mac = grub.machine_file_mac(name)
         if mac is None:
             return None
-        answers = boot_answers(database, settings, vault)
         answer, task_id = answers.answer(mac, {})
         if task_id is not None:
             why = f" ({answer.document['message']})" if answer.document.get("message") else ""
@@ -68,10 +68,11 @@ def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> Non
         servers.append(exporter)
     if tftp:
         root = prepare_root(settings)
-        database = Database.from_settings(settings)
+        database, vault = Database.from_settings(settings), Vault.from_settings(settings)
+        boot_answers(database, settings, vault).render_ahead()  # Secure Boot machines' GRUB configurations
         tftp_server = TftpServer(root, host=settings.tftp_host, port=settings.tftp_port,
                                  mounts={grub.IMAGES_FOLDER: settings.effective_images_dir},
-                                 rendered=grub_configs(database, settings, Vault.from_settings(settings), metrics),
+                                 rendered=grub_configs(database, settings, vault, metrics),
                                  metrics=metrics).start()
         servers.append(tftp_server)
         log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, tftp_server.port)
