@@ -239,7 +239,8 @@ def test_oack_carries_blksize_tsize_and_timeout(server, ipxe_efi):
         ({"blksize": "12x"}, None, 512),  # not a number: ignored, and no crash
         ({"timeout": 0}, None, 512),  # outside 1-255: ignored
         ({"timeout": 256, "tsize": 0}, {"tsize": "SIZE"}, 512),
-        ({"windowsize": 8}, None, 512),  # RFC 7440 is not supported: ignored
+        ({"windowsize": 0}, None, 512),  # outside RFC 7440's 1-65535: ignored
+        ({"windowsize": 65536, "tsize": 0}, {"tsize": "SIZE"}, 512),
     ],
 )
 def test_only_requested_valid_options_are_acknowledged(server, ipxe_efi, options, expected_oack, block):
