@@ -452,25 +452,27 @@ class _Transfer:
 
     def _send(self, first: int, now: float) -> None:
         """Send the window from block ``first``: one block in lock-step, up to ``windowsize``."""
-        index, sock, peer = first, self.sock, self.peer
+        index, sock, peer, packets = first, self.sock, self.peer, self.packets
         end = min(first + self.windowsize - 1, self.last)
         while index <= end:
-            packet = self._packet(index)
-            with contextlib.suppress(BlockingIOError):  # a full send buffer drops it, as a network would
+            packet = packets[index - 1] if packets is not None else self._read(index)
+            try:  # noqa: SIM105 - contextlib.suppress would make an object per packet
                 sock.sendto(packet, peer)
+            except BlockingIOError:  # a full send buffer drops it, as a network would; it comes again
+                pass
             if index > self.sent:
                 self.sent = index
                 self.bytes += len(packet) - 4
             else:
                 self.resent_bytes += len(packet)
             index += 1
-            end = min(end, self.last)  # a streamed file may have ended early
+            if self.last < end:  # a file read block by block ended early
+                end = self.last
         self.window_end = index - 1
         self.last_dat_time = now
 
-    def _packet(self, index: int) -> bytes:
-        if self.packets is not None:
-            return self.packets[index - 1]
+    def _read(self, index: int) -> bytes:
+        """Block ``index`` of a file too large to keep, read now."""
         payload = os.pread(self.fd, self.blksize, (index - 1) * self.blksize)
         if len(payload) < self.blksize:
             self.last = index  # read until a short block, as the file is now
