@@ -388,7 +388,7 @@ class _Transfer:
         self.windowsize = self.accepted.get("windowsize", 1)
         self.timeout = self.accepted.get("timeout", self.timeout)
         if content.data is None:
-            self.last = content.size // self.blksize + 1  # may move if the file changes meanwhile (_packet)
+            self.last = content.size // self.blksize + 1  # may move if the file changes meanwhile (_read)
         else:
             if content.key is None:  # rendered for this client: not kept
                 self.packets = _cut(content.data, self.blksize)
