@@ -506,7 +506,11 @@ class _Transfer:
 
 
 class _Loop:
-    """One event loop: takes requests from the shared listening socket and runs the transfers it took."""
+    """One event loop: takes requests from the shared listening socket and runs transfers.
+
+    A new transfer goes to the loop with the fewest: requests come one at a time, so the kernel would
+    wake the same idle loop for each, and that loop alone would send every block.
+    """
 
     def __init__(self, server: _ConfinedServer, sock: socket.socket, timeout: float, retries: int):
         self.server = server
@@ -516,6 +520,32 @@ class _Loop:
         self.sessions: dict[int, _Transfer] = {}  # by the transfer socket's descriptor
         self.buffer = bytearray(_RECV_SIZE)
         self.wake, self.waker = socket.socketpair()
+        self.wake.setblocking(False)
+        self.inbox: list[_Transfer] = []  # transfers another loop started for this one
+        self.closed = False  # set when the loop ends: it takes no more transfers
+        self.lock = threading.Lock()  # guards inbox and closed
+
+    @property
+    def load(self) -> int:
+        return len(self.sessions) + len(self.inbox)
+
+    def adopt(self, transfer: _Transfer) -> bool:
+        """Take over a transfer another loop started (from that loop's thread); False once ended."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.inbox.append(transfer)
+        with contextlib.suppress(OSError):  # a full wake socket: the loop is awake anyway
+            self.waker.send(b"\x00")
+        return True
+
+    def _take_inbox(self, poller: select.epoll) -> None:
+        with self.lock:
+            adopted, self.inbox = self.inbox, []
+        for transfer in adopted:
+            fd = transfer.sock.fileno()
+            self.sessions[fd] = transfer
+            poller.register(fd, select.EPOLLIN)
 
     def run(self) -> None:
         server, sessions, buffer = self.server, self.sessions, self.buffer
@@ -525,7 +555,7 @@ class _Loop:
         poller.register(wake, select.EPOLLIN)
         next_check = time.monotonic() + _TICK
         try:
-            while not server.shutdown_immediately and not (server.shutdown_gracefully and not sessions):
+            while not server.shutdown_immediately and not (server.shutdown_gracefully and not self.load):
                 events = poller.poll(_TICK if sessions else -1)
                 now = time.monotonic()
                 for fd, _ in events:
@@ -535,13 +565,19 @@ class _Loop:
                     elif fd == listening:
                         self._accept(poller, now)
                     elif fd == wake:
-                        self.wake.recv(64)
+                        with contextlib.suppress(BlockingIOError):
+                            self.wake.recv(4096)
+                if self.inbox:
+                    self._take_inbox(poller)
                 if now >= next_check:
                     next_check = now + _TICK
                     for transfer in list(sessions.values()):
                         if now - transfer.last_update > transfer.timeout:
                             self._retransmit(poller, transfer, now)
         finally:
+            with self.lock:
+                self.closed = True
+            self._take_inbox(poller)
             for transfer in list(sessions.values()):
                 self._finish(poller, transfer, "aborted", "aborted: server stopping", logging.INFO)
             poller.close()
@@ -584,9 +620,11 @@ class _Loop:
             return
         # keyed by the transfer's own socket: a client repeating its request gets a second transfer,
         # and answers the one it does not use with an error (RFC 1350), as with tftpd-hpa
-        fd = transfer.sock.fileno()
-        self.sessions[fd] = transfer
-        poller.register(fd, select.EPOLLIN)
+        target = min(server.running_loops, key=lambda loop: (loop.load, loop is not self), default=self)
+        if target is self or not target.adopt(transfer):
+            fd = transfer.sock.fileno()
+            self.sessions[fd] = transfer
+            poller.register(fd, select.EPOLLIN)
         log.debug("TFTP %r to %s:%d started, options %s", transfer.file_to_transfer, host, port, transfer.accepted)
 
     def _receive(self, poller: select.epoll, transfer: _Transfer, buffer: bytearray, now: float) -> None:
@@ -650,7 +688,7 @@ class _ConfinedServer:
         self.shutdown_gracefully = False
         self.shutdown_immediately = False
         self.bound = False  # whether the last listen() got as far as binding its socket
-        self._running: list[_Loop] = []
+        self.running_loops: list[_Loop] = []
 
     def listen(self, listenip: str = "", listenport: int = 69, timeout: float = 5, retries: int = 3) -> None:
         """Serve until stop(); port 0 picks a free port. The first loop runs in the calling thread."""
@@ -666,7 +704,7 @@ class _ConfinedServer:
         self.bound = True
         self.listenip, self.listenport = sock.getsockname()
         loops = [_Loop(self, sock, timeout, retries) for _ in range(self.loops)]
-        self._running = loops
+        self.running_loops = loops
         name = threading.current_thread().name
         threads = [threading.Thread(target=self._run_extra, args=(loop,), name=f"{name}/{number}", daemon=True)
                    for number, loop in enumerate(loops[1:], 1)]
@@ -682,7 +720,7 @@ class _ConfinedServer:
         finally:
             for thread in threads:
                 thread.join()
-            self._running = []
+            self.running_loops = []
             for loop in loops:
                 loop.close()
             sock.close()
@@ -702,7 +740,7 @@ class _ConfinedServer:
             self.shutdown_immediately = True
         else:
             self.shutdown_gracefully = True
-        for loop in self._running:
+        for loop in self.running_loops:
             with contextlib.suppress(OSError):  # the loops have just ended and closed it
                 loop.waker.send(b"x")
 

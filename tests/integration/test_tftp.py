@@ -543,12 +543,17 @@ def test_write_request_is_refused_and_writes_nothing(server, root, ipxe_efi, nam
 # -- many clients ------------------------------------------------------------------------------
 
 
-def test_twenty_concurrent_downloads(server, ipxe_efi):
-    with ThreadPoolExecutor(max_workers=20) as pool:
+@pytest.mark.parametrize("loops", [1, 3])
+def test_twenty_concurrent_downloads(root, ipxe_efi, loops):
+    """However many event loops share the transfers (by default one per core, up to two)."""
+    with TftpServer(root, host=HOST, port=0, loops=loops) as server, ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(
-            lambda i: raw_get(server.port, "ipxe.efi", blksize=(512, 1024, 1468, 8192)[i % 4], tsize=0),
+            lambda i: (raw_get(server.port, "ipxe.efi", blksize=(512, 1024, 1468, 8192)[i % 4], tsize=0) if i % 2
+                       else window_get(server.port, "ipxe.efi", blksize=(512, 1468)[i % 4 // 2], tsize=0,
+                                       windowsize=8)[:3]),
             range(20),
         ))
+        assert len(server._server.running_loops) == loops
     assert len(results) == 20
     for oack, data, _ in results:
         assert oack["tsize"] == str(len(ipxe_efi))
