@@ -14,8 +14,9 @@ GRUB configuration, made when asked); both confined the same way.
 
 Speed, as tftpd-hpa's: a file of up to CACHE_FILE_MAX bytes is read once and cut into DATA packets
 once per block size (the same few iPXE binaries go to every machine); an ACK is decoded in place, not
-through packet objects; and a few event loops (threads) share the listening socket, each running the
-transfers it took, because most of a block's cost is the kernel's send, which runs without the GIL.
+through packet objects; and a few event loops (threads) share the listening socket and the transfers
+(each new one to the loop with the fewest), because most of a block's cost is the kernel's send, which
+runs without the GIL.
 """
 
 from __future__ import annotations
