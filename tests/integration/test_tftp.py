@@ -1,4 +1,5 @@
-"""The TFTP server against real clients (tftp-hpa, curl, busybox) and a raw one that shows the packets.
+"""The TFTP server against real clients (tftp-hpa, curl, busybox), a raw one that shows the packets and
+an RFC 7440 (windowsize) one, since none of the real ones speaks it.
 
 Everything runs on 127.0.0.1 with ports the kernel picks; every server is stopped by its fixture.
 """
