@@ -1,4 +1,5 @@
-"""The TFTP server against real clients (tftp-hpa, curl, busybox) and a raw one that shows the packets.
+"""The TFTP server against real clients (tftp-hpa, curl, busybox), a raw one that shows the packets and
+an RFC 7440 (windowsize) one, since none of the real ones speaks it.
 
 Everything runs on 127.0.0.1 with ports the kernel picks; every server is stopped by its fixture.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from octoprov.netboot import grub
+from octoprov.netboot import grub, tftp
 from octoprov.netboot.tftp import IPXE_BINARIES, TftpServer, prepare_root
 from octoprov.settings import Settings
 
@@ -239,7 +240,8 @@ def test_oack_carries_blksize_tsize_and_timeout(server, ipxe_efi):
         ({"blksize": "12x"}, None, 512),  # not a number: ignored, and no crash
         ({"timeout": 0}, None, 512),  # outside 1-255: ignored
         ({"timeout": 256, "tsize": 0}, {"tsize": "SIZE"}, 512),
-        ({"windowsize": 8}, None, 512),  # RFC 7440 is not supported: ignored
+        ({"windowsize": 0}, None, 512),  # outside RFC 7440's 1-65535: ignored
+        ({"windowsize": 65536, "tsize": 0}, {"tsize": "SIZE"}, 512),
     ],
 )
 def test_only_requested_valid_options_are_acknowledged(server, ipxe_efi, options, expected_oack, block):
@@ -307,6 +309,156 @@ def test_packet_from_a_stranger_gets_unknown_tid_and_transfer_goes_on(server, ip
             if len(data) - 4 < 1024:
                 break
     assert received == ipxe_efi
+
+
+# -- windowsize (RFC 7440) ---------------------------------------------------------------------
+
+
+def window_get(port: int, name: str, drop: tuple[int, ...] = (), patience: float = 5, **options):
+    """An RFC 7440 client (curl and tftp-hpa have none): it ACKs the last block of each window, the last
+    block of the file, and on a gap (or when nothing comes for ``patience`` seconds) the last block it
+    got in order, once. It ignores the first arrival of each block counted in ``drop`` (from 1, not
+    wrapped), as if the network lost it. Without ``windowsize`` it ACKs every block (RFC 1350).
+    Returns (OACK options, data, block counts in order of arrival: every DATA packet received, and how
+    many times it waited in vain); it gives up after three such waits."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(5)
+        sock.sendto(request(name, **options), (HOST, port))
+        answer, peer = sock.recvfrom(70000)
+        if struct.unpack("!H", answer[:2])[0] == ERROR:
+            raise_error(answer)
+        assert struct.unpack("!H", answer[:2])[0] == OACK
+        oack = parse_options(answer[2:])
+        blksize, window = int(oack.get("blksize", 512)), int(oack.get("windowsize", 1))
+        sock.sendto(ack(0), peer)
+        sock.settimeout(patience)
+        chunks: list[bytes] = []
+        arrivals: list[int] = []
+        to_drop = set(drop)
+        in_window, reported, timeouts = 0, None, 0
+        while True:
+            try:
+                data, source = sock.recvfrom(70000)
+            except TimeoutError:  # RFC 7440: on a timeout, ACK the last block received in order
+                timeouts += 1
+                assert timeouts <= 3, f"stuck after block {len(chunks)}"
+                sock.sendto(ack(len(chunks) & 0xFFFF), peer)
+                in_window = 0
+                continue
+            assert source == peer and struct.unpack("!H", data[:2])[0] == DATA
+            expected = len(chunks) + 1
+            wire = struct.unpack("!H", data[2:4])[0]
+            ahead = (wire - expected) & 0xFFFF  # 0: the next block; small: a gap; large: a repeat
+            count = expected + ahead if ahead < 0x8000 else expected + ahead - 0x10000
+            arrivals.append(count)
+            if count in to_drop:
+                to_drop.discard(count)
+                continue
+            if ahead == 0:
+                chunks.append(data[4:])
+                in_window += 1
+                final = len(data) - 4 < blksize
+                if final or in_window == window:
+                    sock.sendto(ack(wire), peer)
+                    in_window = 0
+                if final:
+                    return oack, b"".join(chunks), arrivals, timeouts
+            elif ahead < 0x8000 and reported != expected:  # a gap: say where it is, once
+                sock.sendto(ack((expected - 1) & 0xFFFF), peer)
+                in_window, reported = 0, expected
+
+
+def test_windowsize_is_acknowledged_and_the_file_comes_whole(server, ipxe_efi, caplog):
+    caplog.set_level(logging.INFO, logger="octoprov.netboot.tftp")
+    oack, data, arrivals, _ = window_get(server.port, "ipxe.efi", blksize=1468, windowsize=8, tsize=0)
+    assert oack == {"blksize": "1468", "windowsize": "8", "tsize": str(len(ipxe_efi))}
+    assert data == ipxe_efi
+    blocks = len(ipxe_efi) // 1468 + 1
+    assert arrivals == list(range(1, blocks + 1)), "each block once, in order"
+    line = wait_for_log(caplog, "'ipxe.efi' to 127.0.0.1")
+    assert f"sent: {len(ipxe_efi)} bytes" in line and "windowsize 8, 0 bytes resent" in line
+
+
+@pytest.mark.parametrize(
+    ("asked", "blksize", "answered"),
+    [
+        (1, 512, "1"),  # the RFC's smallest: lock-step, said so
+        (64, 512, "16"),  # above what this server sends at once: lowered (RFC 7440 lets the server)
+        (65535, 1468, "16"),
+        (16, 8192, "8"),  # no more than 64 KiB in flight
+        (4, 65464, "1"),
+    ],
+)
+def test_windowsize_is_capped(server, ipxe_efi, asked, blksize, answered):
+    oack, data, _, _ = window_get(server.port, "ipxe.efi", blksize=blksize, windowsize=asked)
+    assert oack == {"blksize": str(blksize), "windowsize": answered}
+    assert data == ipxe_efi
+
+
+@pytest.mark.parametrize(
+    ("drop", "waits"),
+    [
+        ((21,), 0),  # inside a window (blocks 17-24): the client ACKs 20 at the gap, the server goes on from 21
+        ((17,), 0),  # a window's first block: the client repeats its last ACK (16), the window comes again
+        ((24,), 1),  # a window's last block: nothing after it shows the gap; the client's timeout ACKs 23
+        # several: 2 and 3 (found at 4), 40 and 41 (the end of the window 34-41: a timeout), 42 (the next
+        # window's first block, found at 43) and the file's last block (a timeout)
+        ((2, 3, 40, 41, 42, -1), 2),
+    ],
+)
+def test_windowed_transfer_recovers_a_lost_block(server, ipxe_efi, drop, waits, caplog):
+    """Recovered by the client's ACK of the last block it got in order: the negotiated timeout of 255 s
+    keeps the server's own retransmission out of it."""
+    caplog.set_level(logging.INFO, logger="octoprov.netboot.tftp")
+    blocks = len(ipxe_efi) // 1468 + 1
+    drop = tuple(blocks if block == -1 else block for block in drop)
+    _, data, arrivals, timeouts = window_get(server.port, "ipxe.efi", drop=drop, patience=0.5, blksize=1468,
+                                             windowsize=8, timeout=255)
+    assert data == ipxe_efi
+    assert timeouts == waits
+    for block in drop:
+        assert arrivals.count(block) == 2  # lost once, sent again
+    assert len(arrivals) <= blocks + 8 * len(drop), "a loss costs at most one window again"
+    line = wait_for_log(caplog, "'ipxe.efi' to 127.0.0.1")
+    assert f"sent: {len(ipxe_efi)} bytes" in line and ", 0 bytes resent" not in line
+
+
+@pytest.mark.parametrize("windowsize", [None, 16])
+def test_block_numbers_wrap_around_after_65535(server, ipxe_efi, windowsize):
+    """With blksize 8 ipxe.efi takes more than 65535 blocks: the block after 65535 is numbered 0."""
+    options = {"blksize": 8} | ({"windowsize": windowsize} if windowsize else {})
+    assert len(ipxe_efi) // 8 + 1 > 65536
+    _, data, arrivals, _ = window_get(server.port, "ipxe.efi", **options)
+    assert data == ipxe_efi
+    assert arrivals == list(range(1, len(ipxe_efi) // 8 + 2))
+
+
+def test_windowed_transfer_of_a_file_read_block_by_block(server, root, monkeypatch):
+    """Files above CACHE_FILE_MAX are not kept in memory: read at each block's offset, also when a
+    window goes again."""
+    monkeypatch.setattr(tftp, "CACHE_FILE_MAX", 10_000)
+    content = random.Random(5).randbytes(300_000)
+    (root / "big.bin").write_bytes(content)
+    assert window_get(server.port, "big.bin", drop=(30, 100), blksize=1024, windowsize=16)[1] == content
+    assert raw_get(server.port, "big.bin", blksize=1024)[1] == content
+    assert raw_get(server.port, "big.bin")[1] == content
+
+
+def test_a_changed_file_is_read_again(server, root):
+    """Small files are kept in memory, by path, inode, size and times: rewriting one in place, even at the
+    same size, or replacing it by a rename as prepare_root does, serves the new content."""
+    (root / "kept.bin").write_bytes(b"A" * 5000)
+    assert raw_get(server.port, "kept.bin", blksize=1468)[1] == b"A" * 5000
+    before = (root / "kept.bin").stat()
+    with open(root / "kept.bin", "r+b") as rewrite:
+        rewrite.write(b"B" * 5000)
+    os.utime(root / "kept.bin", ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert raw_get(server.port, "kept.bin", blksize=1468)[1] == b"B" * 5000
+    (root / "new.bin").write_bytes(b"C" * 5000)
+    os.replace(root / "new.bin", root / "kept.bin")
+    assert raw_get(server.port, "kept.bin", blksize=1468)[1] == b"C" * 5000
+    assert raw_get(server.port, "kept.bin")[1] == b"C" * 5000
 
 
 # -- confinement and refusals ------------------------------------------------------------------
@@ -392,12 +544,17 @@ def test_write_request_is_refused_and_writes_nothing(server, root, ipxe_efi, nam
 # -- many clients ------------------------------------------------------------------------------
 
 
-def test_twenty_concurrent_downloads(server, ipxe_efi):
-    with ThreadPoolExecutor(max_workers=20) as pool:
+@pytest.mark.parametrize("loops", [1, 3])
+def test_twenty_concurrent_downloads(root, ipxe_efi, loops):
+    """However many event loops share the transfers (by default one per core, up to two)."""
+    with TftpServer(root, host=HOST, port=0, loops=loops) as server, ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(
-            lambda i: raw_get(server.port, "ipxe.efi", blksize=(512, 1024, 1468, 8192)[i % 4], tsize=0),
+            lambda i: (raw_get(server.port, "ipxe.efi", blksize=(512, 1024, 1468, 8192)[i % 4], tsize=0) if i % 2
+                       else window_get(server.port, "ipxe.efi", blksize=(512, 1468)[i % 4 // 2], tsize=0,
+                                       windowsize=8)[:3]),
             range(20),
         ))
+        assert len(server._server.running_loops) == loops
     assert len(results) == 20
     for oack, data, _ in results:
         assert oack["tsize"] == str(len(ipxe_efi))
