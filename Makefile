@@ -123,7 +123,7 @@ bench: system-packages .venv bench-packages ## run the benchmarks; each prints r
 	$(VENV)/bin/python -m bench.http_files
 	$(VENV)/bin/python -m bench.kvm_start
 
-chaos: system-packages .venv ## kill workers, restart Redis, PostgreSQL and the API under load; table of lost tasks (~12 min)
+chaos: system-packages .venv ## kill workers, restart Redis, PostgreSQL and the API under load; table of lost tasks (~7 min)
 	$(VENV)/bin/python -m bench.chaos --full
 
 lint: .venv ## run ruff and the type checker (mypy)

@@ -6,7 +6,7 @@ HTTP 500. Prints a Markdown table, one row per scenario (tests/support/chaos.py 
 
 Without ``--full`` the test suite's sizes (a few minutes in all); with it the issue's: 100 worker kills over
 100 tasks, 55-56 tasks for each outage, leases and visibility timeout 15 s, deadlines 90 s, the periodic job
-every 5 s and up to 150 s to settle (`make chaos`, about 12 minutes). Exits 1 when a check failed.
+every 5 s and up to 150 s to settle (`make chaos`, about 7 minutes). Exits 1 when a check failed.
 """
 
 from __future__ import annotations
