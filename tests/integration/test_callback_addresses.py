@@ -20,6 +20,7 @@ from api.runtime import DISPATCH
 from octoprov import pipeline
 from octoprov.errors import PermanentError
 from octoprov.models import Task, TaskLog, TaskStep
+from octoprov.netboot.answercache import flush_all
 from octoprov.postinstall.common import reported
 from octoprov.runtime import Runtime
 from tests.support.library import API, created
@@ -121,6 +122,7 @@ def test_each_callback_and_boot_script_request_logs_where_it_came_from(client, a
                         .values(status="running"))  # back in the install window, to be served the install script
         session.get(Task, task_id).mac_address = MAC
     anonymous.get(f"{API}/pxe/boot", query_string={"mac": MAC}, environ_base={"REMOTE_ADDR": FOREIGN})
+    assert flush_all()  # the boot line is written by the boot answers' background writer
     with runtime.database.session() as session:
         messages = list(session.scalars(select(TaskLog.message).where(TaskLog.task_id == task_id)))
     assert any(MACHINE in message and "progress" in message for message in messages), messages
