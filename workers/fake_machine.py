@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +36,7 @@ from octoprov import steps
 from octoprov.context import TaskContext
 from octoprov.errors import is_infrastructure
 from octoprov.models import Task, TaskStep
-from octoprov.targets.fake import options_of, record, use_machine_scheduler
+from octoprov.targets.fake import options_of, record, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
 
@@ -85,9 +84,7 @@ def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | Non
 
 
 def save(path: Path, progress: Progress) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(progress)))
-    os.replace(temporary, path)  # a reader sees the old record or the new one, never half of one
+    write_record(path, asdict(progress))
 
 
 def finish(path: Path) -> None:

@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, select
@@ -29,7 +29,7 @@ from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.models import Task, TaskEvent
-from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, boot_answer, record_boot
+from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boot
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ class BootAnswers:
     def _render(self, mac: str, stamp: Stamp, seen: dict[str, str]) -> tuple[BootAnswer, int | None]:
         """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one)."""
         with self.database.session() as session:
-            answer = boot_answer(session, self.settings, self.vault, mac, seen)
             task = active_task_for_mac(session, mac)
+            answer = answer_for(session, self.settings, self.vault, mac, task, seen)
             stored = dict((task.hardware or {}) if task is not None else seen)
             task_id = task.id if task is not None else None
             wrote = bool(session.new or session.dirty)
@@ -195,13 +195,12 @@ _caches: dict[int, BootAnswers] = {}
 _caches_lock = threading.Lock()
 
 
-def boot_answers(database: Database, settings: Settings, vault: Vault,
-                 make: Callable[[Database, Settings, Vault], BootAnswers] = BootAnswers) -> BootAnswers:
+def boot_answers(database: Database, settings: Settings, vault: Vault) -> BootAnswers:
     """The process's cache for this database (one per runtime: a test may run several)."""
     with _caches_lock:
         cache = _caches.get(id(database))
         if cache is None or cache.database is not database:
-            cache = _caches[id(database)] = make(database, settings, vault)
+            cache = _caches[id(database)] = BootAnswers(database, settings, vault)
         return cache
 
 

@@ -104,7 +104,12 @@ def local_boot(reason: str) -> BootAnswer:
 
 def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
                 hardware: Mapping[str, str | None]) -> BootAnswer:
-    task = active_task_for_mac(session, mac)
+    return answer_for(session, settings, vault, mac, active_task_for_mac(session, mac), hardware)
+
+
+def answer_for(session: Session, settings: Settings, vault: Vault, mac: str, task: Task | None,
+               hardware: Mapping[str, str | None]) -> BootAnswer:
+    """The answer for ``mac`` given its active task (None: it has none), as the caller looked it up."""
     if task is None and settings.boot_unknown_machines:
         script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))
         message = no_task_message(session, mac)

@@ -172,10 +172,14 @@ def set_power(path: Path, state: str) -> None:
     """Store the machine's power state (a removed machine stays removed)."""
     if not path.exists():
         return
-    content = {**json.loads(path.read_text()), "power": state}
+    write_record(path, {**json.loads(path.read_text()), "power": state})
+
+
+def write_record(path: Path, content: dict[str, Any]) -> None:
+    """Replace a JSON record whole: a reader sees the old record or the new one, never half of one."""
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(content))
-    os.replace(temporary, path)  # a reader sees the old record or the new one
+    os.replace(temporary, path)
 
 
 class FakeCompute(ComputeInterface):
