@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov import secureboot, states
@@ -72,7 +73,7 @@ class TaskContext:
     def check_cancelled(self) -> None:
         """Long driver actions call this between their parts: a cancelled task stops there."""
         with self.database.session() as session:
-            status = session.get_one(Task, self.task_id).status
+            status = session.scalar(select(Task.status).where(Task.id == self.task_id))
         if status in (states.CANCELLED, states.FAILED):
             raise Cancelled(f"task {self.task_id} is {status}")
 

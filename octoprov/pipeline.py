@@ -13,7 +13,7 @@ worker or a late callback can never run a step twice or move a task backwards:
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
@@ -73,15 +73,18 @@ def refresh_progress(session: Session, task_id: int) -> None:
     ).execution_options(synchronize_session="fetch"))
 
 
-def _enter_phase(session: Session, task_id: int, phase: str) -> bool:
-    """Move the task into ``phase`` unless it is there already; False when it is final."""
-    status = session.scalar(select(Task.status).where(Task.id == task_id))
+def _enter_phase(session: Session, task_id: int, phase: str, status: str | None = None) -> bool:
+    """Move the task into ``phase`` unless it is there already; False when it is final. ``status`` is the
+    task's state when the caller read it; unknown, the move is tried first and the state read only when
+    the move did not happen (the task was in the phase already, or over)."""
     if status == phase:
         return True
     if status in states.FINAL:
         return False
-    values = {"started_at": utcnow()} if status == states.PENDING else {}
-    return states.transition(session, task_id, phase, **values)
+    started = case((Task.status == states.PENDING, utcnow()), else_=Task.started_at)  # when it leaves pending
+    if states.transition(session, task_id, phase, started_at=started):
+        return True
+    return status is None and session.scalar(select(Task.status).where(Task.id == task_id)) == phase
 
 
 # -- work steps ------------------------------------------------------------------------------------
@@ -102,51 +105,68 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
     """Take a work step for this worker, or say why not: the task is over, the step is done
     (a redelivered message), or another worker runs it under a valid lease (a duplicate).
     ``resume`` is the attempt of this worker's own earlier claim, which an infrastructure error
-    interrupted: that claim is taken back even though its lease still runs."""
-    status = session.scalar(select(Task.status).where(Task.id == task_id))
-    if status is None or status in states.FINAL:
-        return TASK_OVER
+    interrupted: that claim is taken back even though its lease still runs.
+
+    One statement while the task stays in its phase: the conditional UPDATE takes the step only while
+    its task is active and returns the step with the task's state."""
     now = utcnow()
     ours = (TaskStep.status == StepStatus.RUNNING) & (TaskStep.attempts == resume) if resume is not None else false()
-    taken = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
+    task_status = select(Task.status).where(Task.id == task_id).scalar_subquery()
+    taken = session.execute(
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
                or_(TaskStep.status == StepStatus.PENDING,
-                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now), ours))
+                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now), ours),
+               task_status.not_in(states.FINAL))
         .values(status=StepStatus.RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
                 started_at=now, finished_at=None)
+        .returning(TaskStep.title, TaskStep.phase, TaskStep.attempts, task_status)
         .execution_options(synchronize_session="fetch")
-    )).rowcount
-    step = session.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.name == name))
-    if not taken:
-        return ALREADY_DONE if step is not None and step.status == StepStatus.DONE else TAKEN
-    assert step is not None  # this worker just claimed it
-    if not _enter_phase(session, task_id, step.phase):
+    ).first()
+    if taken is None:
+        return _why_not_claimed(session, task_id, name)
+    title, phase, attempts, status = taken
+    if not _enter_phase(session, task_id, phase, status):
         session.rollback()
         return TASK_OVER
-    if step.attempts > 1:
-        log(session, task_id, f"{step.title}: attempt {step.attempts}", step=name)
-    refresh_progress(session, task_id)
-    return Claim(name, step.title, step.attempts)
+    if attempts > 1:
+        log(session, task_id, f"{title}: attempt {attempts}", step=name)
+    return Claim(name, title, attempts)
+
+
+def _why_not_claimed(session: Session, task_id: int, name: str) -> str:
+    step_status = select(TaskStep.status).where(TaskStep.task_id == task_id, TaskStep.name == name).scalar_subquery()
+    row = session.execute(select(Task.status, step_status).where(Task.id == task_id)).first()
+    if row is None or row[0] in states.FINAL:
+        return TASK_OVER
+    return ALREADY_DONE if row[1] == StepStatus.DONE else TAKEN
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A work step recorded as done; ``task_completed`` when it was the task's last step."""
+
+    task_completed: bool
 
 
 def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str,
-             attempt: int | None = None, title: str | None = None) -> bool:
-    """Mark a claimed work step done and activate the wait step that follows, if any. With
-    ``attempt``, only while that claim still holds the step (no other worker took it over);
-    ``title``: the step's title as its claim read it, saving a read."""
+             attempt: int | None = None) -> Completed | None:
+    """Mark a claimed work step done and activate the wait step that follows, if any; None when the
+    step was not this worker's to complete. With ``attempt``, only while that claim still holds the step
+    (no other worker took it over)."""
     mine = TaskStep.attempts == attempt if attempt is not None else true()
-    done = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
+    done = session.execute(
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING, mine)
         .values(status=StepStatus.DONE, finished_at=utcnow(), detail=detail, lease_until=None)
+        .returning(TaskStep.position, TaskStep.title)
         .execution_options(synchronize_session="fetch")
-    )).rowcount
-    if not done:
-        return False
-    log(session, task_id, f"{title or _title(session, task_id, name)}: {detail}", step=name)
-    _after(session, settings, task_id, name)
-    return True
+    ).first()
+    if done is None:
+        return None
+    position, title = done
+    log(session, task_id, f"{title}: {detail}", step=name)
+    return Completed(_after(session, settings, task_id, name, position))
 
 
 def release(session: Session, task_id: int, name: str, reason: str, retry_in_s: float = 0) -> None:
@@ -193,30 +213,36 @@ def _title(session: Session, task_id: int, name: str) -> str:
     return session.scalar(select(TaskStep.title).where(TaskStep.task_id == task_id, TaskStep.name == name)) or name
 
 
-def _after(session: Session, settings: Settings, task_id: int, name: str) -> None:
-    """What follows a finished step: a wait step is activated; the end completes the task."""
-    rows = step_rows(session, task_id)
-    index = next(i for i, row in enumerate(rows) if row.name == name)
-    following = rows[index + 1] if index + 1 < len(rows) else None
+def _after(session: Session, settings: Settings, task_id: int, name: str, position: int) -> bool:
+    """What follows the finished step at ``position``: a wait step is activated; the end completes the
+    task (True)."""
+    following = session.execute(
+        select(TaskStep.id, TaskStep.name, TaskStep.title, TaskStep.kind, TaskStep.status, TaskStep.phase)
+        .where(TaskStep.task_id == task_id, TaskStep.position > position).order_by(TaskStep.position).limit(1)
+    ).first()
+    completed = False
     if following is None:
-        if states.transition(session, task_id, states.COMPLETED):
+        completed = states.transition(session, task_id, states.COMPLETED)
+        if completed:
             log(session, task_id, "Task completed", step=name)
     elif following.kind == steps.WAIT and following.status == StepStatus.PENDING:
-        _activate_wait(session, settings, task_id, following)
+        _activate_wait(session, settings, task_id, following.id, following.name, following.title, following.phase)
     refresh_progress(session, task_id)
+    return completed
 
 
-def _activate_wait(session: Session, settings: Settings, task_id: int, step: TaskStep) -> None:
-    seconds = settings.deadline_s(step.name)
-    if not _enter_phase(session, task_id, step.phase):
+def _activate_wait(session: Session, settings: Settings, task_id: int, step_id: int, name: str, title: str,
+                   phase: str) -> None:
+    seconds = settings.deadline_s(name)
+    if not _enter_phase(session, task_id, phase):
         return
     now = utcnow()
     session.execute(
-        update(TaskStep).where(TaskStep.id == step.id, TaskStep.status == StepStatus.PENDING)
+        update(TaskStep).where(TaskStep.id == step_id, TaskStep.status == StepStatus.PENDING)
         .values(status=StepStatus.RUNNING, started_at=now, deadline_at=now + timedelta(seconds=seconds))
         .execution_options(synchronize_session="fetch")
     )
-    log(session, task_id, f"Waiting for: {step.title} (deadline {seconds} s)", step=step.name)
+    log(session, task_id, f"Waiting for: {title} (deadline {seconds} s)", step=name)
 
 
 def next_work_run(session: Session, task_id: int) -> list[str]:
@@ -270,6 +296,8 @@ def keeps_machine(session: Session, task: Task) -> bool:
 
 # -- callbacks from the machine --------------------------------------------------------------------
 
+FAILED_BY_MACHINE = "failed"  # the reason of an accepted report that failed its task
+
 
 @dataclass(frozen=True)
 class CallbackOutcome:
@@ -277,6 +305,12 @@ class CallbackOutcome:
     reason: str
     resume: list[str]  # work steps to enqueue now
     warning: str | None = None  # what of the report was not kept, and why (the machine is told)
+    target_type: str = ""  # the task's, for queuing what follows
+
+    @property
+    def failed_task(self) -> bool:
+        """This report failed the task (its rollback is due)."""
+        return self.accepted and self.reason == FAILED_BY_MACHINE
 
 
 def verify_token(task: Task, token: str, vault: Vault) -> None:
@@ -293,17 +327,18 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
     that came from (``source``, the address Octoprov saw) one of the addresses it claims."""
     task = fetch(session, Task, task_id, "task")
     verify_token(task, token, vault)
+    target_type = task.target_type
     text = f"Callback {event} ({status})" + (f" from {source}" if source else "") + (f": {message}" if message else "")
     if task.status in states.FINAL:
         log(session, task_id, text + f" - ignored, task is {task.status}", level="warn", step=event)
         return CallbackOutcome(False, f"task is {task.status}", [])
     refused = record_facts(session, task, facts, source=source) if facts is not None else None
-    outcome = _handle_event(session, settings, task_id, event, status, message, text)
+    outcome = replace(_handle_event(session, settings, task_id, event, status, message, text), target_type=target_type)
     if refused is None:
         return outcome
     warning = f"addresses not stored: the callback {refused}"
     log(session, task_id, f"Callback {event} {warning}", level="warn", step=event)
-    return CallbackOutcome(outcome.accepted, outcome.reason, outcome.resume, warning)
+    return replace(outcome, warning=warning)
 
 
 def _handle_event(session: Session, settings: Settings, task_id: int, event: str, status: str,
@@ -330,14 +365,14 @@ def _handle_event(session: Session, settings: Settings, task_id: int, event: str
     log(session, task_id, text, step=target.name)
     if status == "failed":
         fail(session, task_id, target.name, message or "the machine reported a failure")
-        return CallbackOutcome(True, "failed", [])
+        return CallbackOutcome(True, FAILED_BY_MACHINE, [])
     session.execute(
         update(TaskStep).where(TaskStep.id == target.id, TaskStep.status == StepStatus.RUNNING)
         .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None)
         .execution_options(synchronize_session="fetch")
     )
-    _after(session, settings, task_id, target.name)
-    return CallbackOutcome(True, "step completed", next_work_run(session, task_id))
+    _after(session, settings, task_id, target.name, target.position)
+    return CallbackOutcome(True, "step completed", _work_run(rows))  # the rows the updates above kept in step
 
 
 # -- deadlines, cancel, retry ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
-from sqlalchemy import select
 
 from octoprov import audit, events, inventory, pipeline, states
 from octoprov.actions import run_action
@@ -129,12 +128,11 @@ class StepRun:
         assert self.claim is not None
         with self.runtime.database.session() as session:
             completed = pipeline.complete(session, self.runtime.settings, self.task_id, self.name, detail,
-                                          attempt=self.claim.attempt, title=self.claim.title)
-            finished = session.scalar(select(Task.status).where(Task.id == self.task_id)) == states.COMPLETED
-        if not completed:  # cancelled meanwhile, or taken over after a lease this worker could not renew
+                                          attempt=self.claim.attempt)
+        if completed is None:  # cancelled meanwhile, or taken over after a lease this worker could not renew
             raise Ignore()
         log.info("task %s: %s done by %s", self.task_id, self.name, self.celery_task.request.hostname)
-        if finished:
+        if completed.task_completed:
             send_unless_unreachable(self.task_id, "notify", lambda: worker_dispatcher().notify(self.task_id))
         return detail
 

@@ -92,13 +92,11 @@ class Status(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
             outcome = pipeline.handle_callback(session, runtime().settings, runtime().vault, report.task_id,
                                                report.token, report.event, report.status, report.message,
                                                report.facts(), source=request.remote_addr)
-            task = session.get(Task, report.task_id)
-            assert task is not None  # handle_callback raised NotFound otherwise
-            target_type, failed = task.target_type, task.status == states.FAILED
-            keep = pipeline.keeps_machine(session, task)
+            keep = outcome.failed_task and pipeline.keeps_machine(session, session.get_one(Task, report.task_id))
+        target_type = outcome.target_type
         if outcome.resume:  # steps that cannot be queued now stay pending: the periodic job queues them
             dispatcher().run_steps(report.task_id, target_type, outcome.resume)
-        if failed and outcome.accepted:  # the failure recorded the rollback as due, should the broker be away
+        if outcome.failed_task:  # the failure recorded the rollback as due, should the broker be away
             send_unless_unreachable(report.task_id, "rollback",
                                     lambda: dispatcher().after_failure(report.task_id, target_type, keep))
         answer = CallbackAnswer(accepted=outcome.accepted, reason=outcome.reason, warning=outcome.warning)
