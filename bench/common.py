@@ -38,12 +38,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def group_cpu_s(groups: Iterable[int]) -> float:
-    """CPU seconds (user + system) spent so far by every live process of these process groups, with the
-    children they have waited for: read before and after a run, the difference is the run's cost."""
+    """CPU seconds (user + system) spent so far by every live process of these process groups, or whose
+    parent leads one of them (PostgreSQL's backends each lead a group of their own), with the children
+    they have waited for: read before and after a run, the difference is the run's cost."""
     wanted = set(groups)
     ticks = 0
     for _, fields in process_table():
-        if len(fields) > 14 and int(fields[2]) in wanted:
+        if len(fields) > 14 and (int(fields[2]) in wanted or int(fields[1]) in wanted):
             ticks += sum(int(value) for value in fields[11:15])
     return ticks / TICKS_PER_S
 

@@ -95,6 +95,7 @@ class Claim:
     step: str
     title: str
     attempt: int
+    machine: tuple[str | None, str | None] = (None, None)  # the task's MAC and machine ref as the claim found them
 
 
 # why a step could not be claimed
@@ -111,7 +112,8 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
     its task is active and returns the step with the task's state."""
     now = utcnow()
     ours = (TaskStep.status == StepStatus.RUNNING) & (TaskStep.attempts == resume) if resume is not None else false()
-    task_status = select(Task.status).where(Task.id == task_id).scalar_subquery()
+    task_status, mac, machine_ref = (select(column).where(Task.id == task_id).scalar_subquery()
+                                     for column in (Task.status, Task.mac_address, Task.machine_ref))
     taken = session.execute(
         update(TaskStep)
         .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
@@ -120,18 +122,18 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
                task_status.not_in(states.FINAL))
         .values(status=StepStatus.RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
                 started_at=now, finished_at=None)
-        .returning(TaskStep.title, TaskStep.phase, TaskStep.attempts, task_status)
+        .returning(TaskStep.title, TaskStep.phase, TaskStep.attempts, task_status, mac, machine_ref)
         .execution_options(synchronize_session="fetch")
     ).first()
     if taken is None:
         return _why_not_claimed(session, task_id, name)
-    title, phase, attempts, status = taken
+    title, phase, attempts, status, *machine = taken
     if not _enter_phase(session, task_id, phase, status):
         session.rollback()
         return TASK_OVER
     if attempts > 1:
         log(session, task_id, f"{title}: attempt {attempts}", step=name)
-    return Claim(name, title, attempts)
+    return Claim(name, title, attempts, (machine[0], machine[1]))
 
 
 def _why_not_claimed(session: Session, task_id: int, name: str) -> str:

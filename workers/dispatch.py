@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import Celery, chain
+from celery import Celery
 
 from octoprov.settings import Settings
 from octoprov.targets import registry
@@ -36,14 +36,14 @@ class Dispatcher:
         return cls(make_celery(settings))
 
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool:
-        """Enqueue consecutive work steps as one Celery chain on the target's pool. False when the
-        broker cannot be reached: the periodic job queues the steps once it can (they stay pending)."""
+        """Enqueue consecutive work steps as one message on the target's pool (the worker runs them in
+        order). False when the broker cannot be reached: the periodic job queues the steps once it can
+        (they stay pending)."""
         if not names:
             return True
-        queue = queue_for(target_type)
-        links = [self.app.signature("octoprov.step", args=(task_id, name), immutable=True, queue=queue)
-                 for name in names]
-        work = links[0] if len(links) == 1 else chain(*links, app=self.app)
+        kwargs = {"then": names[1:]} if len(names) > 1 else {}
+        work = self.app.signature("octoprov.step", args=(task_id, names[0]), kwargs=kwargs, immutable=True,
+                                  queue=queue_for(target_type))
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 with self.app.producer_or_acquire() as producer:

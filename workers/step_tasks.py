@@ -9,6 +9,7 @@ whose next step is a wait step simply ends, and the status callback enqueues wha
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
@@ -36,32 +37,55 @@ INFRA_RETRY_MAX_S = 60  # the longest wait between two tries of a step the datab
 
 @app.task(name="octoprov.step", bind=True, max_retries=None)  # type: ignore[untyped-decorator]  # celery: untyped
 def run_step(self: CeleryTask, task_id: int, name: str, resume: int | None = None, done: str | None = None,
-             failure: str | None = None, takeover: bool = False) -> str:
-    """Run one work step. The keyword arguments are set only on this task's own retries: ``resume``,
-    the attempt whose claim an infrastructure error interrupted (taken back), with the step's outcome
-    when its action had ended (``done``, its detail, or ``failure``) so the action does not run twice;
-    ``takeover`` when the step's owner stopped renewing its lease and this message waits it out."""
-    run = StepRun(self, task_id, name, resume=resume, detail=done, failure=failure, takeover=takeover)
-    try:
-        return run.execute()
-    except (Ignore, Retry, Reject):
-        raise
-    except Exception as exc:
-        if not is_infrastructure(exc):
+             failure: str | None = None, takeover: bool = False, then: list[str] | None = None) -> str:
+    """Run one work step, then the work steps ``then`` names: a run of consecutive work steps is one
+    message, delivered once and acting on one loaded context. The other keyword arguments are set only on
+    this task's own retries: ``resume``, the attempt whose claim an infrastructure error interrupted
+    (taken back), with the step's outcome when its action had ended (``done``, its detail, or
+    ``failure``) so the action does not run twice; ``takeover`` when the step's owner stopped renewing
+    its lease and this message waits it out. A step that fails, is retried or is not this worker's to
+    run ends the run (its retry carries the rest).
+
+    A delivery holds its message unacknowledged, and the broker delivers a message again once its
+    visibility timeout passes; so a run that has taken a quarter of that hands the rest to a new message
+    (as a chain would), and only a run of quick steps is one delivery."""
+    names = [name, *(then or [])]
+    ctx: TaskContext | None = None
+    detail = ""
+    began, hand_over_s = time.monotonic(), worker_runtime().settings.broker_visibility_timeout_s / 4
+    for index, step in enumerate(names):
+        first = index == 0
+        if ctx is not None and time.monotonic() - began > hand_over_s:
+            worker_dispatcher().run_steps(task_id, ctx.target_type, names[index:])  # unsent: the sweeper sends it
+            return detail
+        run = StepRun(self, task_id, step, names[index + 1:], resume=resume if first else None,
+                      detail=done if first else None, failure=failure if first else None,
+                      takeover=takeover and first, ctx=ctx)
+        try:
+            detail = run.execute()
+        except (Ignore, Retry, Reject):
             raise
-        raise run.retry_later(exc) from None
+        except Exception as exc:
+            if not is_infrastructure(exc):
+                raise
+            raise run.retry_later(exc) from None
+        ctx = run.ctx
+    return detail
 
 
 class StepRun:
     """One delivery of a step's message: claim, act under a renewed lease, record the outcome. An
     infrastructure error at any point is retried from where it struck (``retry_later``); only the
-    action's own error fails the task."""
+    action's own error fails the task. ``then``: the steps of the same run after this one, which every
+    retry of this step carries on. ``ctx``: the context the run's previous step acted on, reused unless
+    that step changed the task's machine."""
 
-    def __init__(self, celery_task: CeleryTask, task_id: int, name: str, *, resume: int | None,
-                 detail: str | None, failure: str | None, takeover: bool):
-        self.celery_task, self.task_id, self.name = celery_task, task_id, name
+    def __init__(self, celery_task: CeleryTask, task_id: int, name: str, then: list[str], *, resume: int | None,
+                 detail: str | None, failure: str | None, takeover: bool, ctx: TaskContext | None = None):
+        self.celery_task, self.task_id, self.name, self.then = celery_task, task_id, name, then
         self.resume, self.detail, self.failure, self.takeover = resume, detail, failure, takeover
         self.claim: pipeline.Claim | None = None
+        self.ctx = ctx
         self.runtime = worker_runtime()
         self.lease_s = self.runtime.settings.step_lease_s
 
@@ -70,8 +94,10 @@ class StepRun:
             claim = pipeline.claim(session, self.task_id, self.name, self.lease_s, resume=self.resume)
             if isinstance(claim, str):
                 return self._not_claimed(session, claim)
-            ctx = load_context(session, self.task_id, self.runtime.settings, self.runtime.database,
-                               self.runtime.vault)
+            if self.ctx is None or claim.machine != (self.ctx.mac_address, self.ctx.machine_ref):
+                self.ctx = load_context(session, self.task_id, self.runtime.settings, self.runtime.database,
+                                        self.runtime.vault)
+        ctx = self.ctx
         self.claim = claim
         if self.detail is None and self.failure is None:
             with LeaseHeartbeat(self.runtime.database, self.task_id, self.name, claim.attempt, self.lease_s):
@@ -80,14 +106,19 @@ class StepRun:
             self._fail(ctx.target_type, self.failure)
         return self._complete(self.detail or "")
 
+    def _retry(self, countdown: float, throw: bool = True, **kwargs: Any) -> Retry:
+        """This step's message again in ``countdown`` seconds, with the rest of its run."""
+        retry: Retry = self.celery_task.retry(args=(self.task_id, self.name), kwargs={**kwargs, "then": self.then},
+                                              countdown=countdown, throw=throw)
+        return retry
+
     def _not_claimed(self, session: Session, reason: str) -> str:
         if reason == pipeline.ALREADY_DONE and not self.takeover:
             return reason  # a redelivered message: the chain goes on to the next (idempotent) step
         if reason == pipeline.TAKEN:
             left = pipeline.lease_left_s(session, self.task_id, self.name)
             if left is not None and left < self.lease_s / 2:  # its owner stopped renewing it: wait it out, take over
-                raise self.celery_task.retry(args=(self.task_id, self.name), kwargs={"takeover": True},
-                                             countdown=max(0.0, left) + 1)
+                raise self._retry(max(0.0, left) + 1, takeover=True)
         # the task ended, a live worker owns the step and continues the chain, or it finished what we waited for
         raise Ignore()
 
@@ -109,7 +140,7 @@ class StepRun:
             countdown = settings.step_retry_base_s * 2 ** (claim.attempt - 1)
             with self.runtime.database.session() as session:
                 pipeline.release(session, self.task_id, self.name, str(exc), retry_in_s=countdown)
-            raise self.celery_task.retry(args=(self.task_id, self.name), kwargs={}, countdown=countdown) from None
+            raise self._retry(countdown) from None
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
@@ -143,10 +174,7 @@ class StepRun:
         countdown = min(INFRA_RETRY_MAX_S, 2 ** min(self.celery_task.request.retries or 0, 6))
         log.warning("task %s: %s interrupted (%s: %s); trying again in %s s", self.task_id, self.name,
                     type(exc).__name__, exc, countdown)
-        kwargs = {"resume": resume, "done": self.detail, "failure": self.failure}
-        retry: Retry = self.celery_task.retry(args=(self.task_id, self.name), kwargs=kwargs, countdown=countdown,
-                                              throw=False)
-        return retry
+        return self._retry(countdown, throw=False, resume=resume, done=self.detail, failure=self.failure)
 
 
 def _after_failure(task_id: int, target_type: str) -> None:
