@@ -249,11 +249,20 @@ class FakePower(PowerInterface):
 
 
 class FakeBoot(BootInterface):
+    def _config(self, ctx: TaskContext) -> Path:
+        folder = fake_dir(ctx) / "boot"
+        folder.mkdir(exist_ok=True)
+        return folder / f"task-{ctx.task_id}.json"
+
     def prepare_boot(self, ctx: TaskContext) -> str:
+        """Like writing a boot config file: a repeat (its step cut short after the write) finds it in place."""
+        if claim_record(self._config(ctx), ctx, {}, "the boot config") is not None:
+            return "Boot config already in place"
         record(ctx, "prepare_boot")
         return "Boot config ready"
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
+        self._config(ctx).unlink(missing_ok=True)
         record(ctx, "cleanup_boot")
         return "Boot config removed"
 
