@@ -56,7 +56,7 @@ class TaskContext:
 
     @property
     def callback_url(self) -> str:
-        return self.settings.effective_public_url + "/api/v1/provisioning/pxe/status"
+        return callback_url(self.settings)
 
     def callback_token(self) -> str:
         if self.known_callback_token is not None:
@@ -76,6 +76,11 @@ class TaskContext:
             status = session.scalar(select(Task.status).where(Task.id == self.task_id))
         if status in (states.CANCELLED, states.FAILED):
             raise Cancelled(f"task {self.task_id} is {status}")
+
+
+def callback_url(settings: Settings) -> str:
+    """Where machines send their status reports."""
+    return settings.effective_public_url + "/api/v1/provisioning/pxe/status"
 
 
 def node_info(row: Node, vault: Vault) -> NodeInfo:

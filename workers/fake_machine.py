@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from octoprov import steps
-from octoprov.context import TaskContext
+from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
-from octoprov.models import Task, TaskStep
-from octoprov.targets.fake import options_of, record, use_machine_scheduler, write_record
+from octoprov.models import Node, Task, TaskStep
+from octoprov.targets.fake import options_from, options_of, record_in, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
 
@@ -123,8 +123,8 @@ def retry_in(tries: int) -> float:
 
 @app.task(name="octoprov.fake_machine_report", bind=True)  # type: ignore[untyped-decorator]  # celery: untyped
 def report(self: CeleryTask, task_id: int, index: int) -> str:
-    from octoprov.context import load_context
-
+    """Send the machine's next report. The machine knows what a real one would: its task, its token, its
+    node's behaviour and the stages to report; it reads just those."""
     runtime = worker_runtime()
     data_dir = runtime.settings.data_dir
     with machine(data_dir, task_id) as (path, progress):
@@ -132,13 +132,16 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
             return "stale report"  # delivered twice, or the machine was powered on again since
         try:
             with runtime.database.session() as session:
-                if session.get(Task, task_id) is None:
+                known = session.execute(
+                    select(Task.callback_token_encrypted, Node.options)
+                    .outerjoin(Node, Node.id == Task.hypervisor_node_id).where(Task.id == task_id)).first()
+                if known is None:
                     finish(path)
                     return "task gone"
-                waits = list(session.scalars(
-                    select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.kind == steps.WAIT)
-                    .order_by(TaskStep.position)))
-                ctx = load_context(session, task_id, runtime.settings, runtime.database, runtime.vault)
+                waits = session.execute(
+                    select(TaskStep.name, TaskStep.title, TaskStep.event)
+                    .where(TaskStep.task_id == task_id, TaskStep.kind == steps.WAIT)
+                    .order_by(TaskStep.position)).all()
         except Exception as exc:
             if not is_infrastructure(exc):
                 raise
@@ -147,13 +150,14 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
             finish(path)
             return "all reported"
         step = waits[index]
-        options = options_of(ctx)
+        options = options_from(known.options)
+        token = runtime.vault.decrypt(known.callback_token_encrypted) if known.callback_token_encrypted else ""
         status = "failed" if options.fail_at == step.name else "ok"
-        body = {"taskId": task_id, "token": ctx.callback_token(), "event": step.event, "status": status,
+        body = {"taskId": task_id, "token": token, "event": step.event, "status": status,
                 "message": f"fake machine: {step.title}" + (" failed" if status == "failed" else " done")}
-        answer = _post(ctx.callback_url, body)
-        record(ctx, "callback", event=step.event, status=status, answer=answer, worker=self.request.hostname,
-               attempt=progress.tries + 1)
+        answer = _post(callback_url(runtime.settings), body)
+        record_in(data_dir, task_id, "callback", event=step.event, status=status, answer=answer,
+                  worker=self.request.hostname, attempt=progress.tries + 1)
         if _undelivered(answer):
             return _again(path, progress, f"{step.event}: {answer}")
         if status == "ok" and (answer.get("accepted") or answer.get("reason") == "duplicate"):

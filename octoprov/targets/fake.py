@@ -82,20 +82,38 @@ def check_node(node: NodeRegistration) -> None:
 
 
 def options_of(ctx: TaskContext) -> FakeOptions:
-    raw = ((ctx.node.options if ctx.node else {}) or {}).get("fake") or {}
-    return FakeOptions.model_validate(raw, by_alias=True, by_name=True)
+    return options_from(ctx.node.options if ctx.node else None)
+
+
+def options_from(node_options: dict[str, Any] | None) -> FakeOptions:
+    """The fake behaviour a node's stored options ask for."""
+    return FakeOptions.model_validate((node_options or {}).get("fake") or {}, by_alias=True, by_name=True)
+
+
+_made: set[Path] = set()  # fake folders this process made already: no mkdir per action
 
 
 def fake_dir(ctx: TaskContext) -> Path:
-    folder = ctx.data_dir / "fake"
-    (folder / "machines").mkdir(parents=True, exist_ok=True)
-    (folder / "failures").mkdir(parents=True, exist_ok=True)
+    return fake_folder(ctx.data_dir)
+
+
+def fake_folder(data_dir: Path) -> Path:
+    folder = Path(data_dir) / "fake"
+    if folder not in _made or not folder.is_dir():  # is_dir: a test may remove a data folder and reuse its path
+        (folder / "machines").mkdir(parents=True, exist_ok=True)
+        (folder / "failures").mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
     return folder
 
 
 def record(ctx: TaskContext, action: str, **details: Any) -> None:
-    line = json.dumps({"action": action, "task": ctx.task_id, "time": time.time(), **details}) + "\n"
-    with open(fake_dir(ctx) / "events.jsonl", "a") as handle:  # one write: lines never interleave
+    record_in(ctx.data_dir, ctx.task_id, action, **details)
+
+
+def record_in(data_dir: Path, task_id: int, action: str, **details: Any) -> None:
+    """One line in the fake's event log, which tests read to count what was done."""
+    line = json.dumps({"action": action, "task": task_id, "time": time.time(), **details}) + "\n"
+    with open(fake_folder(data_dir) / "events.jsonl", "a") as handle:  # one write: lines never interleave
         handle.write(line)
 
 
@@ -113,11 +131,12 @@ def fake_mac(task_id: int) -> str:
 def act(ctx: TaskContext, step: str) -> None:
     """Before every work step: take the configured time, watching for cancellation; fail as configured."""
     options = options_of(ctx)
-    deadline = time.monotonic() + options.delay_s
-    while time.monotonic() < deadline:
+    if options.delay_s:  # without a delay, the claim that just took the step saw the task active
+        deadline = time.monotonic() + options.delay_s
+        while time.monotonic() < deadline:
+            ctx.check_cancelled()
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         ctx.check_cancelled()
-        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-    ctx.check_cancelled()
     if options.fail_at != step:
         return
     if options.fail_times == 0:
@@ -230,11 +249,20 @@ class FakePower(PowerInterface):
 
 
 class FakeBoot(BootInterface):
+    def _config(self, ctx: TaskContext) -> Path:
+        folder = fake_dir(ctx) / "boot"
+        folder.mkdir(exist_ok=True)
+        return folder / f"task-{ctx.task_id}.json"
+
     def prepare_boot(self, ctx: TaskContext) -> str:
+        """Like writing a boot config file: a repeat (its step cut short after the write) finds it in place."""
+        if claim_record(self._config(ctx), ctx, {}, "the boot config") is not None:
+            return "Boot config already in place"
         record(ctx, "prepare_boot")
         return "Boot config ready"
 
     def cleanup_boot(self, ctx: TaskContext) -> str:
+        self._config(ctx).unlink(missing_ok=True)
         record(ctx, "cleanup_boot")
         return "Boot config removed"
 
