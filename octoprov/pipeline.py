@@ -18,7 +18,20 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, false, func, or_, select, true, update
+from sqlalchemy import (
+    BindParameter,
+    CursorResult,
+    Integer,
+    Table,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from octoprov import states, steps
@@ -44,8 +57,14 @@ class Forbidden(OctoprovError):
     status = 403
 
 
+TASKS, STEPS, LOGS = cast(Table, Task.__table__), cast(Table, TaskStep.__table__), cast(Table, TaskLog.__table__)
+_LOG_LINE = insert(LOGS)  # built once: a step writes a few lines, and building costs more than sending
+
+
 def log(session: Session, task_id: int, message: str, *, level: str = "info", step: str | None = None) -> None:
-    session.add(TaskLog(task_id=task_id, message=message, level=level, step=step))
+    """One line of the task's log, written at once (not through the unit of work)."""
+    session.connection().execute(_LOG_LINE, {"task_id": task_id, "message": message, "level": level, "step": step,
+                                             "timestamp": utcnow()})
 
 
 def add_steps(session: Session, task: Task, planned: list[steps.StepDef]) -> None:
@@ -59,18 +78,29 @@ def step_rows(session: Session, task_id: int) -> list[TaskStep]:
     return list(session.scalars(select(TaskStep).where(TaskStep.task_id == task_id).order_by(TaskStep.position)))
 
 
-def refresh_progress(session: Session, task_id: int) -> None:
+def _progress_statement() -> Update:
     """``progress_percent`` and ``current_step`` derived from the steps, in the database: one statement,
-    no step rows loaded (it runs after every step)."""
+    built once, no step rows loaded."""
+    task_id: BindParameter[int] = bindparam("b_task_id", type_=Integer)
     of_task = TaskStep.task_id == task_id
     total = select(func.count(TaskStep.id)).where(of_task).scalar_subquery()
     done = select(func.count(TaskStep.id)).where(of_task, TaskStep.status == StepStatus.DONE).scalar_subquery()
     current = (select(TaskStep.title).where(of_task, TaskStep.status != StepStatus.DONE)
                .order_by(TaskStep.position).limit(1).scalar_subquery())
-    session.execute(update(Task).where(Task.id == task_id).values(
+    return update(TASKS).where(TASKS.c.id == task_id).values(
         progress_percent=case((total == 0, 100), else_=(100 * done) // total),  # truncated, as int() would
         current_step=current,
-    ).execution_options(synchronize_session="fetch"))
+    )
+
+
+_PROGRESS = _progress_statement()
+
+
+def refresh_progress(session: Session, task_id: int) -> None:
+    """The task's progress and current step brought up to date (after every step); a copy of the task
+    loaded in this session reads them again."""
+    session.connection().execute(_PROGRESS, {"b_task_id": task_id})
+    _forget(session, Task, task_id, ["progress_percent", "current_step"])
 
 
 def _enter_phase(session: Session, task_id: int, phase: str, status: str | None = None) -> bool:
@@ -102,6 +132,30 @@ class Claim:
 TASK_OVER, ALREADY_DONE, TAKEN = "task over", "already done", "taken"
 
 
+def _claim_statement() -> Update:
+    """Take a work step while its task is active, returning the step with its task's state and machine."""
+    step, task = STEPS.c, TASKS.c
+    task_id: BindParameter[int] = bindparam("b_task_id", type_=Integer)
+    now = bindparam("b_now", type_=step.started_at.type)
+    resume: BindParameter[int] = bindparam("b_resume", type_=Integer)  # NULL matches nothing
+    task_status, mac, machine_ref = (select(column).where(task.id == task_id).scalar_subquery()
+                                     for column in (task.status, task.mac_address, task.machine_ref))
+    return (
+        update(STEPS)
+        .where(step.task_id == task_id, step.name == bindparam("b_name"), step.kind == steps.WORK,
+               or_(step.status == StepStatus.PENDING,
+                   (step.status == StepStatus.RUNNING) & (step.lease_until < now),
+                   (step.status == StepStatus.RUNNING) & (step.attempts == resume)),
+               task_status.not_in(states.FINAL))
+        .values(status=StepStatus.RUNNING, lease_until=bindparam("b_lease_until", type_=step.lease_until.type),
+                attempts=step.attempts + 1, started_at=now, finished_at=None)
+        .returning(step.id, step.title, step.phase, step.attempts, task_status, mac, machine_ref)
+    )
+
+
+_CLAIM = _claim_statement()
+
+
 def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: int | None = None) -> Claim | str:
     """Take a work step for this worker, or say why not: the task is over, the step is done
     (a redelivered message), or another worker runs it under a valid lease (a duplicate).
@@ -111,29 +165,28 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
     One statement while the task stays in its phase: the conditional UPDATE takes the step only while
     its task is active and returns the step with the task's state."""
     now = utcnow()
-    ours = (TaskStep.status == StepStatus.RUNNING) & (TaskStep.attempts == resume) if resume is not None else false()
-    task_status, mac, machine_ref = (select(column).where(Task.id == task_id).scalar_subquery()
-                                     for column in (Task.status, Task.mac_address, Task.machine_ref))
-    taken = session.execute(
-        update(TaskStep)
-        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.kind == steps.WORK,
-               or_(TaskStep.status == StepStatus.PENDING,
-                   (TaskStep.status == StepStatus.RUNNING) & (TaskStep.lease_until < now), ours),
-               task_status.not_in(states.FINAL))
-        .values(status=StepStatus.RUNNING, lease_until=now + timedelta(seconds=lease_s), attempts=TaskStep.attempts + 1,
-                started_at=now, finished_at=None)
-        .returning(TaskStep.title, TaskStep.phase, TaskStep.attempts, task_status, mac, machine_ref)
-        .execution_options(synchronize_session="fetch")
-    ).first()
+    taken = session.connection().execute(_CLAIM, {
+        "b_task_id": task_id, "b_name": name, "b_now": now, "b_lease_until": now + timedelta(seconds=lease_s),
+        "b_resume": resume}).first()
     if taken is None:
         return _why_not_claimed(session, task_id, name)
-    title, phase, attempts, status, *machine = taken
+    step_id, title, phase, attempts, status, *machine = taken
+    _forget(session, TaskStep, step_id)
     if not _enter_phase(session, task_id, phase, status):
         session.rollback()
         return TASK_OVER
     if attempts > 1:
         log(session, task_id, f"{title}: attempt {attempts}", step=name)
     return Claim(name, title, attempts, (machine[0], machine[1]))
+
+
+def _forget(session: Session, model: type[Task] | type[TaskStep], row_id: int,
+            attributes: list[str] | None = None) -> None:
+    """A copy of a row this session loaded reads it (or these ``attributes``) again: a statement sent past
+    the ORM changed it."""
+    loaded = session.identity_map.get(session.identity_key(model, row_id))
+    if loaded is not None:
+        session.expire(loaded, attributes)
 
 
 def _why_not_claimed(session: Session, task_id: int, name: str) -> str:
@@ -151,22 +204,38 @@ class Completed:
     task_completed: bool
 
 
+def _complete_statement() -> Update:
+    """Mark a running step done, while the claim ``attempt`` (NULL: any) holds it."""
+    step = STEPS.c
+    attempt: BindParameter[int] = bindparam("b_attempt", type_=Integer)
+    return (
+        update(STEPS)
+        .where(step.task_id == bindparam("b_task_id", type_=Integer), step.name == bindparam("b_name"),
+               step.status == StepStatus.RUNNING, or_(attempt.is_(None), step.attempts == attempt))
+        .values(status=StepStatus.DONE, finished_at=bindparam("b_now", type_=step.finished_at.type),
+                detail=bindparam("b_detail"), lease_until=None)
+        .returning(step.id, step.position, step.title)
+    )
+
+
+_COMPLETE = _complete_statement()
+_FOLLOWING = (select(STEPS.c.id, STEPS.c.name, STEPS.c.title, STEPS.c.kind, STEPS.c.status, STEPS.c.phase)
+              .where(STEPS.c.task_id == bindparam("b_task_id", type_=Integer),
+                     STEPS.c.position > bindparam("b_position", type_=Integer))
+              .order_by(STEPS.c.position).limit(1))
+
+
 def complete(session: Session, settings: Settings, task_id: int, name: str, detail: str,
              attempt: int | None = None) -> Completed | None:
     """Mark a claimed work step done and activate the wait step that follows, if any; None when the
     step was not this worker's to complete. With ``attempt``, only while that claim still holds the step
     (no other worker took it over)."""
-    mine = TaskStep.attempts == attempt if attempt is not None else true()
-    done = session.execute(
-        update(TaskStep)
-        .where(TaskStep.task_id == task_id, TaskStep.name == name, TaskStep.status == StepStatus.RUNNING, mine)
-        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=detail, lease_until=None)
-        .returning(TaskStep.position, TaskStep.title)
-        .execution_options(synchronize_session="fetch")
-    ).first()
+    done = session.connection().execute(_COMPLETE, {
+        "b_task_id": task_id, "b_name": name, "b_attempt": attempt, "b_now": utcnow(), "b_detail": detail}).first()
     if done is None:
         return None
-    position, title = done
+    step_id, position, title = done
+    _forget(session, TaskStep, step_id)
     log(session, task_id, f"{title}: {detail}", step=name)
     return Completed(_after(session, settings, task_id, name, position))
 
@@ -218,10 +287,7 @@ def _title(session: Session, task_id: int, name: str) -> str:
 def _after(session: Session, settings: Settings, task_id: int, name: str, position: int) -> bool:
     """What follows the finished step at ``position``: a wait step is activated; the end completes the
     task (True)."""
-    following = session.execute(
-        select(TaskStep.id, TaskStep.name, TaskStep.title, TaskStep.kind, TaskStep.status, TaskStep.phase)
-        .where(TaskStep.task_id == task_id, TaskStep.position > position).order_by(TaskStep.position).limit(1)
-    ).first()
+    following = session.connection().execute(_FOLLOWING, {"b_task_id": task_id, "b_position": position}).first()
     completed = False
     if following is None:
         completed = states.transition(session, task_id, states.COMPLETED)
