@@ -57,7 +57,7 @@ class Forbidden(OctoprovError):
     status = 403
 
 
-TASKS, STEPS, LOGS = cast(Table, Task.__table__), cast(Table, TaskStep.__table__), cast(Table, TaskLog.__table__)
+TASKS, STEPS, LOGS = states.TASKS, cast(Table, TaskStep.__table__), cast(Table, TaskLog.__table__)
 _LOG_LINE = insert(LOGS)  # built once: a step writes a few lines, and building costs more than sending
 
 
@@ -299,17 +299,20 @@ def _after(session: Session, settings: Settings, task_id: int, name: str, positi
     return completed
 
 
+_ACTIVATE = (update(STEPS).where(STEPS.c.id == bindparam("b_id", type_=Integer), STEPS.c.status == StepStatus.PENDING)
+             .values(status=StepStatus.RUNNING, started_at=bindparam("b_now", type_=STEPS.c.started_at.type),
+                     deadline_at=bindparam("b_deadline", type_=STEPS.c.deadline_at.type)))
+
+
 def _activate_wait(session: Session, settings: Settings, task_id: int, step_id: int, name: str, title: str,
                    phase: str) -> None:
     seconds = settings.deadline_s(name)
     if not _enter_phase(session, task_id, phase):
         return
     now = utcnow()
-    session.execute(
-        update(TaskStep).where(TaskStep.id == step_id, TaskStep.status == StepStatus.PENDING)
-        .values(status=StepStatus.RUNNING, started_at=now, deadline_at=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session="fetch")
-    )
+    session.connection().execute(_ACTIVATE, {"b_id": step_id, "b_now": now,
+                                             "b_deadline": now + timedelta(seconds=seconds)})
+    _forget(session, TaskStep, step_id)
     log(session, task_id, f"Waiting for: {title} (deadline {seconds} s)", step=name)
 
 
@@ -434,13 +437,14 @@ def _handle_event(session: Session, settings: Settings, task_id: int, event: str
     if status == "failed":
         fail(session, task_id, target.name, message or "the machine reported a failure")
         return CallbackOutcome(True, FAILED_BY_MACHINE, [])
-    session.execute(
-        update(TaskStep).where(TaskStep.id == target.id, TaskStep.status == StepStatus.RUNNING)
-        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None)
-        .execution_options(synchronize_session="fetch")
-    )
+    session.connection().execute(
+        update(STEPS).where(STEPS.c.id == target.id, STEPS.c.status == StepStatus.RUNNING)
+        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None))
     _after(session, settings, task_id, target.name, target.position)
-    return CallbackOutcome(True, "step completed", _work_run(rows))  # the rows the updates above kept in step
+    following = rows[rows.index(target) + 1:]  # as read: activating a wait step does not change where a run stops
+    for row in rows:
+        _forget(session, TaskStep, row.id)
+    return CallbackOutcome(True, "step completed", _work_run(following))
 
 
 # -- deadlines, cancel, retry ----------------------------------------------------------------------

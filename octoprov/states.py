@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from octoprov.models import Task, utcnow
+
+TASKS = cast(Table, Task.__table__)
 
 PENDING = "pending"  # accepted, waiting for a worker to start it
 CREATING_VM = "creating_vm"  # the target is creating the machine and its boot configuration
@@ -61,10 +63,13 @@ def transition(session: Session, task_id: int, target: str, **values: Any) -> bo
         raise ValueError(f"unknown state {target!r}")
     if target in FINAL:
         values.setdefault("completed_at", utcnow())
-    result = cast(CursorResult[Any], session.execute(  # an UPDATE's result: it has the rowcount
-        update(Task)
-        .where(Task.id == task_id, Task.status.in_(sources_of(target)))
-        .values(status=target, **values)
-        .execution_options(synchronize_session="fetch")
-    ))
-    return result.rowcount == 1
+    session.flush()  # the statement goes past the ORM: what the session holds is written first
+    result = session.connection().execute(
+        update(TASKS).where(TASKS.c.id == task_id, TASKS.c.status.in_(sources_of(target)))
+        .values(status=target, **values))
+    if result.rowcount != 1:
+        return False
+    loaded = session.identity_map.get(session.identity_key(Task, task_id))
+    if loaded is not None:  # a copy loaded in this session reads the changed fields again
+        session.expire(loaded, ["status", *values])
+    return True
