@@ -29,8 +29,36 @@ TASKS = sized(20, 2)
 SLOTS = 4
 
 
-def _octoprov_starts(stack, node: int, image: int) -> tuple[list[float], str]:
-    """Seconds from each task's creation to its power_on step finishing (the domain is running then)."""
+STEPS = ("create_vm", "render_answers", "register_mac", "power_on")  # the work steps up to the running domain
+
+
+def _seconds(later: str, earlier: str) -> float:
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
+def _breakdown(task: dict) -> dict[str, float]:
+    """Where one task's time went, from its step rows: for each step up to power_on, the wait before it
+    (queued behind other messages: since the task's creation or the previous step's end) and its run."""
+    rows = {s["name"]: s for s in task["steps"]}
+    parts, before = {}, task["createdAt"]
+    for name in STEPS:
+        row = rows[name]
+        parts[f"{name} wait"] = _seconds(row["startedAt"], before)
+        parts[f"{name} run"] = _seconds(row["finishedAt"], row["startedAt"])
+        before = row["finishedAt"]
+    return parts
+
+
+def _print_parts(title: str, parts: list[dict[str, float]]) -> None:
+    print(f"{title:<36}{'p50 s':>9}{'p99 s':>9}")
+    for key in parts[0]:
+        values = [part[key] for part in parts]
+        print(f"  {key:<34}{statistics.median(values):>9.2f}{percentile(values, 0.99):>9.2f}")
+
+
+def _octoprov_starts(stack, node: int, image: int) -> tuple[list[float], list[dict[str, float]], str]:
+    """Seconds from each task's creation to its power_on step finishing (the domain is running then),
+    and where each task's time went."""
     def post(index: int) -> dict:
         return stack.call("POST", "/tasks", 201, json={
             "hostname": f"bench-{index:02d}", "targetType": "kvm", "hypervisorNodeId": node,
@@ -40,31 +68,36 @@ def _octoprov_starts(stack, node: int, image: int) -> tuple[list[float], str]:
 
     with ThreadPoolExecutor(TASKS) as pool:
         created = list(pool.map(post, range(TASKS)))
-    samples = []
+    samples, parts = [], []
     for task in created:
         done = stack.wait_step(task["id"], "power_on", "done", timeout=600)
         finished = next(s for s in done["steps"] if s["name"] == "power_on")["finishedAt"]
-        samples.append((datetime.fromisoformat(finished) - datetime.fromisoformat(task["createdAt"])).total_seconds())
-    return samples, f"bench-{0:02d}"
+        samples.append(_seconds(finished, task["createdAt"]))
+        parts.append(_breakdown(done))
+    return samples, parts, f"bench-{0:02d}"
 
 
-def _virsh_starts(daemon: libvirtlab.Libvirtd, template_xml: str) -> list[float]:
-    """The same domain, 20 at once, by hand: vol-create-as, define, start."""
-    def one(index: int) -> float:
+def _virsh_starts(daemon: libvirtlab.Libvirtd, template_xml: str) -> tuple[list[float], list[dict[str, float]]]:
+    """The same domain, 20 at once, by hand: vol-create-as, define, start (and each command's time)."""
+    def one(index: int) -> tuple[float, dict[str, float]]:
         name = f"ref-{index:02d}"
         xml = template_xml.replace("bench-00", name)
         xml = re.sub(r"\s*<uuid>[^<]*</uuid>", "", xml)
         xml = re.sub(r"\s*<mac address='[^']*'/>", "", xml)
         path = daemon.lab.workdir / f"{name}.xml"
         path.write_text(xml)
-        began = time.perf_counter()
-        daemon.virsh("vol-create-as", daemon.pool_name, f"{name}-os", "2G", "--format", "qcow2")
-        daemon.virsh("define", str(path))
-        daemon.virsh("start", name)
-        return time.perf_counter() - began
+        began = last = time.perf_counter()
+        parts = {}
+        for command in (("vol-create-as", daemon.pool_name, f"{name}-os", "2G", "--format", "qcow2"),
+                        ("define", str(path)), ("start", name)):
+            daemon.virsh(*command)
+            now = time.perf_counter()
+            parts[f"virsh {command[0]}"], last = now - last, now
+        return last - began, parts
 
     with ThreadPoolExecutor(TASKS) as pool:
-        return list(pool.map(one, range(TASKS)))
+        results = list(pool.map(one, range(TASKS)))
+    return [total for total, _ in results], [parts for _, parts in results]
 
 
 def main() -> int:
@@ -82,11 +115,11 @@ def main() -> int:
             node = stack.call("POST", "/hypervisors", 201, json={
                 "name": "KVM-BENCH", "kind": "kvm", "endpoint": libvirtlab.URI,
                 "kvm": {"storagePool": daemon.pool_name, "domainType": "qemu"}}).json()["id"]
-            octoprov, first = _octoprov_starts(stack, node, image)
+            octoprov, octoprov_parts, first = _octoprov_starts(stack, node, image)
             template = daemon.virsh("dumpxml", first, "--inactive")
             for name in daemon.domains():  # the reference starts from the same empty host
                 daemon.virsh("destroy", name, check=False)
-            reference = _virsh_starts(daemon, template)
+            reference, reference_parts = _virsh_starts(daemon, template)
             running = sum(daemon.virsh("domstate", name).strip() == "running" for name in daemon.domains())
     finally:
         stack.stop()
@@ -99,6 +132,9 @@ def main() -> int:
     print(f"{'reference: virsh vol+define+start':<36}{ref_p50:>9.2f}{ref_p99:>9.2f}{1.0:>11.2f}{1.0:>11.2f}")
     p50, p99 = statistics.median(octoprov), percentile(octoprov, 0.99)
     print(f"{'octoprov: POST /tasks':<36}{p50:>9.2f}{p99:>9.2f}{p50 / ref_p50:>11.2f}{p99 / ref_p99:>11.2f}")
+    print()
+    _print_parts("where the time went: reference", reference_parts)
+    _print_parts("where the time went: octoprov", octoprov_parts)
     ratio(f"kvm POST -> running p50, {TASKS} at once", p50, ref_p50, "s", goal="<= 1.2x")
     ratio(f"kvm POST -> running p99, {TASKS} at once", p99, ref_p99, "s", goal="<= 1.2x")
     return 0
