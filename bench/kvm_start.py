@@ -90,11 +90,24 @@ def _octoprov_starts(stack, node: int, image: int,
         created = list(pool.map(post, range(TASKS)))
     samples, parts = [], []
     for task in created:
-        done = stack.wait_step(task["id"], "power_on", "done", timeout=600)
+        done = _powered_on(stack, task["id"])
         finished = next(s for s in done["steps"] if s["name"] == "power_on")["finishedAt"]
         samples.append(_seconds(finished, task["createdAt"]))
         parts.append(_breakdown({**done, "answeredAt": task["answeredAt"]}))
     return samples, parts, f"{prefix}-{0:02d}"
+
+
+def _powered_on(stack, task_id: int, timeout: float = 600) -> dict:
+    """The task once its power_on step is done. The times come from its step rows, so asking twice a
+    second loses nothing, and leaves the processors to the work measured (the reference has no watcher)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task = stack.get(task_id)
+        if next(s for s in task["steps"] if s["name"] == "power_on")["status"] == "done":
+            return task
+        if task["status"] in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError(f"task {task_id} is {task['status']} at {task['currentStep']}")
+        time.sleep(0.5)
 
 
 def _virsh_starts(daemon: libvirtlab.Libvirtd, template_xml: str, template_name: str,
