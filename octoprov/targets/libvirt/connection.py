@@ -8,15 +8,24 @@ against the one stored with the node (``kvm.hostKey``), never skipped. Both file
 while the connection is opened (they are read to authenticate) in a private temporary folder.
 Without a stored key the URI is used as given (``ssh`` with the worker's own keys and known hosts),
 with no terminal to prompt on: a worker has no one to answer.
+
+The drivers' steps share one connection per host in each process (``kept_connection``): a step
+opens none while the one the previous step used is alive, which spares the host's daemon a
+connection set-up and tear-down per step (and an SSH handshake per step for a remote host). A
+kept connection is checked with one cheap call before it is used again, and is dropped after an
+error that may have broken it; one idle longer than ``KEEP_IDLE_S`` is closed and opened anew,
+so a connection silently cut while idle (a firewall's idle timeout) is never waited on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +50,9 @@ HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) (
 # libvirt error codes meaning "the host or the connection failed", worth a retry; others are permanent
 TRANSIENT_CODES = ("VIR_ERR_SYSTEM_ERROR", "VIR_ERR_RPC", "VIR_ERR_NO_CONNECT", "VIR_ERR_OPERATION_TIMEOUT",
                    "VIR_ERR_AUTH_UNAVAILABLE")
+KEEP_IDLE_S = 60.0  # a kept connection idle longer than this is opened anew rather than trusted
+
+_error_handler_set = False
 
 
 def load_libvirt() -> ModuleType:
@@ -49,8 +61,11 @@ def load_libvirt() -> ModuleType:
         libvirt = importlib.import_module("libvirt")
     except ImportError:  # pragma: no cover - depends on the machine
         raise NotAvailable("libvirt-python is not installed on this worker") from None
-    # libvirt prints every error to stderr by default; they reach callers as exceptions instead.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    global _error_handler_set  # set once per process
+    if not _error_handler_set:
+        # libvirt prints every error to stderr by default; they reach callers as exceptions instead.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _error_handler_set = True
     return libvirt
 
 
@@ -89,6 +104,96 @@ def node_connection(node: NodeInfo, connect: Connect | None = None) -> Iterator[
     finally:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+class _Kept:
+    """This process's open connections, one per host (and the credentials it was opened with)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.idle: dict[tuple[str, str, str], tuple[Connection, float]] = {}
+        self.inherited: list[Connection] = []
+
+    def take(self, key: tuple[str, str, str]) -> Connection | None:
+        """The idle connection for ``key``, now the caller's alone, if it still answers."""
+        if self.pid != os.getpid():  # a forked worker process: its parent's connections are not its own
+            # kept referenced, never closed: closing one here would close the parent's session
+            self.inherited += [conn for conn, _ in self.idle.values()]
+            self.idle.clear()
+            self.pid = os.getpid()
+        conn, since = self.idle.pop(key, (None, 0.0))
+        if conn is None:
+            return None
+        if time.monotonic() - since <= KEEP_IDLE_S:
+            with contextlib.suppress(Exception):
+                conn.getLibVersion()  # one round trip: a host whose daemon restarted fails it
+                return conn
+        _close(conn)
+        return None
+
+    def give_back(self, key: tuple[str, str, str], conn: Connection) -> None:
+        if self.pid != os.getpid() or key in self.idle:  # another block of this process kept one meanwhile
+            _close(conn)
+            return
+        self.idle[key] = (conn, time.monotonic())
+
+
+_KEPT = _Kept()
+
+
+def _close(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def _broken(exc: BaseException) -> bool:
+    """An error after which a connection is not to be used again: the host or the connection failed."""
+    if isinstance(exc, TargetUnreachable):
+        return True
+    libvirt = load_libvirt()
+    if isinstance(exc, libvirt.libvirtError):
+        return exc.get_error_code() in {getattr(libvirt, name, None) for name in TRANSIENT_CODES}
+    return False
+
+
+def _kept_key(node: NodeInfo) -> tuple[str, str, str]:
+    """A node's connection is reused only with the credentials and host key it was opened with."""
+    key = (node.credentials or {}).get("privateKey") or ""
+    return (node.endpoint or "", hashlib.sha256(key.encode()).hexdigest(), str(kvm_options(node).get("hostKey") or ""))
+
+
+@contextlib.contextmanager
+def kept_connection(node: NodeInfo, connect: Connect | None = None) -> Iterator[Connection]:
+    """Like :func:`node_connection`, but the connection stays open for this process's next block on
+    the same host (see the module's description). libvirt's in-process ``test:`` driver is opened
+    per block as before: it keeps its state only while a connection is open, and has no daemon to spare."""
+    if connect is not None or not node.endpoint or urlsplit(node.endpoint).scheme == "test":
+        with node_connection(node, connect) as conn:
+            yield conn
+        return
+    key = _kept_key(node)
+    conn = _KEPT.take(key)
+    if conn is None:
+        conn = open_connection(node.endpoint, node.credentials, node.options)
+    try:
+        yield conn
+    except BaseException as exc:
+        if _broken(exc) or not _alive(conn):
+            _close(conn)
+        else:
+            _KEPT.give_back(key, conn)
+        raise
+    if _alive(conn):
+        _KEPT.give_back(key, conn)
+    else:
+        _close(conn)
+
+
+def _alive(conn: Connection) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:
+        return False
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""A task's domain on its KVM host, as the compute, power and boot drivers share it: one connection
-per call, and only the domain tagged with the task's id is ever touched."""
+"""A task's domain on its KVM host, as the compute, power and boot drivers share it: the process's
+kept connection to the host, and only the domain tagged with the task's id is ever touched."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from octoprov.targets.libvirt.connection import (
     Connect,
     Connection,
     Domain,
+    kept_connection,
     libvirt_errors,
     load_libvirt,
-    node_connection,
 )
 from octoprov.targets.libvirt.domain_xml import task_id_of
 
@@ -35,7 +35,7 @@ def lookup_domain(conn: Connection, name: str) -> Domain | None:
 
 class LibvirtDriver:
     """Base of the compute, power and boot drivers. ``connect`` replaces opening a connection (tests
-    pass one shared ``test:///default`` connection); workers open their own."""
+    pass one shared ``test:///default`` connection); workers keep one per host and process."""
 
     def __init__(self, connect: Connect | None = None) -> None:
         self._connect = connect
@@ -45,7 +45,7 @@ class LibvirtDriver:
         """The task's host, libvirt's errors turned into the target errors the pipeline understands."""
         if ctx.node is None or not ctx.node.endpoint:
             raise PermanentError("a KVM task needs a hypervisor node with a libvirt URI")
-        with node_connection(ctx.node, self._connect) as conn, libvirt_errors(ctx.node.endpoint):
+        with kept_connection(ctx.node, self._connect) as conn, libvirt_errors(ctx.node.endpoint):
             yield conn
 
     def _own_domain(self, conn: Connection, ctx: TaskContext) -> Domain | None:
