@@ -1,13 +1,14 @@
 """Boot answers kept per MAC in each serving process, so a boot storm costs one indexed read a request.
 
 A boot answer (install script, GRUB configuration or local boot) depends only on the MAC's tasks and their
-steps, and every change of those is numbered by the database's triggers (``task_events``: a task inserted
-or updated, a step updated, a log line added), whichever process made it. So each entry is kept with the
-MAC's *stamp*, the number and the newest id of its tasks' events, and a request reads only the stamp: the
+steps, and every change of those is numbered by the database's triggers (``task_events`` of kind "task": a
+task inserted or updated, a step updated), whichever process made it. So each entry is kept with the MAC's
+*stamp*, the number and the newest id of its tasks' "task" events, and a request reads only the stamp: the
 same stamp serves the kept answer (no task or step query, no decrypt, no render); any change, committed
 by any API process or worker, changes the stamp, and the very next request renders the answer anew. The
 count is part of the stamp because PostgreSQL hands out ids before commit: a change committed late under
-a lower id still adds one to the count.
+a lower id still adds one to the count. A log line (kind "log") changes no answer, and so no stamp: the
+boot lines this cache writes itself would otherwise make every answer be rendered again.
 
 What is not in the stamp (an image's files edited in place, a setting) is picked up after ``MAX_AGE_S``.
 The boot log lines are written by a background thread, once a minute per task and message at most, never
@@ -53,12 +54,13 @@ class Entry:
 
 
 _STAMP = (select(func.count(TaskEvent.id), func.max(TaskEvent.id))
-          .join(Task, Task.id == TaskEvent.task_id).where(Task.mac_address == bindparam("mac")))
+          .join(Task, Task.id == TaskEvent.task_id)
+          .where(Task.mac_address == bindparam("mac"), TaskEvent.kind == "task"))
 """Built once: the statement is the same for every request, only the MAC is bound."""
 
 
 def stamp_of(connection: Connection, mac: str) -> Stamp:
-    """One indexed read: the events of every task that names this MAC."""
+    """One indexed read: the "task" events of every task that names this MAC."""
     count, newest = connection.execute(_STAMP, {"mac": mac}).one()
     return int(count), newest
 
