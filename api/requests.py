@@ -8,6 +8,7 @@ from typing import overload
 from urllib.parse import unquote_to_bytes
 
 from flask import request
+from werkzeug.wrappers import Request
 
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
@@ -53,11 +54,12 @@ def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
-def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) -> str | None:
+def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False, of: Request | None = None) -> str | None:
     """A short printable text. ``literal_plus``: decode the query by RFC 3986 (``%XX`` only) instead of
     as a form, where ``+`` is a space; for arguments iPXE fills in, since its ``uristring`` leaves ``+``
-    unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)")."""
-    raw = _uri_query().get(name) if literal_plus else request.args.get(name)
+    unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)"). ``of``: the request to read (default: Flask's)."""
+    of = request if of is None else of
+    raw = _uri_query(of).get(name) if literal_plus else of.args.get(name)
     if raw is None or raw == "":
         return None
     if len(raw) > max_length or any(ord(c) < 32 for c in raw):
@@ -65,11 +67,11 @@ def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) ->
     return raw
 
 
-def _uri_query() -> dict[str, str]:
+def _uri_query(of: Request) -> dict[str, str]:
     """The query string split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
     repeated names wins, as with ``request.args.get``. Undecodable bytes become U+FFFD, as Werkzeug's."""
     args: dict[str, str] = {}
-    for pair in request.query_string.split(b"&"):
+    for pair in of.query_string.split(b"&"):
         name, _, value = pair.partition(b"=")
         if name:
             args.setdefault(unquote_to_bytes(name).decode("utf-8", "replace"),

@@ -194,6 +194,69 @@ def test_smbios_plus_signs_arrive_as_ipxe_sent_them(anonymous, client, database,
     assert product("product=Standard+PC+(Q35+%2B+ICH9,+2009)", {"User-Agent": "curl/8.5.0"}) == KVM_MODELS[2][1]
 
 
+def _not_dispatched():
+    raise AssertionError("this request was to be answered before Flask's dispatch")
+
+
+def test_boot_scripts_are_served_before_flask_as_the_route_serves_them(app, anonymous, client, database, linux_image,
+                                                                       monkeypatch):
+    """api.fastboot answers GET /pxe/boot in front of the Flask app: the same status, headers and script as the
+    route, counted as the route's requests are; what asks for JSON or fails is the route's to answer."""
+    from flask import Flask
+    from werkzeug.test import Client
+
+    from api.fastboot import BOOT_PATH
+
+    assert BOOT_PATH in {rule.rule for rule in app.url_map.iter_rules()}  # counted under the route's rule
+    route = Client(lambda environ, start_response: Flask.wsgi_app(app, environ, start_response))  # Flask alone
+    task = _baremetal(client, linux_image)
+    smbios = "uuid=8b1c2d3e-0000-4000-8000-000000000001&manufacturer=QEMU&product=Standard%20PC%20(i440FX%20+%20PIIX)"
+    asked = 0
+
+    def same(query: str, headers: dict) -> str:
+        nonlocal asked
+        routed = route.get(f"{PXE}/boot?{query}", headers=headers)
+        with monkeypatch.context() as patched:
+            patched.setattr(app, "full_dispatch_request", _not_dispatched)
+            fast = anonymous.get(f"{PXE}/boot?{query}", headers=headers)
+        assert (fast.status, list(fast.headers), fast.data) == (routed.status, list(routed.headers), routed.data)
+        asked += 2
+        return fast.get_data(as_text=True)
+
+    assert "Register machine" in same(f"mac={MAC}", {})
+    assert "No provisioning task" in same("mac=52-54-00-12-34-56", IPXE)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    assert "kernel" in same(f"mac={MAC.upper()}&{smbios}", IPXE)
+    assert "kernel" in same(f"mac={MAC}", {"Accept": "*/*"})
+    with database.session() as session:
+        assert session.get(Task, task["id"]).hardware["product"] == "Standard PC (i440FX + PIIX)"
+    registry = app.extensions["octoprov.metrics"].registry
+    assert registry.get_sample_value("octoprov_api_request_duration_seconds_count",
+                                     {"route": BOOT_PATH, "method": "GET", "status": "200"}) == asked
+
+    with monkeypatch.context() as patched:  # the route's own answers: JSON, errors, other methods
+        dispatched = []
+        patched.setattr(app, "full_dispatch_request", lambda: dispatched.append(1) or Flask.full_dispatch_request(app))
+        assert anonymous.get(f"{PXE}/boot", query_string={"mac": MAC},
+                             headers={"Accept": "application/json"}).json["action"] == "install"
+        assert anonymous.get(f"{PXE}/boot", query_string={"mac": "zz"}).status_code == 400
+        assert anonymous.head(f"{PXE}/boot", query_string={"mac": MAC}).status_code == 200
+        assert anonymous.post(f"{PXE}/boot", query_string={"mac": MAC}).status_code == 405
+        assert len(dispatched) == 4
+
+
+def test_a_boot_behind_a_trusted_proxy_is_logged_with_the_machines_address(client, database, runtime, linux_image):
+    from octoprov.runtime import Runtime
+
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    proxied = Runtime(runtime.settings.model_copy(update={"trusted_proxies": 1}), runtime.database, runtime.vault)
+    script = create_app(runtime=proxied).test_client().get(f"{PXE}/boot", query_string={"mac": MAC},
+                                                            headers={"X-Forwarded-For": "192.0.2.77"})
+    assert "kernel" in script.get_data(as_text=True)
+    assert "at 192.0.2.77:" in _pxe_log(database, task["id"])[-1]
+
+
 def _pxe_log(database, task_id) -> list[str]:
     """The task's boot lines, once this process's boot-line writer has written what it was given."""
     from sqlalchemy import select
