@@ -32,7 +32,7 @@ from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.models import Task, TaskEvent
-from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boot
+from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boots
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -228,9 +228,7 @@ class BootAnswers:
                 batch.append(self._boot_lines.get())
             try:
                 with self.database.session() as session:
-                    for task_id, line in batch:
-                        if session.get(Task, task_id) is not None:
-                            record_boot(session, task_id, line, LOG_EVERY_S)
+                    record_boots(session, batch, LOG_EVERY_S)
             except Exception:
                 log.exception("boot log: %d lines not written", len(batch))
             finally:

@@ -364,3 +364,25 @@ def test_efi_loaders_for_http_boot_by_name_only(runtime, tmp_path):
     assert response.status_code == 200 and response.data == b"MZ ipxe" * 100
     for name in ("snponly.efi", "shimx64.efi", "undionly.kpxe", "..%2Fipxe%2Fipxe.efi", "grub.cfg"):
         assert anonymous.get(f"/boot/efi/{name}").status_code == 404, name
+
+
+def test_a_batch_of_boot_lines_keeps_one_line_a_task_and_message(client, database, linux_image):
+    """The boot-line writer's batch (record_boots): repeats within a minute dropped, a changed message kept at
+    once, in order, per task; lines of a task that no longer exists dropped."""
+    from sqlalchemy import select
+
+    from octoprov.models import TaskLog
+    from octoprov.netboot.bootconfig import record_boots
+
+    first = _baremetal(client, linux_image)["id"]
+    second = _baremetal(client, linux_image, mac="52:54:00:c0:ff:ef")["id"]
+    with database.session() as session:
+        record_boots(session, [(first, "install"), (second, "install"), (first, "install"), (999999, "install"),
+                               (first, "localboot"), (first, "localboot"), (second, "install")])
+    with database.session() as session:
+        record_boots(session, [(first, "localboot"), (second, "install"), (second, "localboot")])
+    with database.session() as session:
+        logged = session.execute(select(TaskLog.task_id, TaskLog.message).where(TaskLog.step == "pxe")
+                                 .order_by(TaskLog.id)).all()
+    assert [tuple(row) for row in logged] == [(first, "install"), (second, "install"), (first, "localboot"),
+                                              (second, "localboot")]
