@@ -54,12 +54,15 @@ def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
-def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False, of: Request | None = None) -> str | None:
+def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) -> str | None:
     """A short printable text. ``literal_plus``: decode the query by RFC 3986 (``%XX`` only) instead of
     as a form, where ``+`` is a space; for arguments iPXE fills in, since its ``uristring`` leaves ``+``
-    unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)"). ``of``: the request to read (default: Flask's)."""
-    of = request if of is None else of
-    raw = _uri_query(of).get(name) if literal_plus else of.args.get(name)
+    unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)")."""
+    return text_value(name, (uri_query(request) if literal_plus else request.args).get(name), max_length)
+
+
+def text_value(name: str, raw: str | None, max_length: int = 255) -> str | None:
+    """``text_arg`` for a value already read from the query: None when absent or empty."""
     if raw is None or raw == "":
         return None
     if len(raw) > max_length or any(ord(c) < 32 for c in raw):
@@ -67,8 +70,8 @@ def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False, of
     return raw
 
 
-def _uri_query(of: Request) -> dict[str, str]:
-    """The query string split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
+def uri_query(of: Request) -> dict[str, str]:
+    """The query string of ``of`` split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
     repeated names wins, as with ``request.args.get``. Undecodable bytes become U+FFFD, as Werkzeug's."""
     args: dict[str, str] = {}
     for pair in of.query_string.split(b"&"):

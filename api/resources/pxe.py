@@ -13,7 +13,7 @@ from werkzeug.wrappers import Request as WerkzeugRequest
 
 from api.docs import ERROR_TEXT, DocNamespace, error_model, schema_model
 from api.metrics import ApiMetrics, api_metrics
-from api.requests import json_body, text_arg
+from api.requests import json_body, text_value, uri_query
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, states, steps
 from octoprov.answerfiles.files import task_files
@@ -171,8 +171,8 @@ def boot_config(asked: WerkzeugRequest, answers: BootAnswers, metrics: ApiMetric
     # text, not as a form (where `+` is a space), or they no longer match KVM_MODELS and driver packs. Only
     # for iPXE (whose HTTP client always says "User-Agent: iPXE/<version>"): a browser or curl sending a
     # form-encoded query, here or elsewhere, keeps the usual meaning of `+`.
-    from_ipxe = asked.environ.get("HTTP_USER_AGENT", "").startswith("iPXE/")
-    hardware = {name: text_arg(name, literal_plus=from_ipxe, of=asked) for name in HARDWARE_ARGS}
+    query = uri_query(asked) if asked.environ.get("HTTP_USER_AGENT", "").startswith("iPXE/") else asked.args
+    hardware = {name: text_value(name, query.get(name)) for name in HARDWARE_ARGS}
     answer, task_id = answers.answer(mac, hardware)
     if task_id is not None:  # where the request came from: who else fetched a script with the token
         why = f" ({answer.document['message']})" if answer.document.get("message") else ""
