@@ -1,4 +1,4 @@
-"""Boot answers kept per MAC in each serving process, so a boot storm costs one indexed read a request.
+"""Boot answers kept per MAC in each serving process, so a boot storm costs at most one indexed read a request.
 
 A boot answer (install script, GRUB configuration or local boot) depends only on the MAC's tasks and their
 steps, and every change of those is numbered by the database's triggers (``task_events`` of kind "task": a
@@ -8,7 +8,8 @@ same stamp serves the kept answer (no task or step query, no decrypt, no render)
 by any API process or worker, changes the stamp, and the very next request renders the answer anew. The
 count is part of the stamp because PostgreSQL hands out ids before commit: a change committed late under
 a lower id still adds one to the count. A log line (kind "log") changes no answer, and so no stamp: the
-boot lines this cache writes itself would otherwise make every answer be rendered again.
+boot lines this cache writes itself would otherwise make every answer be rendered again. On SQLite not even
+the stamp is read while nothing at all was committed since it was last found current (``ChangeClock``).
 
 What is not in the stamp (an image's files edited in place, a setting) is picked up after ``MAX_AGE_S``.
 The boot log lines are written by a background thread, once a minute per task and message at most, never
@@ -18,11 +19,12 @@ on the request path; a machine's SMBIOS facts are written only when they differ 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select
@@ -52,6 +54,7 @@ class Entry:
     answer: BootAnswer
     task_id: int | None  # the MAC's active task, to log the boot on: also when its answer is a local boot
     hardware: Mapping[str, str]  # the SMBIOS facts stored for it: a request bringing new ones renders anew
+    checked: int | None = None  # the ChangeClock's count when the stamp was last found current (None: never)
     made: float = field(default_factory=time.monotonic)
 
 
@@ -111,6 +114,46 @@ class StampReader:
         return int(count), newest
 
 
+class ChangeClock:
+    """Whether anything at all was committed to the database since a moment, for free: SQLite counts the
+    commits of every other connection, of any process (``PRAGMA data_version``: no table read, no SQL
+    execution layer), so while that count stays the same no stamp can have changed and a request needs
+    not read its MAC's. Any commit, whoever made it, moves the clock on, and the next request of each MAC
+    reads its stamp again. PostgreSQL has no such counter that is current at commit: there ``now`` is
+    None and every request reads its stamp. One connection of its own per process, behind a lock."""
+
+    def __init__(self, engine: Engine):
+        database = engine.url.database or ""
+        self.enabled = (engine.dialect.name == "sqlite" and database not in ("", ":memory:")
+                        and "mode=memory" not in database)  # an in-memory database is each connection's own
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._pid = 0
+        self._version: int | None = None
+        self._count = 0
+
+    def now(self) -> int | None:
+        """The number of times the database was seen changed in this process; None: unknown (read the stamp)."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            try:
+                if self._connection is None or self._pid != os.getpid():  # not a connection forked with the process
+                    cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+                    self._connection = self._engine.dialect.loaded_dbapi.connect(
+                        *cargs, **{**cparams, "check_same_thread": False})
+                    self._pid, self._version = os.getpid(), None
+                version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+            except self._engine.dialect.loaded_dbapi.Error:  # the stamp is read instead, and raises what is wrong
+                self._connection = None
+                return None
+            if version != self._version:
+                self._version = version
+                self._count += 1
+            return self._count
+
+
 class BootAnswers:
     """The answers this process gives, by MAC, and the writer of their boot log lines."""
 
@@ -125,6 +168,7 @@ class BootAnswers:
         self._written = threading.Condition(self._lock)
         self._warmer: threading.Thread | None = None
         self._stamp = StampReader(database.engine)
+        self._clock = ChangeClock(database.engine)
 
     def render_ahead(self) -> None:
         """Start rendering answers ahead in this process (the API server's workers and the PXE service
@@ -152,6 +196,7 @@ class BootAnswers:
 
     def _warm_once(self, newest: int | None) -> int:
         """One round of rendering ahead; returns the newest task event seen."""
+        checked = self._clock.now()  # before the stamps: a commit after it moves the clock on
         with self.database.engine.connect() as connection:
             if newest is None:
                 newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
@@ -169,21 +214,29 @@ class BootAnswers:
                 stamp = stamp_of(connection, mac)
                 kept = self._entries.get(mac)
                 if kept is None or kept.stamp != stamp:
-                    self._render(mac, stamp, {})
+                    self._render(mac, stamp, {}, checked)
         return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:
         """The boot answer for ``mac`` and the active task it belongs to (None: no active task)."""
         seen = {name: value for name, value in hardware.items() if value}
-        stamp = self._stamp(mac)  # no ORM session, not even SQLAlchemy's execution: this is the whole hot path
+        checked = self._clock.now()  # read first: a commit after it moves the clock on for the next request
         kept = self._entries.get(mac)
-        if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
-                and seen.items() <= kept.hardware.items()):
+        usable = (kept is not None and time.monotonic() - kept.made < MAX_AGE_S
+                  and seen.items() <= kept.hardware.items())
+        if usable and checked is not None and kept is not None and kept.checked == checked:
+            return kept.answer, kept.task_id  # nothing was committed since its stamp was found current
+        stamp = self._stamp(mac)  # no ORM session, not even SQLAlchemy's execution: this is the whole hot path
+        if usable and kept is not None and kept.stamp == stamp:
+            if checked is not None and kept.checked != checked:
+                self._entries[mac] = replace(kept, checked=checked)
             return kept.answer, kept.task_id
-        return self._render(mac, stamp, seen)
+        return self._render(mac, stamp, seen, checked)
 
-    def _render(self, mac: str, stamp: Stamp, seen: dict[str, str]) -> tuple[BootAnswer, int | None]:
-        """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one)."""
+    def _render(self, mac: str, stamp: Stamp, seen: dict[str, str],
+                checked: int | None) -> tuple[BootAnswer, int | None]:
+        """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one),
+        current at the clock's ``checked``."""
         with self.database.session() as session:
             task = active_task_for_mac(session, mac)
             answer = answer_for(session, self.settings, self.vault, mac, task, seen)
@@ -192,7 +245,7 @@ class BootAnswers:
             wrote = bool(session.new or session.dirty)
         if wrote:  # new SMBIOS facts were stored: the next request keeps the answer, under the stamp they made
             return answer, task_id
-        entry = Entry(stamp, answer, task_id, stored)
+        entry = Entry(stamp, answer, task_id, stored, checked)
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()

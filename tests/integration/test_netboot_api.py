@@ -386,3 +386,46 @@ def test_a_batch_of_boot_lines_keeps_one_line_a_task_and_message(client, databas
                                  .order_by(TaskLog.id)).all()
     assert [tuple(row) for row in logged] == [(first, "install"), (second, "install"), (first, "localboot"),
                                               (second, "localboot")]
+
+
+def test_a_kept_answer_reads_no_stamp_until_something_is_committed(anonymous, client, database, runtime, linux_image,
+                                                                   monkeypatch):
+    """SQLite: while no connection of any process commits (PRAGMA data_version), a kept answer is served without
+    reading its MAC's stamp; any commit, even one that changes no answer, makes the next request read it again,
+    and a change of the task's steps is answered at once. PostgreSQL: the stamp is read on every request."""
+    from octoprov.models import ApiToken
+    from octoprov.netboot.answercache import ChangeClock, boot_answers
+
+    clock = ChangeClock(database.engine)
+    if database.engine.dialect.name != "sqlite":
+        assert clock.now() is None
+    else:
+        seen = clock.now()
+        assert seen is not None and clock.now() == seen
+        with database.session() as session:
+            session.add(ApiToken(name="clock", token_hash="0" * 64))
+        assert clock.now() == seen + 1 and clock.now() == seen + 1
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    answers = boot_answers(runtime.database, runtime.settings, runtime.vault)
+    read = []
+    stamp = answers._stamp
+    monkeypatch.setattr(answers, "_stamp", lambda mac: read.append(mac) or stamp(mac))
+
+    def script() -> str:
+        return anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+
+    assert "kernel" in script()
+    from octoprov.netboot.answercache import flush_all
+
+    assert flush_all()  # the boot line is written: a commit
+    before = len(read)
+    assert "kernel" in script() and "kernel" in script()
+    sqlite = database.engine.dialect.name == "sqlite"
+    assert len(read) - before == (1 if sqlite else 2)  # the first request after the boot line's commit
+    with database.session() as session:
+        session.add(ApiToken(name="unrelated", token_hash="1" * 64))
+    assert "kernel" in script()
+    assert len(read) - before == (2 if sqlite else 3)
+    _set_steps(database, task["id"], ["installer_started", "os_install"])
+    assert "sanboot" in script()
