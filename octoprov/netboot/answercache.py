@@ -115,12 +115,17 @@ class StampReader:
 
 
 class ChangeClock:
-    """Whether anything at all was committed to the database since a moment, for free: SQLite counts the
-    commits of every other connection, of any process (``PRAGMA data_version``: no table read, no SQL
-    execution layer), so while that count stays the same no stamp can have changed and a request needs
-    not read its MAC's. Any commit, whoever made it, moves the clock on, and the next request of each MAC
-    reads its stamp again. PostgreSQL has no such counter that is current at commit: there ``now`` is
-    None and every request reads its stamp. One connection of its own per process, behind a lock."""
+    """Whether anything at all was committed to the database since a moment, for almost nothing: SQLite counts
+    the commits of every other connection, of any process (``PRAGMA data_version``: no table read, no SQL
+    execution layer), so while that count stays the same no stamp can have changed and a request needs not
+    read its MAC's. Any commit, whoever made it, moves the clock on, and the next request of each MAC reads
+    its stamp again. PostgreSQL has no such counter that is current at commit: there ``now`` is None and
+    every request reads its stamp.
+
+    Each thread asks on a connection of its own (no lock on the request path); the first time a thread's
+    connection sees a commit it moves the process's count on. So a count handed out before a commit is never
+    handed out after it: the first read after the commit, on any thread, sees the commit or a count already
+    moved on by a read that saw it."""
 
     def __init__(self, engine: Engine):
         database = engine.url.database or ""
@@ -128,30 +133,31 @@ class ChangeClock:
                         and "mode=memory" not in database)  # an in-memory database is each connection's own
         self._engine = engine
         self._lock = threading.Lock()
-        self._connection: Any = None
-        self._pid = 0
-        self._version: int | None = None
+        self._local = threading.local()
         self._count = 0
 
     def now(self) -> int | None:
-        """The number of times the database was seen changed in this process; None: unknown (read the stamp)."""
+        """The number of changes this process has seen so far; None: unknown (read the stamp)."""
         if not self.enabled:
             return None
-        with self._lock:
-            try:
-                if self._connection is None or self._pid != os.getpid():  # not a connection forked with the process
-                    cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
-                    self._connection = self._engine.dialect.loaded_dbapi.connect(
-                        *cargs, **{**cparams, "check_same_thread": False})
-                    self._pid, self._version = os.getpid(), None
-                version = self._connection.execute("PRAGMA data_version").fetchone()[0]
-            except self._engine.dialect.loaded_dbapi.Error:  # the stamp is read instead, and raises what is wrong
-                self._connection = None
-                return None
-            if version != self._version:
-                self._version = version
+        local = self._local
+        try:
+            connection = getattr(local, "connection", None)
+            if connection is None or local.pid != os.getpid():  # not a connection forked with the process
+                cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+                connection = self._engine.dialect.loaded_dbapi.connect(*cargs, **{**cparams,
+                                                                                  "check_same_thread": False})
+                local.connection, local.pid, local.version = connection, os.getpid(), None
+            version = connection.execute("PRAGMA data_version").fetchone()[0]
+        except self._engine.dialect.loaded_dbapi.Error:  # the stamp is read instead, and raises what is wrong
+            local.connection = None
+            return None
+        if version != local.version:  # a commit since this thread last asked (or its first question)
+            local.version = version
+            with self._lock:
                 self._count += 1
-            return self._count
+                return self._count
+        return self._count
 
 
 class BootAnswers:
