@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,44 @@ class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hint
     """gunicorn's logger, writing the same access lines for less: gunicorn makes an atom of every request and
     response header and of the whole WSGI environ for each line, and escapes each of them, while its format
     (``access_log_format``) reads a handful. With a format that names no header nor environ entry (its
-    default does not), only the plain atoms are made; and the time stamp is formatted once a second."""
+    default does not), only the plain atoms are made; and the time stamp is formatted once a second. While the
+    access log is the plain file gunicorn opened (no logging configuration of its own), each line is written
+    to it as its handler would write it, without a log record (the caller's frame looked up, thread and
+    process names, filters): what the handler's own ``emit`` does, under the handler's lock, which a reopen
+    of the log files (SIGUSR1) takes too."""
 
     _clock: tuple[int, str] = (0, "")
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        handler = self._plain_file() if self.access_log_enabled else None
+        if handler is None:
+            super().access(resp, req, environ, request_time)
+            return
+        try:
+            line = self.cfg.access_log_format % self.atoms_wrapper_class(
+                self.atoms(resp, req, environ, request_time))
+            handler.acquire()
+            try:
+                handler.stream.write(line + handler.terminator)
+                handler.stream.flush()
+            finally:
+                handler.release()
+        except Exception:
+            self.error(traceback.format_exc())
+
+    def _plain_file(self) -> logging.StreamHandler[Any] | None:
+        """The access log's one handler, when it is gunicorn's file with gunicorn's format and nothing else
+        would see a record: else None (log through ``logging``)."""
+        log = self.access_log
+        handlers = log.handlers
+        if len(handlers) != 1 or log.filters or log.propagate or not log.isEnabledFor(logging.INFO):
+            return None
+        handler = handlers[0]
+        if (not isinstance(handler, logging.FileHandler) or not getattr(handler, "_gunicorn", False)
+                or handler.filters or handler.level > logging.INFO or handler.stream is None
+                or handler.formatter is None or handler.formatter._fmt != self.access_fmt):
+            return None
+        return handler
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         if "{" in self.cfg.access_log_format:
