@@ -29,11 +29,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     runtime = runtime or Runtime.from_settings(settings or Settings.from_env())
     app.extensions[EXTENSION] = runtime
     app.extensions[DISPATCH] = dispatcher or _sender(runtime.settings)
-    if runtime.settings.trusted_proxies:
-        # request.remote_addr: the client's address as the trusted proxies saw it, not the last proxy's. Only
-        # X-Forwarded-For: the status callbacks bind what a machine claims to it (docs/operations.md).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,  # type: ignore[method-assign]
-                                x_proto=0, x_host=0, x_port=0, x_prefix=0)
 
     api = make_api()
     _register_error_handlers(api)
@@ -77,6 +72,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         assert error.code is not None  # Flask hands exceptions without a code to no handler
         return {"message": error.description or error.name}, error.code
 
+    from api.fastboot import BootFastPath  # imports prometheus_client: not before api.server set it up
+
+    app.wsgi_app = BootFastPath(app, app.wsgi_app)  # type: ignore[method-assign]  # a boot storm's requests
+    if runtime.settings.trusted_proxies:
+        # request.remote_addr: the client's address as the trusted proxies saw it, not the last proxy's. Only
+        # X-Forwarded-For: the status callbacks bind what a machine claims to it (docs/operations.md).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=0, x_host=0, x_port=0, x_prefix=0)
     return app
 
 

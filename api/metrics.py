@@ -54,6 +54,7 @@ class ApiMetrics:
         self.boot_answers = Counter(
             "octoprov_boot_answers", "Boot configurations the API answered machines with, by kind (ipxe script or "
             "grub configuration) and action (install, localboot, menu).", ["kind", "action"], registry=own)
+        self._boot_counters: dict[tuple[str, str], Counter] = {}
         if folder:
             MultiProcessCollector(self.registry, path=folder)  # type: ignore[no-untyped-call]  # untyped
         self.registry.register(DatabaseCollector(database))
@@ -64,7 +65,10 @@ class ApiMetrics:
                               outcome).inc()
 
     def boot_answer(self, kind: str, action: str) -> None:
-        self.boot_answers.labels(kind, action).inc()
+        counter = self._boot_counters.get((kind, action))
+        if counter is None:  # a handful of kinds and actions: each looked up once (a boot storm counts thousands)
+            counter = self._boot_counters[kind, action] = self.boot_answers.labels(kind, action)
+        counter.inc()
 
 
 def install(app: Flask, database: Database) -> None:

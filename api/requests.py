@@ -8,6 +8,7 @@ from typing import overload
 from urllib.parse import unquote_to_bytes
 
 from flask import request
+from werkzeug.wrappers import Request
 
 from octoprov.errors import InvalidRequest
 from octoprov.models import MAX_ID
@@ -57,7 +58,11 @@ def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) ->
     """A short printable text. ``literal_plus``: decode the query by RFC 3986 (``%XX`` only) instead of
     as a form, where ``+`` is a space; for arguments iPXE fills in, since its ``uristring`` leaves ``+``
     unencoded (SMBIOS "Standard PC (i440FX + PIIX, 1996)")."""
-    raw = _uri_query().get(name) if literal_plus else request.args.get(name)
+    return text_value(name, (uri_query(request) if literal_plus else request.args).get(name), max_length)
+
+
+def text_value(name: str, raw: str | None, max_length: int = 255) -> str | None:
+    """``text_arg`` for a value already read from the query: None when absent or empty."""
     if raw is None or raw == "":
         return None
     if len(raw) > max_length or any(ord(c) < 32 for c in raw):
@@ -65,11 +70,11 @@ def text_arg(name: str, max_length: int = 255, *, literal_plus: bool = False) ->
     return raw
 
 
-def _uri_query() -> dict[str, str]:
-    """The query string split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
+def uri_query(of: Request) -> dict[str, str]:
+    """The query string of ``of`` split at ``&`` and ``=`` and percent-decoded, ``+`` left as it is; the first of
     repeated names wins, as with ``request.args.get``. Undecodable bytes become U+FFFD, as Werkzeug's."""
     args: dict[str, str] = {}
-    for pair in request.query_string.split(b"&"):
+    for pair in of.query_string.split(b"&"):
         name, _, value = pair.partition(b"=")
         if name:
             args.setdefault(unquote_to_bytes(name).decode("utf-8", "replace"),

@@ -9,10 +9,11 @@ from flask import Response, request
 from flask_restx import Namespace, Resource
 from pydantic import AfterValidator, Field, IPvAnyAddress
 from sqlalchemy import select
+from werkzeug.wrappers import Request as WerkzeugRequest
 
 from api.docs import ERROR_TEXT, DocNamespace, error_model, schema_model
-from api.metrics import api_metrics
-from api.requests import json_body, text_arg
+from api.metrics import ApiMetrics, api_metrics
+from api.requests import json_body, text_value, uri_query
 from api.runtime import dispatcher, runtime, session_scope
 from octoprov import pipeline, states, steps
 from octoprov.answerfiles.files import task_files
@@ -20,7 +21,7 @@ from octoprov.errors import Conflict, InvalidRequest, NotFound, OctoprovError, s
 from octoprov.models import MAX_ID, Task
 from octoprov.netboot import ipxe
 from octoprov.netboot.answercache import BootAnswers, boot_answers
-from octoprov.netboot.bootconfig import files_token_hash, installing
+from octoprov.netboot.bootconfig import BootAnswer, files_token_hash, installing
 from octoprov.results import MachineFacts
 from octoprov.specs import Spec, View, parse
 from octoprov.validation.linux import check_ssh_public_key
@@ -148,27 +149,40 @@ class Boot(Resource):  # type: ignore[misc]  # flask-restx ships no type hints
     @ns.response(400, ERROR_TEXT[400], errors)
     def get(self) -> dict[str, Any] | Response:
         """Boot config for a MAC: the install script while its task installs, else local boot."""
-        try:
-            mac = canonical_mac(request.args.get("mac", ""))
-        except ValueError as exc:
-            raise InvalidRequest({"mac": str(exc)}) from None
-        # iPXE URI-encodes the SMBIOS strings but leaves `+` as it is ("i440FX + PIIX"): read its query as URI
-        # text, not as a form (where `+` is a space), or they no longer match KVM_MODELS and driver packs. Only
-        # for iPXE (whose HTTP client always says "User-Agent: iPXE/<version>"): a browser or curl sending a
-        # form-encoded query, here or elsewhere, keeps the usual meaning of `+`.
-        from_ipxe = (request.user_agent.string or "").startswith("iPXE/")
-        hardware = {name: text_arg(name, literal_plus=from_ipxe)
-                    for name in ("uuid", "manufacturer", "product", "platform", "arch")}
-        answers = _boot_answers()
-        answer, task_id = answers.answer(mac, hardware)
-        if task_id is not None:  # where the request came from: who else fetched a script with the token
-            why = f" ({answer.document['message']})" if answer.document.get("message") else ""
-            where = request.remote_addr or "an unknown address"
-            answers.log_boot(task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
-        api_metrics().boot_answer("ipxe", answer.action)
-        if request.accept_mimetypes.best == "application/json":  # iPXE sends no Accept: it gets the script
+        answer = boot_config(request, _boot_answers(), api_metrics())
+        if wants_json(request):
             return answer.document
         return _text(answer.script)
+
+
+HARDWARE_ARGS = ("uuid", "manufacturer", "product", "platform", "arch")
+
+
+def boot_config(asked: WerkzeugRequest, answers: BootAnswers, metrics: ApiMetrics) -> BootAnswer:
+    """What GET /pxe/boot does for ``asked``, its answer aside: the route's, and api.fastboot's, which
+    serves the same requests before Flask's dispatch. Raises InvalidRequest for a bad MAC or argument."""
+    try:
+        mac = canonical_mac(asked.args.get("mac", ""))
+    except ValueError as exc:
+        raise InvalidRequest({"mac": str(exc)}) from None
+    # iPXE URI-encodes the SMBIOS strings but leaves `+` as it is ("i440FX + PIIX"): read its query as URI
+    # text, not as a form (where `+` is a space), or they no longer match KVM_MODELS and driver packs. Only
+    # for iPXE (whose HTTP client always says "User-Agent: iPXE/<version>"): a browser or curl sending a
+    # form-encoded query, here or elsewhere, keeps the usual meaning of `+`.
+    query = uri_query(asked) if asked.environ.get("HTTP_USER_AGENT", "").startswith("iPXE/") else asked.args
+    hardware = {name: text_value(name, query.get(name)) for name in HARDWARE_ARGS}
+    answer, task_id = answers.answer(mac, hardware)
+    if task_id is not None:  # where the request came from: who else fetched a script with the token
+        why = f" ({answer.document['message']})" if answer.document.get("message") else ""
+        where = asked.remote_addr or "an unknown address"
+        answers.log_boot(task_id, f"Boot script served to {mac} at {where}: {answer.action}{why}")
+    metrics.boot_answer("ipxe", answer.action)
+    return answer
+
+
+def wants_json(asked: WerkzeugRequest) -> bool:
+    """The boot config as JSON rather than the script; iPXE sends no Accept: it gets the script."""
+    return "HTTP_ACCEPT" in asked.environ and asked.accept_mimetypes.best == "application/json"
 
 
 @ns.route("/files/<string:token>/<string:name>")

@@ -1,13 +1,15 @@
-"""Boot answers kept per MAC in each serving process, so a boot storm costs one indexed read a request.
+"""Boot answers kept per MAC in each serving process, so a boot storm costs at most one indexed read a request.
 
 A boot answer (install script, GRUB configuration or local boot) depends only on the MAC's tasks and their
-steps, and every change of those is numbered by the database's triggers (``task_events``: a task inserted
-or updated, a step updated, a log line added), whichever process made it. So each entry is kept with the
-MAC's *stamp*, the number and the newest id of its tasks' events, and a request reads only the stamp: the
+steps, and every change of those is numbered by the database's triggers (``task_events`` of kind "task": a
+task inserted or updated, a step updated), whichever process made it. So each entry is kept with the MAC's
+*stamp*, the number and the newest id of its tasks' "task" events, and a request reads only the stamp: the
 same stamp serves the kept answer (no task or step query, no decrypt, no render); any change, committed
 by any API process or worker, changes the stamp, and the very next request renders the answer anew. The
 count is part of the stamp because PostgreSQL hands out ids before commit: a change committed late under
-a lower id still adds one to the count.
+a lower id still adds one to the count. A log line (kind "log") changes no answer, and so no stamp: the
+boot lines this cache writes itself would otherwise make every answer be rendered again. On SQLite not even
+the stamp is read while nothing at all was committed since it was last found current (``ChangeClock``).
 
 What is not in the stamp (an image's files edited in place, a setting) is picked up after ``MAX_AGE_S``.
 The boot log lines are written by a background thread, once a minute per task and message at most, never
@@ -17,19 +19,22 @@ on the request path; a machine's SMBIOS facts are written only when they differ 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.exc import DBAPIError
 
 from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from octoprov.models import Task, TaskEvent
-from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boot
+from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boots
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,18 +54,110 @@ class Entry:
     answer: BootAnswer
     task_id: int | None  # the MAC's active task, to log the boot on: also when its answer is a local boot
     hardware: Mapping[str, str]  # the SMBIOS facts stored for it: a request bringing new ones renders anew
+    checked: int | None = None  # the ChangeClock's count when the stamp was last found current (None: never)
     made: float = field(default_factory=time.monotonic)
 
 
 _STAMP = (select(func.count(TaskEvent.id), func.max(TaskEvent.id))
-          .join(Task, Task.id == TaskEvent.task_id).where(Task.mac_address == bindparam("mac")))
+          .join(Task, Task.id == TaskEvent.task_id)
+          .where(Task.mac_address == bindparam("mac"), TaskEvent.kind == "task"))
 """Built once: the statement is the same for every request, only the MAC is bound."""
 
 
 def stamp_of(connection: Connection, mac: str) -> Stamp:
-    """One indexed read: the events of every task that names this MAC."""
+    """One indexed read: the "task" events of every task that names this MAC."""
     count, newest = connection.execute(_STAMP, {"mac": mac}).one()
     return int(count), newest
+
+
+class StampReader:
+    """``stamp_of`` for the request path: the statement compiled once for the engine's dialect and run on the
+    driver's own cursor, a pooled connection checked out as for any statement (pinged first on PostgreSQL).
+    SQLAlchemy's execution layer costs several times the indexed read itself, and a boot storm pays it on
+    every request. A driver error is raised as SQLAlchemy raises it (``DBAPIError``; a lost connection is
+    invalidated and says so), so the API answers an outage with its 503 as before."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        compiled = _STAMP.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        self._params = compiled.construct_params({"mac": None})
+        self._order = compiled.positiontup if engine.dialect.positional else None
+
+    def __call__(self, mac: str) -> Stamp:
+        params = {**self._params, "mac": mac}
+        args: Any = tuple(params[name] for name in self._order) if self._order is not None else params
+        dialect = self.engine.dialect
+        try:
+            connection = self.engine.raw_connection()  # the pool raises the driver's errors as they are
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=dialect.is_disconnect(exc, None, None),
+                                      dialect=dialect) from exc
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self.sql, args)
+                row = cursor.fetchone()
+                assert row is not None  # an aggregate without GROUP BY has its one row
+                count, newest = row
+            finally:
+                cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, connection.dbapi_connection, None)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(self.sql, args, exc, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=lost, dialect=dialect) from exc
+        finally:
+            connection.close()
+        return int(count), newest
+
+
+class ChangeClock:
+    """Whether anything at all was committed to the database since a moment, for almost nothing: SQLite counts
+    the commits of every other connection, of any process (``PRAGMA data_version``: no table read, no SQL
+    execution layer), so while that count stays the same no stamp can have changed and a request needs not
+    read its MAC's. Any commit, whoever made it, moves the clock on, and the next request of each MAC reads
+    its stamp again. PostgreSQL has no such counter that is current at commit: there ``now`` is None and
+    every request reads its stamp.
+
+    Each thread asks on a connection of its own (no lock on the request path); the first time a thread's
+    connection sees a commit it moves the process's count on. So a count handed out before a commit is never
+    handed out after it: the first read after the commit, on any thread, sees the commit or a count already
+    moved on by a read that saw it."""
+
+    def __init__(self, engine: Engine):
+        database = engine.url.database or ""
+        self.enabled = (engine.dialect.name == "sqlite" and database not in ("", ":memory:")
+                        and "mode=memory" not in database)  # an in-memory database is each connection's own
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._count = 0
+
+    def now(self) -> int | None:
+        """The number of changes this process has seen so far; None: unknown (read the stamp)."""
+        if not self.enabled:
+            return None
+        local = self._local
+        try:
+            connection = getattr(local, "connection", None)
+            if connection is None or local.pid != os.getpid():  # not a connection forked with the process
+                cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+                connection = self._engine.dialect.loaded_dbapi.connect(*cargs, **{**cparams,
+                                                                                  "check_same_thread": False})
+                local.connection, local.pid, local.version = connection, os.getpid(), None
+            version = connection.execute("PRAGMA data_version").fetchone()[0]
+        except self._engine.dialect.loaded_dbapi.Error:  # the stamp is read instead, and raises what is wrong
+            local.connection = None
+            return None
+        if version != local.version:  # a commit since this thread last asked (or its first question)
+            local.version = version
+            with self._lock:
+                self._count += 1
+                return self._count
+        return self._count
 
 
 class BootAnswers:
@@ -76,6 +173,8 @@ class BootAnswers:
         self._unwritten = 0  # lines queued and not yet written (or given up)
         self._written = threading.Condition(self._lock)
         self._warmer: threading.Thread | None = None
+        self._stamp = StampReader(database.engine)
+        self._clock = ChangeClock(database.engine)
 
     def render_ahead(self) -> None:
         """Start rendering answers ahead in this process (the API server's workers and the PXE service
@@ -103,6 +202,7 @@ class BootAnswers:
 
     def _warm_once(self, newest: int | None) -> int:
         """One round of rendering ahead; returns the newest task event seen."""
+        checked = self._clock.now()  # before the stamps: a commit after it moves the clock on
         with self.database.engine.connect() as connection:
             if newest is None:
                 newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
@@ -120,22 +220,29 @@ class BootAnswers:
                 stamp = stamp_of(connection, mac)
                 kept = self._entries.get(mac)
                 if kept is None or kept.stamp != stamp:
-                    self._render(mac, stamp, {})
+                    self._render(mac, stamp, {}, checked)
         return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:
         """The boot answer for ``mac`` and the active task it belongs to (None: no active task)."""
         seen = {name: value for name, value in hardware.items() if value}
-        with self.database.engine.connect() as connection:  # no ORM session: this is the whole hot path
-            stamp = stamp_of(connection, mac)
+        checked = self._clock.now()  # read first: a commit after it moves the clock on for the next request
         kept = self._entries.get(mac)
-        if (kept is not None and kept.stamp == stamp and time.monotonic() - kept.made < MAX_AGE_S
-                and seen.items() <= kept.hardware.items()):
+        usable = (kept is not None and time.monotonic() - kept.made < MAX_AGE_S
+                  and seen.items() <= kept.hardware.items())
+        if usable and checked is not None and kept is not None and kept.checked == checked:
+            return kept.answer, kept.task_id  # nothing was committed since its stamp was found current
+        stamp = self._stamp(mac)  # no ORM session, not even SQLAlchemy's execution: this is the whole hot path
+        if usable and kept is not None and kept.stamp == stamp:
+            if checked is not None and kept.checked != checked:
+                self._entries[mac] = replace(kept, checked=checked)
             return kept.answer, kept.task_id
-        return self._render(mac, stamp, seen)
+        return self._render(mac, stamp, seen, checked)
 
-    def _render(self, mac: str, stamp: Stamp, seen: dict[str, str]) -> tuple[BootAnswer, int | None]:
-        """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one)."""
+    def _render(self, mac: str, stamp: Stamp, seen: dict[str, str],
+                checked: int | None) -> tuple[BootAnswer, int | None]:
+        """Render the answer, and keep it under ``stamp`` (read before: a change in between makes a new one),
+        current at the clock's ``checked``."""
         with self.database.session() as session:
             task = active_task_for_mac(session, mac)
             answer = answer_for(session, self.settings, self.vault, mac, task, seen)
@@ -144,7 +251,7 @@ class BootAnswers:
             wrote = bool(session.new or session.dirty)
         if wrote:  # new SMBIOS facts were stored: the next request keeps the answer, under the stamp they made
             return answer, task_id
-        entry = Entry(stamp, answer, task_id, stored)
+        entry = Entry(stamp, answer, task_id, stored, checked)
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
@@ -180,9 +287,7 @@ class BootAnswers:
                 batch.append(self._boot_lines.get())
             try:
                 with self.database.session() as session:
-                    for task_id, line in batch:
-                        if session.get(Task, task_id) is not None:
-                            record_boot(session, task_id, line, LOG_EVERY_S)
+                    record_boots(session, batch, LOG_EVERY_S)
             except Exception:
                 log.exception("boot log: %d lines not written", len(batch))
             finally:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from octoprov import states
@@ -55,18 +55,33 @@ def installing(session: Session, task: Task) -> bool:
     return status.get("register_mac") == "done" and status.get("os_install") != "done"
 
 
-def record_boot(session: Session, task_id: int, message: str, every_s: int = 60) -> None:
-    """Log that a machine fetched its boot script. The same ``message`` (answer, reason, address) at most
-    once a minute per task, for firmware retries; a different one at once, so the log shows the moment
-    the answer changed (install, then local boot once the OS is installed) or another host asked."""
-    last = session.execute(select(TaskLog.timestamp, TaskLog.message)
-                           .where(TaskLog.task_id == task_id, TaskLog.step == "pxe")
-                           .order_by(TaskLog.id.desc()).limit(1)).first()
-    if last is not None and last.message == message:
-        at = last.timestamp if last.timestamp.tzinfo else last.timestamp.replace(tzinfo=UTC)
-        if (utcnow() - at).total_seconds() < every_s:
-            return
-    session.add(TaskLog(task_id=task_id, message=message, step="pxe"))
+def record_boots(session: Session, lines: list[tuple[int, str]], every_s: int = 60) -> None:
+    """Log that machines fetched their boot scripts: ``(task_id, message)`` in the order served, for tasks that
+    still exist. The same message (answer, reason, address) at most once a minute per task, for firmware
+    retries; a different one at once, so the log shows the moment the answer changed (install, then local
+    boot once the OS is installed) or another host asked. A few statements for the whole batch: a storm's
+    lines come in the thousands."""
+    ids = sorted({task_id for task_id, _ in lines})
+    existing: set[int] = set()
+    last: dict[int, tuple[datetime, str]] = {}
+    for start in range(0, len(ids), 500):  # a bounded number of parameters a statement
+        chunk = ids[start:start + 500]
+        existing.update(session.scalars(select(Task.id).where(Task.id.in_(chunk))))
+        newest = (select(func.max(TaskLog.id)).where(TaskLog.task_id.in_(chunk), TaskLog.step == "pxe")
+                  .group_by(TaskLog.task_id))
+        for row in session.execute(select(TaskLog.task_id, TaskLog.timestamp, TaskLog.message)
+                                   .where(TaskLog.id.in_(newest))):
+            at = row.timestamp if row.timestamp.tzinfo else row.timestamp.replace(tzinfo=UTC)
+            last[row.task_id] = (at, row.message)
+    now = utcnow()
+    for task_id, message in lines:
+        if task_id not in existing:
+            continue
+        logged = last.get(task_id)
+        if logged is not None and logged[1] == message and (now - logged[0]).total_seconds() < every_s:
+            continue
+        session.add(TaskLog(task_id=task_id, message=message, step="pxe"))
+        last[task_id] = (now, message)
 
 
 def no_task_message(session: Session, mac: str) -> str:

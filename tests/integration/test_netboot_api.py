@@ -194,6 +194,69 @@ def test_smbios_plus_signs_arrive_as_ipxe_sent_them(anonymous, client, database,
     assert product("product=Standard+PC+(Q35+%2B+ICH9,+2009)", {"User-Agent": "curl/8.5.0"}) == KVM_MODELS[2][1]
 
 
+def _not_dispatched():
+    raise AssertionError("this request was to be answered before Flask's dispatch")
+
+
+def test_boot_scripts_are_served_before_flask_as_the_route_serves_them(app, anonymous, client, database, linux_image,
+                                                                       monkeypatch):
+    """api.fastboot answers GET /pxe/boot in front of the Flask app: the same status, headers and script as the
+    route, counted as the route's requests are; what asks for JSON or fails is the route's to answer."""
+    from flask import Flask
+    from werkzeug.test import Client
+
+    from api.fastboot import BOOT_PATH
+
+    assert BOOT_PATH in {rule.rule for rule in app.url_map.iter_rules()}  # counted under the route's rule
+    route = Client(lambda environ, start_response: Flask.wsgi_app(app, environ, start_response))  # Flask alone
+    task = _baremetal(client, linux_image)
+    smbios = "uuid=8b1c2d3e-0000-4000-8000-000000000001&manufacturer=QEMU&product=Standard%20PC%20(i440FX%20+%20PIIX)"
+    asked = 0
+
+    def same(query: str, headers: dict) -> str:
+        nonlocal asked
+        routed = route.get(f"{PXE}/boot?{query}", headers=headers)
+        with monkeypatch.context() as patched:
+            patched.setattr(app, "full_dispatch_request", _not_dispatched)
+            fast = anonymous.get(f"{PXE}/boot?{query}", headers=headers)
+        assert (fast.status, list(fast.headers), fast.data) == (routed.status, list(routed.headers), routed.data)
+        asked += 2
+        return fast.get_data(as_text=True)
+
+    assert "Register machine" in same(f"mac={MAC}", {})
+    assert "No provisioning task" in same("mac=52-54-00-12-34-56", IPXE)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    assert "kernel" in same(f"mac={MAC.upper()}&{smbios}", IPXE)
+    assert "kernel" in same(f"mac={MAC}", {"Accept": "*/*"})
+    with database.session() as session:
+        assert session.get(Task, task["id"]).hardware["product"] == "Standard PC (i440FX + PIIX)"
+    registry = app.extensions["octoprov.metrics"].registry
+    assert registry.get_sample_value("octoprov_api_request_duration_seconds_count",
+                                     {"route": BOOT_PATH, "method": "GET", "status": "200"}) == asked
+
+    with monkeypatch.context() as patched:  # the route's own answers: JSON, errors, other methods
+        dispatched = []
+        patched.setattr(app, "full_dispatch_request", lambda: dispatched.append(1) or Flask.full_dispatch_request(app))
+        assert anonymous.get(f"{PXE}/boot", query_string={"mac": MAC},
+                             headers={"Accept": "application/json"}).json["action"] == "install"
+        assert anonymous.get(f"{PXE}/boot", query_string={"mac": "zz"}).status_code == 400
+        assert anonymous.head(f"{PXE}/boot", query_string={"mac": MAC}).status_code == 200
+        assert anonymous.post(f"{PXE}/boot", query_string={"mac": MAC}).status_code == 405
+        assert len(dispatched) == 4
+
+
+def test_a_boot_behind_a_trusted_proxy_is_logged_with_the_machines_address(client, database, runtime, linux_image):
+    from octoprov.runtime import Runtime
+
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    proxied = Runtime(runtime.settings.model_copy(update={"trusted_proxies": 1}), runtime.database, runtime.vault)
+    script = create_app(runtime=proxied).test_client().get(f"{PXE}/boot", query_string={"mac": MAC},
+                                                            headers={"X-Forwarded-For": "192.0.2.77"})
+    assert "kernel" in script.get_data(as_text=True)
+    assert "at 192.0.2.77:" in _pxe_log(database, task["id"])[-1]
+
+
 def _pxe_log(database, task_id) -> list[str]:
     """The task's boot lines, once this process's boot-line writer has written what it was given."""
     from sqlalchemy import select
@@ -301,3 +364,68 @@ def test_efi_loaders_for_http_boot_by_name_only(runtime, tmp_path):
     assert response.status_code == 200 and response.data == b"MZ ipxe" * 100
     for name in ("snponly.efi", "shimx64.efi", "undionly.kpxe", "..%2Fipxe%2Fipxe.efi", "grub.cfg"):
         assert anonymous.get(f"/boot/efi/{name}").status_code == 404, name
+
+
+def test_a_batch_of_boot_lines_keeps_one_line_a_task_and_message(client, database, linux_image):
+    """The boot-line writer's batch (record_boots): repeats within a minute dropped, a changed message kept at
+    once, in order, per task; lines of a task that no longer exists dropped."""
+    from sqlalchemy import select
+
+    from octoprov.models import TaskLog
+    from octoprov.netboot.bootconfig import record_boots
+
+    first = _baremetal(client, linux_image)["id"]
+    second = _baremetal(client, linux_image, mac="52:54:00:c0:ff:ef")["id"]
+    with database.session() as session:
+        record_boots(session, [(first, "install"), (second, "install"), (first, "install"), (999999, "install"),
+                               (first, "localboot"), (first, "localboot"), (second, "install")])
+    with database.session() as session:
+        record_boots(session, [(first, "localboot"), (second, "install"), (second, "localboot")])
+    with database.session() as session:
+        logged = session.execute(select(TaskLog.task_id, TaskLog.message).where(TaskLog.step == "pxe")
+                                 .order_by(TaskLog.id)).all()
+    assert [tuple(row) for row in logged] == [(first, "install"), (second, "install"), (first, "localboot"),
+                                              (second, "localboot")]
+
+
+def test_a_kept_answer_reads_no_stamp_until_something_is_committed(anonymous, client, database, runtime, linux_image,
+                                                                   monkeypatch):
+    """SQLite: while no connection of any process commits (PRAGMA data_version), a kept answer is served without
+    reading its MAC's stamp; any commit, even one that changes no answer, makes the next request read it again,
+    and a change of the task's steps is answered at once. PostgreSQL: the stamp is read on every request."""
+    from octoprov.models import ApiToken
+    from octoprov.netboot.answercache import ChangeClock, boot_answers
+
+    clock = ChangeClock(database.engine)
+    if database.engine.dialect.name != "sqlite":
+        assert clock.now() is None
+    else:
+        seen = clock.now()
+        assert seen is not None and clock.now() == seen
+        with database.session() as session:
+            session.add(ApiToken(name="clock", token_hash="0" * 64))
+        assert clock.now() == seen + 1 and clock.now() == seen + 1
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    answers = boot_answers(runtime.database, runtime.settings, runtime.vault)
+    read = []
+    stamp = answers._stamp
+    monkeypatch.setattr(answers, "_stamp", lambda mac: read.append(mac) or stamp(mac))
+
+    def script() -> str:
+        return anonymous.get(f"{PXE}/boot", query_string={"mac": MAC}).get_data(as_text=True)
+
+    assert "kernel" in script()
+    from octoprov.netboot.answercache import flush_all
+
+    assert flush_all()  # the boot line is written: a commit
+    before = len(read)
+    assert "kernel" in script() and "kernel" in script()
+    sqlite = database.engine.dialect.name == "sqlite"
+    assert len(read) - before == (1 if sqlite else 2)  # the first request after the boot line's commit
+    with database.session() as session:
+        session.add(ApiToken(name="unrelated", token_hash="1" * 64))
+    assert "kernel" in script()
+    assert len(read) - before == (2 if sqlite else 3)
+    _set_steps(database, task["id"], ["installer_started", "os_install"])
+    assert "sanboot" in script()
