@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from octoprov import secureboot, states
@@ -90,15 +91,19 @@ def node_info(row: Node, vault: Vault) -> NodeInfo:
 
 
 def load_context(session: Session, task_id: int, settings: Settings, database: Database, vault: Vault) -> TaskContext:
-    task = session.get_one(Task, task_id)
+    found = session.execute(select(Task, Node).outerjoin(Node, Node.id == Task.hypervisor_node_id)
+                            .where(Task.id == task_id)).first()  # the task with its host, in one read
+    if found is None:
+        raise NoResultFound(f"no task {task_id}")
+    task, host = found
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
     image = session.get(Image, image_id) if image_id else None
     os_type = (image.os_type if image is not None else None) or "windows"
     spec = TaskSpec.from_stored(config, vault.decrypt_json(task.secrets_encrypted) or {}, os_type)
     node = None
-    if task.hypervisor_node_id is not None:
-        node = node_info(session.get_one(Node, task.hypervisor_node_id), vault)
+    if host is not None:
+        node = node_info(host, vault)
     elif task.target_type in registry.machine_target_names() and task.mac_address:
         row = machine_for_mac(session, task.mac_address)
         node = node_info(row, vault) if row is not None else None

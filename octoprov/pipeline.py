@@ -437,14 +437,15 @@ def _handle_event(session: Session, settings: Settings, task_id: int, event: str
     if status == "failed":
         fail(session, task_id, target.name, message or "the machine reported a failure")
         return CallbackOutcome(True, FAILED_BY_MACHINE, [])
+    run = _work_run(rows[rows.index(target) + 1:])  # as read: activating a wait step does not change where it stops
+    ids, name, position = [row.id for row in rows], target.name, target.position  # read before the rows expire
     session.connection().execute(
         update(STEPS).where(STEPS.c.id == target.id, STEPS.c.status == StepStatus.RUNNING)
         .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None))
-    _after(session, settings, task_id, target.name, target.position)
-    following = rows[rows.index(target) + 1:]  # as read: activating a wait step does not change where a run stops
-    for row in rows:
-        _forget(session, TaskStep, row.id)
-    return CallbackOutcome(True, "step completed", _work_run(following))
+    _after(session, settings, task_id, name, position)
+    for row_id in ids:
+        _forget(session, TaskStep, row_id)
+    return CallbackOutcome(True, "step completed", run)
 
 
 # -- deadlines, cancel, retry ----------------------------------------------------------------------
