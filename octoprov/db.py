@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -81,3 +82,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def expire_loaded(session: Session, model: type[Any], row_id: int, attributes: list[str] | None = None) -> None:
+    """A copy of a row this session loaded reads it (or these ``attributes``) again: a statement sent past
+    the ORM changed it, and the ORM does not know."""
+    loaded = session.identity_map.get(session.identity_key(model, row_id))
+    if loaded is not None:
+        session.expire(loaded, attributes)

@@ -37,6 +37,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back naive; they were stored in UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _created() -> MappedColumn[datetime]:
     return mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
 

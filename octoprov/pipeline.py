@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
@@ -36,9 +36,10 @@ from sqlalchemy.orm import Session
 
 from octoprov import states, steps
 from octoprov.crypto import Vault
+from octoprov.db import expire_loaded
 from octoprov.errors import Conflict, OctoprovError
 from octoprov.lookup import fetch
-from octoprov.models import Task, TaskLog, TaskStep, utcnow
+from octoprov.models import Task, TaskLog, TaskStep, aware, utcnow
 from octoprov.results import MachineFacts, record_facts
 from octoprov.settings import Settings
 
@@ -100,7 +101,7 @@ def refresh_progress(session: Session, task_id: int) -> None:
     """The task's progress and current step brought up to date (after every step); a copy of the task
     loaded in this session reads them again."""
     session.connection().execute(_PROGRESS, {"b_task_id": task_id})
-    _forget(session, Task, task_id, ["progress_percent", "current_step"])
+    expire_loaded(session, Task, task_id, ["progress_percent", "current_step"])
 
 
 def _enter_phase(session: Session, task_id: int, phase: str, status: str | None = None) -> bool:
@@ -170,23 +171,14 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
         "b_resume": resume}).first()
     if taken is None:
         return _why_not_claimed(session, task_id, name)
-    step_id, title, phase, attempts, status, *machine = taken
-    _forget(session, TaskStep, step_id)
+    step_id, title, phase, attempts, status, mac, machine_ref = taken
+    expire_loaded(session, TaskStep, step_id)
     if not _enter_phase(session, task_id, phase, status):
         session.rollback()
         return TASK_OVER
     if attempts > 1:
         log(session, task_id, f"{title}: attempt {attempts}", step=name)
-    return Claim(name, title, attempts, (machine[0], machine[1]))
-
-
-def _forget(session: Session, model: type[Task] | type[TaskStep], row_id: int,
-            attributes: list[str] | None = None) -> None:
-    """A copy of a row this session loaded reads it (or these ``attributes``) again: a statement sent past
-    the ORM changed it."""
-    loaded = session.identity_map.get(session.identity_key(model, row_id))
-    if loaded is not None:
-        session.expire(loaded, attributes)
+    return Claim(name, title, attempts, (mac, machine_ref))
 
 
 def _why_not_claimed(session: Session, task_id: int, name: str) -> str:
@@ -235,7 +227,7 @@ def complete(session: Session, settings: Settings, task_id: int, name: str, deta
     if done is None:
         return None
     step_id, position, title = done
-    _forget(session, TaskStep, step_id)
+    expire_loaded(session, TaskStep, step_id)
     log(session, task_id, f"{title}: {detail}", step=name)
     return Completed(_after(session, settings, task_id, name, position))
 
@@ -275,11 +267,6 @@ def lease_left_s(session: Session, task_id: int, name: str) -> float | None:
     return (aware(row.lease_until) - utcnow()).total_seconds()
 
 
-def aware(moment: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite gives them back naive)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _title(session: Session, task_id: int, name: str) -> str:
     return session.scalar(select(TaskStep.title).where(TaskStep.task_id == task_id, TaskStep.name == name)) or name
 
@@ -312,7 +299,7 @@ def _activate_wait(session: Session, settings: Settings, task_id: int, step_id: 
     now = utcnow()
     session.connection().execute(_ACTIVATE, {"b_id": step_id, "b_now": now,
                                              "b_deadline": now + timedelta(seconds=seconds)})
-    _forget(session, TaskStep, step_id)
+    expire_loaded(session, TaskStep, step_id)
     log(session, task_id, f"Waiting for: {title} (deadline {seconds} s)", step=name)
 
 
@@ -444,7 +431,7 @@ def _handle_event(session: Session, settings: Settings, task_id: int, event: str
         .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None))
     _after(session, settings, task_id, name, position)
     for row_id in ids:
-        _forget(session, TaskStep, row_id)
+        expire_loaded(session, TaskStep, row_id)
     return CallbackOutcome(True, "step completed", run)
 
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
+from octoprov.db import expire_loaded
 from octoprov.models import Task, utcnow
 
 TASKS = cast(Table, Task.__table__)
@@ -69,7 +70,5 @@ def transition(session: Session, task_id: int, target: str, **values: Any) -> bo
         .values(status=target, **values))
     if result.rowcount != 1:
         return False
-    loaded = session.identity_map.get(session.identity_key(Task, task_id))
-    if loaded is not None:  # a copy loaded in this session reads the changed fields again
-        session.expire(loaded, ["status", *values])
+    expire_loaded(session, Task, task_id, ["status", *values])
     return True

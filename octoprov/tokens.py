@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from octoprov.models import ApiToken, utcnow
+from octoprov.models import ApiToken, aware, utcnow
 from octoprov.roles import Role
 
 PREFIX = "opv_"
@@ -43,7 +43,6 @@ def verify_token(session: Session, token: str) -> ApiToken | None:
     found = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
     if found is not None:
         now = utcnow()
-        last = found.last_used_at
-        if last is None or now - (last if last.tzinfo is not None else last.replace(tzinfo=UTC)) >= USE_MARK_S:
+        if found.last_used_at is None or now - aware(found.last_used_at) >= USE_MARK_S:
             found.last_used_at = now
     return found

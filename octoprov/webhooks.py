@@ -16,13 +16,13 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from octoprov import states
 from octoprov.logs import redactor
-from octoprov.models import Task
+from octoprov.models import Task, aware
 from octoprov.settings import Settings
 
 EVENTS = ("task.completed", "task.failed", "task.cancelled")
@@ -50,10 +50,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    # SQLite hands datetimes back without their zone; they were stored in UTC.
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return aware(moment).isoformat() if moment is not None else None
 
 
 def task_payload(task: Task, event: str | None = None) -> dict[str, Any]:

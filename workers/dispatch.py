@@ -42,7 +42,7 @@ class Dispatcher:
         if not names:
             return True
         kwargs = {"then": names[1:]} if len(names) > 1 else {}
-        work = self.app.signature("octoprov.step", args=(task_id, names[0]), kwargs=kwargs, immutable=True,
+        work = self.app.signature("octoprov.step", args=(task_id, names[0]), kwargs=kwargs,
                                   queue=queue_for(target_type))
         for attempt in range(PUBLISH_ATTEMPTS):
             try:

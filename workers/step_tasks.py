@@ -114,12 +114,12 @@ class StepRun:
 
     def _not_claimed(self, session: Session, reason: str) -> str:
         if reason == pipeline.ALREADY_DONE and not self.takeover:
-            return reason  # a redelivered message: the chain goes on to the next (idempotent) step
+            return reason  # a redelivered message: the run goes on to the next (idempotent) step
         if reason == pipeline.TAKEN:
             left = pipeline.lease_left_s(session, self.task_id, self.name)
             if left is not None and left < self.lease_s / 2:  # its owner stopped renewing it: wait it out, take over
                 raise self._retry(max(0.0, left) + 1, takeover=True)
-        # the task ended, a live worker owns the step and continues the chain, or it finished what we waited for
+        # the task ended, a live worker owns the step and continues the run, or it finished what we waited for
         raise Ignore()
 
     def _act(self, ctx: TaskContext, claim: pipeline.Claim) -> None:

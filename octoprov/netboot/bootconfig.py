@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from octoprov import states
 from octoprov.answerfiles.kickstart import uses_kickstart
 from octoprov.crypto import Vault
 from octoprov.machines import record_hardware
-from octoprov.models import Image, Task, TaskLog, TaskStep, utcnow
+from octoprov.models import Image, Task, TaskLog, TaskStep, aware, utcnow
 from octoprov.netboot import grub, ipxe
 from octoprov.settings import Settings
 
@@ -71,8 +71,7 @@ def record_boots(session: Session, lines: list[tuple[int, str]], every_s: int = 
                   .group_by(TaskLog.task_id))
         for row in session.execute(select(TaskLog.task_id, TaskLog.timestamp, TaskLog.message)
                                    .where(TaskLog.id.in_(newest))):
-            at = row.timestamp if row.timestamp.tzinfo else row.timestamp.replace(tzinfo=UTC)
-            last[row.task_id] = (at, row.message)
+            last[row.task_id] = (aware(row.timestamp), row.message)
     now = utcnow()
     for task_id, message in lines:
         if task_id not in existing:

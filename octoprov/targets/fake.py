@@ -90,19 +90,14 @@ def options_from(node_options: dict[str, Any] | None) -> FakeOptions:
     return FakeOptions.model_validate((node_options or {}).get("fake") or {}, by_alias=True, by_name=True)
 
 
-_made: set[Path] = set()  # fake folders this process made already: no mkdir per action
-
-
 def fake_dir(ctx: TaskContext) -> Path:
     return fake_folder(ctx.data_dir)
 
 
 def fake_folder(data_dir: Path) -> Path:
     folder = Path(data_dir) / "fake"
-    if folder not in _made or not folder.is_dir():  # is_dir: a test may remove a data folder and reuse its path
-        (folder / "machines").mkdir(parents=True, exist_ok=True)
-        (folder / "failures").mkdir(parents=True, exist_ok=True)
-        _made.add(folder)
+    (folder / "machines").mkdir(parents=True, exist_ok=True)
+    (folder / "failures").mkdir(parents=True, exist_ok=True)
     return folder
 
 
