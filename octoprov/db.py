@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -34,13 +37,42 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+PING_IDLE_S = 1.0  # a pooled connection idle for longer than this is pinged before it is handed out
+
+
+def _returned(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    record.info["returned"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Ping a connection that sat in the pool (a server restarted meanwhile would have dropped it), and not one
+    handed back a moment ago: under load a connection goes round in milliseconds, and a ping before every
+    transaction is a round trip and a statement for the server each time. A connection that the server dropped
+    within that moment fails its first statement: SQLAlchemy then discards the pool's connections, and the
+    caller answers as for any outage (the API's 503, a worker's retry)."""
+    returned = record.info.get("returned")
+    if returned is None or time.monotonic() - returned < PING_IDLE_S:
+        return  # new, or back in the pool a moment ago
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+    except Exception as exc:  # the pool drops this connection and hands out another (a new one, pinged by connecting)
+        raise DisconnectionError(f"a pooled connection was lost: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            cursor.close()
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    event.listen(engine, "checkin", _returned)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
 
 
 class Database:

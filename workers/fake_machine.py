@@ -13,7 +13,10 @@ It behaves like a real machine, so that what a test or a chaos run measures is O
   delivered.
 
 Each report is its own short timed task (a countdown, not a sleep), so a machine that takes its time
-holds no worker slot.
+holds no worker slot; a machine with no time between its stages reports the next one in the same task.
+What a machine knows it learns at power-on, as a real one does from its answer files: its token (kept
+encrypted in its record), the stages it reports and how its node tells it to behave. So a report reads
+nothing of Octoprov's database, which the machine, being outside Octoprov, could not either.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from sqlalchemy import select
 from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
-from octoprov.models import Node, Task, TaskStep
-from octoprov.targets.fake import options_from, options_of, record_in, use_machine_scheduler, write_record
+from octoprov.models import TaskStep
+from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
 
@@ -55,13 +58,18 @@ REPORT_TIMEOUT_S = 30
 @dataclass
 class Progress:
     """Where a powered-on machine is: the index of the next stage to report, how often that report
-    has been tried, and when it is due."""
+    has been tried, and when it is due; and what it learnt at power-on: the stages (step name, title,
+    event), its token encrypted, the step its node makes it fail at and the time between two stages."""
 
     task_id: int
     index: int
     tries: int
     due: float
     pool: str
+    stages: list[tuple[str, str, str]]
+    token_encrypted: str
+    fail_at: str | None
+    delay_s: float
 
 
 def progress_dir(data_dir: Path) -> Path:
@@ -78,9 +86,21 @@ def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | Non
     with open(folder / f"task-{task_id}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield path, (Progress(**json.loads(path.read_text())) if path.exists() else None)
+            yield path, _read(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> Progress | None:
+    """The record, or None when there is none (or one this version cannot read: that machine stays silent)."""
+    if not path.exists():
+        return None
+    try:
+        progress = Progress(**json.loads(path.read_text()))
+    except (TypeError, ValueError):
+        return None
+    progress.stages = [(name, title, event) for name, title, event in progress.stages]  # JSON keeps them as lists
+    return progress
 
 
 def save(path: Path, progress: Progress) -> None:
@@ -108,8 +128,14 @@ def schedule(progress: Progress) -> None:
 def boot(ctx: TaskContext) -> None:
     """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
+    with ctx.database.session() as session:
+        stages = [(row.name, row.title, row.event) for row in session.execute(
+            select(TaskStep.name, TaskStep.title, TaskStep.event)
+            .where(TaskStep.task_id == ctx.task_id, TaskStep.kind == steps.WAIT).order_by(TaskStep.position))]
     with machine(ctx.data_dir, ctx.task_id) as (path, _):
-        progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, options.machine_pool)
+        progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, options.machine_pool,
+                            stages, ctx.vault.encrypt(ctx.callback_token()), options.fail_at,
+                            options.callback_delay_s)
         save(path, progress)
     schedule(progress)
 
@@ -123,51 +149,35 @@ def retry_in(tries: int) -> float:
 
 @app.task(name="octoprov.fake_machine_report", bind=True)  # type: ignore[untyped-decorator]  # celery: untyped
 def report(self: CeleryTask, task_id: int, index: int) -> str:
-    """Send the machine's next report. The machine knows what a real one would: its task, its token, its
-    node's behaviour and the stages to report; it reads just those."""
+    """Send the machine's next report, and the ones after it that are already due."""
     runtime = worker_runtime()
     data_dir = runtime.settings.data_dir
     with machine(data_dir, task_id) as (path, progress):
         if progress is None or progress.index != index:
             return "stale report"  # delivered twice, or the machine was powered on again since
-        try:
-            with runtime.database.session() as session:
-                known = session.execute(
-                    select(Task.callback_token_encrypted, Node.options)
-                    .outerjoin(Node, Node.id == Task.hypervisor_node_id).where(Task.id == task_id)).first()
-                if known is None:
-                    finish(path)
-                    return "task gone"
-                waits = session.execute(
-                    select(TaskStep.name, TaskStep.title, TaskStep.event)
-                    .where(TaskStep.task_id == task_id, TaskStep.kind == steps.WAIT)
-                    .order_by(TaskStep.position)).all()
-        except Exception as exc:
-            if not is_infrastructure(exc):
-                raise
-            return _again(path, progress, f"database unreachable: {exc}")
-        if index >= len(waits):
-            finish(path)
-            return "all reported"
-        step = waits[index]
-        options = options_from(known.options)
-        token = runtime.vault.decrypt(known.callback_token_encrypted) if known.callback_token_encrypted else ""
-        status = "failed" if options.fail_at == step.name else "ok"
-        body = {"taskId": task_id, "token": token, "event": step.event, "status": status,
-                "message": f"fake machine: {step.title}" + (" failed" if status == "failed" else " done")}
-        answer = _post(callback_url(runtime.settings), body)
-        record_in(data_dir, task_id, "callback", event=step.event, status=status, answer=answer,
-                  worker=self.request.hostname, attempt=progress.tries + 1)
-        if _undelivered(answer):
-            return _again(path, progress, f"{step.event}: {answer}")
-        if status == "ok" and (answer.get("accepted") or answer.get("reason") == "duplicate"):
-            progress = replace(progress, index=index + 1, tries=0, due=time.time() + options.callback_delay_s)
+        token = runtime.vault.decrypt(progress.token_encrypted)
+        while True:
+            if progress.index >= len(progress.stages):
+                finish(path)
+                return "all reported"
+            name, title, event = progress.stages[progress.index]
+            status = "failed" if progress.fail_at == name else "ok"
+            body = {"taskId": task_id, "token": token, "event": event, "status": status,
+                    "message": f"fake machine: {title}" + (" failed" if status == "failed" else " done")}
+            answer = _post(callback_url(runtime.settings), body)
+            record_in(data_dir, task_id, "callback", event=event, status=status, answer=answer,
+                      worker=self.request.hostname, attempt=progress.tries + 1)
+            if _undelivered(answer):
+                return _again(path, progress, f"{event}: {answer}")
+            if status != "ok" or not (answer.get("accepted") or answer.get("reason") == "duplicate"):
+                finish(path)  # a failure reported, or Octoprov wants no more of it (a cancelled or final task)
+                return f"{event}: {answer}"
+            progress = replace(progress, index=progress.index + 1, tries=0, due=time.time() + progress.delay_s)
             save(path, progress)
-        else:
-            finish(path)  # a failure reported, or Octoprov wants no more of it (a cancelled or final task)
-            return f"{step.event}: {answer}"
+            if progress.delay_s > 0 and progress.index < len(progress.stages):
+                break  # the next stage comes later: its own timed message
     schedule(progress)
-    return f"{step.event}: {answer}"
+    return f"{event}: {answer}"
 
 
 def _undelivered(answer: dict[str, Any]) -> bool:

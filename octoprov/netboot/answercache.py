@@ -43,6 +43,7 @@ MAX_AGE_S = 30.0  # the longest an answer is kept without being rendered anew
 LOG_EVERY_S = 60  # the same boot line of a task at most this often
 MAX_ENTRIES = 100_000  # a bound on memory: past it the cache starts again empty
 WARM_EVERY_S = 0.25  # how often the answers of changed tasks are rendered ahead
+WARM_SETTLE_S = 1.0  # once their task has not changed for this long: a task in mid-pipeline changes many times
 WARM_RETRY_S = 5.0  # and how often it tries again while the database is away
 
 Stamp = tuple[int, int | None]  # the number of events of the MAC's tasks, and the newest one's id
@@ -64,15 +65,21 @@ _STAMP = (select(func.count(TaskEvent.id), func.max(TaskEvent.id))
 """Built once: the statement is the same for every request, only the MAC is bound."""
 
 
-def stamp_of(connection: Connection, mac: str) -> Stamp:
-    """One indexed read: the "task" events of every task that names this MAC."""
-    count, newest = connection.execute(_STAMP, {"mac": mac}).one()
-    return int(count), newest
+_STAMPS = (select(Task.mac_address, func.count(TaskEvent.id), func.max(TaskEvent.id))
+           .join(Task, Task.id == TaskEvent.task_id)
+           .where(Task.mac_address.in_(bindparam("macs", expanding=True)), TaskEvent.kind == "task")
+           .group_by(Task.mac_address))
+
+
+def stamps_of(connection: Connection, macs: list[str]) -> dict[str, Stamp]:
+    """The stamps of several MACs in one read (as ``StampReader`` reads one): a MAC with no task has (0, None)."""
+    found = {mac: (int(count), newest) for mac, count, newest in connection.execute(_STAMPS, {"macs": macs})}
+    return {mac: found.get(mac, (0, None)) for mac in macs}
 
 
 class StampReader:
-    """``stamp_of`` for the request path: the statement compiled once for the engine's dialect and run on the
-    driver's own cursor, a pooled connection checked out as for any statement (pinged first on PostgreSQL).
+    """One MAC's stamp for the request path: the statement compiled once for the engine's dialect and run on the
+    driver's own cursor, a pooled connection checked out as for any statement (pinged if it sat idle: see db).
     SQLAlchemy's execution layer costs several times the indexed read itself, and a boot storm pays it on
     every request. A driver error is raised as SQLAlchemy raises it (``DBAPIError``; a lost connection is
     invalidated and says so), so the API answers an outage with its 503 as before."""
@@ -186,13 +193,16 @@ class BootAnswers:
 
     def _warm(self) -> None:
         """Render ahead what machines will ask, so that even a machine's first request finds its answer:
-        every active task's MAC at first, then the MAC of each task that changes (read from the task
-        events every ``WARM_EVERY_S``). Only a head start: a request still checks the stamp itself."""
+        every active task's MAC at first, then the MAC of each task that changed, once it has not changed for
+        ``WARM_SETTLE_S`` (read from the task events every ``WARM_EVERY_S``). A task in mid-pipeline changes
+        at every step, and rendering each of its answers ahead would cost more than the one request, if any,
+        that renders for itself meanwhile. Only a head start: a request still checks the stamp itself."""
         newest: int | None = None
+        changed: dict[str, float] = {}  # MAC -> when its task was last seen changing
         failing = False
         while True:
             try:
-                newest = self._warm_once(newest)
+                newest = self._warm_once(newest, changed)
                 failing = False
             except Exception as exc:  # the database is away: requests render for themselves meanwhile
                 if not failing:
@@ -200,27 +210,34 @@ class BootAnswers:
                 failing = True
             time.sleep(WARM_RETRY_S if failing else WARM_EVERY_S)
 
-    def _warm_once(self, newest: int | None) -> int:
-        """One round of rendering ahead; returns the newest task event seen."""
+    def _warm_once(self, newest: int | None, changed: dict[str, float]) -> int:
+        """One round of rendering ahead: notes in ``changed`` the MACs whose tasks changed since event ``newest``,
+        renders those that have settled (all of them on the first round) and returns the newest event seen."""
         checked = self._clock.now()  # before the stamps: a commit after it moves the clock on
+        now = time.monotonic()
         with self.database.engine.connect() as connection:
             if newest is None:
                 newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
-                macs = {mac for mac in connection.execute(
-                    select(Task.mac_address).where(Task.status.in_(states.ACTIVE), Task.mac_address.is_not(None))
-                    .limit(MAX_ENTRIES)).scalars() if mac}
+                for mac in connection.execute(
+                        select(Task.mac_address).where(Task.status.in_(states.ACTIVE), Task.mac_address.is_not(None))
+                        .limit(MAX_ENTRIES)).scalars():
+                    if mac:
+                        changed[mac] = now - WARM_SETTLE_S
             else:
                 rows = connection.execute(
                     select(TaskEvent.id, Task.mac_address).join(Task, Task.id == TaskEvent.task_id)
                     .where(TaskEvent.id > newest, TaskEvent.kind == "task").order_by(TaskEvent.id)
                     .limit(10_000)).all()
                 newest = rows[-1].id if rows else newest
-                macs = {row.mac_address for row in rows if row.mac_address}
-            for mac in macs:
-                stamp = stamp_of(connection, mac)
-                kept = self._entries.get(mac)
-                if kept is None or kept.stamp != stamp:
-                    self._render(mac, stamp, {}, checked)
+                changed.update((row.mac_address, now) for row in rows if row.mac_address)
+            settled = [mac for mac, when in changed.items() if now - when >= WARM_SETTLE_S]
+            for start in range(0, len(settled), 500):  # a bounded number of parameters a statement
+                for mac, stamp in stamps_of(connection, settled[start:start + 500]).items():
+                    kept = self._entries.get(mac)
+                    if kept is None or kept.stamp != stamp:
+                        self._render(mac, stamp, {}, checked)
+            for mac in settled:
+                del changed[mac]
         return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:

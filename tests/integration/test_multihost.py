@@ -237,7 +237,8 @@ def test_three_workers_on_three_hosts_complete_forty_tasks(tmp_path, postgres_se
     assert set(ran) == {(task, step) for task in ids for step in work_steps}, "every work step, by a named worker"
     assert max(ran.values()) == 1, "no step ran twice"
     for name, (address, _) in WORKERS.items():
-        for url in (database, broker):
+        # the kvm worker only plays machines, which know what they learnt at power-on and never read the database
+        for url in (database, broker) if name != "w3" else (broker,):
             assert peers.get((address, urlsplit(url).port)), f"{name} reached {url} over the bridge"
     assert peers.get((WORKERS["w3"][0], urlsplit(api).port)), "the machines' callbacks crossed the bridge"
 

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from api import create_app
 from octoprov.models import Task, TaskStep
-from octoprov.netboot import service
+from octoprov.netboot import answercache, service
 from octoprov.netboot.chain import BootChain
 from octoprov.netboot.ipxe import UnsafeValue, ipxe_args, ipxe_comment, ipxe_word
 from tests.support.library import tiny_linux_image
@@ -429,3 +429,31 @@ def test_a_kept_answer_reads_no_stamp_until_something_is_committed(anonymous, cl
     assert len(read) - before == (2 if sqlite else 3)
     _set_steps(database, task["id"], ["installer_started", "os_install"])
     assert "sanboot" in script()
+
+
+def test_answers_are_rendered_ahead_once_their_task_has_settled(client, database, runtime, linux_image, monkeypatch):
+    """The warmer renders every active task's answer on its first round; a task that changes is noted and its
+    answer rendered again only once it has not changed for WARM_SETTLE_S, with the stamp of its latest change."""
+    cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
+    task = _baremetal(client, linux_image)
+    changed: dict[str, float] = {}
+    newest = cache._warm_once(None, changed)
+    first = cache._entries[MAC]
+    assert first.answer.action == "localboot" and first.stamp == cache._stamp(MAC)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    newest = cache._warm_once(newest, changed)
+    assert MAC in changed and cache._entries[MAC] is first  # changed just now: not rendered yet
+    changed[MAC] -= answercache.WARM_SETTLE_S  # as if that long had passed with no other change
+    cache._warm_once(newest, changed)
+    assert changed == {}
+    again = cache._entries[MAC]
+    assert again.answer.action == "install" and again.stamp == cache._stamp(MAC) != first.stamp
+
+
+def test_stamps_of_many_macs_are_those_of_each(client, database, runtime, linux_image):
+    _baremetal(client, linux_image)
+    cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
+    with runtime.database.engine.connect() as connection:
+        stamps = answercache.stamps_of(connection, [MAC, "52:54:00:00:00:01"])
+    assert stamps == {MAC: cache._stamp(MAC), "52:54:00:00:00:01": (0, None)}
+    assert stamps[MAC][0] >= 1
