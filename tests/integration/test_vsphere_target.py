@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-
-from octoprov.models import Task
 
 pyVmomi = pytest.importorskip("pyVmomi")
 from pyVim.connect import Disconnect, SmartConnect  # noqa: E402
@@ -46,19 +45,18 @@ def vm_named(content, name: str):
 
 
 def datastore_files(content, folder: str) -> list[str]:
-    """The files under ``[LocalDS_0] folder``, by the datastore browser."""
+    """The files in ``[LocalDS_0] folder``, by the datastore browser; none when the folder is gone."""
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.Datastore], True)
     store = view.view[0]
     view.Destroy()
-    task = store.browser.SearchDatastoreSubFolders_Task(f"[{store.name}]", vim.host.DatastoreBrowser.SearchSpec())
+    task = store.browser.SearchDatastore_Task(f"[{store.name}] {folder}",
+                                              vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"]))
     while task.info.state not in ("success", "error"):
-        pass
-    found = []
-    for result in task.info.result or []:
-        if result.folderPath.rstrip("/").endswith(f"] {folder}") or result.folderPath.rstrip("/").endswith(
-                f"]{folder}"):
-            found += [f.path for f in result.file or []]
-    return found
+        time.sleep(0.05)
+    if task.info.state == "error":
+        assert isinstance(task.info.error, vim.fault.FileNotFound), task.info.error
+        return []
+    return [f.path for f in task.info.result.file or []]
 
 
 def register(client, sim, name: str = "VC01", **vsphere_options) -> dict:

@@ -165,8 +165,9 @@ def boot_spec(vm: Any, network_first: bool, *, secure_boot: bool | None = None, 
         raise PermanentError(f"{vm.name} has no network adapter")
     disk = os_disk(vm)
     options = vim.vm.BootOptions(bootOrder=boot_order(card.key, disk.key if disk else None, network_first))
-    if secure_boot is not None:
-        options.efiSecureBootEnabled = secure_boot
+    # the VM's Secure Boot setting is sent again: the simulator replaces the whole BootOptions (vSphere merges)
+    current = vm.config.bootOptions.efiSecureBootEnabled if vm.config.bootOptions else None
+    options.efiSecureBootEnabled = secure_boot if secure_boot is not None else current
     spec = vim.vm.ConfigSpec(bootOptions=options)
     if tag is not None:
         spec.annotation = tag
