@@ -1,8 +1,8 @@
 """A vSphere task through the pipeline against govmomi's vCenter simulator: the API creates it, the real
 step functions run in this process (tests/support/inline_pipeline.py), and the VM they make is read back
 through the simulator's API. The simulator boots no guest, so a task goes as far as powered on and
-waiting for its installer; cancel then removes the VM and its disks. tests/e2e/test_vsphere_stack.py runs
-the same with a Celery worker in its own process."""
+waiting for its installer; cancel then removes the VM and its disks. The broker and a worker process are
+left out here, as in tests/integration/test_hyperv_pipeline.py; tests/integration/test_pipeline.py covers them."""
 
 from __future__ import annotations
 
