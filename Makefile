@@ -16,9 +16,12 @@ VENV := .venv
 # Never docker.io: its daemon rewrites the host's firewall (installs here never take recommends, which is
 # how docker-compose would pull it in).
 CONTAINER_DEB_PACKAGES := podman runc netavark aardvark-dns catatonit conmon iptables mmdebstrap docker-compose
+# The vSphere target's peer in the tests: govmomi's vCenter simulator, built offline from Debian's source of
+# govmomi with Debian's Go (tests/support/vcsim.py; `make vcsim`), cached under .cache/vcsim/.
+VCSIM_DEB_PACKAGES := golang-go golang-github-vmware-govmomi-dev
 # Debian packages the test suite and the full stack need; installed by `make system-packages` if missing.
 DEB_PACKAGES := postgresql redis-server wimtools ipxe tftp-hpa tftpd-hpa busybox-static curl qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 libvirt-clients libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils openssh-server libxml2-utils cloud-init syslinux syslinux-common isolinux mtools fdisk samba-common-bin samba-ad-dc samba-ad-provision smbclient nginx-light chromium wrk \
-  $(CONTAINER_DEB_PACKAGES)
+  $(VCSIM_DEB_PACKAGES) $(CONTAINER_DEB_PACKAGES)
 # Debian packages `make bench` needs: a load generator and reference servers (the test suite's smoke run of
 # the benchmarks needs them too, so DEB_PACKAGES has them as well).
 BENCH_DEB_PACKAGES := wrk nginx-light
@@ -67,7 +70,7 @@ if [ $${#missing[@]} -gt 0 ]; then \
 fi
 endef
 
-.PHONY: help system-packages signed-boot .venv run test test-fast lint env-example states clean bench bench-packages chaos
+.PHONY: help system-packages signed-boot vcsim .venv run test test-fast lint env-example states clean bench bench-packages chaos
 
 help: ## list the targets (default goal)
 	@echo "Usage: make TARGET [PYTEST_ARGS='…'] [HOST=… PORT=…]"
@@ -102,7 +105,10 @@ run: .venv signed-boot ## set up and start the whole stack on http://127.0.0.1:8
 	OCTOPROV_SIGNED_BOOT_DIR="$${OCTOPROV_SIGNED_BOOT_DIR:-$(CURDIR)/$(SIGNED_BOOT_DIR)/usr/lib}" \
 	exec $(VENV)/bin/octoprov up$(if $(strip $(UP_ARGS)), $(strip $(UP_ARGS)))
 
-test: system-packages .venv signed-boot ## run linters and the whole test suite (unit, integration, e2e) on real parts
+vcsim: system-packages .venv ## build govmomi's vCenter simulator for the vSphere tests (once; cached under .cache/vcsim/)
+	$(VENV)/bin/python -m tests.support.vcsim
+
+test: system-packages .venv signed-boot vcsim ## run linters and the whole test suite (unit, integration, e2e) on real parts
 	status=0; \
 	$(VENV)/bin/ruff check . || status=$$?; \
 	$(VENV)/bin/mypy || status=$$?; \

@@ -18,8 +18,9 @@ from octoprov.tokens import create_token
 from tests.support.servers import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
 
 # fixtures some modules share: libvirt's test driver (conn, target); steps run in-process (queue, lab); a Samba
-# AD domain controller (samba_dc, lab_dns)
-pytest_plugins = ["tests.support.libvirt_ctx", "tests.support.inline_pipeline", "tests.support.samba_dc"]
+# AD domain controller (samba_dc, lab_dns); govmomi's vCenter simulator (vcsim)
+pytest_plugins = ["tests.support.libvirt_ctx", "tests.support.inline_pipeline", "tests.support.samba_dc",
+                  "tests.support.vcsim"]
 
 BACKENDS = ["sqlite", "postgresql"]
 

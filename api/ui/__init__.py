@@ -41,6 +41,10 @@ def vocabulary() -> dict[str, Any]:
     """What the forms offer as choices; everything else the scripts load from the API."""
     return {
         "targets": registry.labels(),
+        # for the scripts: each target's label and the kinds of node it runs on (the registry's own list)
+        "target_types": {t.name: {"label": t.label, "nodeKinds": list(t.node_kinds)} for t in registry.all_types()},
+        "vm_targets": ",".join(registry.vm_target_names()),
+        "node_kinds": [(kind, t.label) for t in registry.all_types() if t.makes_vms for kind in t.node_kinds],
         "statuses": states.ALL,
         "disk_purposes": DISK_PURPOSES,
         "languages": [(tag, tag) for tag in sorted(WINDOWS_LANGUAGES)],

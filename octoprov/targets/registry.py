@@ -212,6 +212,16 @@ register(TargetType(
     check_node=lazy("octoprov.targets.libvirt.options:check_node"),
 ))
 register(TargetType(
+    name="vmware", label="VMware vSphere", queue="vmware", makes_vms=True, node_kinds=("vsphere",),
+    driver=lazy("octoprov.targets.vmware:vmware_target"),
+    boot_order=True,
+    secure_boot_after_install=True,
+    inventory=lazy("octoprov.targets.vmware.inventory:inventory_for_node"),
+    plan=lazy("octoprov.targets.vmware.dryrun:plan_artifacts"),
+    node_options=ref("octoprov.targets.vmware.options:VsphereOptions"),
+    check_node=lazy("octoprov.targets.vmware.options:check_node"),
+))
+register(TargetType(
     name="baremetal", label="Bare metal", queue="baremetal", makes_vms=False,
     driver=lazy("octoprov.targets.baremetal:baremetal_target"),
     boot_order=True,

@@ -101,7 +101,7 @@ def test_hypervisor_register_update_remove(client, token):
     ({"name": "k", "kind": "kvm", "endpoint": "https://host"}, "endpoint"),
     ({"name": "h", "kind": "hyperv", "endpoint": "ftp://host"}, "endpoint"),
     ({"name": "h", "kind": "hyperv", "endpoint": "bad host name"}, "endpoint"),
-    ({"name": "h", "kind": "vmware", "endpoint": "host"}, "kind"),
+    ({"name": "h", "kind": "xen", "endpoint": "host"}, "kind"),
     ({"name": "h", "kind": "hyperv", "endpoint": "host", "winrm": {"transport": "telnet"}}, "winrm.transport"),
     ({"name": "k", "kind": "kvm", "endpoint": "test:///default", "winrm": {}}, "winrm"),
 ], ids=["kvm-not-libvirt", "hyperv-ftp", "hyperv-space", "kind", "transport", "winrm-on-kvm"])

@@ -68,7 +68,7 @@ INVALID = [
     ("hostname", "SQL-SERVER-01-TOO-LONG", "dhcp"),
     ("hostname", "12345", "dhcp"),
     ("hostname", "bad_name!", "dhcp"),
-    ("targetType", "vmware", "dhcp"),
+    ("targetType", "xen", "dhcp"),
     ("hypervisorNodeId", 99999, "dhcp"),
     ("hypervisorNodeId", "5", "dhcp"),
     ("vm.cpu", 0, "dhcp"),

@@ -41,6 +41,6 @@ def test_worker_process_runs_a_task(broker_env):
 
 def test_unknown_queue_is_refused(tmp_path):
     env = {**os.environ, "OCTOPROV_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "cli", "worker", "--queues", "vmware"],
+    result = subprocess.run([sys.executable, "-m", "cli", "worker", "--queues", "xen"],
                             env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0 and "vmware" in result.stderr
+    assert result.returncode != 0 and "xen" in result.stderr

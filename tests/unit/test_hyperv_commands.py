@@ -7,6 +7,7 @@ import pytest
 
 from octoprov.domainjoin import commands as djoin
 from octoprov.errors import PermanentError
+from octoprov.targets import tags
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import GIB, DiskPlan, VmPlan
 from octoprov.taskspec import DiskSpec
@@ -183,7 +184,7 @@ def test_the_derived_mac_is_stable_local_and_unicast():
     (None, (None, False)), ("SQL server of the finance team", (None, False)), ("octoprov-task:x", (None, False)),
 ])
 def test_tag_in_the_notes(notes, expected):
-    assert commands.task_of(notes) == expected
+    assert tags.task_of(notes) == expected
 
 
 @pytest.mark.parametrize(("running", "expected"), [

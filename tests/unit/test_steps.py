@@ -35,4 +35,4 @@ def test_after_the_domain_join_the_last_report_of_the_machine():
 def test_not_for_a_cloud_image_nor_a_target_without_a_boot_order():
     assert "boot_from_disk" not in names("kvm", cloud_image=True)  # it boots from its disk from the start
     assert "boot_from_disk" not in names("fake")
-    assert [t.name for t in registry.all_types() if t.boot_order] == ["hyperv", "kvm", "baremetal"]
+    assert [t.name for t in registry.all_types() if t.boot_order] == ["hyperv", "kvm", "vmware", "baremetal"]

@@ -182,7 +182,7 @@ INVALID_FIELDS = [
     ("hostname", "-SQL"),
     ("hostname", "12345"),
     ("hostname", 12345),
-    ("targetType", "vmware"),
+    ("targetType", "xen"),
     ("hypervisorNodeId", "5"),
     ("hypervisorNodeId", 0),
     ("hypervisorNodeId", 99),  # no such node

@@ -255,7 +255,7 @@
 
   pages.hypervisors = () => library({
     path: "/hypervisors", form: "node-form", editable: true,
-    cells: (n) => [h("strong", { text: n.name }), O.TARGETS[n.kind] || n.kind, n.endpoint || "",
+    cells: (n) => [h("strong", { text: n.name }), O.KIND_LABELS[n.kind] || n.kind, n.endpoint || "",
       n.hasCredentials ? "stored (encrypted)" : muted("none")],
     extra: (n) => [["Test connection", async () => {
       const started = performance.now();

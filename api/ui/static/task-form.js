@@ -36,7 +36,7 @@
     const select = el("hypervisorNodeId");
     const kind = targetType();
     const keep = select.value;
-    const nodes = data.nodes.filter((n) => n.kind === kind);
+    const nodes = data.nodes.filter((n) => (O.NODE_KINDS[kind] || []).includes(n.kind));
     select.replaceChildren(option("", nodes.length ? "Choose a node" : "No node of this kind"),
       ...nodes.map((n) => option(n.id, `${n.name} (${n.endpoint || n.kind})`)));
     select.value = nodes.some((n) => String(n.id) === keep) ? keep : nodes.length === 1 ? String(nodes[0].id) : "";
@@ -256,8 +256,9 @@
       (m.macAddresses || []).map((mac) => h("option", { value: mac, label: m.name }))));
     fillGroups();
     // start on a target type that has nodes, the spec's Hyper-V when it does
-    if (!data.nodes.some((n) => n.kind === targetType())) {
-      const kind = ["hyperv", "kvm", "fake"].find((k) => data.nodes.some((n) => n.kind === k));
+    const served = (target) => data.nodes.some((n) => (O.NODE_KINDS[target] || []).includes(n.kind));
+    if (!served(targetType())) {
+      const kind = Object.keys(O.NODE_KINDS).find(served);
       if (kind) form.querySelector(`input[name=targetType][value=${kind}]`).checked = true;
     }
     O.applyWhen(form);

@@ -177,7 +177,11 @@
   };
 
   // -- formatting ---------------------------------------------------------------------------------
-  O.TARGETS = { hyperv: "Hyper-V", kvm: "KVM", baremetal: "Bare metal", fake: "Fake" };
+  // the target registry, as the page was served with it: each target's label and the kinds of node it runs on
+  const declared = JSON.parse(document.body.dataset.targets || "{}");
+  O.TARGETS = Object.fromEntries(Object.entries(declared).map(([name, t]) => [name, t.label]));
+  O.NODE_KINDS = Object.fromEntries(Object.entries(declared).map(([name, t]) => [name, t.nodeKinds]));
+  O.KIND_LABELS = Object.fromEntries(Object.values(declared).flatMap((t) => t.nodeKinds.map((k) => [k, t.label])));
   /* Status icons (the spec's ✅ 🔄 ⏳ ❌) are drawn by the stylesheet, so they look the same with or
      without an emoji font; the words beside them are what assistive technology reads. */
   const ICON_OF = { pending: "pending", creating_vm: "running", booting: "running", installing: "running",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from octoprov.targets.disks import named_disks
+from octoprov.targets.tags import CREATING, task_tag
 from octoprov.winrm.commands import Cmdlet, Pipeline, cmdlet, fixed, pipeline
 from octoprov.winrm.scriptfiles import scripts
 
@@ -28,8 +29,6 @@ PACKAGE = "octoprov.targets.hyperv"
 SCRIPTS = scripts(PACKAGE)  # the fixed scripts of scripts/, by name
 
 GIB = 1024**3
-TAG = "octoprov-task:"
-CREATING = " creating"  # the tag while the VM is being configured: an interrupted attempt left it half-made
 SECURE_BOOT_TEMPLATE = "MicrosoftUEFICertificateAuthority"
 ANSWER_ISO_SUFFIX = "-answer.iso"
 CHUNK_BYTES = 256 * 1024  # answer ISO upload: well below the 500 KiB WSMan envelope of current hosts
@@ -71,7 +70,7 @@ class VmPlan:
 
     @property
     def tag(self) -> str:
-        return f"{TAG}{self.task_id}"
+        return task_tag(self.task_id)
 
     @property
     def hyperv_mac(self) -> str:
@@ -82,15 +81,6 @@ class VmPlan:
     def legacy_nic(self) -> bool:
         """A generation 1 VM boots from the network only through a legacy (emulated) adapter."""
         return self.generation == 1 and self.boot_mode == "pxe"
-
-
-def task_of(notes: str | None) -> tuple[int | None, bool]:
-    """(task id, complete) from a VM's Notes; (None, False) when no Octoprov task made it."""
-    text = (notes or "").strip()
-    if not text.startswith(TAG):
-        return None, False
-    number, _, rest = text[len(TAG):].partition(" ")
-    return (int(number), not rest) if number.isdigit() else (None, False)
 
 
 def task_mac(task_id: int) -> str:

@@ -6,7 +6,9 @@ import ntpath
 from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
+from octoprov.targets import tags
 from octoprov.targets.base import ComputeInterface, Machine
+from octoprov.targets.checks import check_disks_fit
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.options import hyperv_options
 from octoprov.targets.hyperv.vms import HostDriver, find_vm, mac_of, own_vm, plan_on_host
@@ -52,11 +54,7 @@ class HyperVCompute(HostDriver, ComputeInterface):
             if vm.storage_path:
                 raise InvalidRequest({"vm.storagePath": f"{directory} is on no local volume of {node.name}"})
             return
-        wanted = sum(disk.size_gb for disk in vm.disks) * commands.GIB
-        free = volume["FreeBytes"]
-        if wanted > free:
-            raise InvalidRequest({"vm.disks": f"{wanted / commands.GIB:.0f} GiB of disks do not fit on "
-                                              f"{volume['Name']} of {node.name}: {free / commands.GIB:.1f} GiB free"})
+        check_disks_fit(vm.disks, volume["FreeBytes"], f"on {volume['Name']} of {node.name}")
 
     def create_machine(self, ctx: TaskContext) -> Machine:
         """Adopt this task's complete VM; remove one an interrupted attempt left half-made (its tag
@@ -65,7 +63,7 @@ class HyperVCompute(HostDriver, ComputeInterface):
             plan = plan_on_host(ctx, host)
             vm = own_vm(host, ctx)
             if vm is not None:
-                if commands.task_of(vm.get("Notes"))[1]:
+                if tags.task_of(vm.get("Notes"))[1]:
                     return Machine(vm["Id"], _mac(vm), f"Adopted {ctx.hostname} created by an earlier attempt")
                 remove(host, vm, [disk.path for disk in plan.disks])
             paths = [disk.path for disk in plan.disks]

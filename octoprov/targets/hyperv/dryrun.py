@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from octoprov.domainjoin import commands as djoin
 from octoprov.domainjoin.djoin import management_endpoint
 from octoprov.errors import OctoprovError
+from octoprov.targets import tags
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.vms import storage_dirs, vm_plan, vm_spec
 from octoprov.winrm.commands import Cmdlet, Pipeline, to_json
@@ -97,8 +98,8 @@ def planned_commands(ctx: TaskContext, connect: Connect | None = None) -> tuple[
             commands.start_vm(name)]))
     steps.append(("boot_from_disk", node, [*storage, commands.read_vm(name), *commands.disk_first(plan)]))
     # the dry run's task gets no id of its own: what derives from the id is shown as what it stands for
-    stand_ins = {plan.tag: f"{commands.TAG}<task id>", plan.tag + commands.CREATING: f"{commands.TAG}<task id>"
-                 + commands.CREATING}
+    stand_ins = {plan.tag: f"{tags.TAG}<task id>", plan.tag + tags.CREATING: f"{tags.TAG}<task id>"
+                 + tags.CREATING}
     if not ctx.mac_address:
         stand_ins[plan.hyperv_mac] = "<MAC derived from the task id>"
     text = json.dumps({"steps": [_step(*step, stand_ins) for step in steps],

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import PermanentError
+from octoprov.targets import tags
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.commands import VmPlan
 from octoprov.targets.hyperv.options import hyperv_options
@@ -91,7 +92,7 @@ def own_vm(host: HostSession, ctx: TaskContext) -> dict[str, Any] | None:
     vm = find_vm(host, ctx.hostname)
     if vm is None:
         return None
-    owner, _complete = commands.task_of(vm.get("Notes"))
+    owner, _complete = tags.task_of(vm.get("Notes"))
     if owner != ctx.task_id:
         who = f"task {owner}" if owner is not None else "no Octoprov task"
         raise PermanentError(f"a VM called {ctx.hostname} already exists on {host.where.label} and belongs to {who}")

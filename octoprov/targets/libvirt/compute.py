@@ -4,11 +4,11 @@ against what the host offers before it is accepted."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
 from octoprov.targets.base import ComputeInterface, Machine
+from octoprov.targets.checks import check_disks_fit, refused_as
 from octoprov.targets.libvirt import cloudimage
 from octoprov.targets.libvirt.connection import (
     Connection,
@@ -20,7 +20,6 @@ from octoprov.targets.libvirt.connection import (
     node_connection,
 )
 from octoprov.targets.libvirt.domain_xml import (
-    GIB,
     LibvirtDomain,
     domain_for,
     domain_xml,
@@ -36,17 +35,6 @@ from octoprov.targets.libvirt.placement import host_bridges, network_for, storag
 if TYPE_CHECKING:
     from octoprov.context import NodeInfo, TaskContext
     from octoprov.taskspec import TaskSpec, VmSpec
-
-T = TypeVar("T")
-
-
-def _refused_as(field: str, host: str, lookup: Callable[[], T]) -> T:
-    """``lookup()``, its refusal turned into a 400 naming the request's field."""
-    try:
-        return lookup()
-    except PermanentError as exc:
-        raise InvalidRequest({field: f"{exc.message} (on {host})"}) from None
-
 
 def _mac(dom: Domain) -> str:
     """The MAC libvirt gave the domain's NIC (one it picked itself when the request named none)."""
@@ -79,8 +67,8 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
 
     @staticmethod
     def _check_host(conn: Connection, vm: VmSpec, node: NodeInfo) -> None:
-        pool = _refused_as("hypervisorNodeId", node.name, lambda: storage_pool(conn, kvm_options(node)))
-        network, is_bridge = _refused_as("vm.network.vswitch", node.name,
+        pool = refused_as("hypervisorNodeId", node.name, lambda: storage_pool(conn, kvm_options(node)))
+        network, is_bridge = refused_as("vm.network.vswitch", node.name,
                                          lambda: network_for(conn, vm.network.vswitch))
         if is_bridge and network not in host_bridges(conn):
             raise InvalidRequest({"vm.network.vswitch": f"no libvirt network or host bridge called {network} "
@@ -90,10 +78,7 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
             raise InvalidRequest({"hypervisorNodeId": f"the installation ISO {boot.install_iso} (kvm.installIso) is "
                                                       f"not a volume of storage pool {pool.name()} on {node.name}"})
         _state, _capacity, _allocation, available = pool.info()
-        wanted = sum(disk.size_gb for disk in vm.disks) * GIB
-        if wanted > available:
-            raise InvalidRequest({"vm.disks": f"{wanted / GIB:.0f} GiB of disks do not fit in storage pool "
-                                              f"{pool.name()} on {node.name}: {available / GIB:.1f} GiB free"})
+        check_disks_fit(vm.disks, available, f"in storage pool {pool.name()} on {node.name}")
 
     @staticmethod
     def _create_volumes(pool: Pool, domain: LibvirtDomain, base: Volume | None = None) -> None:
