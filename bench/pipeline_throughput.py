@@ -9,19 +9,23 @@ Octoprov's steps keep (issue 21's goal: at least 0.5).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from celery import chain
 from sqlalchemy import func, select
 
+from bench import durable_reference
 from bench.common import group_cpu_s, ratio, sized
 from octoprov import states
 from octoprov.models import Task
 from octoprov.settings import Settings
+from tests.support.processes import stop_group
 from tests.support.servers import start_postgres, start_redis
 from tests.support.stack import start_stack
 from workers.app import make_celery
@@ -73,6 +77,31 @@ def _celery_chains(env: dict, groups: list[int]) -> tuple[float, float]:
     return PIPELINES / elapsed, (group_cpu_s(groups) - cpu_before) / PIPELINES
 
 
+def _durable_chains(env: dict, groups: list[int]) -> tuple[float, float]:
+    """Chains of STEPS tasks that each commit one row to PostgreSQL, per second, and CPU seconds per chain
+    (their worker, Redis and PostgreSQL): the floor of a durable pipeline (bench/durable_reference.py)."""
+    durable_reference.prepare(env["OCTOPROV_DATABASE_URL"], PIPELINES + 1)
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.durable_reference", "worker", "-Q",
+                               durable_reference.QUEUE, "-c", str(SLOTS), "-l", "warning"],
+                              env=env, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        app = make_celery(Settings.from_env(env))  # the sending side, on the stack's broker
+
+        def chain_of(row: int) -> Any:
+            link = app.signature(durable_reference.TASK, args=(row,), queue=durable_reference.QUEUE, immutable=True)
+            return chain(*[link.clone() for _ in range(STEPS)])
+
+        chain_of(PIPELINES).apply_async().get(timeout=120)  # warm-up, and the worker is up
+        cpu_before, began = group_cpu_s([worker.pid, *groups]), time.perf_counter()
+        results = [chain_of(row).apply_async() for row in range(PIPELINES)]
+        for result in results:
+            result.get(timeout=max(600, PIPELINES))
+        elapsed = time.perf_counter() - began
+        return PIPELINES / elapsed, (group_cpu_s([worker.pid, *groups]) - cpu_before) / PIPELINES
+    finally:
+        stop_group(worker)
+
+
 def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="octoprov-bench-throughput-"))
     postgres, redis = start_postgres(base / "pg"), start_redis(base / "redis")
@@ -83,6 +112,7 @@ def main() -> int:
         node = stack.fake_node("THROUGHPUT", delayS=0, callbackDelayS=0)
         assert stack.api.process is not None and postgres.pid is not None and redis.pid is not None
         reference, reference_cpu = _celery_chains(stack.env, [worker.pid, redis.pid])
+        durable, durable_cpu = _durable_chains(stack.env, [redis.pid, postgres.pid])
         ours, ours_cpu = _octoprov(stack, node, image,
                                    {"API": stack.api.process.pid, "worker": worker.pid, "PostgreSQL": postgres.pid})
     finally:
@@ -95,7 +125,10 @@ def main() -> int:
     print(f"  octoprov: {ours:.1f} pipelines/s, {sum(ours_cpu.values()) * 1000:.0f} ms CPU each ({parts})")
     print(f"  reference, Celery chains of {STEPS} no-op tasks: {reference:.1f} chains/s, "
           f"{reference_cpu * 1000:.0f} ms CPU each (worker, Redis)")
+    print(f"  second reference, Celery chains of {STEPS} tasks each committing one row: {durable:.1f} chains/s, "
+          f"{durable_cpu * 1000:.0f} ms CPU each (worker, Redis, PostgreSQL)")
     ratio("pipeline throughput", ours, reference, "pipelines/s", goal=">= 0.5x")
+    ratio("pipeline throughput against durable chains", ours, durable, "pipelines/s")
     return 0
 
 
