@@ -2,16 +2,22 @@
 step functions run in this process (tests/support/inline_pipeline.py), and the VM they make is read back
 through the simulator's API. The simulator boots no guest, so a task goes as far as powered on and
 waiting for its installer; cancel then removes the VM and its disks. The broker and a worker process are
-left out here, as in tests/integration/test_hyperv_pipeline.py; tests/integration/test_pipeline.py covers them."""
+left out here; tests/integration/test_vsphere_stack.py runs a vSphere task through them."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import time
 
 import pytest
 
 from octoprov.context import load_context
+from octoprov.errors import PermanentError
 from octoprov.targets.vmware import vmware_target
+from octoprov.targets.vmware.connection import ssl_context
+from octoprov.targets.vmware.options import VsphereOptions
 from tests.integration.test_vsphere_target import (
     API,
     DISTRIBUTED,
@@ -171,8 +177,56 @@ def test_the_dry_run_writes_the_vm_spec_it_would_send(client, runtime, vcsim):
     assert config["annotation"] == "octoprov-task:<task id> creating"
     [disk] = [c["device"] for c in config["deviceChange"] if c["device"]["_vimtype"] == "vim.vm.device.VirtualDisk"]
     assert disk["capacityInKB"] == 30 * 1024 * 1024 and disk["backing"]["thinProvisioned"] is True
-    assert planned["steps"][0]["step"] == "create_vm"
+    assert planned["steps"][0] == {"step": "create_vm", "calls": [
+        "SearchDatastore_Task: [LocalDS_0] vs-plan01/*.vmdk (leftover disks refused)", "CreateVM_Task",
+        "ReconfigVM_Task: bootOrder network, disk; annotation octoprov-task:<task id>"]}
     assert client.get(TASKS).json["total"] == 0
     with vsphere(vcsim) as content:
         assert vm_named(content, "vs-plan01") is None
     assert API in TASKS
+
+
+
+def put_datastore_file(sim, path: str) -> None:
+    """A file written into the simulator's datastore over its HTTP file access (``/folder``), as an upload
+    from the vSphere client or another tool leaves one; its certificate pinned as a node pins it."""
+    pinned = ssl_context(VsphereOptions(thumbprint=sim.thumbprint))
+    connection = http.client.HTTPSConnection("127.0.0.1", sim.port, context=pinned, timeout=10)
+    credentials = base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()
+    try:
+        connection.request("PUT", f"/folder/{path}?dcPath=DC0&dsName=LocalDS_0", body=b"someone's data",
+                           headers={"Authorization": f"Basic {credentials}"})
+        answer = connection.getresponse()
+        assert answer.status == 200, answer.read()
+    finally:
+        connection.close()
+
+
+def test_disk_files_left_in_the_vms_folder_are_refused_not_overwritten(client, runtime, queue, vcsim):
+    """No VM of the task, but its folder on the datastore holds a VMDK of a name the task would create
+    (someone else's, or an earlier run's): create_vm fails naming it, no VM is made and the files stay. A
+    lone extent (``-flat.vmdk``) counts as the disk, as does its descriptor."""
+    node = register(client, vcsim)
+    put_datastore_file(vcsim, "vs-left01/vs-left01-data-flat.vmdk")
+    body = request(node["id"], windows_image(client, runtime), "vs-left01",
+                   disks=[{"sizeGb": 20, "purpose": "os"}, {"sizeGb": 10, "purpose": "data"}])
+    task_id = client.post(TASKS, json=body).json["id"]
+    queue.deliver()
+    task = client.get(f"{TASKS}/{task_id}").json
+    assert task["status"] == "failed", task
+    create = next(s for s in task["steps"] if s["name"] == "create_vm")
+    assert create["detail"] == ("[LocalDS_0] vs-left01/vs-left01-data.vmdk already exist(s) on datastore LocalDS_0 "
+                                "without a VM of this task; remove them or choose another hostname"), create
+    put_datastore_file(vcsim, "vs-left01/vs-left01-os.vmdk")
+    with pytest.raises(PermanentError, match=r"^\[LocalDS_0\] vs-left01/vs-left01-os.vmdk, \[LocalDS_0\] vs-left01/"
+                                             r"vs-left01-data.vmdk already exist\(s\)"):
+        vmware_target().compute.create_machine(context(runtime, task_id))
+    with vsphere(vcsim) as content:
+        assert vm_named(content, "vs-left01") is None
+        assert sorted(datastore_files(content, "vs-left01")) == ["vs-left01-data-flat.vmdk", "vs-left01-os.vmdk"]
+        content.fileManager.DeleteDatastoreFile_Task(name="[LocalDS_0] vs-left01",
+                                                     datacenter=content.rootFolder.childEntity[0])
+        deadline = time.monotonic() + 10
+        while datastore_files(content, "vs-left01"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -3,6 +3,7 @@ against the session's Redis and a fresh PostgreSQL database. Every process is st
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 import subprocess
@@ -43,9 +44,15 @@ class Stack:
             assert response.status_code == expect, response.text
         return response
 
-    def start_worker(self, concurrency: int = 4, queues: str = "default,hyperv,kvm,baremetal") -> subprocess.Popen:
-        process = start_octoprov("worker", "--queues", queues, "--concurrency", str(concurrency),
-                                 "--hostname", f"w{len(self.workers)}@%h", env=self.env)
+    def start_worker(self, concurrency: int = 4, queues: str = "default,hyperv,kvm,baremetal",
+                     log: Path | None = None) -> subprocess.Popen:
+        """A Celery worker process on ``queues``; its output goes to ``log`` when given (else nowhere)."""
+        with contextlib.ExitStack() as files:  # the child keeps its own descriptor of the log
+            output = {}
+            if log is not None:
+                output = {"stdout": files.enter_context(open(log, "ab")), "stderr": subprocess.STDOUT}
+            process = start_octoprov("worker", "--queues", queues, "--concurrency", str(concurrency),
+                                     "--hostname", f"w{len(self.workers)}@%h", env=self.env, **output)
         self.workers.append(process)
         return process
 

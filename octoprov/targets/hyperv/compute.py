@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
 from octoprov.targets import tags
 from octoprov.targets.base import ComputeInterface, Machine
-from octoprov.targets.checks import check_disks_fit
+from octoprov.targets.checks import check_disks_fit, refuse_leftovers
 from octoprov.targets.hyperv import commands
 from octoprov.targets.hyperv.options import hyperv_options
 from octoprov.targets.hyperv.vms import HostDriver, find_vm, mac_of, own_vm, plan_on_host
@@ -67,11 +67,8 @@ class HyperVCompute(HostDriver, ComputeInterface):
                     return Machine(vm["Id"], _mac(vm), f"Adopted {ctx.hostname} created by an earlier attempt")
                 remove(host, vm, [disk.path for disk in plan.disks])
             paths = [disk.path for disk in plan.disks]
-            found = host.run(commands.existing_files(paths))
-            taken = [path for path, exists in zip(paths, found, strict=True) if exists]
-            if taken:
-                raise PermanentError(f"{', '.join(taken)} already exist(s) on {host.where.label} without a VM of this "
-                                     "task; remove them or choose another hostname or storagePath")
+            refuse_leftovers(paths, lambda names: host.run(commands.existing_files(list(names))),
+                             f"on {host.where.label}", "remove them or choose another hostname or storagePath")
             for command in commands.create_vm(plan):
                 host.run(command)
             vm = find_vm(host, ctx.hostname)

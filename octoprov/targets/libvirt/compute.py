@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
 from octoprov.targets.base import ComputeInterface, Machine
-from octoprov.targets.checks import check_disks_fit, refused_as
+from octoprov.targets.checks import check_disks_fit, refuse_leftovers, refused_as
 from octoprov.targets.libvirt import cloudimage
 from octoprov.targets.libvirt.connection import (
     Connection,
@@ -154,10 +154,8 @@ class LibvirtCompute(LibvirtDriver, ComputeInterface):
                 return Machine(dom.UUIDString(), _mac(dom), f"Adopted {ctx.hostname} created by an earlier attempt")
             names = [volume.name for volume in domain.disks] + [
                 name for name in (domain.cdrom_volume, domain.answer_cdrom) if name]
-            taken = [name for name in names if cloudimage.find_volume(pool, name) is not None]
-            if taken:
-                raise PermanentError(f"volume(s) {', '.join(taken)} already exist in pool {pool.name()} "
-                                     f"without a domain of this task")
+            refuse_leftovers(names, lambda wanted: [cloudimage.find_volume(pool, name) is not None for name in wanted],
+                             f"in storage pool {pool.name()}")
             dom = conn.defineXML(domain_xml(domain))
             self._create_volumes(pool, domain, base)
             self._put_seed(conn, pool, domain, dom, ctx)

@@ -3,17 +3,26 @@ offers before it is accepted (the same checks as KVM's: :mod:`octoprov.targets.c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from octoprov.errors import InvalidRequest, PermanentError, TargetUnreachable
 from octoprov.targets import tags
 from octoprov.targets.base import ComputeInterface, Machine
-from octoprov.targets.checks import check_disks_fit, refused_as
+from octoprov.targets.checks import check_disks_fit, refuse_leftovers, refused_as
 from octoprov.targets.vmware import placement
 from octoprov.targets.vmware.connection import load_vim, vsphere_session, wait_for
 from octoprov.targets.vmware.options import vsphere_options
 from octoprov.targets.vmware.vms import VsphereDriver, is_on, mac_of, own_vm, reconfigure
-from octoprov.targets.vmware.vmspec import MAX_DISKS, VmPlan, boot_spec, create_spec, vm_plan, vm_spec
+from octoprov.targets.vmware.vmspec import (
+    MAX_DISKS,
+    VmPlan,
+    boot_spec,
+    create_spec,
+    disk_path,
+    vm_plan,
+    vm_spec,
+)
 
 if TYPE_CHECKING:
     from octoprov.context import NodeInfo, TaskContext
@@ -59,7 +68,8 @@ class VsphereCompute(VsphereDriver, ComputeInterface):
 
     def create_machine(self, ctx: TaskContext) -> Machine:
         """Adopt this task's complete VM; remove one an interrupted attempt left half-made (its tag still
-        says ``creating``) and create it again. The VM is tagged by the spec that creates it, its boot
+        says ``creating``) and create it again; refuse VMDK files of the VM's names found in its folder
+        without it (:func:`leftover_disks`). The VM is tagged by the spec that creates it, its boot
         order set (network first) once vSphere has keyed its devices, and the tag then marked complete."""
         plan = vm_plan(ctx)
         with self._session(ctx) as si:
@@ -71,6 +81,9 @@ class VsphereCompute(VsphereDriver, ComputeInterface):
                     return Machine(vm.config.instanceUuid or vm._moId, mac_of(vm),
                                    f"Adopted {ctx.hostname} created by an earlier attempt")
                 remove(vm)
+            refuse_leftovers([disk_path(where.datastore.name, plan.name, disk) for disk in plan.disks],
+                             lambda paths: leftover_disks(where.datastore, plan.name, paths, ctx),
+                             f"on datastore {where.datastore.name}")
             task = where.datacenter.vmFolder.CreateVM_Task(config=create_spec(plan, where),
                                                            pool=where.compute.resourcePool)
             vm = wait_for(task, ctx.check_cancelled)
@@ -97,6 +110,23 @@ def remove(vm: Any) -> int:
         wait_for(vm.PowerOffVM_Task())
     wait_for(vm.Destroy_Task())
     return disks
+
+
+def leftover_disks(store: Any, folder: str, paths: Sequence[str], ctx: TaskContext) -> list[bool]:
+    """For each VMDK datastore path (``[ds] web01/web01-os.vmdk``), whether the VM's folder on the datastore
+    already holds it or its extent (``web01-os-flat.vmdk``), read with the datastore browser; a folder that
+    does not exist holds nothing."""
+    vim = load_vim()
+
+    spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*.vmdk"])
+    try:
+        found = wait_for(store.browser.SearchDatastore_Task(datastorePath=f"[{store.name}] {folder}",
+                                                            searchSpec=spec), ctx.check_cancelled)
+    except vim.fault.FileNotFound:
+        return [False] * len(paths)
+    names = {item.path for item in found.file or []}
+    files = [path.rpartition("/")[2] for path in paths]
+    return [name in names or name.removesuffix(".vmdk") + "-flat.vmdk" in names for name in files]
 
 
 def _created(plan: VmPlan, where: placement.Placement, mac: str) -> str:

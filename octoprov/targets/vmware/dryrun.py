@@ -40,8 +40,9 @@ def planned_vm(ctx: TaskContext) -> str:
                          "datastore": where.datastore.name, "portGroup": where.port_group.name,
                          "portGroupKind": where.port_group.kind, "config": spec},
             "steps": [
-                {"step": "create_vm", "calls": ["CreateVM_Task", "ReconfigVM_Task: bootOrder network, disk; "
-                                                "annotation " + tags.TAG + "<task id>"]},
+                {"step": "create_vm", "calls": [
+                    f"SearchDatastore_Task: [{where.datastore.name}] {plan.name}/*.vmdk (leftover disks refused)",
+                    "CreateVM_Task", "ReconfigVM_Task: bootOrder network, disk; annotation " + tags.TAG + "<task id>"]},
                 {"step": "register_mac", "calls": ["ReconfigVM_Task: bootOrder network, disk (when changed)"]},
                 {"step": "power_on", "calls": ["PowerOnVM_Task"]},
                 *([{"step": "enable_secure_boot", "calls": [
