@@ -107,21 +107,33 @@ def api(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.option("--queues", default="default", show_default=True, help="Comma-separated queues to consume.")
+@click.option("--queues", default=None, help="Comma-separated queues (pools) to consume [default: default; with "
+              "--site: all of the site's pools].")
+@click.option("--site", default=None, help="Consume this site's queues (<pool>@<site>) instead of the central ones.")
 @click.option("--concurrency", type=int, default=None, help="Task slots (default: OCTOPROV_WORKER_CONCURRENCY).")
 @click.option("--hostname", default=None, help="Worker node name (default: octoprov@<host>).")
-def worker(queues: str, concurrency: int | None, hostname: str | None) -> None:
-    """Run a Celery worker for the given queues (pools: default and one per target type, e.g. hyperv, kvm)."""
+def worker(queues: str | None, site: str | None, concurrency: int | None, hostname: str | None) -> None:
+    """Run a Celery worker for the given queues (pools: default and one per target type, e.g. hyperv, kvm).
+
+    With --site NAME it runs the steps of that site's tasks: the queues <pool>@NAME of the pools --queues names."""
+    from octoprov.sites import check_site_name
     from octoprov.targets import registry
     from workers.app import app
 
     known = registry.queues()
     settings = _settings()
     settings.ensure_dirs()
-    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    if site is not None:
+        try:
+            check_site_name(site)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
+    given = queues if queues is not None else ("default" if site is None else ",".join(known))
+    chosen = [q.strip() for q in given.split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(known))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {', '.join(known)}", param_hint="--queues")
+    chosen = list(registry.site_queues(site, tuple(chosen))) if site else chosen
     logs.configure(settings.effective_log_dir, "worker", settings.log_level)
     argv = ["worker", "--queues", ",".join(chosen), "--concurrency", str(concurrency or settings.worker_concurrency),
             "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
