@@ -17,6 +17,7 @@ from api.runtime import DISPATCH, EXTENSION
 from octoprov.errors import InvalidRequest, OctoprovError, is_infrastructure
 from octoprov.runtime import Runtime
 from octoprov.settings import Settings
+from octoprov.sites import SiteLookup
 from workers.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.config.update(RESTX_ERROR_404_HELP=False, RESTX_MASK_SWAGGER=False, JSON_SORT_KEYS=False)
     runtime = runtime or Runtime.from_settings(settings or Settings.from_env())
     app.extensions[EXTENSION] = runtime
-    app.extensions[DISPATCH] = dispatcher or _sender(runtime.settings)
+    app.extensions[DISPATCH] = dispatcher or _sender(runtime)
+    if isinstance(dispatcher, Dispatcher) and dispatcher.sites is None:  # a test's: tasks of sites go to their queues
+        dispatcher.sites = SiteLookup(runtime.database)
 
     api = make_api()
     _register_error_handlers(api)
@@ -45,12 +48,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         packages,
         pxe,
         signin,
+        sites,
         tasks,
         templates,
     )
 
-    for module in (images, drivers, templates, tasks, events, hypervisors, machines, nodes, packages, groups, pxe,
-                   audit, caller, signin):
+    for module in (images, drivers, templates, tasks, events, hypervisors, machines, nodes, packages, groups, sites,
+                   pxe, audit, caller, signin):
         api.add_namespace(module.ns)
     check_declared_roles(resource for resource, *_ in api.resources)
     api.init_app(app)
@@ -83,11 +87,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     return app
 
 
-def _sender(settings: Settings) -> Dispatcher:
+def _sender(runtime: Runtime) -> Dispatcher:
     """The API's dispatcher, without a result backend: the API never reads a task's result (the pipeline keeps
     its outcomes in the database), and Celery's Redis result backend subscribes to the result of every task
     sent, which while the broker is down retries for 20 s and then fails the request."""
-    sender = Dispatcher.from_settings(settings)
+    sender = Dispatcher.from_settings(runtime.settings, runtime.database)
     sender.app.conf.update(result_backend="disabled")
     return sender
 

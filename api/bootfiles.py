@@ -14,7 +14,6 @@ with ``sendfile`` instead of copying it through Python. Other requests go to Fla
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from io import BufferedReader
 from pathlib import Path
@@ -24,6 +23,8 @@ from sqlalchemy import select
 from werkzeug.http import http_date
 
 from api.runtime import runtime
+from octoprov import digests
+from octoprov.byterange import bounds, one_range
 from octoprov.models import Task
 from octoprov.netboot import grub
 from octoprov.netboot.bootconfig import files_token_hash
@@ -31,7 +32,6 @@ from octoprov.paths import confined
 from octoprov.targets import virtualmedia
 
 bootfiles = Blueprint("bootfiles", __name__, url_prefix="/boot")
-_ONE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _serve(root: Path, path: str) -> Response:
@@ -41,22 +41,28 @@ def _serve(root: Path, path: str) -> Response:
         abort(404)
     if not target.is_file():
         abort(404)
-    match = _ONE_RANGE.match(request.headers.get("Range", "").strip())
-    if match and match.group(1) + match.group(2) and not request.headers.get("If-Range"):
-        return _one_range(target, match.group(1), match.group(2))
+    asked = one_range(request.headers.get("Range", ""))
+    if asked and not request.headers.get("If-Range"):
+        return _one_range(target, *asked)
     # several ranges: RFC 9110 lets a server ignore Range and send the whole file (werkzeug would refuse)
     several = "," in request.headers.get("Range", "")
-    return send_file(target, conditional=not several, max_age=0, mimetype="application/octet-stream")
+    return _with_digest(send_file(target, conditional=not several, max_age=0, mimetype="application/octet-stream"),
+                        target)
+
+
+def _with_digest(response: Response, target: Path) -> Response:
+    """The file's SHA-256 for a site's edge, which checks what it caches, when it asks (Want-Digest)."""
+    if response.status_code == 200 and digests.wants_sha256(request.headers.get(digests.WANT)):
+        response.headers[digests.HEADER] = digests.header_value(digests.sha256_file(target))
+    return response
 
 
 def _one_range(target: Path, first: str, last: str) -> Response:
     size = target.stat().st_size
-    if first:
-        start, end = int(first), min(int(last) if last else size - 1, size - 1)
-    else:  # a suffix range: the last N bytes
-        start, end = max(0, size - int(last)), size - 1
-    if start >= size or start > end:
+    found = bounds(first, last, size)
+    if found is None:
         return Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    start, end = found
     handle = open(target, "rb")  # noqa: SIM115 - closed by the server through the file wrapper
     handle.seek(start)
     wrapper = request.environ.get("wsgi.file_wrapper")
@@ -102,7 +108,8 @@ def efi_file(name: str) -> Response:
     source = sources.get(name)
     if source is None or not source.is_file():  # Debian's ipxe.efi is a link into /boot: followed, by name only
         abort(404)
-    return send_file(source.resolve(), mimetype="application/efi", conditional=True, max_age=0)
+    return _with_digest(send_file(source.resolve(), mimetype="application/efi", conditional=True, max_age=0),
+                        source.resolve())
 
 
 @bootfiles.get("/media/<token>/<name>")

@@ -107,21 +107,33 @@ def api(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.option("--queues", default="default", show_default=True, help="Comma-separated queues to consume.")
+@click.option("--queues", default=None, help="Comma-separated queues (pools) to consume [default: default; with "
+              "--site: all of the site's pools].")
+@click.option("--site", default=None, help="Consume this site's queues (<pool>@<site>) instead of the central ones.")
 @click.option("--concurrency", type=int, default=None, help="Task slots (default: OCTOPROV_WORKER_CONCURRENCY).")
 @click.option("--hostname", default=None, help="Worker node name (default: octoprov@<host>).")
-def worker(queues: str, concurrency: int | None, hostname: str | None) -> None:
-    """Run a Celery worker for the given queues (pools: default and one per target type, e.g. hyperv, kvm)."""
+def worker(queues: str | None, site: str | None, concurrency: int | None, hostname: str | None) -> None:
+    """Run a Celery worker for the given queues (pools: default and one per target type, e.g. hyperv, kvm).
+
+    With --site NAME it runs the steps of that site's tasks: the queues <pool>@NAME of the pools --queues names."""
+    from octoprov.sites import check_site_name
     from octoprov.targets import registry
     from workers.app import app
 
     known = registry.queues()
     settings = _settings()
     settings.ensure_dirs()
-    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    if site is not None:
+        try:
+            check_site_name(site)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from None
+    given = queues if queues is not None else ("default" if site is None else ",".join(known))
+    chosen = [q.strip() for q in given.split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(known))
     if unknown or not chosen:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {', '.join(known)}", param_hint="--queues")
+    chosen = list(registry.site_queues(site, tuple(chosen))) if site else chosen
     logs.configure(settings.effective_log_dir, "worker", settings.log_level)
     argv = ["worker", "--queues", ",".join(chosen), "--concurrency", str(concurrency or settings.worker_concurrency),
             "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
@@ -144,23 +156,65 @@ def beat() -> None:
 @main.command()
 @click.option("--no-tftp", is_flag=True, help="Do not run the TFTP server.")
 @click.option("--no-proxydhcp", is_flag=True, help="Do not run the ProxyDHCP responder.")
-def pxe(no_tftp: bool, no_proxydhcp: bool) -> None:
+@click.option("--site", default=None, help="Run as the edge of this site: no database, the central API only.")
+@click.option("--central", default=None,
+              help="With --site: the central API's URL (default: OCTOPROV_EDGE_CENTRAL_URL).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --site: file holding the API token (default: OCTOPROV_EDGE_TOKEN_FILE, else "
+                   "DATA_DIR/edge-token).")
+@click.option("--http-host", default=None, help="With --site: HTTP address (default: OCTOPROV_EDGE_HTTP_HOST).")
+@click.option("--http-port", type=int, default=None, help="With --site: HTTP port (default: OCTOPROV_EDGE_HTTP_PORT).")
+def pxe(no_tftp: bool, no_proxydhcp: bool, site: str | None, central: str | None, token_file: Path | None,
+        http_host: str | None, http_port: int | None) -> None:
     """Run the network-boot services: TFTP (iPXE binaries) and ProxyDHCP beside the site's DHCP server.
 
     Addresses and ports come from the OCTOPROV_TFTP_*, OCTOPROV_PROXYDHCP_* and OCTOPROV_BOOT_SERVER_ADDRESS
-    settings; ports 67, 69 and 4011 need root (or CAP_NET_BIND_SERVICE).
+    settings; ports 67, 69 and 4011 need root (or CAP_NET_BIND_SERVICE). With --site NAME it is that site's
+    edge: it also serves boot scripts and files over HTTP, from answers and files fetched from --central.
     """
     from octoprov.netboot import service
 
     settings = _settings()
     settings.ensure_dirs()
-    logs.configure(settings.effective_log_dir, "pxe", settings.log_level)
+    logs.configure(settings.effective_log_dir, "pxe" if site is None else f"pxe-{site}", settings.log_level)
     if not no_proxydhcp and not settings.boot_server_address:
         raise click.ClickException("set OCTOPROV_BOOT_SERVER_ADDRESS (this host's address on the boot network)")
     try:
-        service.run(settings, tftp=not no_tftp, proxydhcp=not no_proxydhcp)
+        if site is None:
+            service.run(settings, tftp=not no_tftp, proxydhcp=not no_proxydhcp)
+        else:
+            _edge(settings, site, central, token_file, http_host, http_port, not no_tftp, not no_proxydhcp)
     except OSError as exc:
         raise click.ClickException(f"cannot open the network-boot ports: {exc}") from None
+
+
+def _edge(settings: Settings, site: str, central: str | None, token_file: Path | None, http_host: str | None,
+          http_port: int | None, tftp: bool, proxydhcp: bool) -> None:
+    """`octoprov pxe --site`: the site's edge, from the options or their settings."""
+    from octoprov.edge import service
+    from octoprov.edge.central import Unreachable, read_token
+    from octoprov.sites import check_site_name
+
+    try:
+        check_site_name(site)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--site") from None
+    url = central or settings.edge_central_url
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("the central API's http(s):// URL is needed (or OCTOPROV_EDGE_CENTRAL_URL)",
+                                 param_hint="--central")
+    path = token_file or settings.edge_token_file or settings.data_dir / "edge-token"
+    try:
+        token = read_token(path)
+    except (OSError, ValueError, IndexError) as exc:
+        raise click.BadParameter(f"cannot read the API token from {path}: {type(exc).__name__}",
+                                 param_hint="--token-file") from None
+    options = service.EdgeOptions(site, url, token, http_host or settings.edge_http_host,
+                                  settings.edge_http_port if http_port is None else http_port, tftp, proxydhcp)
+    try:
+        service.run(settings, options)
+    except Unreachable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- database, settings, tokens -------------------------------------------------------------------

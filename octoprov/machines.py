@@ -23,8 +23,8 @@ from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.errors import Conflict, InvalidRequest
 from octoprov.logs import redactor
-from octoprov.models import Node, Task
-from octoprov.nodes import add_node, flush_named, get_node, name_taken
+from octoprov.models import MAX_ID, Node, Task
+from octoprov.nodes import add_node, check_site, flush_named, get_node, name_taken
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.validation.macs import canonical_mac
 
@@ -117,6 +117,8 @@ class MachineSpec(Spec):
     boot_method: Literal["pxe", "virtualMedia"] = Field(
         default="pxe", description="How its installer boots: from the network (pxe), or from a boot ISO the "
         "Redfish BMC inserts into its virtual CD (virtualMedia); a task may choose otherwise")
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="The site it belongs to (GET "
+                                "/provisioning/sites); none: the central site. Its tasks run at that site")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -139,6 +141,7 @@ class MachineView(View):
     has_credentials: bool
     secure_boot: bool = False
     boot_method: str = "pxe"
+    site_id: int | None = None
     hardware: dict[str, Any] | None = None
     inspection: dict[str, Any] | None = Field(default=None, description="The last inventory read from the BMC: "
                                               "state (queued, running, done, failed), at, message")
@@ -154,6 +157,7 @@ class MachineView(View):
                    bmc=options.get("bmc"), username=node.username,
                    has_credentials=node.credentials_encrypted is not None,
                    secure_boot=bool(options.get("secureBoot")), boot_method=options.get("bootMethod") or "pxe",
+                   site_id=node.site_id,
                    hardware=options.get("hardware"),
                    inspection=options.get("inspection"), offered_macs=offered_macs(node),
                    created_at=node.created_at, updated_at=node.updated_at)
@@ -229,6 +233,7 @@ def _check_macs(session: Session, spec: MachineSpec, other_than: int | None = No
 def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
     node.name, node.username, node.mac_addresses = spec.name, spec.username, list(spec.mac_addresses)
     node.kind = spec.bmc.protocol if spec.bmc else "manual"
+    node.site_id = spec.site_id
     node.endpoint = spec.bmc.address if spec.bmc else None
     options = dict(node.options or {})
     options.pop("bmc", None)
@@ -248,6 +253,7 @@ def _apply(node: Node, spec: MachineSpec, vault: Vault) -> None:
 
 def register_machine(session: Session, vault: Vault, spec: MachineSpec) -> Node:
     _check_macs(session, spec)
+    check_site(session, spec.site_id)
     node = Node(role=BAREMETAL)
     _apply(node, spec, vault)
     return add_node(session, node)
@@ -259,6 +265,7 @@ def update_machine(session: Session, vault: Vault, node_id: int, spec: MachineSp
     if name_taken(session, spec.name, other_than=node_id):
         raise Conflict(f"name: a node called {spec.name!r} exists already")
     _check_macs(session, spec, other_than=node_id)
+    check_site(session, spec.site_id)
     kept = vault.decrypt_json(node.credentials_encrypted) or {}
     if spec.password is None and kept.get("password") and spec.bmc is not None:
         spec = spec.model_copy(update={"password": kept["password"]})

@@ -54,6 +54,20 @@ class Base(DeclarativeBase):
     pass
 
 
+class Site(Base):
+    """A named place with its own boot network: its edge serves boot answers and files from ``boot_url``, and its
+    workers consume the queues ``<pool>@<name>`` (``octoprov.sites``)."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    boot_url: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
 class Node(Base):
     """A hypervisor host Octoprov drives, or a machine that provisioning produced."""
 
@@ -71,6 +85,7 @@ class Node(Base):
     os_name: Mapped[str | None] = mapped_column(String(100))
     mac_addresses: Mapped[list[str] | None] = mapped_column(JSONType)
     ip_addresses: Mapped[list[str] | None] = mapped_column(JSONType)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)  # None: the central site
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -172,6 +187,8 @@ class Task(Base):
     rollback_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # the client's Idempotency-Key of the request that created it: the same request sent again gets this task
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # the site whose workers run its steps and whose edge boots its machine (from its node or machine); None: central
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
 
     steps: Mapped[list[TaskStep]] = relationship(
         back_populates="task", order_by="TaskStep.position", cascade="all, delete-orphan"

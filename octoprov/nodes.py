@@ -18,7 +18,7 @@ from octoprov import states
 from octoprov.crypto import Vault
 from octoprov.errors import Conflict, InvalidRequest, NotFound
 from octoprov.logs import redactor
-from octoprov.models import Node, Task
+from octoprov.models import MAX_ID, Node, Site, Task
 from octoprov.specs import Spec, Timestamp, View, report
 from octoprov.targets import registry
 
@@ -68,6 +68,8 @@ class HypervisorFields(Spec):
         default=None, min_length=1, max_length=16384, description="SSH key for qemu+ssh, stored encrypted"
     )
     winrm: WinRmOptions | None = None
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="The site it belongs to (GET "
+                                "/provisioning/sites); none: the central site. Its tasks run at that site")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Self:
@@ -99,6 +101,7 @@ class HypervisorViewFields(View):
     username: str | None
     has_credentials: bool
     winrm: dict[str, Any] | None
+    site_id: int | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -107,7 +110,7 @@ class HypervisorViewFields(View):
         options = node.options or {}
         return cls(
             id=node.id, name=node.name, kind=node.kind, endpoint=node.endpoint, username=node.username,
-            has_credentials=node.credentials_encrypted is not None, winrm=options.get("winrm"),
+            has_credentials=node.credentials_encrypted is not None, winrm=options.get("winrm"), site_id=node.site_id,
             created_at=node.created_at, updated_at=node.updated_at,
             **{kind: options.get(kind) for kind in registry.node_option_models()},
         )
@@ -121,12 +124,19 @@ HypervisorView = create_model(  # a node as the API shows it: "<kind>": {...} fo
 
 def _apply(node: Node, spec: HypervisorFields, vault: Vault) -> None:
     node.name, node.kind, node.endpoint, node.username = spec.name, spec.kind, spec.endpoint, spec.username
+    node.site_id = spec.site_id
     parts = [("winrm", spec.winrm), *((kind, spec.options_of(kind)) for kind in registry.node_option_models())]
     options = {name: sub.model_dump(by_alias=True) for name, sub in parts if sub}
     node.options = options or None
     secrets = {k: v for k, v in (("password", spec.password), ("privateKey", spec.private_key)) if v}
     redactor.register(*secrets.values())
     node.credentials_encrypted = vault.encrypt_json(secrets) if secrets else None
+
+
+def check_site(session: Session, site_id: int | None) -> None:
+    """A node's site exists: a 400 naming siteId otherwise."""
+    if site_id is not None and session.get(Site, site_id) is None:
+        raise InvalidRequest({"siteId": f"no site with id {site_id}"})
 
 
 def flush_named(session: Session, name: str) -> None:
@@ -154,6 +164,7 @@ def add_node(session: Session, node: Node) -> Node:
 
 
 def register_hypervisor(session: Session, vault: Vault, spec: HypervisorFields) -> Node:
+    check_site(session, spec.site_id)
     node = Node(role=HYPERVISOR)
     _apply(node, spec, vault)
     return add_node(session, node)
@@ -162,6 +173,7 @@ def register_hypervisor(session: Session, vault: Vault, spec: HypervisorFields) 
 def update_hypervisor(session: Session, vault: Vault, node_id: int, spec: HypervisorFields) -> Node:
     """Replace a node's settings. Credentials left out of the request are kept as they were."""
     node = get_hypervisor(session, node_id)
+    check_site(session, spec.site_id)
     if spec.kind != node.kind and _open_tasks(session, node_id):
         raise InvalidRequest({"kind": "cannot change while tasks on this node are open"})
     if name_taken(session, spec.name, other_than=node_id):

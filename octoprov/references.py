@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from octoprov import states
 from octoprov.errors import Conflict
-from octoprov.models import Group, Image, Node, Package, Task, Template
+from octoprov.models import Group, Image, Node, Package, Site, Task, Template
 from octoprov.nodes import HYPERVISOR
 from octoprov.settings import Settings
 from octoprov.validation import check_script_name
@@ -79,7 +79,7 @@ def active_post_install(session: Session) -> Iterator[tuple[int, dict[str, Any]]
             yield task_id, section
 
 
-def save_unique(session: Session, row: Package | Group, what: str) -> None:
+def save_unique(session: Session, row: Package | Group | Site, what: str) -> None:
     """Add and flush a named row; a name another row has is a 409 naming the field (checked first,
     and again by the unique index should two requests race)."""
     model = type(row)

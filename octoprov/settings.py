@@ -295,6 +295,27 @@ class NetworkBootSettings(BaseModel):
     )
 
 
+class EdgeSettings(BaseModel):
+    model_config = ConfigDict(title="Sites: the edge's boot services at a branch (octoprov pxe --site)")
+
+    edge_central_url: str = _setting(
+        "", "The central API's URL the edge asks for its site's prepared boot answers and boot files "
+        "(`octoprov pxe --site` without --central).", example="https://octoprov.example.com")
+    edge_token_file: OptionalPath = _setting(
+        None, "File holding the API token (operator role) the edge presents to the centre; read, never passed on "
+        "the command line. Empty: DATA_DIR/edge-token.")
+    edge_http_host: str = _setting("0.0.0.0", "Address the edge's HTTP server (boot scripts and files) listens on.",  # noqa: S104
+                                   example="198.51.100.2")
+    edge_http_port: Port = _setting(8081, "TCP port of the edge's HTTP server: the site's bootUrl points there.")
+    edge_cache_dir: OptionalPath = _setting(
+        None, "Where the edge keeps its prepared answers, unreported boots and cached boot files. "
+        "Empty: DATA_DIR/edge/<site>.")
+    edge_cache_max_bytes: PositiveInt = _setting(
+        50 * 1024**3, "Bound of the edge's boot-file cache in bytes: past it the least recently used files go.")
+    edge_poll_s: Annotated[float, Field(gt=0, le=3600)] = _setting(
+        5.0, "How often the edge fetches its site's prepared answers and reports what it served, in seconds.")
+
+
 class TargetSettings(BaseModel):
     model_config = ConfigDict(title="Targets: KVM, bare metal, post-install")
 
@@ -479,8 +500,9 @@ class MetricsSettings(BaseModel):
 
 class Settings(  # the groups in the order .env.example shows them
     StorageSettings, DatabaseSettings, EncryptionSettings, BrokerSettings, ApiSettings, EventSettings,
-    PipelineSettings, DeadlineSettings, NetworkBootSettings, TargetSettings, HyperVSettings, DomainJoinSettings,
-    WindowsSettings, SigninSettings, WebhookSettings, OctofleetSettings, MetricsSettings, BaseSettings,
+    PipelineSettings, DeadlineSettings, NetworkBootSettings, EdgeSettings, TargetSettings, HyperVSettings,
+    DomainJoinSettings, WindowsSettings, SigninSettings, WebhookSettings, OctofleetSettings, MetricsSettings,
+    BaseSettings,
 ):
     """All settings, flat: ``Settings(data_dir=...)`` takes keywords only; ``from_env`` reads the environment."""
 

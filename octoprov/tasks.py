@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from octoprov import idempotency, images, pipeline, secureboot, states, steps, taskspec
+from octoprov import idempotency, images, pipeline, secureboot, sites, states, steps, taskspec
 from octoprov.context import NodeInfo, node_info
 from octoprov.crypto import Vault
 from octoprov.db import Database
@@ -61,6 +61,7 @@ class TaskSummaryView(View):
     hypervisor_node_id: int | None
     mac_address: str | None
     template_id: int | None
+    site_id: int | None = None
     status: str
     current_step: str | None
     progress_percent: int
@@ -150,6 +151,7 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     after = secureboot.after_install_for(spec, os_type, owner.options if owner else None,
                                          signed_kernel=image.signed_kernel if image else True, cloud_image=cloud)
     check_secure_boot_control(machine, after)
+    site_id = sites.task_site(session, owner, spec.site_id)
     if spec.target_type in machine_target_names():  # against the machine its BMC described, when it did
         check_task_fits(session, spec.mac_address, spec.os_disk_gb)
         if problems := virtualmedia.request_errors(spec.options.boot_method, machine, image):
@@ -166,6 +168,7 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
         hypervisor_node_id=spec.hypervisor_node_id,
         mac_address=spec.mac_address,
         template_id=spec.template_id,
+        site_id=site_id,
         config_override=masked_request(request),
         config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,

@@ -367,6 +367,10 @@ class TaskSpec(Spec):
     hypervisor_node_id: Id | None = None
     mac_address: Annotated[str, AfterValidator(canonical_mac)] | None = None
     template_id: Id | None = None
+    # kept in the task's column, not in its configuration
+    site_id: Id | None = Field(None, exclude=True, description=(
+        "The site the task runs at (its steps on the site's workers, its machine booting from the site's edge). "
+        "Default: its node's or machine's site"))
     vm: VmSpec | None = None
     os_disk_gb: Annotated[int, Field(ge=1, le=65536)] | None = Field(
         None, description="Bare metal: the OS disk the install needs, in GB (a VM's is in vm.disks; a template's "

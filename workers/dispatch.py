@@ -1,39 +1,54 @@
-"""Sending pipeline work to the worker pools: one queue per target type's pool.
+"""Sending pipeline work to the worker pools: one queue per target type's pool, and per site.
 
 Only names are sent (``octoprov.step`` with a task id and a step name), so the API can
-enqueue without importing the worker code.
+enqueue without importing the worker code. A task of a site runs on its site's queues
+(``kvm@branch1``); the dispatcher looks the task's site up itself, so no caller has to carry it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from celery import Celery
 
+from octoprov.db import Database
 from octoprov.settings import Settings
+from octoprov.sites import SiteLookup
 from octoprov.targets import registry
 
 log = logging.getLogger(__name__)
 
 
-def queue_for(target_type: str) -> str:
-    """The pool of a task's target type, as the target registry declares it."""
-    return registry.queue_for(target_type)
+def queue_for(target_type: str, site: str | None = None) -> str:
+    """The queue of a task's target type at its site, as the target registry declares it."""
+    return registry.queue_for(target_type, site)
+
+
+def _central(_: int) -> str | None:
+    return None
 
 
 PUBLISH_ATTEMPTS, PUBLISH_RETRY_S = 2, 0.2
 
 
 class Dispatcher:
-    def __init__(self, app: Celery):
+    def __init__(self, app: Celery, sites: SiteLookup | None = None):
+        """``sites``: where tasks and machines are (None: everything is central, as in a single-site install)."""
         self.app = app
+        self.sites = sites
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Dispatcher:
+    def from_settings(cls, settings: Settings, database: Database | None = None) -> Dispatcher:
+        """``database``: the process's own, to read the sites of tasks from (default: one of its own)."""
         from workers.app import make_celery
 
-        return cls(make_celery(settings))
+        return cls(make_celery(settings), SiteLookup(database or Database.from_settings(settings)))
+
+    def _queue(self, target_type: str, task_id: int) -> str:
+        site_of: Callable[[int], str | None] = self.sites.of_task if self.sites else _central
+        return queue_for(target_type, site_of(task_id))
 
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool:
         """Enqueue consecutive work steps as one message on the target's pool (the worker runs them in
@@ -43,7 +58,7 @@ class Dispatcher:
             return True
         kwargs = {"then": names[1:]} if len(names) > 1 else {}
         work = self.app.signature("octoprov.step", args=(task_id, names[0]), kwargs=kwargs,
-                                  queue=queue_for(target_type))
+                                  queue=self._queue(target_type, task_id))
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 with self.app.producer_or_acquire() as producer:
@@ -61,7 +76,8 @@ class Dispatcher:
         return False
 
     def rollback(self, task_id: int, target_type: str) -> None:
-        self.app.send_task("octoprov.rollback", args=(task_id,), queue=queue_for(target_type), ignore_result=True)
+        self.app.send_task("octoprov.rollback", args=(task_id,), queue=self._queue(target_type, task_id),
+                           ignore_result=True)
 
     def after_failure(self, task_id: int, target_type: str, keep_machine: bool) -> None:
         """A failed task is rolled back (which then notifies) unless it asked to keep its machine."""
@@ -72,7 +88,8 @@ class Dispatcher:
 
     def inspect_machine(self, machine_id: int) -> None:
         """A machine's inventory read from its BMC by the pool that reaches BMCs."""
-        self.app.send_task("octoprov.inspect_machine", args=(machine_id,), queue=queue_for("baremetal"),
+        site = self.sites.of_machine(machine_id) if self.sites else None
+        self.app.send_task("octoprov.inspect_machine", args=(machine_id,), queue=queue_for("baremetal", site),
                            ignore_result=True)
 
     def notify(self, task_id: int) -> None:

@@ -39,6 +39,8 @@ from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
 from octoprov.models import TaskStep
+from octoprov.sites import task_site_name
+from octoprov.targets import registry
 from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
@@ -132,8 +134,9 @@ def boot(ctx: TaskContext) -> None:
         stages = [(row.name, row.title, row.event) for row in session.execute(
             select(TaskStep.name, TaskStep.title, TaskStep.event)
             .where(TaskStep.task_id == ctx.task_id, TaskStep.kind == steps.WAIT).order_by(TaskStep.position))]
+        pool = registry.site_queue(options.machine_pool, task_site_name(session, ctx.task_id))  # its site's
     with machine(ctx.data_dir, ctx.task_id) as (path, _):
-        progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, options.machine_pool,
+        progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, pool,
                             stages, ctx.vault.encrypt(ctx.callback_token()), options.fail_at,
                             options.callback_delay_s)
         save(path, progress)

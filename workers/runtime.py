@@ -16,6 +16,7 @@ def worker_runtime() -> Runtime:
 
 @functools.cache
 def worker_dispatcher() -> Dispatcher:
+    from octoprov.sites import SiteLookup
     from workers.app import app
 
-    return Dispatcher(app)
+    return Dispatcher(app, SiteLookup(worker_runtime().database))

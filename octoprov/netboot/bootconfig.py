@@ -107,8 +107,8 @@ def not_installing_message(session: Session, task: Task) -> str:
     return f"Task {task.id} is at step {current}; {until}"
 
 
-def chain_url(settings: Settings) -> str:
-    return settings.effective_public_url + API + "/pxe/chain.ipxe"
+def chain_url(settings: Settings, boot_url: str | None = None) -> str:
+    return (boot_url or settings.effective_public_url) + API + "/pxe/chain.ipxe"
 
 
 def local_boot(reason: str) -> BootAnswer:
@@ -122,8 +122,9 @@ def boot_answer(session: Session, settings: Settings, vault: Vault, mac: str,
 
 
 def answer_for(session: Session, settings: Settings, vault: Vault, mac: str, task: Task | None,
-               hardware: Mapping[str, str | None]) -> BootAnswer:
-    """The answer for ``mac`` given its active task (None: it has none), as the caller looked it up."""
+               hardware: Mapping[str, str | None], boot_url: str | None = None) -> BootAnswer:
+    """The answer for ``mac`` given its active task (None: it has none), as the caller looked it up.
+    ``boot_url``: where the machine fetches boot files (a site's edge); default: the central API."""
     if task is None and settings.boot_unknown_machines:
         script = ipxe.render("menu", mac=mac.replace(":", "-"), chain_url=chain_url(settings))
         message = no_task_message(session, mac)
@@ -139,17 +140,21 @@ def answer_for(session: Session, settings: Settings, vault: Vault, mac: str, tas
     image = session.get(Image, (task.config or {}).get("os", {}).get("imageId"))
     files_token = vault.decrypt(task.files_token_encrypted) if task.files_token_encrypted else ""
     assert task.callback_token_encrypted is not None  # every task gets its callback token when it is created
-    return install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted), files_token)
+    return install_answer(settings, task, image, vault.decrypt(task.callback_token_encrypted), files_token,
+                          boot_url=boot_url)
 
 
-def install_answer(settings: Settings, task: Task, image: Image | None, token: str, files_token: str) -> BootAnswer:
-    """The install script of a task (also what a dry run writes as boot.ipxe)."""
+def install_answer(settings: Settings, task: Task, image: Image | None, token: str, files_token: str,
+                   boot_url: str | None = None) -> BootAnswer:
+    """The install script of a task (also what a dry run writes as boot.ipxe). Boot files (kernel, initrd,
+    wimboot, WinPE) come from ``boot_url`` when given (a site's edge caches them); the task's own files and
+    its callback always from the central API."""
     base = settings.effective_public_url
-    images = base + "/boot/images/"
+    images = (boot_url or base) + "/boot/images/"
     callback = base + API + "/pxe/status"
     files = files_url(settings, files_token)
     common = {"task_id": task.id, "hostname": task.hostname, "image_name": image.name if image else "?",
-              "chain_url": chain_url(settings)}
+              "chain_url": chain_url(settings, boot_url)}
     document = {"action": "install", "taskId": task.id, "hostname": task.hostname, "callbackUrl": callback}
     if image is not None and image.kernel_path:
         assert image.initrd_path is not None  # an image is registered with both kernelPath and initrdPath or neither

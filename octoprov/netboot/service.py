@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from octoprov.crypto import Vault
 from octoprov.db import Database
@@ -19,12 +20,16 @@ from octoprov.netboot import grub
 from octoprov.netboot.answercache import boot_answers
 from octoprov.netboot.bootconfig import active_task_for_mac
 from octoprov.netboot.chain import BootChain, chain_for
-from octoprov.netboot.metrics import MetricsServer, PxeMetrics
+from octoprov.netboot.metrics import PxeMetrics
 from octoprov.netboot.proxydhcp import ProxyDhcpServer
 from octoprov.netboot.tftp import Rendered, TftpServer, prepare_root
 from octoprov.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 def chain_lookup(database: Database) -> Callable[[str], BootChain | None]:
@@ -61,7 +66,7 @@ def grub_configs(database: Database, settings: Settings, vault: Vault, metrics: 
 
 def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> None:
     """Serve until SIGTERM or SIGINT."""
-    servers: list[TftpServer | ProxyDhcpServer | MetricsServer] = []
+    servers: list[Stoppable] = []
     metrics = PxeMetrics()
     if settings.pxe_metrics_port:  # first: a port already taken stops the service before it answers anyone
         exporter = metrics.serve(settings.pxe_metrics_host, settings.pxe_metrics_port)
@@ -77,11 +82,21 @@ def run(settings: Settings, *, tftp: bool = True, proxydhcp: bool = True) -> Non
         servers.append(tftp_server)
         log.info("TFTP serving %s on %s:%s", root, settings.tftp_host, tftp_server.port)
     if proxydhcp:
-        dhcp = ProxyDhcpServer.from_settings(settings, chain_lookup(Database.from_settings(settings)), metrics=metrics)
-        dhcp.start()
-        servers.append(dhcp)
-        log.info("ProxyDHCP answering on ports %s and %s (boot server %s)", dhcp.dhcp_port, dhcp.pxe_port,
-                 settings.boot_server_address)
+        servers.append(start_proxydhcp(settings, chain_lookup(Database.from_settings(settings)), metrics))
+    serve_until_signalled(servers)
+
+
+def start_proxydhcp(settings: Settings, lookup: Callable[[str], BootChain | None],
+                    metrics: PxeMetrics) -> ProxyDhcpServer:
+    dhcp = ProxyDhcpServer.from_settings(settings, lookup, metrics=metrics)
+    dhcp.start()
+    log.info("ProxyDHCP answering on ports %s and %s (boot server %s)", dhcp.dhcp_port, dhcp.pxe_port,
+             settings.boot_server_address)
+    return dhcp
+
+
+def serve_until_signalled(servers: Sequence[Stoppable]) -> None:
+    """Serve until SIGTERM or SIGINT, then stop every server."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from octoprov.targets.base import InventoryInterface, Target
 
 DEFAULT_QUEUE = "default"
+SITE_SEPARATOR = "@"  # kvm@branch1: the kvm pool of site branch1
 
 Planner = Callable[["TaskContext"], tuple[dict[str, str], list[str]]]
 
@@ -153,9 +154,21 @@ def queues() -> tuple[str, ...]:
     return tuple(dict.fromkeys([DEFAULT_QUEUE, *(t.queue for t in _TYPES.values())]))
 
 
-def queue_for(name: str) -> str:
+def queue_for(name: str, site: str | None = None) -> str:
+    """The queue a task of target type ``name`` at ``site`` runs its steps on: its pool's, or ``<pool>@<site>``
+    where the site's workers take it (no site: the central pools)."""
     target = _TYPES.get(name)
-    return target.queue if target else DEFAULT_QUEUE
+    return site_queue(target.queue if target else DEFAULT_QUEUE, site)
+
+
+def site_queue(pool: str, site: str | None) -> str:
+    """A pool's queue at ``site`` (None: the central one)."""
+    return f"{pool}{SITE_SEPARATOR}{site}" if site else pool
+
+
+def site_queues(site: str | None, pools: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The queues of ``pools`` (default: all) at ``site``: what ``octoprov worker --site`` consumes."""
+    return tuple(site_queue(pool, site) for pool in (pools or queues()))
 
 
 def labels() -> dict[str, str]:
