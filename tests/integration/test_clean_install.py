@@ -252,7 +252,7 @@ def test_the_database_migrates(venv: CleanVenv, settings: dict[str, str]) -> Non
 
 
 def test_a_postgresql_url_finds_its_driver(venv: CleanVenv, settings: dict[str, str]) -> None:
-    """``postgresql://`` means psycopg2 here; building the engine loads the driver, and nothing connects."""
+    """``postgresql://`` means psycopg 3 here; building the engine loads the driver, and nothing connects."""
     driver = venv.python("from octoprov.db import make_engine; "
                          "print(make_engine('postgresql://octoprov@127.0.0.1:1/octoprov').dialect.driver)", settings)
-    assert driver.strip() == "psycopg2"
+    assert driver.strip() == "psycopg"

@@ -11,8 +11,9 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from octoprov.db import make_engine
 from tests.support import ROOT
 from tests.support.examples import NODE_PASSWORD, SECRETS, spec_example, store_post_install
 from tests.support.live import start_live_api
@@ -97,7 +98,7 @@ def test_secrets_never_appear_in_responses_logs_or_storage(live):
             assert secret not in content, f"secret in {log_file.name}"
 
     url = live.env.get("OCTOPROV_DATABASE_URL") or f"sqlite:///{live.data_dir / 'octoprov.sqlite'}"
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    engine = make_engine(url)
     with engine.connect() as conn:
         rows = [json.dumps([str(v) for v in row])
                 for table in ("provisioning_tasks", "nodes", "audit_events", "task_events")
