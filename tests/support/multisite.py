@@ -295,6 +295,7 @@ def start_site_services(central: Central, topology: Topology, site: Site) -> Sit
                                    "--http-port", str(EDGE_HTTP_PORT)], "pxe.out", env=edge_env)
         lab.start(lab.boot, [sys.executable, "-m", "cli", "worker", "--site", site.name, "--concurrency", "1",
                              "--hostname", f"{site.name}-{os.getpid()}@%h"], "worker.out", env=worker_env)
+        lab.wait_listening(lab.boot, "t", {EDGE_HTTP_PORT}, timeout=60, process=pxe)
         services = SiteServices(site, lab, boot_url, log_dir, edge=True, site_id=site_id)
     else:
         boot_url = f"http://{site.edge}:{SITE_API_PORT}"

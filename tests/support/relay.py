@@ -78,8 +78,10 @@ class Relay:
         async def stop() -> None:
             for server in self.servers:
                 server.close()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            connections = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in connections:
                 task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)  # ended here, not destroyed pending
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
