@@ -244,7 +244,7 @@ def wait_http(lab: netlab.Lab, namespace: str, url: str, process: subprocess.Pop
     deadline = time.monotonic() + timeout
     while lab.run(namespace, "curl", "-sf", "-o", "/dev/null", "--max-time", "2", url, check=False).returncode:
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer from {namespace} ({process.args[3:6]}: {process.poll()})")
+            raise RuntimeError(f"{url} did not answer from {namespace} (its server: exit status {process.poll()})")
         time.sleep(0.3)
 
 
