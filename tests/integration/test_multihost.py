@@ -12,20 +12,15 @@ even when the test fails."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import socket
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -34,6 +29,7 @@ from octoprov.models import TaskStep
 from octoprov.settings import Settings
 from octoprov.targets.fake import events
 from tests.support import ROOT, namespaces, netlab
+from tests.support.relay import Relay, listen_in, rehost
 from tests.support.servers import unavailable
 from tests.support.stack import flush_redis, start_stack
 
@@ -42,88 +38,6 @@ PREFIX = "opm"  # namespaces opm<pid>h (the hub) and opm<pid><worker>; tests/sup
 HUB_ADDRESS = "198.51.100.1"
 WORKERS = {"w1": ("198.51.100.11", "default"), "w2": ("198.51.100.12", "default"), "w3": ("198.51.100.13", "kvm")}
 TASKS = 40
-CLONE_NEWNET = 0x40000000
-
-
-def enter_namespace(name: str) -> None:
-    """Move the calling thread into network namespace ``name`` (namespaces belong to threads)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open(f"/run/netns/{name}") as handle:
-        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"setns {name}: {os.strerror(error)}")
-
-
-def listen_in(namespace: str, address: str, port: int) -> socket.socket:
-    """A listening TCP socket inside ``namespace``, made by a thread that lives only for that:
-    the socket stays in the namespace it was made in, this process's threads stay in theirs."""
-    made: dict = {}
-
-    def make() -> None:
-        try:
-            enter_namespace(namespace)
-            made["socket"] = socket.create_server((address, port), backlog=128)
-        except BaseException as exc:
-            made["error"] = exc
-
-    thread = threading.Thread(target=make)
-    thread.start()
-    thread.join()
-    if "error" in made:
-        raise made["error"]
-    return made["socket"]
-
-
-class Relay:
-    """Ports at the hub's address forwarded to the same ports on this namespace's 127.0.0.1; it notes
-    which addresses connected to which port, so the test can tell the workers used the bridge."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.servers: list[asyncio.AbstractServer] = []
-        self.peers: Counter = Counter()
-
-    def forward(self, listener: socket.socket) -> None:
-        port = listener.getsockname()[1]
-
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.peers[(writer.get_extra_info("peername")[0], port)] += 1
-            try:
-                upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                writer.close()
-                return
-            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-        async def start() -> None:
-            self.servers.append(await asyncio.start_server(connection, sock=listener))
-
-        asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            for server in self.servers:
-                server.close()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
-                task.cancel()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-
-
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (OSError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
 
 
 class Hosts(netlab.Lab):
@@ -170,9 +84,7 @@ def unusable_reason() -> str | None:
 
 def on_hub(url: str) -> str:
     """The same server, as the workers address it: the hub's address, the same port."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"{HUB_ADDRESS}:{parts.port}")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return rehost(url, HUB_ADDRESS)
 
 
 def steps_done_by(log: Path) -> list[tuple[int, str, str]]:

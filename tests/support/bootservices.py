@@ -122,6 +122,18 @@ def _wait_operator_api(octo: Services, process: subprocess.Popen, timeout: float
         time.sleep(0.2)
 
 
+def tiny_image(data_dir: Path, kernel_args: str = tinylinux.KERNEL_ARGS) -> dict:
+    """The tiny Linux copied into ``data_dir``'s images folder (built first if needed), and the body that
+    registers it (``POST /images``): both labs, one site's or several (tests/support/multisite.py), boot it."""
+    image = tinylinux.build()
+    images = data_dir / "images" / "tiny"
+    images.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image.kernel, images / "vmlinuz")
+    shutil.copyfile(image.initrd, images / "initrd.gz")
+    return {"name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/initrd.gz", "kernelPath": "tiny/vmlinuz",
+            "initrdPath": "tiny/initrd.gz", "kernelArgs": kernel_args}
+
+
 @contextlib.contextmanager
 def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNEL_ARGS,
                   site_next_server: str | None = None) -> Iterator[Services]:
@@ -131,7 +143,7 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
     reason = netlab.unusable_reason()
     if reason:
         unusable(reason)
-    image = tinylinux.build()
+    tinylinux.build()
     data_dir = workdir / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOPROV_")}
     env.update(OCTOPROV_DATA_DIR=str(data_dir), OCTOPROV_SECRET_KEY=Fernet.generate_key().decode(),
@@ -140,10 +152,7 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
                OCTOPROV_API_WORKERS="1", OCTOPROV_STEP_RETRY_BASE_S="1",
                OCTOPROV_SIGNED_BOOT_DIR=str(SIGNED_BOOT_DIR))
     octoprov("db", "upgrade", env=env)
-    images = data_dir / "images" / "tiny"
-    images.mkdir(parents=True)
-    shutil.copyfile(image.kernel, images / "vmlinuz")
-    shutil.copyfile(image.initrd, images / "initrd.gz")
+    image = tiny_image(data_dir, kernel_args)
     with netlab.Lab(workdir) as lab:
         octo = Services(lab, env, data_dir)
         try:
@@ -160,9 +169,7 @@ def boot_services(workdir: Path, queues: str, kernel_args: str = tinylinux.KERNE
             _start_root_process(octo, "worker", "--queues", queues, "--hostname", f"e2e-{os.getpid()}@%h")
             _wait_http(lab, PUBLIC_URL + "/api/v1/swagger.json", boot_api)
             _wait_operator_api(octo, operator_api)
-            octo.image_id = octo.call("POST", "/images", 201, json={
-                "name": "Tiny Linux", "osType": "linux", "imagePath": "tiny/initrd.gz", "kernelPath": "tiny/vmlinuz",
-                "initrdPath": "tiny/initrd.gz", "kernelArgs": kernel_args})["id"]
+            octo.image_id = octo.call("POST", "/images", 201, json=image)["id"]
             yield octo
         finally:
             for process in octo.root_processes:

@@ -80,10 +80,14 @@ class Lab(Managed):
 
     prefix_length = 24
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, prefix: str = PREFIX, name: str = "", site_address: str = SITE_ADDRESS,
+                 boot_address: str = BOOT_ADDRESS, dhcp_range: str = DHCP_RANGE):
+        """``prefix``, ``name`` and the addresses let several labs live at once (tests/support/multisite.py):
+        namespaces ``<prefix><pid><name>s`` and ``...b``; the defaults are the one lab of the e2e tests."""
         self.workdir = workdir
-        tag = f"{PREFIX}{os.getpid()}"
+        tag = f"{prefix}{os.getpid()}{name}"
         self.site, self.boot = tag + "s", tag + "b"
+        self.site_address, self.boot_address, self.dhcp_range = site_address, boot_address, dhcp_range
         self.processes: list[subprocess.Popen] = []
         self._namespaces: list[str] = []
 
@@ -99,13 +103,13 @@ class Lab(Managed):
         self.run(self.site, "sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad", check=False)
         s = ("-n", self.site)
         namespaces.ip(*s, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        namespaces.ip(*s, "addr", "add", f"{SITE_ADDRESS}/{self.prefix_length}", "dev", BRIDGE)
+        namespaces.ip(*s, "addr", "add", f"{self.site_address}/{self.prefix_length}", "dev", BRIDGE)
         namespaces.ip(*s, "tuntap", "add", "dev", TAP, "mode", "tap")
         namespaces.ip(*s, "link", "set", TAP, "master", BRIDGE, "up")
         namespaces.ip(*s, "link", "add", SITE_VETH, "type", "veth", "peer", "name", BOOT_VETH, "netns", self.boot)
         namespaces.ip(*s, "link", "set", SITE_VETH, "master", BRIDGE, "up")
         namespaces.ip(*s, "link", "set", BRIDGE, "up")
-        namespaces.ip("-n", self.boot, "addr", "add", f"{BOOT_ADDRESS}/{self.prefix_length}", "dev", BOOT_VETH)
+        namespaces.ip("-n", self.boot, "addr", "add", f"{self.boot_address}/{self.prefix_length}", "dev", BOOT_VETH)
         namespaces.ip("-n", self.boot, "link", "set", BOOT_VETH, "up")
 
     def close(self) -> None:
@@ -144,14 +148,16 @@ class Lab(Managed):
         path = self.workdir / log_name
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start_site_dhcp(self, next_server: str | None = None) -> subprocess.Popen:
+    def start_site_dhcp(self, next_server: str | None = None, router: str | None = None) -> subprocess.Popen:
         """The site's DHCP server: addresses only, no boot options (dnsmasq, as the LAB recipe has it).
         ``next_server``: the one boot setting a site may have to add, siaddr, which the signed GRUB
-        2.06 reads instead of the ProxyDHCP answer (docs/secure-boot.md)."""
+        2.06 reads instead of the ProxyDHCP answer (docs/secure-boot.md). ``router``: the site's gateway
+        (dnsmasq's own address without it)."""
         extra = [f"--dhcp-boot=,,{next_server}"] if next_server else []
+        extra += [f"--dhcp-option=option:router,{router}"] if router else []
         return self.start(self.site, [
             "dnsmasq", *extra, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-ping",
-            "--bind-interfaces", f"--interface={BRIDGE}", f"--dhcp-range={DHCP_RANGE}",
+            "--bind-interfaces", f"--interface={BRIDGE}", f"--dhcp-range={self.dhcp_range}",
             f"--dhcp-leasefile={self.workdir / 'dnsmasq.leases'}", "--log-dhcp", "--log-facility=-",
             "--pid-file", "--user=root", "--group=root",
         ], "dnsmasq.log")
