@@ -50,6 +50,12 @@ class PreparedAnswers:
     def macs(self) -> list[str]:
         return list(self._copy.get("answers", {}))
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Task and action by MAC, without scripts or tokens: what the status page shows, so an operator (or a
+        test) sees which machines the edge could boot now, also while the WAN is down."""
+        return {mac: {"taskId": found.answer.task_id, "action": found.answer.action}
+                for mac in self.macs() if (found := self.get(mac)) is not None}
+
     def get(self, mac: str) -> Prepared | None:
         found = self._copy.get("answers", {}).get(mac)
         if not isinstance(found, dict):

@@ -38,7 +38,8 @@ class Edge:
 
     def status(self) -> dict[str, Any]:
         return {"site": self.site, "bootUrl": self.answers.boot_url, "online": self.online,
-                "answers": len(self.answers.macs()), "generatedAt": self.answers.generated_at,
+                "answers": len(self.answers.macs()), "prepared": self.answers.summary(),
+                "generatedAt": self.answers.generated_at,
                 "cacheBytes": self.files.size, "cacheLimitBytes": self.files.limit, "fetches": self.files.fetches,
                 "unreported": len(self.served.pending())}
 

@@ -84,6 +84,7 @@ def _status(url: str, edge) -> dict:
 
 def test_the_edge_answers_and_serves_verified_cached_files(stack):
     central, edge, url, task, tftp_port, tmp_path = stack
+    assert _status(url, edge)["prepared"] == {MAC: {"taskId": task["id"], "action": "install"}}  # no script, no token
     script = requests.get(url + API + "/pxe/boot", params={"mac": "52-54-00-ed-9e-01"}, timeout=10).text
     assert f"kernel {url}/boot/images/tiny/vmlinuz " in script  # boot files from the edge
     assert f"octoprov.callback={central.url}{API}/pxe/status" in script  # the callback to the centre

@@ -14,13 +14,14 @@ Four parts, each replaceable on its own:
    at 198.51.100.1 in the central namespace by tests/support/relay.py), the operator's API on the host's
    127.0.0.1 (where the test calls it), the central API inside the central namespace (what the sites reach
    across the WAN, its own access log) and a central worker.
-3. **Per-site boot services** (``start_site_services``, the one function to swap for the edge): today
-   ``octoprov pxe`` and ``octoprov api`` in the site's boot namespace, both reading the central database
-   across the WAN, and a worker there for the bare-metal queue. With the edge (``octoprov pxe --site``, no
-   database), the same function starts that instead.
+3. **Per-site boot services** (``start_site_services``): the site registered at the centre with its edge's
+   URL as ``bootUrl``; in the site's boot namespace its edge (``octoprov pxe --site``: no database, an operator
+   token from a file, boot answers and files cached from the central API across the WAN) and its worker
+   (``octoprov worker --site``).
 4. **Machines** (``Rehearsal.provision``, ``Rehearsal.boot``): a bare-metal task per machine and a diskless
    BIOS QEMU VM (TCG) on the site's bridge, booted through QEMU's iPXE ROM (the fastest path, ~10-25 s),
-   into the tiny Linux of tests/support/tinylinux.py, whose callback moves the task on.
+   into the tiny Linux of tests/support/tinylinux.py, whose callback to the centre (through the site's
+   router) moves the task on.
 
 Everything is stopped by PID and every namespace deleted, even when a test fails.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import select
@@ -55,8 +57,9 @@ ROUTER_CENTRAL_ADDRESS = "198.51.100.2"
 CENTRAL_PREFIX = 26
 ALL_SITES = "198.51.100.0/24"  # every segment of the rehearsal; the only routes anyone gets
 CENTRAL_API_PORT = 8080
-SITE_API_PORT = 8080  # today's per-site boot service: `octoprov api` at the site
 EDGE_HTTP_PORT = 8081  # the edge's HTTP server (`octoprov pxe --site ... --http-port`)
+EDGE_POLL_S = 0.5  # how often an edge asks for its answers and reports its boots (5 s in production)
+EDGE_UNSET = ("OCTOPROV_DATABASE_URL", "OCTOPROV_BROKER_URL")  # an edge has neither: the central API only
 WAN_DELAY_MS = 20  # one way, each direction: a round trip across the WAN takes 40 ms more
 CENTRAL_LINK = "rc"  # the router's veth towards the centre; the central namespace's end is eth0
 WAN_TAP = "wan"  # the site's end of its WAN, a port of the site's bridge
@@ -87,14 +90,6 @@ SITES = (
          "52:54:00:6f:72:01"),
 )
 SITE_PREFIX = 26
-
-
-def edge_available() -> bool:
-    """Whether `octoprov pxe` is the edge already (branch ``sites``: ``--site``, ``--central``, no database).
-    Until it is, the per-site boot services are today's API and ProxyDHCP, and what needs the edge waits."""
-    from cli import pxe
-
-    return {"site", "central", "token_file"} <= {param.name for param in pxe.params}
 
 
 def remove_stale_namespaces() -> None:
@@ -198,14 +193,15 @@ class Central:
         path = self.log_dir / "access.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def image_bytes_by_client(self) -> dict[tuple[str, str], int]:
-        """Bytes of the image's boot files the central API sent, by client address and file."""
-        sent: dict[tuple[str, str], int] = {}
+    def image_requests_by_client(self) -> dict[tuple[str, str], list[int]]:
+        """The status codes of the central API's answers for the image's boot files, by client address and
+        file: 200 is a whole copy, 206 a part. (Not the bytes: gunicorn logs 0 for a file it sent with
+        sendfile.)"""
+        sent: dict[tuple[str, str], list[int]] = {}
         for line in self.access_log().splitlines():
-            match = re.match(r'(\S+) .*"GET /boot/images/(\S+) HTTP/[\d.]+" \d+ (\d+)', line)
+            match = re.match(r'(\S+) .*"GET /boot/images/(\S+) HTTP/[\d.]+" (\d+) ', line)
             if match and match[2] in self.image_files:
-                key = (match[1], match[2])
-                sent[key] = sent.get(key, 0) + int(match[3])
+                sent.setdefault((match[1], match[2]), []).append(int(match[3]))
         return sent
 
 
@@ -253,62 +249,67 @@ def wait_http(lab: netlab.Lab, namespace: str, url: str, process: subprocess.Pop
 
 @dataclass
 class SiteServices:
-    """What serves one site's machines: its boot URL (what ProxyDHCP hands out), its log folder, and
-    ``edge``: whether it is the edge (no database; boot files cached from the centre) or today's API."""
+    """What serves one site's machines: its edge (``boot_url``, what ProxyDHCP hands out and the site's
+    ``bootUrl`` at the centre), the site's ID at the centre and the log folder of its edge and worker."""
 
     site: Site
     lab: netlab.Lab
     boot_url: str
     log_dir: Path
-    edge: bool
-    site_id: int | None = None
+    site_id: int
 
     def log(self, name: str) -> str:
         path = self.log_dir / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def edge_log(self) -> str:
+        return self.log(f"pxe-{self.site.name}.log")
+
+    def status(self) -> dict:
+        """The edge's ``/edge/status``, asked from the site's bridge (where its machines are)."""
+        answer = self.lab.run(self.lab.site, "curl", "-sf", "--max-time", "5", f"{self.boot_url}/edge/status")
+        return json.loads(answer.stdout)
+
+    def wait_status(self, done: Callable[[dict], bool], timeout: float, what: str) -> dict:
+        """Until the edge's status satisfies ``done``: what the edge holds, not a guess at how long it takes."""
+        deadline = time.monotonic() + timeout
+        while not done(status := self.status()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the edge of {self.site.name} after {timeout} s, {what}: {status}\n"
+                                     f"{self.edge_log()[-3000:]}")
+            time.sleep(0.2)
+        return status
+
 
 def start_site_services(central: Central, topology: Topology, site: Site) -> SiteServices:
-    """The site's DHCP server (addresses only, the router as gateway), router advertisements, and its boot
-    services and worker in the site's boot namespace. THE place to swap: with the edge available, `octoprov pxe
-    --site` (ProxyDHCP, TFTP and HTTP from caches filled across the WAN, no database) and `octoprov worker
-    --site`; until then `octoprov pxe` and `octoprov api`, which read the central database across the WAN."""
+    """The site's DHCP server (addresses only, the router as gateway), router advertisements, the site
+    registered at the centre with its edge's URL as ``bootUrl``, and in the site's boot namespace its edge
+    (`octoprov pxe --site`: ProxyDHCP, TFTP and HTTP from caches filled across the WAN, no database, an
+    operator token from a file) and its worker (`octoprov worker --site`, which reaches the central database
+    and broker across the WAN, as a branch's workers do)."""
     lab = topology.sites[site.name]
     lab.start_site_dhcp(router=site.gateway)
     lab.start_router_advertisements()
     log_dir = lab.workdir / "log"
-    boot = {"OCTOPROV_LOG_DIR": str(log_dir), "OCTOPROV_BOOT_SERVER_ADDRESS": site.edge,
-            "OCTOPROV_TFTP_HOST": site.edge, "OCTOPROV_PROXYDHCP_INTERFACE": netlab.BOOT_VETH}
-    worker_env = {**central.site_env, "OCTOPROV_LOG_DIR": str(log_dir)}
-    if edge_available():  # untried until branch `sites` is on main: adjust to the edge as it lands
-        boot_url = f"http://{site.edge}:{EDGE_HTTP_PORT}"
-        site_id = central.stack.call("POST", "/sites", 201, json={"name": site.name, "bootUrl": boot_url}).json()["id"]
-        token_file = lab.workdir / "central.token"
-        token_file.write_text(octoprov("token", "create", f"edge-{site.name}", env=central.stack.env).stdout.strip())
-        token_file.chmod(0o600)
-        # no database: a data folder of the site's own, and no database or broker URL
-        edge_env = {k: v for k, v in central.site_env.items() if k not in ("OCTOPROV_DATABASE_URL",
-                                                                          "OCTOPROV_BROKER_URL")}
-        edge_env.update(boot, OCTOPROV_DATA_DIR=str(lab.workdir / "edge"), OCTOPROV_PUBLIC_URL=boot_url)
-        pxe = lab.start(lab.boot, [sys.executable, "-m", "cli", "pxe", "--site", site.name, "--central", central.url,
-                                   "--token-file", str(token_file), "--http-host", site.edge,
-                                   "--http-port", str(EDGE_HTTP_PORT)], "pxe.out", env=edge_env)
-        lab.start(lab.boot, [sys.executable, "-m", "cli", "worker", "--site", site.name, "--concurrency", "1",
-                             "--hostname", f"{site.name}-{os.getpid()}@%h"], "worker.out", env=worker_env)
-        lab.wait_listening(lab.boot, "t", {EDGE_HTTP_PORT}, timeout=60, process=pxe)
-        services = SiteServices(site, lab, boot_url, log_dir, edge=True, site_id=site_id)
-    else:
-        boot_url = f"http://{site.edge}:{SITE_API_PORT}"
-        env = {**central.site_env, **boot, "OCTOPROV_PUBLIC_URL": boot_url}
-        pxe = lab.start(lab.boot, [sys.executable, "-m", "cli", "pxe"], "pxe.out", env=env)
-        api = lab.start(lab.boot, [sys.executable, "-m", "cli", "api", "--host", site.edge, "--port",
-                                   str(SITE_API_PORT)], "api.out", env=env)
-        lab.start(lab.boot, [sys.executable, "-m", "cli", "worker", "--queues", "baremetal", "--concurrency", "1",
-                             "--hostname", f"{site.name}-{os.getpid()}@%h"], "worker.out", env=worker_env)
-        wait_http(lab, lab.site, f"{boot_url}/api/v1/swagger.json", api)
-        services = SiteServices(site, lab, boot_url, log_dir, edge=False)
-    lab.wait_listening(lab.boot, "u", {67, 69, 4011}, timeout=60, process=pxe)
-    return services
+    boot_url = f"http://{site.edge}:{EDGE_HTTP_PORT}"
+    site_id = central.stack.call("POST", "/sites", 201, json={"name": site.name, "bootUrl": boot_url}).json()["id"]
+    token_file = lab.workdir / "edge-token"
+    token = octoprov("token", "create", f"edge-{site.name}", "--role", "operator", env=central.stack.env).stdout
+    token_file.touch(mode=0o600)
+    token_file.write_text(token.strip() + "\n")
+    edge_env = {name: value for name, value in central.site_env.items() if name not in EDGE_UNSET}
+    edge_env.update(OCTOPROV_LOG_DIR=str(log_dir), OCTOPROV_DATA_DIR=str(lab.workdir / "edge"),
+                    OCTOPROV_EDGE_POLL_S=str(EDGE_POLL_S), OCTOPROV_BOOT_SERVER_ADDRESS=site.edge,
+                    OCTOPROV_TFTP_HOST=site.edge, OCTOPROV_PROXYDHCP_INTERFACE=netlab.BOOT_VETH)
+    edge = lab.start(lab.boot, [sys.executable, "-m", "cli", "pxe", "--site", site.name, "--central", central.url,
+                                "--token-file", str(token_file), "--http-host", site.edge,
+                                "--http-port", str(EDGE_HTTP_PORT)], "pxe.out", env=edge_env)
+    lab.start(lab.boot, [sys.executable, "-m", "cli", "worker", "--site", site.name, "--concurrency", "1",
+                         "--hostname", f"{site.name}-{os.getpid()}@%h"], "worker.out",
+              env={**central.site_env, "OCTOPROV_LOG_DIR": str(log_dir)})
+    lab.wait_listening(lab.boot, "t", {EDGE_HTTP_PORT}, timeout=60, process=edge)
+    lab.wait_listening(lab.boot, "u", {67, 69, 4011}, timeout=60, process=edge)
+    return SiteServices(site, lab, boot_url, log_dir, site_id)
 
 
 # -- 4. machines --------------------------------------------------------------------------------------------
@@ -321,13 +322,13 @@ class Rehearsal:
     topology: Topology
     central: Central
     sites: dict[str, SiteServices]
+    booted: list[str] = field(default_factory=list)  # the machines started so far, in order
 
     def provision(self, site: str, hostname: str, mac: str) -> int:
         """A bare-metal task for ``mac`` at ``site``; its ID."""
-        body: dict = {"hostname": hostname, "targetType": "baremetal", "macAddress": mac,
-                      "os": {"imageId": self.central.image_id}, "postInstall": {"installAgent": False}}
-        if self.sites[site].site_id is not None:
-            body["siteId"] = self.sites[site].site_id
+        body: dict = {"hostname": hostname, "targetType": "baremetal", "macAddress": mac, "siteId":
+                      self.sites[site].site_id, "os": {"imageId": self.central.image_id},
+                      "postInstall": {"installAgent": False}}
         return self.central.stack.call("POST", "/tasks", 201, json=body).json()["id"]
 
     def wait_task(self, task_id: int, done: Callable[[dict], bool], timeout: float, what: str = "") -> dict:
@@ -343,6 +344,7 @@ class Rehearsal:
 
     def boot(self, site: str, name: str, mac: str) -> netlab.Vm:
         """A diskless BIOS VM on the site's bridge, booting from the network through QEMU's iPXE ROM."""
+        self.booted.append(name)
         return self.sites[site].lab.boot_vm(name, mac, "bios")
 
     def task_logs(self, task_id: int) -> list[dict]:
@@ -368,8 +370,8 @@ class Rehearsal:
         parts = [("central access.log", self.central.access_log())]
         for name, services in self.sites.items():
             lab = services.lab
-            parts += [(f"{name} dnsmasq", lab.log("dnsmasq.log")), (f"{name} pxe.log", services.log("pxe.log")),
-                      (f"{name} pxe.out", lab.log("pxe.out")), (f"{name} worker.out", lab.log("worker.out"))]
+            parts += [(f"{name} dnsmasq", lab.log("dnsmasq.log")), (f"{name} edge", services.edge_log()),
+                      (f"{name} pxe.out", lab.log("pxe.out")), (f"{name} worker.log", services.log("worker.log"))]
             parts += [(f"{name} {serial.name}", serial.read_text(errors="replace"))
                       for serial in sorted(lab.workdir.glob("*.serial.log"))]
         return "\n".join(f"--- {title} (end) ---\n{text[-2500:]}" for title, text in parts)

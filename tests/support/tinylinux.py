@@ -1,5 +1,6 @@
 """A tiny Linux for the network-boot test: Debian's kernel and a busybox initramfs whose /init
-does what a real installer does first (DHCP, then Octoprov's `installer_started` callback, with
+does what a real installer does first (DHCP, with the default route through the network's router, so a
+callback URL beyond the boot network is reached; then Octoprov's `installer_started` callback, with
 the task, URL and token from the kernel command line iPXE built; ``octoprov.events=a,b,c`` on the
 image's kernel arguments posts those events in turn instead), then powers the VM off.
 ``octoprov.install=vda`` writes the "installed OS" to that disk before ``os_installed`` is posted: a
@@ -110,7 +111,8 @@ poweroff -f
 UDHCPC_SCRIPT = """#!/bin/sh
 case "$1" in
     deconfig) ifconfig "$interface" 0.0.0.0 up ;;
-    bound|renew) ifconfig "$interface" "$ip" netmask "$subnet" up ;;
+    bound|renew) ifconfig "$interface" "$ip" netmask "$subnet" up
+        [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface" ;;
 esac
 exit 0
 """
