@@ -2,7 +2,8 @@
 cache (least recently used evicted) and served from local disk.
 
 Concurrent first requests for one file wait for one fetch. A file is written beside the cache and moved in only
-once its digest matched, so a half-fetched or corrupted file is never served and never kept. Use is recorded in
+once its digest matched, so a half-fetched or corrupted file is never served and never kept (what an edge
+stopped mid-fetch left beside the cache is removed when the next one starts). Use is recorded in
 the files' modification times, so the order of eviction survives a restart.
 """
 
@@ -35,6 +36,9 @@ class FileCache:
         self.files.mkdir(parents=True, exist_ok=True)
         self.partial.mkdir(parents=True, exist_ok=True)
         self.files = self.files.resolve()
+        for stale in self.partial.iterdir():  # fetches an earlier run did not finish (it was killed): never kept
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Lock] = {}
         self._used: OrderedDict[str, int] = OrderedDict()  # path -> size, least recently used first
