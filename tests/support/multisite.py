@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from tests.support import ROOT, namespaces, netlab
 from tests.support.bootservices import tiny_image
 from tests.support.live import octoprov
-from tests.support.processes import Managed, start_octoprov
+from tests.support.processes import Managed, start_octoprov, stop_groups
 from tests.support.relay import Relay, enter_namespace, listen_in, rehost
 from tests.support.stack import Stack, start_stack
 
@@ -170,6 +170,9 @@ class Topology(Managed):
         namespaces.ip("-n", self.core.router, "link", "set", self.plans[site].router_tap, "up" if up else "down")
 
     def close(self) -> None:
+        """The sites' processes are stopped together before the core's (the WAN stays up while a site's worker
+        says goodbye to the broker), then every namespace goes."""
+        stop_groups([process for lab in self.sites.values() for process in lab.processes], grace=10)
         self._stack.close()
         self.sites.clear()
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support import ROOT, namespaces
-from tests.support.processes import Managed, stop_group
+from tests.support.processes import Managed, stop_group, stop_groups
 
 PREFIX = "opv"  # namespaces are opv<pid>s and opv<pid>b
 SITE_ADDRESS = "198.51.100.1"
@@ -113,8 +113,7 @@ class Lab(Managed):
         namespaces.ip("-n", self.boot, "link", "set", BOOT_VETH, "up")
 
     def close(self) -> None:
-        for process in reversed(self.processes):
-            stop_group(process, grace=10)
+        stop_groups(self.processes, grace=10)
         self.processes.clear()
         for namespace in reversed(self._namespaces):
             namespaces.delete(namespace)

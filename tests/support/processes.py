@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: floa
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def stop_groups(processes: list[subprocess.Popen], grace: float = 30) -> None:
+    """``stop_group`` for several processes at once: all are signalled first, so their shutdowns overlap
+    instead of adding up; the ones still running after ``grace`` seconds are killed."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        stop_group(process, grace=max(0.0, deadline - time.monotonic()))
 
 
 class Managed:
