@@ -22,27 +22,24 @@ def start_octoprov(*args: str, env: dict, **kwargs) -> subprocess.Popen:
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 30) -> None:
     """Signal the process's group, wait, and SIGKILL the group if it does not go in time."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_groups([process], sig, grace)
 
 
-def stop_groups(processes: list[subprocess.Popen], grace: float = 30) -> None:
+def stop_groups(processes: list[subprocess.Popen], sig: int = signal.SIGTERM, grace: float = 30) -> None:
     """``stop_group`` for several processes at once: all are signalled first, so their shutdowns overlap
-    instead of adding up; the ones still running after ``grace`` seconds are killed."""
+    instead of adding up; the groups still running ``grace`` seconds later are killed."""
     for process in processes:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, sig)
     deadline = time.monotonic() + grace
     for process in processes:
-        stop_group(process, grace=max(0.0, deadline - time.monotonic()))
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 class Managed:
