@@ -17,7 +17,9 @@ from octoprov.tokens import create_token
 
 METHODS = ("get", "post", "put", "patch", "delete")
 OPERATOR_WRITES = {("post", "/provisioning/tasks"), ("delete", "/provisioning/tasks/{task_id}"),
-                   ("post", "/provisioning/tasks/{task_id}/retry")}
+                   ("post", "/provisioning/tasks/{task_id}/retry"),
+                   ("post", "/provisioning/sites/{site}/served")}  # an edge reporting the boots it served
+OPERATOR_READS = {("get", "/provisioning/sites/{site}/answers")}  # boot answers carry the tasks' callback tokens
 ADMIN_READS = {("get", "/audit")}  # who did what from where: not for everyone who may read
 OPEN_PATHS = ("/provisioning/pxe", "/session")  # machines booting; the sign-in itself (it answers 401 when refused)
 
@@ -26,6 +28,8 @@ def policy(method: str, path: str) -> Role:
     """The role an operation should need, written out independently of the code's declarations."""
     if (method, path) in ADMIN_READS:
         return Role.ADMIN
+    if (method, path) in OPERATOR_READS:
+        return Role.OPERATOR
     if method == "get":
         return Role.VIEWER
     return Role.OPERATOR if (method, path) in OPERATOR_WRITES else Role.ADMIN
