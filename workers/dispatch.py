@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from celery import Celery
 
@@ -24,10 +23,6 @@ log = logging.getLogger(__name__)
 def queue_for(target_type: str, site: str | None = None) -> str:
     """The queue of a task's target type at its site, as the target registry declares it."""
     return registry.queue_for(target_type, site)
-
-
-def _central(_: int) -> str | None:
-    return None
 
 
 PUBLISH_ATTEMPTS, PUBLISH_RETRY_S = 2, 0.2
@@ -47,8 +42,7 @@ class Dispatcher:
         return cls(make_celery(settings), SiteLookup(database or Database.from_settings(settings)))
 
     def _queue(self, target_type: str, task_id: int) -> str:
-        site_of: Callable[[int], str | None] = self.sites.of_task if self.sites else _central
-        return queue_for(target_type, site_of(task_id))
+        return queue_for(target_type, self.sites.of_task(task_id) if self.sites else None)
 
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool:
         """Enqueue consecutive work steps as one message on the target's pool (the worker runs them in

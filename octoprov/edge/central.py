@@ -12,8 +12,8 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from octoprov import digests
+from octoprov.netboot.bootconfig import API
 
-API = "/api/v1/provisioning"
 _CHUNK = 1 << 20
 
 
@@ -58,10 +58,6 @@ class Central:
     def site_path(self, suffix: str = "") -> str:
         return f"{API}/sites/{quote(self.site)}{suffix}"
 
-    def site_record(self) -> dict[str, Any]:
-        found: dict[str, Any] = self._json(self.site_path())
-        return found
-
     def answers(self) -> dict[str, Any]:
         found: dict[str, Any] = self._json(self.site_path("/answers"))
         return found
@@ -91,7 +87,8 @@ class Central:
 
 def read_token(path: Path) -> str:
     """The API token from its file (first line): never from the command line, where any user could read it."""
-    token = path.read_text().strip().splitlines()[0].strip() if path.read_text().strip() else ""
+    lines = path.read_text().strip().splitlines()
+    token = lines[0].strip() if lines else ""
     if not token:
         raise ValueError(f"{path} holds no API token")
     return token

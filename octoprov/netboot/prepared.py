@@ -45,14 +45,10 @@ def prepared_answers(session: Session, settings: Settings, vault: Vault, site: S
     return {"site": site.name, "bootUrl": site.boot_url, "generatedAt": utcnow().isoformat(), "answers": answers}
 
 
-def _mac(value: str) -> str:
-    return canonical_mac(value)
-
-
 class ServedBoot(Spec):
     """One answer an edge gave: to which MAC, for which task, what, when, and whether it could reach the centre."""
 
-    mac: Annotated[str, Field(max_length=17), AfterValidator(_mac)]
+    mac: Annotated[str, Field(max_length=17), AfterValidator(canonical_mac)]
     task_id: int = Field(ge=1, le=2**31 - 1)
     action: Literal["install", "localboot", "menu"]
     kind: Literal["ipxe", "grub"] = "ipxe"
