@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +117,12 @@ def load_context(session: Session, task_id: int, settings: Settings, database: D
         cloud_image=cloud_image(image, settings.effective_images_dir), secure_boot_after_install=after,
         known_callback_token=vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else "",
     )
+
+
+def with_machine(ctx: TaskContext, mac_address: str | None, machine_ref: str | None) -> TaskContext | None:
+    """The context of the same task once a step recorded its machine, without reading the task again; None
+    when the machine decides more than that (a bare-metal machine's record is found by its MAC), so the
+    context must be loaded anew."""
+    if ctx.target_type in registry.machine_target_names():
+        return None
+    return replace(ctx, mac_address=mac_address, machine_ref=machine_ref)

@@ -83,6 +83,12 @@ def webhook_urls(settings: Settings, task: Task) -> list[str]:
     return list(dict.fromkeys([*configured, *own]))
 
 
+def any_to_call(settings: Settings, own: list[str]) -> bool:
+    """Whether a task with its own URLs ``own`` has a webhook to call when it ends: a worker that ends a
+    task without one sends no notification message for nothing."""
+    return bool(own) or any(url.strip() for url in settings.webhook_urls.split(","))
+
+
 def host_of(url: str) -> str:
     """The part of a URL that is safe to show in task logs (paths and queries may hold tokens)."""
     try:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore, Reject, Retry
 
-from octoprov import audit, events, inventory, pipeline, states
+from octoprov import audit, events, inventory, pipeline, states, webhooks
 from octoprov.actions import run_action
-from octoprov.context import load_context
+from octoprov.context import load_context, with_machine
 from octoprov.errors import Cancelled, OctoprovError, TransientError, is_infrastructure, send_unless_unreachable
 from octoprov.models import Task
 from octoprov.targets.registry import target_for
@@ -51,16 +51,17 @@ def run_step(self: CeleryTask, task_id: int, name: str, resume: int | None = Non
     (as a chain would), and only a run of quick steps is one delivery."""
     names = [name, *(then or [])]
     ctx: TaskContext | None = None
+    claimed: pipeline.Claim | None = None
     detail = ""
-    began, hand_over_s = time.monotonic(), worker_runtime().settings.broker_visibility_timeout_s / 4
+    hand_over_at = time.monotonic() + worker_runtime().settings.broker_visibility_timeout_s / 4
     for index, step in enumerate(names):
         first = index == 0
-        if ctx is not None and time.monotonic() - began > hand_over_s:
+        if ctx is not None and claimed is None and time.monotonic() > hand_over_at:
             worker_dispatcher().run_steps(task_id, ctx.target_type, names[index:])  # unsent: the sweeper sends it
             return detail
         run = StepRun(self, task_id, step, names[index + 1:], resume=resume if first else None,
                       detail=done if first else None, failure=failure if first else None,
-                      takeover=takeover and first, ctx=ctx)
+                      takeover=takeover and first, ctx=ctx, claimed=claimed, hand_over_at=hand_over_at)
         try:
             detail = run.execute()
         except (Ignore, Retry, Reject):
@@ -69,7 +70,7 @@ def run_step(self: CeleryTask, task_id: int, name: str, resume: int | None = Non
             if not is_infrastructure(exc):
                 raise
             raise run.retry_later(exc) from None
-        ctx = run.ctx
+        ctx, claimed = run.ctx, run.next_claim
     return detail
 
 
@@ -78,26 +79,34 @@ class StepRun:
     infrastructure error at any point is retried from where it struck (``retry_later``); only the
     action's own error fails the task. ``then``: the steps of the same run after this one, which every
     retry of this step carries on. ``ctx``: the context the run's previous step acted on, reused unless
-    that step changed the task's machine."""
+    that step changed the task's machine. ``claimed``: this step's claim, taken when the previous step
+    completed; ``hand_over_at``: the time (monotonic) after which this run claims no further step, as the
+    rest goes to a new message."""
 
     def __init__(self, celery_task: CeleryTask, task_id: int, name: str, then: list[str], *, resume: int | None,
-                 detail: str | None, failure: str | None, takeover: bool, ctx: TaskContext | None = None):
+                 detail: str | None, failure: str | None, takeover: bool, ctx: TaskContext | None = None,
+                 claimed: pipeline.Claim | None = None, hand_over_at: float = 0.0):
         self.celery_task, self.task_id, self.name, self.then = celery_task, task_id, name, then
         self.resume, self.detail, self.failure, self.takeover = resume, detail, failure, takeover
-        self.claim: pipeline.Claim | None = None
+        self.claim: pipeline.Claim | None = claimed
+        self.next_claim: pipeline.Claim | None = None  # the next step's, taken with this one's completion
+        self.hand_over_at = hand_over_at
         self.ctx = ctx
         self.runtime = worker_runtime()
         self.lease_s = self.runtime.settings.step_lease_s
 
     def execute(self) -> str:
-        with self.runtime.database.session() as session:
-            claim = pipeline.claim(session, self.task_id, self.name, self.lease_s, resume=self.resume)
-            if isinstance(claim, str):
-                return self._not_claimed(session, claim)
-            if self.ctx is None or claim.machine != (self.ctx.mac_address, self.ctx.machine_ref):
-                self.ctx = load_context(session, self.task_id, self.runtime.settings, self.runtime.database,
-                                        self.runtime.vault)
+        claim = self.claim
+        if claim is None:
+            with self.runtime.database.session() as session:
+                taken = pipeline.claim(session, self.task_id, self.name, self.lease_s, resume=self.resume)
+                if isinstance(taken, str):
+                    return self._not_claimed(session, taken)
+                claim = self.ctx_for(session, taken)
+        else:
+            claim = self.ctx_for(None, claim)
         ctx = self.ctx
+        assert ctx is not None
         self.claim = claim
         if self.detail is None and self.failure is None:
             with LeaseHeartbeat(self.runtime.database, self.task_id, self.name, claim.attempt, self.lease_s):
@@ -105,6 +114,22 @@ class StepRun:
         if self.failure is not None:
             self._fail(ctx.target_type, self.failure)
         return self._complete(self.detail or "")
+
+    def ctx_for(self, session: Session | None, claim: pipeline.Claim) -> pipeline.Claim:
+        """The context the step acts on: the run's, or loaded anew (in ``session``, else a session of its
+        own) when there is none or the claim found another machine on the task than the context knows."""
+        if self.ctx is not None and claim.machine == (self.ctx.mac_address, self.ctx.machine_ref):
+            return claim
+        if self.ctx is not None:
+            self.ctx = with_machine(self.ctx, *claim.machine)
+            if self.ctx is not None:
+                return claim
+        if session is None:
+            with self.runtime.database.session() as own:
+                return self.ctx_for(own, claim)
+        self.ctx = load_context(session, self.task_id, self.runtime.settings, self.runtime.database,
+                                self.runtime.vault)
+        return claim
 
     def _retry(self, countdown: float, throw: bool = True, **kwargs: Any) -> Retry:
         """This step's message again in ``countdown`` seconds, with the rest of its run."""
@@ -157,13 +182,16 @@ class StepRun:
 
     def _complete(self, detail: str) -> str:
         assert self.claim is not None
+        claim_next = self.then[0] if self.then and time.monotonic() < self.hand_over_at else None
         with self.runtime.database.session() as session:
             completed = pipeline.complete(session, self.runtime.settings, self.task_id, self.name, detail,
-                                          attempt=self.claim.attempt)
+                                          attempt=self.claim.attempt, claim_next=claim_next, lease_s=self.lease_s)
         if completed is None:  # cancelled meanwhile, or taken over after a lease this worker could not renew
             raise Ignore()
         log.info("task %s: %s done by %s", self.task_id, self.name, self.celery_task.request.hostname)
-        if completed.task_completed:
+        self.next_claim = completed.claimed
+        assert self.ctx is not None
+        if completed.task_completed and webhooks.any_to_call(self.runtime.settings, self.ctx.spec.options.webhooks):
             send_unless_unreachable(self.task_id, "notify", lambda: worker_dispatcher().notify(self.task_id))
         return detail
 

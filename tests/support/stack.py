@@ -84,10 +84,14 @@ class Stack:
             "name": "WS2025", "osType": "windows", "imagePath": "install.wim"}).json()["id"]
 
     def task(self, node_id: int, image_id: int, hostname: str = "FAKE-01", **extra) -> dict:
-        body = {"hostname": hostname, "targetType": "fake", "hypervisorNodeId": node_id,
+        return self.call("POST", "/tasks", 201, json=self.task_body(node_id, image_id, hostname, **extra)).json()
+
+    @staticmethod
+    def task_body(node_id: int, image_id: int, hostname: str = "FAKE-01", **extra) -> dict:
+        """The request of a fake task (``POST /tasks``)."""
+        return {"hostname": hostname, "targetType": "fake", "hypervisorNodeId": node_id,
                 "vm": {"cpu": 2, "memoryGb": 4, "disks": [{"sizeGb": 40, "purpose": "os"}]},
                 "os": {"imageId": image_id, "adminPassword": "Pa55word!"}, **extra}
-        return self.call("POST", "/tasks", 201, json=body).json()
 
     def get(self, task_id: int) -> dict:
         return self.call("GET", f"/tasks/{task_id}", 200).json()
