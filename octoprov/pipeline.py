@@ -104,6 +104,19 @@ def refresh_progress(session: Session, task_id: int) -> None:
     expire_loaded(session, Task, task_id, ["progress_percent", "current_step"])
 
 
+def _enter_statement(phase: str) -> Update:
+    """Move a task into ``phase`` from any state that may precede it; ``started_at`` is set when it
+    leaves pending."""
+    started = case((TASKS.c.status == states.PENDING, bindparam("b_now", type_=TASKS.c.started_at.type)),
+                   else_=TASKS.c.started_at)
+    return (update(TASKS).where(TASKS.c.id == bindparam("b_task_id", type_=Integer),
+                                TASKS.c.status.in_(states.sources_of(phase)))
+            .values(status=phase, started_at=started))
+
+
+_ENTER = {phase: _enter_statement(phase) for phase in states.ACTIVE - {states.PENDING}}  # built once
+
+
 def _enter_phase(session: Session, task_id: int, phase: str, status: str | None = None) -> bool:
     """Move the task into ``phase`` unless it is there already; False when it is final. ``status`` is the
     task's state when the caller read it; unknown, the move is tried first and the state read only when
@@ -112,8 +125,10 @@ def _enter_phase(session: Session, task_id: int, phase: str, status: str | None 
         return True
     if status in states.FINAL:
         return False
-    started = case((Task.status == states.PENDING, utcnow()), else_=Task.started_at)  # when it leaves pending
-    if states.transition(session, task_id, phase, started_at=started):
+    session.flush()  # the statement goes past the ORM: what the session holds is written first
+    moved = session.connection().execute(_ENTER[phase], {"b_task_id": task_id, "b_now": utcnow()}).rowcount == 1
+    if moved:
+        expire_loaded(session, Task, task_id, ["status", "started_at"])
         return True
     return status is None and session.scalar(select(Task.status).where(Task.id == task_id)) == phase
 
@@ -133,20 +148,22 @@ class Claim:
 TASK_OVER, ALREADY_DONE, TAKEN = "task over", "already done", "taken"
 
 
-def _claim_statement() -> Update:
-    """Take a work step while its task is active, returning the step with its task's state and machine."""
+def _claim_statement(following: bool = False) -> Update:
+    """Take a work step while its task is active, returning the step with its task's state and machine;
+    ``following``: only while it is the pending step right after ``b_position`` (a completion's next)."""
     step, task = STEPS.c, TASKS.c
     task_id: BindParameter[int] = bindparam("b_task_id", type_=Integer)
     now = bindparam("b_now", type_=step.started_at.type)
     resume: BindParameter[int] = bindparam("b_resume", type_=Integer)  # NULL matches nothing
     task_status, mac, machine_ref = (select(column).where(task.id == task_id).scalar_subquery()
                                      for column in (task.status, task.mac_address, task.machine_ref))
+    takeable = (step.position == bindparam("b_position", type_=Integer) + 1) & (step.status == StepStatus.PENDING) \
+        if following else or_(step.status == StepStatus.PENDING,
+                              (step.status == StepStatus.RUNNING) & (step.lease_until < now),
+                              (step.status == StepStatus.RUNNING) & (step.attempts == resume))
     return (
         update(STEPS)
-        .where(step.task_id == task_id, step.name == bindparam("b_name"), step.kind == steps.WORK,
-               or_(step.status == StepStatus.PENDING,
-                   (step.status == StepStatus.RUNNING) & (step.lease_until < now),
-                   (step.status == StepStatus.RUNNING) & (step.attempts == resume)),
+        .where(step.task_id == task_id, step.name == bindparam("b_name"), step.kind == steps.WORK, takeable,
                task_status.not_in(states.FINAL))
         .values(status=StepStatus.RUNNING, lease_until=bindparam("b_lease_until", type_=step.lease_until.type),
                 attempts=step.attempts + 1, started_at=now, finished_at=None)
@@ -154,7 +171,7 @@ def _claim_statement() -> Update:
     )
 
 
-_CLAIM = _claim_statement()
+_CLAIM, _CLAIM_FOLLOWING = _claim_statement(), _claim_statement(following=True)
 
 
 def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: int | None = None) -> Claim | str:
@@ -172,21 +189,22 @@ def claim(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
 
 
 def _take(session: Session, task_id: int, name: str, lease_s: int, *, resume: int | None = None,
-          give_back: bool = False) -> Claim | str | None:
+          after: int | None = None) -> Claim | str | None:
     """The claim statement and the task's move into the step's phase: the claim; None when the statement
-    took nothing; TASK_OVER when the task ended meanwhile. The step is then given back: by rolling the
-    transaction back, or (``give_back``, the transaction holds other work) by a statement that makes the
-    pending step pending again."""
+    took nothing; TASK_OVER when the task ended meanwhile. ``after``: take the step only while it is the
+    pending one right after that position (a completion's transaction takes its next step so). A step taken
+    for a task that ended is given back: by rolling the transaction back, or (``after``: the transaction
+    holds the completion) by a statement that makes the pending step pending again."""
     now = utcnow()
-    taken = session.connection().execute(_CLAIM, {
+    taken = session.connection().execute(_CLAIM if after is None else _CLAIM_FOLLOWING, {
         "b_task_id": task_id, "b_name": name, "b_now": now, "b_lease_until": now + timedelta(seconds=lease_s),
-        "b_resume": resume}).first()
+        "b_resume": resume, "b_position": after}).first()
     if taken is None:
         return None
     step_id, title, phase, attempts, status, mac, machine_ref = taken
     expire_loaded(session, TaskStep, step_id)
     if not _enter_phase(session, task_id, phase, status):
-        if give_back:
+        if after is not None:
             session.connection().execute(_UNCLAIM, {"b_id": step_id})
         else:
             session.rollback()
@@ -196,7 +214,7 @@ def _take(session: Session, task_id: int, name: str, lease_s: int, *, resume: in
     return Claim(name, title, attempts, (mac, machine_ref))
 
 
-# a pending step taken by mistake made pending again (only pending steps are taken with ``give_back``)
+# a pending step taken for a task that ended made pending again (only pending steps are taken with ``after``)
 _UNCLAIM = (update(STEPS).where(STEPS.c.id == bindparam("b_id", type_=Integer))
             .values(status=StepStatus.PENDING, attempts=STEPS.c.attempts - 1, lease_until=None, started_at=None))
 
@@ -253,14 +271,12 @@ def complete(session: Session, settings: Settings, task_id: int, name: str, deta
     step_id, position, title = done
     expire_loaded(session, TaskStep, step_id)
     log(session, task_id, f"{title}: {detail}", step=name)
-    following = _following(session, task_id, position)
-    if (claim_next is not None and following is not None and following.name == claim_next
-            and following.kind == steps.WORK and following.status == StepStatus.PENDING):
-        claimed = _take(session, task_id, claim_next, lease_s, give_back=True)
-        if isinstance(claimed, Claim):
+    if claim_next is not None:
+        claimed = _take(session, task_id, claim_next, lease_s, after=position)
+        if isinstance(claimed, Claim):  # a work step follows: nothing to activate, the task goes on
             refresh_progress(session, task_id)
             return Completed(False, claimed)
-    return Completed(_after(session, settings, task_id, name, following))
+    return Completed(_after(session, settings, task_id, name, _following(session, task_id, position)))
 
 
 def release(session: Session, task_id: int, name: str, reason: str, retry_in_s: float = 0) -> None:

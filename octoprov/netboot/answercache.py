@@ -196,7 +196,9 @@ class BootAnswers:
         every active task's MAC at first, then the MAC of each task that changed, once it has not changed for
         ``WARM_SETTLE_S`` (read from the task events every ``WARM_EVERY_S``). A task in mid-pipeline changes
         at every step, and rendering each of its answers ahead would cost more than the one request, if any,
-        that renders for itself meanwhile. Only a head start: a request still checks the stamp itself."""
+        that renders for itself meanwhile. Tasks that ended are left out: their machines ask, if ever, after a
+        power cut, long past an entry's ``MAX_AGE_S``, and a request renders such a (local boot) answer itself.
+        Only a head start: a request still checks the stamp itself."""
         newest: int | None = None
         changed: dict[str, float] = {}  # MAC -> when its task was last seen changing
         failing = False
@@ -226,7 +228,8 @@ class BootAnswers:
             else:
                 rows = connection.execute(
                     select(TaskEvent.id, Task.mac_address).join(Task, Task.id == TaskEvent.task_id)
-                    .where(TaskEvent.id > newest, TaskEvent.kind == "task").order_by(TaskEvent.id)
+                    .where(TaskEvent.id > newest, TaskEvent.kind == "task", Task.status.in_(states.ACTIVE))
+                    .order_by(TaskEvent.id)
                     .limit(10_000)).all()
                 newest = rows[-1].id if rows else newest
                 changed.update((row.mac_address, now) for row in rows if row.mac_address)

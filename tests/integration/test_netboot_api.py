@@ -450,6 +450,21 @@ def test_answers_are_rendered_ahead_once_their_task_has_settled(client, database
     assert again.answer.action == "install" and again.stamp == cache._stamp(MAC) != first.stamp
 
 
+def test_answers_of_tasks_that_ended_are_not_rendered_ahead(client, database, runtime, linux_image):
+    """A task that ended (here cancelled) is left to the request that may come, long after: the warmer does not
+    note it, and the very next request still gets the answer of its new state."""
+    cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
+    task = _baremetal(client, linux_image)
+    _set_steps(database, task["id"], ["register_machine", "render_answers", "register_mac", "power_on"])
+    changed: dict[str, float] = {}
+    newest = cache._warm_once(None, changed)
+    assert cache._entries[MAC].answer.action == "install"
+    assert client.delete(f"/api/v1/provisioning/tasks/{task['id']}").status_code == 200
+    cache._warm_once(newest, changed)
+    assert changed == {} and cache._entries[MAC].answer.action == "install"  # kept, under its old stamp
+    assert cache.answer(MAC, {})[0].action != "install"
+
+
 def test_stamps_of_many_macs_are_those_of_each(client, database, runtime, linux_image):
     _baremetal(client, linux_image)
     cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
