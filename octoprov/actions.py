@@ -74,7 +74,7 @@ def prepare_domain_join(target: Target, ctx: TaskContext) -> str:
 
 def render_answers(target: Target, ctx: TaskContext) -> str:
     with ctx.database.session() as session:
-        return check_task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
+        return check_task_files(session, ctx)
 
 
 def register_mac(target: Target, ctx: TaskContext) -> str:

@@ -125,3 +125,10 @@ def expire_loaded(session: Session, model: type[Any], row_id: int, attributes: l
     loaded = session.identity_map.get(session.identity_key(model, row_id))
     if loaded is not None:
         session.expire(loaded, attributes)
+
+
+def protocol_columns(protocol: type) -> tuple[str, ...]:
+    """The read-only properties a ``typing.Protocol`` declares, its bases' first: the columns a Core statement
+    selects so that its rows satisfy the protocol where an ORM object would."""
+    return tuple(dict.fromkeys(name for cls in reversed(protocol.__mro__)
+                               for name, member in vars(cls).items() if isinstance(member, property)))

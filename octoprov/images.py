@@ -13,13 +13,14 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from pydantic import Field, computed_field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from octoprov import qcow2, states
+from octoprov.db import protocol_columns
 from octoprov.errors import Conflict, InvalidRequest
 from octoprov.lookup import fetch
 from octoprov.models import Image, Task, Template
@@ -258,11 +259,38 @@ class CloudImage:
     virtual_size_bytes: int
 
 
-def is_cloud_image(image: Image | ImageView | None) -> bool:
+class ImageFormat(Protocol):
+    """What tells a cloud image from the others: an ORM ``Image``, its API view, or a Core row of its columns."""
+
+    @property
+    def os_type(self) -> str: ...
+    @property
+    def disk_format(self) -> str | None: ...
+
+
+class CloudImageColumns(ImageFormat, Protocol):
+    """The image columns a ``CloudImage`` is made of (``load_context`` reads them as a Core row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def image_path(self) -> str: ...
+    @property
+    def checksum_sha256(self) -> str | None: ...
+    @property
+    def size_bytes(self) -> int | None: ...
+    @property
+    def virtual_size_bytes(self) -> int | None: ...
+
+
+CLOUD_IMAGE_COLUMNS = protocol_columns(CloudImageColumns)
+
+
+def is_cloud_image(image: ImageFormat | None) -> bool:
     return image is not None and image.os_type == "linux" and image.disk_format == "qcow2"
 
 
-def cloud_image(image: Image | None, root: Path) -> CloudImage | None:
+def cloud_image(image: CloudImageColumns | None, root: Path) -> CloudImage | None:
     """The cloud image a task boots, or None when its image is not one."""
     if image is None or not is_cloud_image(image):
         return None
@@ -270,7 +298,7 @@ def cloud_image(image: Image | None, root: Path) -> CloudImage | None:
                       image.size_bytes or 0, image.virtual_size_bytes or 0)
 
 
-def cloud_image_request_errors(image: Image | None, spec: TaskSpec) -> dict[str, str]:
+def cloud_image_request_errors(image: CloudImageColumns | None, spec: TaskSpec) -> dict[str, str]:
     """What in a validated task request does not fit its image: a cloud image needs a target that
     boots cloud images and an OS disk of at least its virtual size that can hold an overlay; the
     fields only cloud-init reads are refused for other images rather than silently ignored."""

@@ -444,12 +444,20 @@ class TaskSpec(Spec):
     def from_stored(cls, config: dict[str, Any], secrets: dict[str, str], os_type: str | None) -> TaskSpec:
         """The request a task was accepted with, read back from its stored configuration (where
         secrets are masked) with its decrypted ``secrets`` put back in their places. Drivers, answer
-        files and the dry run read this typed request, never the raw JSON."""
-        data = copy.deepcopy(config)
+        files and the dry run read this typed request, never the raw JSON. Only the objects on a secret's
+        path are copied, not the whole configuration (every step reads one): ``config`` stays as it was."""
+        data = dict(config)
         for path in SECRET_PATHS:
-            parent = _lookup(data, path[:-1])
-            if isinstance(parent, dict) and path[-1] in parent:
-                parent[path[-1]] = secrets.get(".".join(path))
+            parent = data
+            for key in path[:-1]:
+                child = parent.get(key)
+                if not isinstance(child, dict):
+                    break
+                parent[key] = dict(child)
+                parent = parent[key]
+            else:
+                if path[-1] in parent:
+                    parent[path[-1]] = secrets.get(".".join(path))
         return cls.model_validate(data, context={"os_type": os_type, STORED: True})
 
     def secrets(self) -> dict[str, str]:

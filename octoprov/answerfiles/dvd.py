@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 import pycdlib
 
 from octoprov.answerfiles.autounattend import callback_command
-from octoprov.answerfiles.files import task_files
+from octoprov.answerfiles.files import context_files
 from octoprov.answerfiles.share import Endpoints
 from octoprov.errors import PermanentError
-from octoprov.models import Task
 
 if TYPE_CHECKING:
     from octoprov.context import TaskContext
@@ -80,7 +79,7 @@ def for_dvd_install(autounattend: str, endpoints: Endpoints, task_id: int, token
 def dvd_answer_file(ctx: TaskContext) -> str:
     """The task's Autounattend.xml as the network install would serve it, adapted to the DVD."""
     with ctx.database.session() as session:
-        rendered = task_files(session, ctx.settings, ctx.vault, session.get_one(Task, ctx.task_id))
+        rendered = context_files(session, ctx)
     if "autounattend.xml" not in rendered.files:
         why = rendered.problems.get("autounattend.xml") or "this task's image is not a Windows image"
         raise PermanentError(f"no answer file for the answer ISO: {why}")

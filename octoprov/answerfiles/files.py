@@ -17,6 +17,7 @@ from octoprov.answerfiles.autounattend import autounattend_for
 from octoprov.answerfiles.inputs import TaskInputs
 from octoprov.answerfiles.kickstart import kickstart_for, uses_kickstart
 from octoprov.answerfiles.startnet import startnet_for, winpeshl
+from octoprov.context import TaskContext
 from octoprov.crypto import Vault
 from octoprov.errors import InvalidRequest, OctoprovError, PermanentError
 from octoprov.models import Task
@@ -61,16 +62,22 @@ def render_files(inputs: TaskInputs, settings: Settings) -> Rendered:
 
 
 def task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> Rendered:
+    """For a caller with no task context (the per-task file URL): the context is read first."""
     return render_files(TaskInputs.load(session, settings, vault, task), settings)
 
 
-def check_task_files(session: Session, settings: Settings, vault: Vault, task: Task) -> str:
+def context_files(session: Session, ctx: TaskContext) -> Rendered:
+    """For a worker's step, which holds the task's context already: only what the files add is read."""
+    return render_files(TaskInputs.from_context(session, ctx), ctx.settings)
+
+
+def check_task_files(session: Session, ctx: TaskContext) -> str:
     """The ``render_answers`` step: render every file now, so a task that cannot get its answers fails
     here, naming why, rather than when the installer fetches them (which renders them again, fresh).
     A target whose machines fetch no answer files (the fake one) only reports the problems."""
-    rendered = task_files(session, settings, vault, task)
+    rendered = context_files(session, ctx)
     problems = "; ".join(f"{name}: {why}" for name, why in rendered.problems.items())
-    if problems and registry.get(task.target_type).serves_answers:
+    if problems and registry.get(ctx.target_type).serves_answers:
         raise PermanentError(problems)
     if problems:
         return f"A real machine would get no answer files: {problems}"

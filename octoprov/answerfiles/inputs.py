@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from octoprov import drivers
@@ -99,17 +100,16 @@ class TaskInputs:
     @classmethod
     def from_context(cls, session: Session, ctx: TaskContext) -> TaskInputs:
         """The context's request and node, with what only the answer files need read from ``session``."""
-        task = session.get_one(Task, ctx.task_id)
-        row = session.get(Image, ctx.spec.os.image_id)
-        image = None if row is None else ImageInfo(
+        row = session.execute(_TASK_AND_IMAGE, {"task_id": ctx.task_id, "image_id": ctx.spec.os.image_id}).one()
+        image = None if row.id is None else ImageInfo(
             row.id, row.name, row.os_type, row.architecture or "x64", row.image_path, row.image_index or 1,
             tuple(row.editions or ()), row.kernel_args, row.signed_kernel)
         inputs = cls(
             task_id=ctx.task_id, hostname=ctx.hostname, target_type=ctx.target_type, spec=ctx.spec,
-            mac_address=ctx.mac_address, hardware=_hardware(task, ctx), image=image,
+            mac_address=ctx.mac_address, hardware=_hardware(row.hardware, ctx), image=image,
             node_options=dict(ctx.node.options or {}) if ctx.node else {},
             callback_token=ctx.callback_token(),
-            domain_join_blob=ctx.vault.decrypt(task.domain_join_blob) if task.domain_join_blob else None,
+            domain_join_blob=ctx.vault.decrypt(row.domain_join_blob) if row.domain_join_blob else None,
             secure_boot_after_install=ctx.secure_boot_after_install,
         )
         os_type = image.os_type if image else "windows"
@@ -126,6 +126,16 @@ class TaskInputs:
         """For callers holding a session but no context: the task's context, read in that session."""
         ctx = load_context(session, task.id, settings, _OpenSession(session), vault)
         return cls.from_context(session, ctx)
+
+
+_TASKS, _IMAGES = cast(Table, Task.__table__), cast(Table, Image.__table__)
+# Built once, one read: what the task's answer files need beyond its context (the hardware its machine reported,
+# the offline-join blob), with the image's ImageInfo columns (all None when the task names no image).
+_TASK_AND_IMAGE = (
+    select(_TASKS.c.hardware, _TASKS.c.domain_join_blob, *(_IMAGES.c[column.name] for column in fields(ImageInfo)))
+    .select_from(_TASKS.outerjoin(_IMAGES, _IMAGES.c.id == bindparam("image_id")))
+    .where(_TASKS.c.id == bindparam("task_id"))
+)
 
 
 class _OpenSession(Database):
@@ -148,10 +158,10 @@ def _folder(root: Path, relative: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _hardware(task: Task, ctx: TaskContext) -> dict[str, Any]:
+def _hardware(reported: dict[str, Any] | None, ctx: TaskContext) -> dict[str, Any]:
     """What the machine's firmware reported when it booted for this task, over what its BMC said when it
     was inspected: the answer files of a machine that never network-boots (virtual media) still get
     the driver packs of its model."""
     inspected = ((ctx.node.options or {}).get("hardware") or {}) if ctx.node else {}  # bare metal's machine
     known = {key: inspected[key] for key in ("manufacturer", "product") if inspected.get(key)}
-    return {**known, **(task.hardware or {})}
+    return {**known, **(reported or {})}

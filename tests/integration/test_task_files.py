@@ -128,8 +128,8 @@ def test_render_answers_fails_a_real_task_whose_files_cannot_be_made(client, dat
     """The render_answers step renders every file: a bare-metal Windows task without a password fails
     there, naming the field, before any machine boots; with the password it names the files."""
     from octoprov.answerfiles.files import check_task_files
+    from octoprov.context import load_context
     from octoprov.errors import PermanentError
-    from octoprov.models import Task
 
     (settings.effective_images_dir / "a.wim").write_bytes(b"x")
     image = client.post("/api/v1/provisioning/images", json={"name": "x", "osType": "windows",
@@ -139,8 +139,9 @@ def test_render_answers_fails_a_real_task_whose_files_cannot_be_made(client, dat
     without = client.post(TASKS, json=body).json["id"]
     body.update(hostname="PW-02", macAddress="00:15:5d:0a:0b:0f", os={"imageId": image, "adminPassword": "S3cret!x"})
     with_password = client.post(TASKS, json=body).json["id"]
+    context_args = (runtime.settings, runtime.database, runtime.vault)  # what a worker loads a step's context with
     with database.session() as session:
         with pytest.raises(PermanentError, match=r"autounattend\.xml: os\.adminPassword"):
-            check_task_files(session, runtime.settings, runtime.vault, session.get(Task, without))
-        detail = check_task_files(session, runtime.settings, runtime.vault, session.get(Task, with_password))
+            check_task_files(session, load_context(session, without, *context_args))
+        detail = check_task_files(session, load_context(session, with_password, *context_args))
     assert detail.startswith("autounattend.xml, startnet.cmd, winpeshl.ini ready"), detail

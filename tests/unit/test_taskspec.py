@@ -472,6 +472,18 @@ def test_config_and_secrets_parse_back_to_the_same_spec(example):
     assert parse_task_request(config, {}, REFS) == spec
 
 
+
+@pytest.mark.parametrize("example", [static_example, dhcp_example, baremetal_example])
+def test_a_stored_task_reads_back_without_changing_its_stored_config(example):
+    """``from_stored`` copies only the objects on the secrets' paths: the stored configuration it was given
+    still masks every secret afterwards, and the spec has them all."""
+    spec = parse_task_request(example(), {}, REFS)
+    config = spec.to_config()
+    stored = copy.deepcopy(config)
+    assert TaskSpec.from_stored(config, spec.secrets(), "windows") == spec
+    assert config == stored
+
+
 # --- any JSON body: a TaskSpec or InvalidRequest, nothing else ---------------------------
 
 json_values = st.recursive(
