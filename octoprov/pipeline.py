@@ -447,16 +447,16 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
 
     The task and its steps are read once, as Core rows (the hot path of every machine's reports)."""
     rows = fetch_rows(session, _CALLBACK_READ, {"b_task_id": task_id}, task_id, "task")
-    task = rows[0]
+    task = rows[0]  # every row carries the task's columns
     verify_token(task.callback_token_encrypted, token, vault)
     text = f"Callback {event} ({status})" + (f" from {source}" if source else "") + (f": {message}" if message else "")
     if task.task_status in states.FINAL:
         log(session, task_id, text + f" - ignored, task is {task.task_status}", level="warn", step=event)
         return CallbackOutcome(False, f"task is {task.task_status}", [])
     refused = record_facts(session, task_id, facts, source=source) if facts is not None else None
-    step_list = rows if task.id is not None else ()  # the outer join's empty step row is no step
-    outcome = replace(_handle_event(session, settings, task_id, event, status, message, text, step_list,
-                                    task.task_status), target_type=task.target_type)
+    step_list = rows if task.id is not None else ()  # a task without steps: its one row's step id is NULL
+    outcome = replace(_handle_event(session, settings, task_id, event, status, message, text, step_list),
+                      target_type=task.target_type)
     if refused is None:
         return outcome
     warning = f"addresses not stored: the callback {refused}"
@@ -465,7 +465,7 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
 
 
 def _handle_event(session: Session, settings: Settings, task_id: int, event: str, status: str,
-                  message: str | None, text: str, rows: Sequence[Row[Any]], task_status: str) -> CallbackOutcome:
+                  message: str | None, text: str, rows: Sequence[Row[Any]]) -> CallbackOutcome:
     """The event's effect on the steps (``rows``, as the callback read them): complete its wait step,
     fail the task, or nothing."""
     current = next((row for row in rows if row.status != StepStatus.DONE), None)
