@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
+from sqlalchemy import Executable, Row
 from sqlalchemy.orm import Session
 
 from octoprov.errors import NotFound
@@ -16,3 +18,13 @@ def fetch(session: Session, model: type[T], ident: int, what: str) -> T:
     if found is None:
         raise NotFound(f"no {what} with id {ident}")
     return found
+
+
+def fetch_rows(session: Session, statement: Executable, params: Mapping[str, Any], ident: int,
+               what: str) -> Sequence[Row[Any]]:
+    """The rows a prebuilt statement reads about one object (with its children, say), without building ORM
+    objects where a hot path needs a few columns only; the 404 of ``fetch`` when there are none."""
+    rows = session.connection().execute(statement, params).all()
+    if not rows:
+        raise NotFound(f"no {what} with id {ident}")
+    return rows

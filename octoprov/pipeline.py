@@ -13,6 +13,7 @@ worker or a late callback can never run a step twice or move a task backwards:
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,6 +23,8 @@ from sqlalchemy import (
     BindParameter,
     CursorResult,
     Integer,
+    Row,
+    Select,
     Table,
     Update,
     bindparam,
@@ -38,7 +41,7 @@ from octoprov import states, steps
 from octoprov.crypto import Vault
 from octoprov.db import expire_loaded
 from octoprov.errors import Conflict, OctoprovError
-from octoprov.lookup import fetch
+from octoprov.lookup import fetch, fetch_rows
 from octoprov.models import Task, TaskLog, TaskStep, aware, utcnow
 from octoprov.results import MachineFacts, record_facts
 from octoprov.settings import Settings
@@ -56,6 +59,28 @@ class StepStatus(StrEnum):
 
 class Forbidden(OctoprovError):
     status = 403
+
+
+class StepState(Protocol):
+    """What deciding the next run of work steps reads of a step: an ORM row or a Core row will do."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class FollowingStep(StepState, Protocol):
+    """The step after a finished one, as its caller read it already (a Core row of the callback's read)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
 
 
 TASKS, STEPS, LOGS = states.TASKS, cast(Table, TaskStep.__table__), cast(Table, TaskLog.__table__)
@@ -318,27 +343,18 @@ def _title(session: Session, task_id: int, name: str) -> str:
     return session.scalar(select(TaskStep.title).where(TaskStep.task_id == task_id, TaskStep.name == name)) or name
 
 
-class FollowingStep(Protocol):
-    """The step after a finished one, as read with it (a row of ``_FOLLOWING`` or of a callback's read)."""
-
-    id: int
-    name: str
-    title: str
-    kind: str
-    status: str
-    phase: str
-
-
-def _after(session: Session, settings: Settings, task_id: int, name: str, following: FollowingStep | None) -> bool:
-    """What follows the finished step: a wait step (``following``) is activated; the end completes the
-    task (True)."""
+def _after(session: Session, settings: Settings, task_id: int, name: str, following: FollowingStep | None,
+           status: str | None = None) -> bool:
+    """What follows the finished step: a wait step (``following``, as the caller read it) is activated; the
+    end completes the task (True). ``status``: the task's state as the caller read it (see ``_enter_phase``)."""
     completed = False
     if following is None:
         completed = states.transition(session, task_id, states.COMPLETED)
         if completed:
             log(session, task_id, "Task completed", step=name)
     elif following.kind == steps.WAIT and following.status == StepStatus.PENDING:
-        _activate_wait(session, settings, task_id, following.id, following.name, following.title, following.phase)
+        _activate_wait(session, settings, task_id, following.id, following.name, following.title, following.phase,
+                       status)
     refresh_progress(session, task_id)
     return completed
 
@@ -356,9 +372,9 @@ _ACTIVATE = (update(STEPS).where(STEPS.c.id == bindparam("b_id", type_=Integer),
 
 
 def _activate_wait(session: Session, settings: Settings, task_id: int, step_id: int, name: str, title: str,
-                   phase: str) -> None:
+                   phase: str, status: str | None = None) -> None:
     seconds = settings.deadline_s(name)
-    if not _enter_phase(session, task_id, phase):
+    if not _enter_phase(session, task_id, phase, status):
         return
     now = utcnow()
     session.connection().execute(_ACTIVATE, {"b_id": step_id, "b_now": now,
@@ -372,7 +388,7 @@ def next_work_run(session: Session, task_id: int) -> list[str]:
     return _work_run(step_rows(session, task_id))
 
 
-def _work_run(rows: list[TaskStep]) -> list[str]:
+def _work_run(rows: Sequence[StepState]) -> list[str]:
     run: list[str] = []
     for row in rows:
         if row.status == StepStatus.DONE and not run:
@@ -435,8 +451,37 @@ class CallbackOutcome:
         return self.accepted and self.reason == FAILED_BY_MACHINE
 
 
-def verify_token(task: Task, token: str, vault: Vault) -> None:
-    expected = vault.decrypt(task.callback_token_encrypted) if task.callback_token_encrypted else ""
+def _callback_read() -> Select[Any]:
+    """What a callback reads, in one statement built once: the task's state, target type and token, with
+    its steps in order (an outer join: a task without steps still answers, with one empty step row)."""
+    task, step = TASKS.c, STEPS.c
+    return (select(task.status.label("task_status"), task.target_type, task.callback_token_encrypted,
+                   step.id, step.name, step.title, step.kind, step.status, step.event, step.position, step.phase)
+            .select_from(TASKS.outerjoin(STEPS, step.task_id == task.id))
+            .where(task.id == bindparam("b_task_id", type_=Integer))
+            .order_by(step.position))
+
+
+def _waited_statement() -> Update:
+    """Complete a running wait step, returning its task's state (as ``claim`` does) for entering the next
+    phase without reading it again."""
+    step, task = STEPS.c, TASKS.c
+    task_status = select(task.status).where(task.id == step.task_id).scalar_subquery()
+    return (update(STEPS).where(step.id == bindparam("b_id", type_=Integer), step.status == StepStatus.RUNNING)
+            .values(status=StepStatus.DONE, finished_at=bindparam("b_now", type_=step.finished_at.type),
+                    detail=bindparam("b_detail", type_=step.detail.type), deadline_at=None)
+            .returning(task_status.label("task_status")))
+
+
+_CALLBACK_READ = _callback_read()
+_WAITED = _waited_statement()
+_STEP_DETAIL = (update(STEPS).where(STEPS.c.id == bindparam("b_id", type_=Integer))
+                .values(detail=bindparam("b_detail", type_=STEPS.c.detail.type)))
+
+
+def verify_token(encrypted: str | None, token: str, vault: Vault) -> None:
+    """The report's token against the task's encrypted one (its column, as read), compared in constant time."""
+    expected = vault.decrypt(encrypted) if encrypted else ""
     if not expected or not hmac.compare_digest(expected.encode(), (token or "").encode()):
         raise Forbidden("the callback token does not belong to this task")
 
@@ -446,16 +491,20 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
                     source: str | None = None) -> CallbackOutcome:
     """Apply a machine's status report. Duplicates and reports out of order are logged and ignored;
     what the machine says about itself (addresses, SSH host keys) is kept from any authentic report
-    that came from (``source``, the address Octoprov saw) one of the addresses it claims."""
-    task = fetch(session, Task, task_id, "task")
-    verify_token(task, token, vault)
-    target_type = task.target_type
+    that came from (``source``, the address Octoprov saw) one of the addresses it claims.
+
+    The task and its steps are read once, as Core rows (the hot path of every machine's reports)."""
+    rows = fetch_rows(session, _CALLBACK_READ, {"b_task_id": task_id}, task_id, "task")
+    task = rows[0]  # every row carries the task's columns
+    verify_token(task.callback_token_encrypted, token, vault)
     text = f"Callback {event} ({status})" + (f" from {source}" if source else "") + (f": {message}" if message else "")
-    if task.status in states.FINAL:
-        log(session, task_id, text + f" - ignored, task is {task.status}", level="warn", step=event)
-        return CallbackOutcome(False, f"task is {task.status}", [])
-    refused = record_facts(session, task, facts, source=source) if facts is not None else None
-    outcome = replace(_handle_event(session, settings, task_id, event, status, message, text), target_type=target_type)
+    if task.task_status in states.FINAL:
+        log(session, task_id, text + f" - ignored, task is {task.task_status}", level="warn", step=event)
+        return CallbackOutcome(False, f"task is {task.task_status}", [])
+    refused = record_facts(session, task_id, facts, source=source) if facts is not None else None
+    step_list = rows if task.id is not None else ()  # a task without steps: its one row's step id is NULL
+    outcome = replace(_handle_event(session, settings, task_id, event, status, message, text, step_list),
+                      target_type=task.target_type)
     if refused is None:
         return outcome
     warning = f"addresses not stored: the callback {refused}"
@@ -464,16 +513,17 @@ def handle_callback(session: Session, settings: Settings, vault: Vault, task_id:
 
 
 def _handle_event(session: Session, settings: Settings, task_id: int, event: str, status: str,
-                  message: str | None, text: str) -> CallbackOutcome:
-    """The event's effect on the steps: complete its wait step, fail the task, or nothing."""
-    rows = step_rows(session, task_id)
+                  message: str | None, text: str, rows: Sequence[Row[Any]]) -> CallbackOutcome:
+    """The event's effect on the steps (``rows``, as the callback read them): complete its wait step,
+    fail the task, or nothing."""
     current = next((row for row in rows if row.status != StepStatus.DONE), None)
     if event == "progress":
         if current is not None and message:
-            current.detail = message[:2000]
+            session.connection().execute(_STEP_DETAIL, {"b_id": current.id, "b_detail": message[:2000]})
+            expire_loaded(session, TaskStep, current.id, ["detail"])
         log(session, task_id, text, step=current.name if current else None)
         return CallbackOutcome(True, "progress recorded", [])
-    target = next((row for row in rows if row.event == event), None)
+    index, target = next(((index, row) for index, row in enumerate(rows) if row.event == event), (-1, None))
     if target is None:
         log(session, task_id, text + " - ignored, this task expects no such event", level="warn", step=event)
         return CallbackOutcome(False, "no step waits for this event", [])
@@ -488,14 +538,15 @@ def _handle_event(session: Session, settings: Settings, task_id: int, event: str
     if status == "failed":
         fail(session, task_id, target.name, message or "the machine reported a failure")
         return CallbackOutcome(True, FAILED_BY_MACHINE, [])
-    run = _work_run(rows[rows.index(target) + 1:])  # as read: activating a wait step does not change where it stops
-    ids, name, position = [row.id for row in rows], target.name, target.position  # read before the rows expire
-    session.connection().execute(
-        update(STEPS).where(STEPS.c.id == target.id, STEPS.c.status == StepStatus.RUNNING)
-        .values(status=StepStatus.DONE, finished_at=utcnow(), detail=message or "Callback received", deadline_at=None))
-    _after(session, settings, task_id, name, _following(session, task_id, position))
-    for row_id in ids:
-        expire_loaded(session, TaskStep, row_id)
+    rest = rows[index + 1:]
+    run = _work_run(rest)  # as read: activating a wait step does not change where it stops
+    done = session.connection().execute(_WAITED, {"b_id": target.id, "b_now": utcnow(),
+                                                  "b_detail": message or "Callback received"}).first()
+    expire_loaded(session, TaskStep, target.id)
+    if done is None:  # another report completed it meanwhile: what follows is read again, as it stands now
+        _after(session, settings, task_id, target.name, _following(session, task_id, target.position))
+    else:
+        _after(session, settings, task_id, target.name, rest[0] if rest else None, done.task_status)
     return CallbackOutcome(True, "step completed", run)
 
 

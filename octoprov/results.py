@@ -82,12 +82,13 @@ def result_node(session: Session, task: Task) -> Node:
     return node
 
 
-def record_facts(session: Session, task: Task, facts: MachineFacts, *, source: str | None) -> str | None:
+def record_facts(session: Session, task_id: int, facts: MachineFacts, *, source: str | None) -> str | None:
     """Keep what the machine reported, a later report replacing the earlier one, but only when it came
     from one of the addresses it claims (``source``: where Octoprov saw it come from), that address
     first: post-install connects to the first address and pins the host keys, so a report from
     elsewhere (a token read off a boot script by another host) must not point it at another machine.
-    Returns why a report's facts were not kept; None when kept or there were none."""
+    Returns why a report's facts were not kept; None when kept or there were none. The task is loaded
+    only to keep them: most reports carry none, and a callback reads the columns it needs without it."""
     if not (facts.addresses or facts.ssh_host_keys):
         return None
     seen = _address(source)
@@ -95,7 +96,7 @@ def record_facts(session: Session, task: Task, facts: MachineFacts, *, source: s
     if seen is None or seen not in claimed:
         return (f"came from {seen or 'an unknown address'}, which is not among the addresses it claims "
                 f"({', '.join(claimed) or 'none'}): its addresses and SSH host keys are not stored")
-    node = result_node(session, task)
+    node = result_node(session, session.get_one(Task, task_id))
     node.ip_addresses = [seen, *(address for address in claimed if address != seen)]
     if facts.ssh_host_keys:
         node.options = {**(node.options or {}), "ssh": {"port": facts.ssh_port, "hostKeys": facts.ssh_host_keys}}

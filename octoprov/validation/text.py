@@ -13,10 +13,12 @@ import unicodedata
 
 LINE_BREAKS = "\t\n\r"  # what multi-line text (a shell command, a script parameter) may hold
 _NONCHARACTERS = "\ufffe\uffff"  # outside XML 1.0's Char production
+_WITHOUT_LINE_BREAKS = str.maketrans("", "", LINE_BREAKS)
 
 
 def has_lone_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+    # ASCII text (nearly every value of every request) holds no surrogate: checked in C, not per character
+    return not text.isascii() and any(0xD800 <= ord(char) <= 0xDFFF for char in text)
 
 
 def storable_problem(text: str) -> str | None:
@@ -36,10 +38,14 @@ def text_problem(text: str, *, multiline: bool = False) -> str | None:
     if problem:
         return problem
     allowed = LINE_BREAKS if multiline else ""
-    if any(unicodedata.category(char) == "Cc" and char not in allowed for char in text):
+    if text.isascii():  # the same answer, cheaper: ASCII's control characters are what isprintable() refuses
+        controls = not (text.translate(_WITHOUT_LINE_BREAKS) if multiline else text).isprintable()
+    else:
+        controls = any(unicodedata.category(char) == "Cc" and char not in allowed for char in text)
+    if controls:
         return ("must not contain control characters other than tab and line breaks" if multiline
                 else "must not contain control characters")
-    if any(char in _NONCHARACTERS for char in text):
+    if any(char in text for char in _NONCHARACTERS):  # two substring searches, not a loop over the text
         return "must not contain U+FFFE or U+FFFF, which XML cannot carry"
     return None
 

@@ -231,8 +231,8 @@ def windows_task(lab, package_id: int, retries: int = 2, **parameters) -> dict:
 def first_boot(lab, task_id: int) -> None:
     """What the first-boot callback records: the addresses the machine reported, from the first of them."""
     with lab.runtime.database.session() as session:
-        assert record_facts(session, session.get(Task, task_id), MachineFacts(addresses=[MACHINE_IP, "10.0.0.5"]),
-                            source=MACHINE_IP) is None
+        facts = MachineFacts(addresses=[MACHINE_IP, "10.0.0.5"])
+        assert record_facts(session, task_id, facts, source=MACHINE_IP) is None
 
 
 def run(lab, task_id: int, step: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy
 
 from api.runtime import DISPATCH
 from octoprov import pipeline
@@ -155,3 +156,22 @@ def test_status_callback(client, settings, runtime, queue, row: Row):
     expected = [("chain", task_id, AFTER) if kind == "chain" else (kind, task_id) for kind in row.queued]
     assert list(queue.messages) == expected
     assert queue.delivered == []  # no notification: nothing completed, and a rollback notifies itself
+
+
+def test_each_report_reads_once_and_writes_only_what_it_changes(client, settings, runtime, queue):
+    """The hot path of every machine: one read of the task with its steps, then the log line, the step
+    completed, the task's phase, the wait step activated with its log line, and the progress."""
+    task_id, token = start_task(client, settings, runtime, queue)
+    sent: list[str] = []
+
+    def count(_connection, _cursor, statement, *_rest) -> None:
+        sent.append(statement)
+
+    sqlalchemy.event.listen(runtime.database.engine, "before_cursor_execute", count)
+    try:
+        for reported, most in (("installer_started", 7), ("os_installed", 6), ("first_boot", 4)):
+            sent.clear()
+            assert post(client, task_id, token, reported, "ok").json["accepted"]
+            assert len(sent) <= most, (reported, sent)
+    finally:
+        sqlalchemy.event.remove(runtime.database.engine, "before_cursor_execute", count)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,24 @@ def test_text_problem(text, multiline, problem):
         assert found is None
     else:
         assert found is not None and re.search(problem, found)
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_ascii_text_is_judged_as_the_character_rule_judges_it(multiline):
+    """ASCII text takes a shortcut (isprintable); every ASCII character, alone and among others, gets the
+    answer of the rule it stands for: control characters (Unicode category Cc) refused, line breaks aside."""
+    allowed = "\t\n\r" if multiline else ""
+    for code in range(128):
+        char = chr(code)
+        refused = unicodedata.category(char) == "Cc" and char not in allowed and char != "\x00"
+        for text in (char, f"a{char}b", f"{char} \t"):
+            found = text_problem(text, multiline=multiline)
+            if char == "\x00":
+                assert found is not None and "NUL" in found
+            elif refused or ("\t" not in allowed and "\t" in text):
+                assert found is not None and "control" in found, (text, found)
+            else:
+                assert found is None, (text, found)
 
 
 @pytest.mark.parametrize("dn", ['OU=SQL\\"Servers\\",DC=yourdom,DC=local', "OU=a\\+b\\;c\\<d\\>,DC=yourdom,DC=local",
