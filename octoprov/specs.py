@@ -100,6 +100,8 @@ def errors_of(exc: ValidationError) -> dict[str, str]:
 
 def _escaped(key: str) -> str:
     """A key as it stands in a field path: characters no path should hold written as ``\\uXXXX``."""
+    if key.isascii() and key.isprintable():  # every key of every body: none to escape
+        return key
     return "".join(f"\\u{ord(char):04x}" if _unprintable(char) else char for char in key)
 
 

@@ -22,7 +22,7 @@ def has_lone_surrogate(text: str) -> bool:
 def storable_problem(text: str) -> str | None:
     """Why no database or UTF-8 consumer can take ``text`` (a lone surrogate, NUL), or None. The
     message never shows the character: the text may be a password."""
-    if has_lone_surrogate(text):
+    if not text.isascii() and has_lone_surrogate(text):  # every request's every string: ASCII has none
         return "must be valid Unicode text: it holds a lone surrogate, which has no UTF-8 form"
     if "\x00" in text:
         return "must not contain NUL characters"
@@ -32,6 +32,8 @@ def storable_problem(text: str) -> str | None:
 def text_problem(text: str, *, multiline: bool = False) -> str | None:
     """Why ``text`` cannot go into a provisioning artifact, or None: a storable problem, a control
     character (tab, newline and carriage return allowed in ``multiline`` text), U+FFFE or U+FFFF."""
+    if text.isascii() and text.isprintable():  # most text: none of these (looked for character by character)
+        return None
     problem = storable_problem(text)
     if problem:
         return problem
