@@ -93,11 +93,16 @@ def log(session: Session, task_id: int, message: str, *, level: str = "info", st
                                              "timestamp": utcnow()})
 
 
-def add_steps(session: Session, task: Task, planned: list[steps.StepDef]) -> None:
-    for position, step in enumerate(planned, start=1):
-        session.add(TaskStep(task_id=task.id, position=position, name=step.name, title=step.title, kind=step.kind,
-                             phase=step.phase, event=step.event))
-    task.current_step = planned[0].title if planned else None
+_STEP_ROWS = insert(STEPS)  # built once
+
+
+def add_steps(session: Session, task_id: int, planned: list[steps.StepDef]) -> None:
+    """A new task's steps in one executemany, not through the unit of work: its bookkeeping, and the long
+    statement that returns every new row's id, cost more than the rows themselves (nothing reads them back).
+    The task's ``current_step`` is the first step's title, set by the caller on the task row it inserts."""
+    session.connection().execute(_STEP_ROWS, [
+        {"task_id": task_id, "position": position, "name": step.name, "title": step.title, "kind": step.kind,
+         "phase": step.phase, "event": step.event} for position, step in enumerate(planned, start=1)])
 
 
 def step_rows(session: Session, task_id: int) -> list[TaskStep]:

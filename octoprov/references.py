@@ -40,25 +40,47 @@ def script_os_type(name: str, scripts_dir: Path) -> str | None:
 
 
 class DbReferences:
-    """The ``taskspec.References`` the API and CLI use: answers from the database."""
+    """The ``taskspec.References`` the API and CLI use: answers from the database. The image, node and
+    template a request names are read once each, whole, and kept for the request: validation asks about
+    them several times and the caller then stores the task with them."""
 
     def __init__(self, session: Session, scripts_dir: Path | None = None):
         """``scripts_dir``: the scripts library; by default the one the process's environment configures."""
         self.session = session
         self.scripts_dir = scripts_dir
+        self._images: dict[int, Image | None] = {}
+        self._nodes: dict[int, Node | None] = {}
+        self._templates: dict[int, Template | None] = {}
+
+    def image(self, image_id: int) -> Image | None:
+        if image_id not in self._images:
+            self._images[image_id] = self.session.get(Image, image_id)
+        return self._images[image_id]
+
+    def node(self, node_id: int) -> Node | None:
+        if node_id not in self._nodes:
+            self._nodes[node_id] = self.session.get(Node, node_id)
+        return self._nodes[node_id]
+
+    def template(self, template_id: int) -> Template | None:
+        if template_id not in self._templates:
+            self._templates[template_id] = self.session.get(Template, template_id)
+        return self._templates[template_id]
 
     def image_os_type(self, image_id: int) -> str | None:
-        return self.session.scalar(select(Image.os_type).where(Image.id == image_id))
+        image = self.image(image_id)
+        return image.os_type if image else None
 
     def image_indexes(self, image_id: int) -> list[int] | None:
-        editions = self.session.scalar(select(Image.editions).where(Image.id == image_id))
-        return [edition["index"] for edition in editions or []]
+        image = self.image(image_id)
+        return [edition["index"] for edition in (image.editions if image else None) or []]
 
     def template_exists(self, template_id: int) -> bool:
-        return self.session.scalar(select(Template.id).where(Template.id == template_id)) is not None
+        return self.template(template_id) is not None
 
     def hypervisor_kind(self, node_id: int) -> str | None:
-        return self.session.scalar(select(Node.kind).where(Node.id == node_id, Node.role == HYPERVISOR))
+        node = self.node(node_id)
+        return node.kind if node is not None and node.role == HYPERVISOR else None
 
     def package(self, package_id: int) -> Package | None:
         return self.session.get(Package, package_id)

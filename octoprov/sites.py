@@ -137,6 +137,12 @@ def task_site(session: Session, owner: Node | None, requested: int | None) -> in
     return requested
 
 
+def site_name(session: Session, site_id: int | None) -> str | None:
+    """The name of a site by id (None: the central site, nothing to read; one the session holds: no read)."""
+    site = session.get(Site, site_id) if site_id is not None else None
+    return site.name if site is not None else None
+
+
 def task_site_name(session: Session, task_id: int) -> str | None:
     return session.scalar(select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == task_id))
 
@@ -161,11 +167,16 @@ class SiteLookup:
             return self._tasks[task_id]
         with self.database.session() as session:
             name = task_site_name(session, task_id)
+        self.remember(task_id, name)
+        return name
+
+    def remember(self, task_id: int, name: str | None) -> None:
+        """A new task's site, told by its submission, which knows it: the task's first message is sent without
+        reading it back."""
         with self._lock:
             if len(self._tasks) >= self.LIMIT:
                 self._tasks.clear()
             self._tasks[task_id] = name
-        return name
 
     def of_machine(self, machine_id: int) -> str | None:
         """A machine may move between sites: read each time (inspections are rare)."""

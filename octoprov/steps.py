@@ -7,6 +7,7 @@ so the task's state follows from where it is in its step list.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,12 @@ def plan(spec: TaskSpec, node_name: str | None, os_type: str, *, cloud_image: bo
         steps.append(StepDef("add_to_groups", "Add to groups", WORK, states.CONFIGURING))
     steps.append(StepDef("finish", "Finish", WORK, states.CONFIGURING))
     return steps
+
+
+def first_run(planned: list[StepDef]) -> list[str]:
+    """The work steps a new task's first message carries: those before its first wait step. Every step of a new
+    task is pending, so this is what ``pipeline.next_work_run`` would read back from its stored steps."""
+    return [step.name for step in itertools.takewhile(lambda step: step.kind == WORK, planned)]
 
 
 def _install_steps(windows: bool, vm: bool) -> list[StepDef]:

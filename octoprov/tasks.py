@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from datetime import datetime
 from secrets import token_urlsafe
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from pydantic import Field
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from octoprov.errors import InvalidRequest, NotAvailable, send_unless_unreachabl
 from octoprov.logs import redactor
 from octoprov.lookup import fetch
 from octoprov.machines import check_secure_boot_control, check_task_fits, machine_for_mac
-from octoprov.models import Image, Node, Task, TaskLog, Template
+from octoprov.models import Task, TaskLog
 from octoprov.netboot.bootconfig import files_token_hash
 from octoprov.pages import Page, paginate
 from octoprov.references import DbReferences
@@ -104,15 +104,19 @@ def _lookup(data: object, path: tuple[str, ...]) -> object:
 
 def _with_mask(data: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
     """A copy of ``data`` with MASK at each of ``paths`` (missing containers are created)."""
-    result = copy.deepcopy(data)
+    return _mask(copy.deepcopy(data), paths)
+
+
+def _mask(data: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """``data`` itself with MASK at each of ``paths``: for a dict of the caller's own, which needs no copy."""
     for *parents, leaf in paths:
-        node = result
+        node = data
         for key in parents:
             if not isinstance(node.get(key), dict):
                 node[key] = {}
             node = node[key]
         node[leaf] = MASK
-    return result
+    return data
 
 
 def masked_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -125,24 +129,39 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     """Validate ``body`` against the request schema and the stored references (and, with
     ``check_on_host``, against what the hypervisor offers and, given the ``settings`` that say where
     the domain is, against the domain a join names), and store it."""
+    return _store_task(session, vault, body, check_on_host=check_on_host, settings=settings).task
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A task just stored, with the work steps its first message carries (known from its plan)."""
+
+    task: Task
+    first_run: list[str]
+
+
+def _store_task(session: Session, vault: Vault, body: object, *, check_on_host: bool, settings: Settings | None,
+                idempotency_key: str | None = None, kept: dict[str, Any] | None = None) -> _Stored:
+    """``create_task``, given the request as the task keeps it when the caller has it (``kept``); the task row is
+    written once, complete, and its steps are not read back."""
     refs = DbReferences(session)
     defaults = {}
     if isinstance(body, dict) and isinstance(body.get("templateId"), int) and not isinstance(
         body.get("templateId"), bool
     ):
-        template = session.get(Template, body["templateId"])
+        template = refs.template(body["templateId"])
         if template is not None:
             defaults = taskspec.template_defaults(template)
     spec = taskspec.parse_task_request(body, defaults, refs)
     request = cast(dict[str, Any], body)  # parse_task_request refuses anything but a JSON object
-    image = session.get(Image, spec.os.image_id)
+    image = refs.image(spec.os.image_id)
     problems = images.cloud_image_request_errors(image, spec)
     if problems:
         raise InvalidRequest(problems)
     secrets = spec.secrets()
     redactor.register(*secrets.values())
-    node = session.get(Node, spec.hypervisor_node_id) if spec.hypervisor_node_id else None
-    config = _with_mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])
+    node = refs.node(spec.hypervisor_node_id) if spec.hypervisor_node_id else None
+    config = _mask(spec.to_config(), [tuple(dotted.split(".")) for dotted in secrets])  # a fresh dump
     _validate_on_target(spec, node_info(node, vault) if node and check_on_host else None)
     os_type = refs.image_os_type(spec.os.image_id) or "windows"
     cloud = images.is_cloud_image(image)
@@ -162,6 +181,8 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
     warnings = check_domain_join(spec, settings) if check_on_host and settings is not None else []
     callback_token, files_token = token_urlsafe(32), token_urlsafe(32)
     redactor.register(callback_token, files_token)
+    planned = steps.plan(spec, node.name if node else None, os_type, cloud_image=cloud,
+                         secure_boot_after_install=after)
     task = Task(
         hostname=spec.hostname,
         target_type=spec.target_type,
@@ -169,28 +190,37 @@ def create_task(session: Session, vault: Vault, body: object, *, check_on_host: 
         mac_address=spec.mac_address,
         template_id=spec.template_id,
         site_id=site_id,
-        config_override=masked_request(request),
+        config_override=kept if kept is not None else masked_request(request),
         config=config,
         secrets_encrypted=vault.encrypt_json(secrets) if secrets else None,
         callback_token_encrypted=vault.encrypt(callback_token),
         files_token_hash=files_token_hash(files_token),
         files_token_encrypted=vault.encrypt(files_token),
         status=states.PENDING,
+        current_step=planned[0].title,  # the first step's: the row is inserted complete, no UPDATE follows
+        idempotency_key=idempotency_key,
     )
     session.add(task)
     session.flush()
-    pipeline.add_steps(session, task, steps.plan(spec, node.name if node else None, os_type, cloud_image=cloud,
-                                                 secure_boot_after_install=after))
+    pipeline.add_steps(session, task.id, planned)
     pipeline.log(session, task.id, "Task created", step="create")
     for warning in warnings:
         pipeline.log(session, task.id, warning, level="warn", step="create")
-    return task
+    return _Stored(task, steps.first_run(planned))
 
 
 class StepQueue(Protocol):
     """Where a new task's first work steps are sent (the Celery dispatcher of the caller)."""
 
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool: ...
+
+
+@runtime_checkable
+class SiteQueue(Protocol):
+    """A queue that chooses the queue of a task's site (the Celery dispatcher): told a new task's site by its
+    submission, it does not read it back."""
+
+    def remember_site(self, task_id: int, site: str | None) -> None: ...
 
 
 class TaskQueue(StepQueue, Protocol):
@@ -215,12 +245,10 @@ def submit(runtime: Runtime, queue: StepQueue, body: object, idempotency_key: st
         with runtime.database.session() as session:
             if idempotency_key is not None and (earlier := idempotency.earlier_task(session, idempotency_key, kept)):
                 return Submission(TaskView.of(earlier).to_json(), replayed=True)
-            task = create_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host,
-                               settings=runtime.settings)
-            task.idempotency_key = idempotency_key
-            session.flush()
-            view = TaskView.of(task).to_json()
-            first_run = pipeline.next_work_run(session, task.id)
+            stored = _store_task(session, runtime.vault, body, check_on_host=runtime.settings.check_on_host,
+                                 settings=runtime.settings, idempotency_key=idempotency_key, kept=kept)
+            view = TaskView.of(stored.task).to_json()
+            site = sites.site_name(session, stored.task.site_id)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -229,7 +257,9 @@ def submit(runtime: Runtime, queue: StepQueue, body: object, idempotency_key: st
             if earlier is None:
                 raise
             return Submission(TaskView.of(earlier).to_json(), replayed=True)
-    if not queue.run_steps(view["id"], view["targetType"], first_run):
+    if isinstance(queue, SiteQueue):  # stored: the queue need not read the new task's site back
+        queue.remember_site(view["id"], site)
+    if not queue.run_steps(view["id"], view["targetType"], stored.first_run):
         with runtime.database.session() as session:
             pipeline.log(session, view["id"], "The broker could not be reached; the task starts when it is back",
                          level="warn", step="create")

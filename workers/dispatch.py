@@ -2,7 +2,8 @@
 
 Only names are sent (``octoprov.step`` with a task id and a step name), so the API can
 enqueue without importing the worker code. A task of a site runs on its site's queues
-(``kvm@branch1``); the dispatcher looks the task's site up itself, so no caller has to carry it.
+(``kvm@branch1``); the dispatcher looks the task's site up itself, so no caller has to carry it (a submission
+tells it a new task's site, which saves the read).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Dispatcher:
 
     def _queue(self, target_type: str, task_id: int) -> str:
         return queue_for(target_type, self.sites.of_task(task_id) if self.sites else None)
+
+    def remember_site(self, task_id: int, site: str | None) -> None:
+        """A new task's site, from its submission: its first steps are queued without reading it back."""
+        if self.sites:
+            self.sites.remember(task_id, site)
 
     def run_steps(self, task_id: int, target_type: str, names: list[str]) -> bool:
         """Enqueue consecutive work steps as one message on the target's pool (the worker runs them in

@@ -34,6 +34,8 @@ def storable_problem(text: str) -> str | None:
 def text_problem(text: str, *, multiline: bool = False) -> str | None:
     """Why ``text`` cannot go into a provisioning artifact, or None: a storable problem, a control
     character (tab, newline and carriage return allowed in ``multiline`` text), U+FFFE or U+FFFF."""
+    if text.isascii() and text.isprintable():  # most text: none of these (looked for character by character)
+        return None
     problem = storable_problem(text)
     if problem:
         return problem

@@ -21,10 +21,10 @@ def database(settings):
 
 def _task(database, entries: int) -> int:
     with database.session() as session:
-        task = Task(hostname="FOLLOW-01", target_type="fake", status=states.PENDING)
+        task = Task(hostname="FOLLOW-01", target_type="fake", status=states.PENDING, current_step="Create VM")
         session.add(task)
         session.flush()
-        pipeline.add_steps(session, task, [steps.StepDef("create_vm", "Create VM", steps.WORK, states.CREATING_VM),
+        pipeline.add_steps(session, task.id, [steps.StepDef("create_vm", "Create VM", steps.WORK, states.CREATING_VM),
                                            steps.StepDef("finish", "Finish", steps.WORK, states.CONFIGURING)])
         for number in range(entries):
             pipeline.log(session, task.id, f"entry {number}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, select, text, update
 
+from octoprov import sites, tasks
 from octoprov.models import Task, TaskLog, TaskStep
 from octoprov.sites import SiteLookup
 from octoprov.targets import registry
@@ -125,6 +126,29 @@ def test_the_queue_is_chosen_by_the_tasks_site(client, settings, database):
     counts = {name: count for name, count in rows}
     engine.dispose()
     assert counts == {"baremetal@branch1": 2, "baremetal": 1}
+
+
+def test_a_submission_tells_the_dispatcher_its_tasks_site(client, settings, runtime, monkeypatch):
+    """The new task's first steps go to its site's queue without the dispatcher reading the site back."""
+    image = tiny_linux_image(client, settings.effective_images_dir)
+    _machine(client, _site(client)["id"])
+    broker = settings.data_dir / "queues.db"
+    dispatcher = Dispatcher(make_celery(settings.model_copy(update={"broker_url": f"sqla+sqlite:///{broker}"})),
+                            SiteLookup(runtime.database))
+
+    def read(*_args):
+        raise AssertionError("the site of a new task was read back")
+
+    monkeypatch.setattr(sites, "task_site_name", read)
+    body = {"hostname": "branch-01", "targetType": "baremetal", "macAddress": MAC, "os": {"imageId": image}}
+    view = tasks.submit(runtime, dispatcher, body).view
+    assert dispatcher.sites is not None and dispatcher.sites.of_task(view["id"]) == "branch1"
+    engine = create_engine(f"sqlite:///{broker}")
+    with engine.connect() as connection:
+        queues = connection.execute(text("SELECT q.name FROM kombu_queue q JOIN kombu_message m "
+                                         "ON m.queue_id = q.id")).scalars().all()
+    engine.dispose()
+    assert queues == ["baremetal@branch1"]
 
 
 def test_the_edge_gets_its_sites_prepared_answers_and_reports_its_boots(client, database, settings, anonymous):

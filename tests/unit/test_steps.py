@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from octoprov import steps
+from octoprov import pipeline, steps
+from octoprov.models import TaskStep
 from octoprov.targets import registry
 from tests.support.examples import task_spec
 
@@ -36,3 +37,18 @@ def test_not_for_a_cloud_image_nor_a_target_without_a_boot_order():
     assert "boot_from_disk" not in names("kvm", cloud_image=True)  # it boots from its disk from the start
     assert "boot_from_disk" not in names("fake")
     assert [t.name for t in registry.all_types() if t.boot_order] == ["hyperv", "kvm", "vmware", "baremetal"]
+
+
+@pytest.mark.parametrize(("target_type", "cloud_image", "sections"), [
+    ("hyperv", False, {}),
+    ("hyperv", False, {"domain": {"join": True, "name": "yourdom.local", "method": "offline"}}),
+    ("kvm", True, {}),
+    ("baremetal", False, {}),
+    ("fake", False, {}),
+])
+def test_a_new_tasks_first_run_is_what_the_pipeline_would_read_back(target_type, cloud_image, sections):
+    """A submission sends the first run from the plan instead of reading the steps it just stored."""
+    planned = steps.plan(task_spec(target_type, "web01", **sections), "NODE", "windows", cloud_image=cloud_image)
+    stored = [TaskStep(name=step.name, kind=step.kind, status=pipeline.StepStatus.PENDING) for step in planned]
+    assert steps.first_run(planned) == pipeline._work_run(stored)
+    assert steps.first_run(planned)  # a new task always starts with work
