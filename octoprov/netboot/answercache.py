@@ -36,6 +36,7 @@ from octoprov.db import Database
 from octoprov.models import Task, TaskEvent
 from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boots
 from octoprov.settings import Settings
+from octoprov.targets import registry
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,9 @@ class BootAnswers:
         ``WARM_SETTLE_S`` (read from the task events every ``WARM_EVERY_S``). A task in mid-pipeline changes
         at every step, and rendering each of its answers ahead would cost more than the one request, if any,
         that renders for itself meanwhile. Tasks that ended are left out: their machines ask, if ever, after a
-        power cut, long past an entry's ``MAX_AGE_S``, and a request renders such a (local boot) answer itself.
-        Only a head start: a request still checks the stamp itself."""
+        power cut, long past an entry's ``MAX_AGE_S``, and a request renders such a (local boot) answer itself;
+        so are the fake target's, whose machines ask nothing. Only a head start: a request still checks the stamp
+        itself."""
         newest: int | None = None
         changed: dict[str, float] = {}  # MAC -> when its task was last seen changing
         failing = False
@@ -221,14 +223,16 @@ class BootAnswers:
             if newest is None:
                 newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
                 for mac in connection.execute(
-                        select(Task.mac_address).where(Task.status.in_(states.ACTIVE), Task.mac_address.is_not(None))
+                        select(Task.mac_address).where(Task.status.in_(states.ACTIVE), Task.mac_address.is_not(None),
+                                                       Task.target_type.in_(registry.answering_target_names()))
                         .limit(MAX_ENTRIES)).scalars():
                     if mac:
                         changed[mac] = now - WARM_SETTLE_S
             else:
                 rows = connection.execute(
                     select(TaskEvent.id, Task.mac_address).join(Task, Task.id == TaskEvent.task_id)
-                    .where(TaskEvent.id > newest, TaskEvent.kind == "task", Task.status.in_(states.ACTIVE))
+                    .where(TaskEvent.id > newest, TaskEvent.kind == "task", Task.status.in_(states.ACTIVE),
+                           Task.target_type.in_(registry.answering_target_names()))
                     .order_by(TaskEvent.id)
                     .limit(10_000)).all()
                 newest = rows[-1].id if rows else newest

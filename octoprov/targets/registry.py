@@ -135,6 +135,11 @@ def vm_target_names() -> tuple[str, ...]:
     return tuple(t.name for t in _TYPES.values() if t.makes_vms)
 
 
+def answering_target_names() -> tuple[str, ...]:
+    """Targets whose machines fetch answers (boot scripts, answer files): all but the fake one."""
+    return tuple(t.name for t in _TYPES.values() if t.serves_answers)
+
+
 def machine_target_names() -> tuple[str, ...]:
     """Targets that install a machine known by its MAC rather than a VM they create."""
     return tuple(t.name for t in _TYPES.values() if not t.makes_vms)

@@ -465,6 +465,23 @@ def test_answers_of_tasks_that_ended_are_not_rendered_ahead(client, database, ru
     assert cache.answer(MAC, {})[0].action != "install"
 
 
+def test_answers_of_the_fake_targets_tasks_are_not_rendered_ahead(client, database, runtime, linux_image):
+    """The fake target's machines ask for no answers: the warmer leaves its tasks out, a real target's it takes."""
+    node = client.post("/api/v1/provisioning/hypervisors", json={"name": "LAB", "kind": "fake", "endpoint": "fake://"})
+    assert node.status_code == 201, node.json
+    fake = client.post("/api/v1/provisioning/tasks", json={
+        "hostname": "fake-01", "targetType": "fake", "hypervisorNodeId": node.json["id"],
+        "vm": {"disks": [{"sizeGb": 40, "purpose": "os"}]}, "os": {"imageId": linux_image}})
+    assert fake.status_code == 201, fake.json
+    fake_mac = "02:00:00:00:00:01"
+    with database.session() as session:
+        session.execute(update(Task).where(Task.id == fake.json["id"]).values(mac_address=fake_mac))
+    _baremetal(client, linux_image)
+    cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
+    cache._warm_once(None, {})
+    assert MAC in cache._entries and fake_mac not in cache._entries
+
+
 def test_stamps_of_many_macs_are_those_of_each(client, database, runtime, linux_image):
     _baremetal(client, linux_image)
     cache = answercache.BootAnswers(runtime.database, runtime.settings, runtime.vault)
