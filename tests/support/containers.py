@@ -238,13 +238,32 @@ class Engine:
                               f"label=com.docker.compose.project={project}").stdout
         return list(json.loads(listing or "[]"))
 
+    def health_intervals(self, idents: list[str], default: float) -> dict[str, float]:
+        """Each container's own health-check ``interval`` in seconds (compose.yaml's), ``default`` where it
+        has none, by short container ID."""
+        if not idents:
+            return {}
+        listing = self.podman("container", "inspect", *idents, check=False, timeout=60).stdout
+        intervals = {}
+        for container in json.loads(listing or "[]"):
+            nanoseconds = ((container.get("Config") or {}).get("Healthcheck") or {}).get("Interval") or 0
+            intervals[container["Id"][:12]] = nanoseconds / 1e9 if nanoseconds > 0 else default
+        return intervals
+
     @contextlib.contextmanager
-    def drive_health_checks(self, interval: float = 2.0) -> Iterator[None]:
-        """Run every running container's health check every ``interval`` seconds (nothing else runs them)."""
+    def drive_health_checks(self, starting_every: float = 2.0, healthy_every: float = 15.0) -> Iterator[None]:
+        """Run the containers' health checks (nothing else runs them here) as an engine with a start interval
+        does: every ``starting_every`` seconds while a container is starting or unhealthy, so that compose's
+        ``service_healthy`` and the tests learn of it promptly, then at the container's own ``interval``
+        (``healthy_every`` without one) once it is healthy. Most checks start Python in the container: a
+        dozen of them every two seconds for the whole module kept both cores busy and slowed every step."""
         self._driving.set()
+        last_run: dict[str, float] = {}
+        intervals: dict[str, float] = {}
 
         def check(line: str) -> None:
             ident, name = line.split()[:2]
+            last_run[ident] = time.monotonic()
             try:
                 result = self.podman("healthcheck", "run", ident, check=False, timeout=60)
             except subprocess.TimeoutExpired:
@@ -253,17 +272,28 @@ class Engine:
             if result.returncode != 0:
                 self.health_log.append(f"{name}: {(result.stdout + result.stderr).strip()[-300:]}")
 
+        def due(line: str, now: float) -> bool:
+            ident = line.split()[0]
+            if "(healthy)" not in line or ident not in last_run:
+                return True
+            return now - last_run[ident] >= intervals.get(ident, healthy_every)
+
         def loop() -> None:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 while self._driving.is_set():
                     try:
                         listing = self.podman("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}", check=False,
                                               timeout=60).stdout.splitlines()
+                        # "Up 3 seconds" has no health check; "Up 3 seconds (starting)" has one
+                        checked = [line for line in listing if "(" in line]
+                        intervals.update(self.health_intervals(
+                            [line.split()[0] for line in checked if line.split()[0] not in intervals],
+                            healthy_every))
                     except subprocess.TimeoutExpired:
-                        listing = []
-                    # "Up 3 seconds" has no health check; "Up 3 seconds (starting)" has one
-                    list(pool.map(check, [line for line in listing if "(" in line]))
-                    time.sleep(interval)
+                        checked = []
+                    now = time.monotonic()
+                    list(pool.map(check, [line for line in checked if due(line, now)]))
+                    time.sleep(starting_every)
 
         thread = threading.Thread(target=loop, name="health-checks", daemon=True)
         thread.start()
