@@ -253,30 +253,33 @@ class Engine:
     @contextlib.contextmanager
     def drive_health_checks(self, starting_every: float = 2.0, healthy_every: float = 15.0) -> Iterator[None]:
         """Run the containers' health checks (nothing else runs them here) as an engine with a start interval
-        does: every ``starting_every`` seconds while a container is starting or unhealthy, so that compose's
-        ``service_healthy`` and the tests learn of it promptly, then at the container's own ``interval``
-        (``healthy_every`` without one) once it is healthy. Most checks start Python in the container: a
-        dozen of them every two seconds for the whole module kept both cores busy and slowed every step."""
+        does: ``starting_every`` seconds after the last one while a container is starting or unhealthy, so
+        that compose's ``service_healthy`` and the tests learn of it promptly, then at the container's own
+        ``interval`` (``healthy_every`` without one) once it is healthy. Most checks start Python in the
+        container: a dozen of them every two seconds for the whole module kept both cores busy and slowed
+        every step. Each container has its own schedule, so a slow check (a worker still starting) does not
+        hold back another's (the api, which compose waits for)."""
         self._driving.set()
-        last_run: dict[str, float] = {}
+        ended: dict[str, float] = {}  # container ID -> when its last check ended
         intervals: dict[str, float] = {}
+        running: set[str] = set()
+        lock = threading.Lock()
 
-        def check(line: str) -> None:
-            ident, name = line.split()[:2]
-            last_run[ident] = time.monotonic()
+        def check(ident: str, name: str) -> None:
             try:
                 result = self.podman("healthcheck", "run", ident, check=False, timeout=60)
+                if result.returncode != 0:
+                    self.health_log.append(f"{name}: {(result.stdout + result.stderr).strip()[-300:]}")
             except subprocess.TimeoutExpired:
                 self.health_log.append(f"{name}: podman healthcheck run hung")
-                return
-            if result.returncode != 0:
-                self.health_log.append(f"{name}: {(result.stdout + result.stderr).strip()[-300:]}")
+            finally:
+                with lock:
+                    ended[ident] = time.monotonic()
+                    running.discard(ident)
 
-        def due(line: str, now: float) -> bool:
-            ident = line.split()[0]
-            if "(healthy)" not in line or ident not in last_run:
-                return True
-            return now - last_run[ident] >= intervals.get(ident, healthy_every)
+        def due(ident: str, status: str, now: float) -> bool:
+            every = intervals.get(ident, healthy_every) if "(healthy)" in status else starting_every
+            return ident not in running and now - ended.get(ident, -every) >= every
 
         def loop() -> None:
             with ThreadPoolExecutor(max_workers=4) as pool:
@@ -285,15 +288,18 @@ class Engine:
                         listing = self.podman("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}", check=False,
                                               timeout=60).stdout.splitlines()
                         # "Up 3 seconds" has no health check; "Up 3 seconds (starting)" has one
-                        checked = [line for line in listing if "(" in line]
+                        checked = [line.split(maxsplit=2) for line in listing if "(" in line]
                         intervals.update(self.health_intervals(
-                            [line.split()[0] for line in checked if line.split()[0] not in intervals],
-                            healthy_every))
+                            [ident for ident, *_ in checked if ident not in intervals], healthy_every))
                     except subprocess.TimeoutExpired:
                         checked = []
-                    now = time.monotonic()
-                    list(pool.map(check, [line for line in checked if due(line, now)]))
-                    time.sleep(starting_every)
+                    with lock:
+                        now = time.monotonic()
+                        for ident, name, status in checked:
+                            if due(ident, status, now):
+                                running.add(ident)
+                                pool.submit(check, ident, name)
+                    time.sleep(1.0)
 
         thread = threading.Thread(target=loop, name="health-checks", daemon=True)
         thread.start()
