@@ -193,7 +193,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 yield Stack(lab, engine, project, timings=timings)
         finally:
             engine.stop()
-            print(f"\ncontainer lab timings (s): { {step: round(s, 1) for step, s in timings.items()} }",
+            print(f"\ncontainer lab timings (s): { {step: round(s, 1) for step, s in timings.items()} }; "
+                  f"{len(engine.health_runs)} health checks, {sum(engine.health_runs):.0f} s in all",
                   file=sys.stderr)
 
 

@@ -118,6 +118,7 @@ class Engine:
         self.service: subprocess.Popen | None = None
         self.proxy: EgressProxy | None = None
         self.health_log: list[str] = []
+        self.health_runs: list[float] = []  # how long each health check took, in seconds
         self._driving = threading.Event()
 
     # -- the engine --------------------------------------------------------------------------------
@@ -253,19 +254,22 @@ class Engine:
     @contextlib.contextmanager
     def drive_health_checks(self, starting_every: float = 2.0, healthy_every: float = 15.0) -> Iterator[None]:
         """Run the containers' health checks (nothing else runs them here) as an engine with a start interval
-        does: ``starting_every`` seconds after the last one while a container is starting or unhealthy, so
-        that compose's ``service_healthy`` and the tests learn of it promptly, then at the container's own
-        ``interval`` (``healthy_every`` without one) once it is healthy. Most checks start Python in the
-        container: a dozen of them every two seconds for the whole module kept both cores busy and slowed
-        every step. Each container has its own schedule, so a slow check (a worker still starting) does not
-        hold back another's (the api, which compose waits for)."""
+        does: while a container is starting or unhealthy, ``starting_every`` seconds after its last check, or
+        twice as long as that check took if longer, so that compose's ``service_healthy`` and the tests learn
+        of it promptly; once it is healthy, at its own ``interval`` (``healthy_every`` without one). Most
+        checks start Python in the container, and a check that fails while its service starts takes seconds:
+        run back to back, a dozen of them took most of the CPU the starting services needed. Each container
+        has its own schedule, so a slow check (a worker still starting) does not hold back another's (the
+        api, which compose waits for)."""
         self._driving.set()
         ended: dict[str, float] = {}  # container ID -> when its last check ended
+        took: dict[str, float] = {}  # container ID -> how long its last check took
         intervals: dict[str, float] = {}
         running: set[str] = set()
         lock = threading.Lock()
 
         def check(ident: str, name: str) -> None:
+            started = time.monotonic()
             try:
                 result = self.podman("healthcheck", "run", ident, check=False, timeout=60)
                 if result.returncode != 0:
@@ -275,10 +279,15 @@ class Engine:
             finally:
                 with lock:
                     ended[ident] = time.monotonic()
+                    took[ident] = ended[ident] - started
+                    self.health_runs.append(took[ident])
                     running.discard(ident)
 
         def due(ident: str, status: str, now: float) -> bool:
-            every = intervals.get(ident, healthy_every) if "(healthy)" in status else starting_every
+            if "(healthy)" in status:
+                every = intervals.get(ident, healthy_every)
+            else:
+                every = max(starting_every, 2 * took.get(ident, 0.0))
             return ident not in running and now - ended.get(ident, -every) >= every
 
         def loop() -> None:
