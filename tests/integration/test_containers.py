@@ -13,6 +13,7 @@ Needs root, podman and network namespaces; skipped with the reason where they ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -143,6 +144,15 @@ git() {{ echo "(the test's copy of the checkout stands for git $1)"; }}
             assert time.monotonic() < deadline, f"not healthy: {waiting}\n" + "\n".join(self.engine.health_log[-10:])
             time.sleep(2)
 
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record how long ``step`` took in ``timings`` (printed when the module ends: where its time goes)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[step] = time.monotonic() - started
+
     def container(self, service: str) -> dict:
         for container in self.engine.containers(PROJECT_NAME):
             if container["Labels"].get("com.docker.compose.service") == service:
@@ -183,7 +193,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 yield Stack(lab, engine, project, timings=timings)
         finally:
             engine.stop()
-            print(f"\ncontainer lab timings (s): { {step: round(s, 1) for step, s in timings.items()} }",
+            print(f"\ncontainer lab timings (s): { {step: round(s, 1) for step, s in timings.items()} }; "
+                  f"{len(engine.health_runs)} health checks, {sum(engine.health_runs):.0f} s in all",
                   file=sys.stderr)
 
 
@@ -192,9 +203,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def test_install_as_the_guide_says(stack: Stack):
     """The guide's install block as written: .env, folders, `up -d --build`, `ps`, the first API token."""
-    started = time.monotonic()
-    output = stack.shell(stack.guide("Install with compose"))
-    stack.timings["install"] = time.monotonic() - started
+    with stack.timed("install"):
+        output = stack.shell(stack.guide("Install with compose"))
     stack.token = output.strip().splitlines()[-1]
     assert re.fullmatch(r"[A-Za-z0-9_\-.]{20,}", stack.token), output[-2000:]
     listing = {c["Labels"]["com.docker.compose.service"]: c for c in stack.engine.containers(PROJECT_NAME)}
@@ -337,8 +347,10 @@ def test_upgrade_keeps_tasks_and_images(stack: Stack):
     before_tasks = stack.api("GET", "/tasks")[1]
     before_images = stack.api("GET", "/images")[1]
     old_image = stack.container("api")["ImageID"]
-    stack.shell(stack.guide("Upgrading"), revision="upgrade-rehearsal")
-    stack.wait_healthy()
+    with stack.timed("upgrade"):
+        stack.shell(stack.guide("Upgrading"), revision="upgrade-rehearsal")
+    with stack.timed("healthy after the upgrade"):
+        stack.wait_healthy()
     assert list((stack.project).glob("octoprov-*.dump")), "the dump the guide takes first"
     assert stack.container("api")["ImageID"] != old_image, "the services run the rebuilt image"
     labels = json.loads(stack.engine.podman("image", "inspect", IMAGE).stdout)[0]["Labels"]
@@ -363,11 +375,15 @@ def test_backup_and_restore_onto_an_empty_stack(stack: Stack):
     public_key = stack.compose("exec", "-T", "api", "octoprov", "deploy-key")  # generated now, into the volume
     assert public_key.startswith("ssh-ed25519 "), public_key
     before = (stack.api("GET", "/tasks")[1], stack.api("GET", "/images")[1], read_secrets_in_the_stack(stack))
-    stack.shell(stack.guide("Backup", 0))
-    stack.compose("down", "--volumes", "--timeout", "60")
+    with stack.timed("backup"):
+        stack.shell(stack.guide("Backup", 0))
+    with stack.timed("down"):
+        stack.compose("down", "--volumes", "--timeout", "60")
     assert not stack.engine.containers(PROJECT_NAME)
-    stack.shell(stack.guide("Backup", 1))
-    stack.wait_healthy()
+    with stack.timed("restore"):
+        stack.shell(stack.guide("Backup", 1))
+    with stack.timed("healthy after the restore"):
+        stack.wait_healthy()
     after = (stack.api("GET", "/tasks")[1], stack.api("GET", "/images")[1], read_secrets_in_the_stack(stack))
     assert after == before
     assert before[2] == {"password": "Lab-secret-1"}

@@ -228,7 +228,7 @@ def test_completion_webhook_is_delivered(stack):
 
 def test_a_killed_worker_does_not_create_a_second_machine(tmp_path, postgres_server, redis_url):
     flush_redis(redis_url)
-    stack = start_stack(tmp_path, postgres_server, redis_url, broker_visibility_timeout_s=6, step_lease_s=6)
+    stack = start_stack(tmp_path, postgres_server, redis_url, broker_visibility_timeout_s=4, step_lease_s=4)
     try:
         worker = stack.start_worker(concurrency=2)
         image = stack.image()

@@ -74,7 +74,7 @@ class Size:
     callback_delay_s: float  # time between two reports of a fake machine
 
 
-TEST = Size(lease_s=5, deadline_s=45, deadline_check_s=1, requeue_after_s=5, settle_s=60, rate_per_s=1.5,
+TEST = Size(lease_s=4, deadline_s=45, deadline_check_s=1, requeue_after_s=5, settle_s=60, rate_per_s=1.5,
             step_delay_s=0.2, callback_delay_s=0.3)
 FULL = Size(lease_s=15, deadline_s=90, deadline_check_s=5, requeue_after_s=5, settle_s=150, rate_per_s=1.0,
             step_delay_s=0.2, callback_delay_s=0.3)

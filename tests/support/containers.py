@@ -118,6 +118,7 @@ class Engine:
         self.service: subprocess.Popen | None = None
         self.proxy: EgressProxy | None = None
         self.health_log: list[str] = []
+        self.health_runs: list[float] = []  # how long each health check took, in seconds
         self._driving = threading.Event()
 
     # -- the engine --------------------------------------------------------------------------------
@@ -238,20 +239,56 @@ class Engine:
                               f"label=com.docker.compose.project={project}").stdout
         return list(json.loads(listing or "[]"))
 
-    @contextlib.contextmanager
-    def drive_health_checks(self, interval: float = 2.0) -> Iterator[None]:
-        """Run every running container's health check every ``interval`` seconds (nothing else runs them)."""
-        self._driving.set()
+    def health_intervals(self, idents: list[str], default: float) -> dict[str, float]:
+        """Each container's own health-check ``interval`` in seconds (compose.yaml's), ``default`` where it
+        has none, by short container ID."""
+        if not idents:
+            return {}
+        listing = self.podman("container", "inspect", *idents, check=False, timeout=60).stdout
+        intervals = {}
+        for container in json.loads(listing or "[]"):
+            nanoseconds = ((container.get("Config") or {}).get("Healthcheck") or {}).get("Interval") or 0
+            intervals[container["Id"][:12]] = nanoseconds / 1e9 if nanoseconds > 0 else default
+        return intervals
 
-        def check(line: str) -> None:
-            ident, name = line.split()[:2]
+    @contextlib.contextmanager
+    def drive_health_checks(self, starting_every: float = 2.0, healthy_every: float = 15.0) -> Iterator[None]:
+        """Run the containers' health checks (nothing else runs them here) as an engine with a start interval
+        does: while a container is starting or unhealthy, ``starting_every`` seconds after its last check, or
+        twice as long as that check took if longer, so that compose's ``service_healthy`` and the tests learn
+        of it promptly; once it is healthy, at its own ``interval`` (``healthy_every`` without one). Most
+        checks start Python in the container, and a check that fails while its service starts takes seconds:
+        run back to back, a dozen of them took most of the CPU the starting services needed. Each container
+        has its own schedule, so a slow check (a worker still starting) does not hold back another's (the
+        api, which compose waits for)."""
+        self._driving.set()
+        ended: dict[str, float] = {}  # container ID -> when its last check ended
+        took: dict[str, float] = {}  # container ID -> how long its last check took
+        intervals: dict[str, float] = {}
+        running: set[str] = set()
+        lock = threading.Lock()
+
+        def check(ident: str, name: str) -> None:
+            started = time.monotonic()
             try:
                 result = self.podman("healthcheck", "run", ident, check=False, timeout=60)
+                if result.returncode != 0:
+                    self.health_log.append(f"{name}: {(result.stdout + result.stderr).strip()[-300:]}")
             except subprocess.TimeoutExpired:
                 self.health_log.append(f"{name}: podman healthcheck run hung")
-                return
-            if result.returncode != 0:
-                self.health_log.append(f"{name}: {(result.stdout + result.stderr).strip()[-300:]}")
+            finally:
+                with lock:
+                    ended[ident] = time.monotonic()
+                    took[ident] = ended[ident] - started
+                    self.health_runs.append(took[ident])
+                    running.discard(ident)
+
+        def due(ident: str, status: str, now: float) -> bool:
+            if "(healthy)" in status:
+                every = intervals.get(ident, healthy_every)
+            else:
+                every = max(starting_every, 2 * took.get(ident, 0.0))
+            return ident not in running and now - ended.get(ident, -every) >= every
 
         def loop() -> None:
             with ThreadPoolExecutor(max_workers=4) as pool:
@@ -259,11 +296,19 @@ class Engine:
                     try:
                         listing = self.podman("ps", "--format", "{{.ID}} {{.Names}} {{.Status}}", check=False,
                                               timeout=60).stdout.splitlines()
+                        # "Up 3 seconds" has no health check; "Up 3 seconds (starting)" has one
+                        checked = [line.split(maxsplit=2) for line in listing if "(" in line]
+                        intervals.update(self.health_intervals(
+                            [ident for ident, *_ in checked if ident not in intervals], healthy_every))
                     except subprocess.TimeoutExpired:
-                        listing = []
-                    # "Up 3 seconds" has no health check; "Up 3 seconds (starting)" has one
-                    list(pool.map(check, [line for line in listing if "(" in line]))
-                    time.sleep(interval)
+                        checked = []
+                    with lock:
+                        now = time.monotonic()
+                        for ident, name, status in checked:
+                            if due(ident, status, now):
+                                running.add(ident)
+                                pool.submit(check, ident, name)
+                    time.sleep(1.0)
 
         thread = threading.Thread(target=loop, name="health-checks", daemon=True)
         thread.start()

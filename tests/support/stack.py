@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from octoprov.crypto import Vault
 from octoprov.db import Database
 from tests.support.live import LiveApi, start_live_api
-from tests.support.processes import start_octoprov, stop_group
+from tests.support.processes import start_octoprov, stop_group, stop_groups
 
 API = "/api/v1/provisioning"
 
@@ -65,9 +65,10 @@ class Stack:
         stop_group(process, sig)
 
     def stop(self) -> None:
-        for process in self.workers:
-            self.kill(process)
-        self.api.stop()
+        """The workers, beat and the API signalled together and awaited until one deadline: their shutdowns
+        (a worker waits for its pool's children) overlap instead of adding up."""
+        api = [self.api.process] if self.api.process is not None else []
+        stop_groups([*self.workers, *api])
 
     # -- helpers for the tests -------------------------------------------------------------------
 
