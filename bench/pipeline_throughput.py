@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from bench import durable_reference
 from bench.common import group_cpu_s, ratio, sized
 from octoprov import states
-from octoprov.models import Task
+from octoprov.models import Task, TaskLog
 from octoprov.settings import Settings
 from tests.support.processes import stop_group
 from tests.support.servers import start_postgres, start_redis
@@ -36,6 +36,8 @@ PIPELINES = sized(1000, 6)
 STEPS = 9
 SLOTS = 2
 SUBMITTERS = 4
+# how long a phase may take before the bench gives up and says where it stood (the smoke run's test waits 540 s)
+PATIENCE_S = sized(max(600, PIPELINES), 150)
 
 
 def _octoprov(stack, node: int, image: int, groups: dict[str, int]) -> tuple[float, dict[str, float]]:
@@ -55,7 +57,7 @@ def _octoprov(stack, node: int, image: int, groups: dict[str, int]) -> tuple[flo
     with ThreadPoolExecutor(SUBMITTERS) as pool:
         list(pool.map(submit, range(PIPELINES)))
     try:
-        deadline = time.monotonic() + max(600, PIPELINES)
+        deadline = time.monotonic() + PATIENCE_S
         while True:
             with database.session() as session:
                 done = session.scalar(select(func.count()).select_from(Task).where(Task.status.in_(
@@ -63,6 +65,7 @@ def _octoprov(stack, node: int, image: int, groups: dict[str, int]) -> tuple[flo
             if done >= PIPELINES:
                 break
             if time.monotonic() > deadline:
+                print(_unfinished(database), flush=True)
                 raise SystemExit(f"only {done} of {PIPELINES} pipelines ended in time")
             time.sleep(0.2)
         with database.session() as session:
@@ -76,6 +79,19 @@ def _octoprov(stack, node: int, image: int, groups: dict[str, int]) -> tuple[flo
     return PIPELINES / elapsed, spent
 
 
+def _unfinished(database) -> str:
+    """Where the pipelines that did not end stand: each one's state and steps, and its last log lines."""
+    lines = []
+    with database.session() as session:
+        for task in session.scalars(select(Task).where(Task.status.not_in(
+                (states.COMPLETED, states.FAILED, states.CANCELLED))).order_by(Task.id).limit(5)):
+            steps = ", ".join(f"{step.name}={step.status}/{step.attempts}" for step in task.steps)
+            logs = session.scalars(select(TaskLog.message).where(TaskLog.task_id == task.id)
+                                   .order_by(TaskLog.id.desc()).limit(6))
+            lines.append(f"task {task.id} {task.status}: {steps}; last log: {' | '.join(reversed(list(logs)))}")
+    return "\n".join(lines)
+
+
 def _celery_chains(env: dict, groups: list[int]) -> tuple[float, float]:
     """Chains of STEPS no-op tasks per second, and CPU seconds per chain (worker and Redis)."""
     app = make_celery(Settings.from_env(env))
@@ -84,7 +100,7 @@ def _celery_chains(env: dict, groups: list[int]) -> tuple[float, float]:
     cpu_before, began = group_cpu_s(groups), time.perf_counter()
     results = [chain(*[link.clone() for _ in range(STEPS)]).apply_async() for _ in range(PIPELINES)]
     for result in results:
-        result.get(timeout=max(600, PIPELINES))
+        result.get(timeout=PATIENCE_S)
     elapsed = time.perf_counter() - began
     return PIPELINES / elapsed, (group_cpu_s(groups) - cpu_before) / PIPELINES
 
@@ -107,7 +123,7 @@ def _durable_chains(env: dict, groups: list[int]) -> tuple[float, float]:
         cpu_before, began = group_cpu_s([worker.pid, *groups]), time.perf_counter()
         results = [chain_of(row).apply_async() for row in range(PIPELINES)]
         for result in results:
-            result.get(timeout=max(600, PIPELINES))
+            result.get(timeout=PATIENCE_S)
         elapsed = time.perf_counter() - began
         return PIPELINES / elapsed, (group_cpu_s([worker.pid, *groups]) - cpu_before) / PIPELINES
     finally:
