@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from octoprov import states
 from octoprov.crypto import Vault
@@ -78,6 +80,19 @@ def stamps_of(connection: Connection, macs: list[str]) -> dict[str, Stamp]:
     return {mac: found.get(mac, (0, None)) for mac in macs}
 
 
+def _idle(dbapi_connection: Any) -> bool:
+    """A psycopg connection outside any transaction (the pool's ping, when it pinged, left one open)."""
+    return bool(dbapi_connection.info.transaction_status == TransactionStatus.IDLE)
+
+
+def _transactions_again(connection: PoolProxiedConnection) -> None:
+    """The connection back in transactions before the pool has it; one that cannot be is not pooled again."""
+    try:
+        connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]  # checked out: it is there
+    except Exception as exc:
+        connection.invalidate(exc)
+
+
 class StampReader:
     """One MAC's stamp for the request path: the statement compiled once for the engine's dialect and run on the
     driver's own cursor, a pooled connection checked out as for any statement (pinged if it sat idle: see db).
@@ -91,6 +106,9 @@ class StampReader:
         self.sql = compiled.string
         self._params = compiled.construct_params({"mac": None})
         self._order = compiled.positiontup if engine.dialect.positional else None
+        # psycopg: the read alone, in autocommit: no BEGIN and no ROLLBACK round trips around it, and a rollback
+        # (the pool's reset when a connection comes back) would also forget the statement prepared on the server
+        self._autocommit = engine.dialect.driver == "psycopg"
 
     def __call__(self, mac: str) -> Stamp:
         params = {**self._params, "mac": mac}
@@ -102,7 +120,11 @@ class StampReader:
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=dialect.is_disconnect(exc, None, None),
                                       dialect=dialect) from exc
+        driver: Any = connection.dbapi_connection
+        alone = self._autocommit and _idle(driver)
         try:
+            if alone:
+                driver.autocommit = True
             cursor = connection.cursor()
             try:
                 cursor.execute(self.sql, args)
@@ -111,9 +133,11 @@ class StampReader:
                 count, newest = row
             finally:
                 cursor.close()
+                if alone:
+                    _transactions_again(connection)
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, connection.dbapi_connection, None)
-            if lost:
+            if lost and connection.is_valid:
                 connection.invalidate(exc)
             raise DBAPIError.instance(self.sql, args, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=lost, dialect=dialect) from exc
@@ -245,6 +269,7 @@ class BootAnswers:
                         self._render(mac, stamp, {}, checked)
             for mac in settled:
                 del changed[mac]
+            connection.commit()  # it only read: a rollback would make psycopg forget the prepared statements
         return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import update
 
 from api import create_app
+from octoprov.db import Database
 from octoprov.models import Task, TaskStep
 from octoprov.netboot import answercache, service
 from octoprov.netboot.chain import BootChain
@@ -489,3 +491,30 @@ def test_stamps_of_many_macs_are_those_of_each(client, database, runtime, linux_
         stamps = answercache.stamps_of(connection, [MAC, "52:54:00:00:00:01"])
     assert stamps == {MAC: cache._stamp(MAC), "52:54:00:00:00:01": (0, None)}
     assert stamps[MAC][0] >= 1
+
+
+def test_a_stamp_read_leaves_its_connection_idle_and_its_statement_prepared(client, database, runtime, linux_image):
+    """The request path's read leaves no transaction open, and on PostgreSQL runs alone (autocommit): the pool's
+    rollback on return would make psycopg forget every statement it prepared on the connection, so the read
+    would be parsed and planned anew on every request of a storm."""
+    _baremetal(client, linux_image)
+    own = Database(runtime.database.url)  # one pooled connection, reused by each read
+    try:
+        read = answercache.StampReader(own.engine)
+        stamps = {read(MAC) for _ in range(8)}
+        assert len(stamps) == 1 and next(iter(stamps))[0] >= 1
+        connection = own.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if own.engine.dialect.name == "postgresql":
+                assert connection.dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+                cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%task_events%'")
+                assert cursor.fetchone()[0] == 1
+            else:
+                assert not connection.dbapi_connection.in_transaction
+            cursor.close()
+        finally:
+            connection.close()
+        assert own.engine.pool.checkedin() == 1
+    finally:
+        own.dispose()
