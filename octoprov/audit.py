@@ -41,7 +41,7 @@ class AuditEntry:
     status: int | None = None
 
 
-_ENTRY = insert(cast(Table, AuditEvent.__table__))  # built once
+_ENTRY = insert(cast(Table, AuditEvent.__table__)).inline()  # built once; inline: no RETURNING of the new id
 
 
 def record(session: Session, entry: AuditEntry) -> None:

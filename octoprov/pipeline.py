@@ -84,7 +84,9 @@ class FollowingStep(StepState, Protocol):
 
 
 TASKS, STEPS, LOGS = states.TASKS, cast(Table, TaskStep.__table__), cast(Table, TaskLog.__table__)
-_LOG_LINE = insert(LOGS)  # built once: a step writes a few lines, and building costs more than sending
+# built once: a step writes a few lines, and building costs more than sending; inline: nothing reads the new
+# line's id, so PostgreSQL returns none (SQLAlchemy would ask for it with RETURNING)
+_LOG_LINE = insert(LOGS).inline()
 
 
 def log(session: Session, task_id: int, message: str, *, level: str = "info", step: str | None = None) -> None:
@@ -93,7 +95,7 @@ def log(session: Session, task_id: int, message: str, *, level: str = "info", st
                                              "timestamp": utcnow()})
 
 
-_STEP_ROWS = insert(STEPS)  # built once
+_STEP_ROWS = insert(STEPS).inline()  # built once; nothing reads the new rows' ids
 
 
 def add_steps(session: Session, task_id: int, planned: list[steps.StepDef]) -> None:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import json
 import logging
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -228,14 +229,57 @@ def clock() -> int:
     return sent
 
 
+class _Link(threading.local):
+    """The simulated machines' HTTP connection to the callback URL, kept between reports (one per thread of a
+    worker process): the fake stands in for machines outside Octoprov, and opening a connection per report
+    would charge the worker slots that play them, and the API, with setting up connections no real machine
+    shares. A kept connection the server closed meanwhile is opened anew."""
+
+    origin: tuple[str, str, int] | None = None
+    connection: http.client.HTTPConnection | None = None
+
+    def open(self, scheme: str, host: str, port: int) -> tuple[http.client.HTTPConnection, bool]:
+        """The connection to that origin, and whether it was kept from an earlier report."""
+        if self.connection is not None and self.origin == (scheme, host, port):
+            return self.connection, True
+        self.close()
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        self.connection, self.origin = kind(host, port, timeout=REPORT_TIMEOUT_S), (scheme, host, port)
+        return self.connection, False
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+        self.connection, self.origin = None, None
+
+
+_link = _Link()
+
+
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - the API's own callback URL from settings
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_S) as response:  # noqa: S310 - our own API's URL
-            answer: dict[str, Any] = json.loads(response.read() or b"{}")
-            return answer
-    except urllib.error.HTTPError as exc:
-        return {"accepted": False, "status": exc.code}
-    except (OSError, ValueError) as exc:
-        return {"accepted": False, "error": str(exc)}
+    """POST one report; the answer's JSON, or what went wrong (``status`` of an HTTP error, ``error``). A kept
+    connection that fails is tried once more on a new one: a report delivered twice is answered "duplicate"."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    data = json.dumps(body).encode()
+    while True:
+        connection, kept = _link.open(scheme, parts.hostname or "", port)
+        try:
+            connection.request("POST", parts.path or "/", body=data, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            _link.close()
+            if kept:
+                continue
+            return {"accepted": False, "error": str(exc)}
+        if response.will_close:
+            _link.close()
+        if response.status >= 400:
+            return {"accepted": False, "status": response.status}
+        try:
+            answer: dict[str, Any] = json.loads(payload or b"{}")
+        except ValueError as exc:
+            return {"accepted": False, "error": str(exc)}
+        return answer
