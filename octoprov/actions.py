@@ -20,7 +20,7 @@ from octoprov.context import TaskContext
 from octoprov.errors import PermanentError
 from octoprov.models import Task
 from octoprov.postinstall.membership import add_to_groups, register_with_octofleet
-from octoprov.results import result_node
+from octoprov.results import ensure_result_node
 from octoprov.targets.base import Machine, Target
 
 Action = Callable[[Target, TaskContext], str]
@@ -99,8 +99,8 @@ def join_groups(target: Target, ctx: TaskContext) -> str:
 
 def finish(target: Target, ctx: TaskContext) -> str:
     with ctx.database.session() as session:
-        node = result_node(session, session.get_one(Task, ctx.task_id))
-        ready = f"Machine ready: node {node.id} ({node.name})"
+        node = ensure_result_node(session, ctx.task_id, ctx.spec.os.image_id)
+    ready = f"Machine ready: node {node.id} ({node.name})"
     fleet = register_with_octofleet(ctx)
     return f"{ready}; {fleet}" if fleet else ready
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -53,7 +54,8 @@ class TaskContext:
 
     @property
     def data_dir(self) -> Path:
-        return self.settings.data_dir.resolve()
+        folder = self.settings.data_dir
+        return _resolved(folder) if folder.is_absolute() else folder.resolve()  # relative: to today's cwd
 
     @property
     def callback_url(self) -> str:
@@ -77,6 +79,12 @@ class TaskContext:
             status = session.scalar(select(Task.status).where(Task.id == self.task_id))
         if status in (states.CANCELLED, states.FAILED):
             raise Cancelled(f"task {self.task_id} is {status}")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(path: Path) -> Path:
+    """An absolute data folder's real path, found once per process: every step asks, and resolving walks it."""
+    return path.resolve()
 
 
 def callback_url(settings: Settings) -> str:

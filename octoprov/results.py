@@ -11,13 +11,17 @@ report that came from one of the addresses it claims (docs/operations.md, "What 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Any, cast
 
 from pydantic import Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Select, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
+from octoprov.db import expire_loaded
 from octoprov.models import Image, Node, Task
 from octoprov.specs import Timestamp, View
+from octoprov.states import TASKS
 
 MACHINE = "machine"
 
@@ -54,32 +58,64 @@ class NodeView(View):
                    created_at=node.created_at, updated_at=node.updated_at)
 
 
+@dataclass(frozen=True)
+class NodeRef:
+    id: int
+    name: str
+
+
+NODES, IMAGES = cast(Table, Node.__table__), cast(Table, Image.__table__)
+
+
+def _result_read() -> Select[Any]:
+    """What deciding a task's node reads, in one statement: the task, the node it has (if any), the node that
+    holds its host name (if any) and its image."""
+    kept, named = aliased(NODES), aliased(NODES)
+    task = TASKS
+    return (select(task.c.hostname, task.c.mac_address, task.c.hypervisor_node_id, task.c.result_node_id,
+                   kept.c.name.label("kept_name"), named.c.id.label("named_id"), named.c.role.label("named_role"),
+                   IMAGES.c.os_type, IMAGES.c.name.label("image_name"))
+            .select_from(task.outerjoin(kept, kept.c.id == task.c.result_node_id)
+                         .outerjoin(named, named.c.name == task.c.hostname)
+                         .outerjoin(IMAGES, IMAGES.c.id == bindparam("b_image", type_=Integer)))
+            .where(task.c.id == bindparam("b_task", type_=Integer)))
+
+
+_RESULT_READ = _result_read()
+
+
+def ensure_result_node(session: Session, task_id: int, image_id: int | None) -> NodeRef:
+    """The task's node, created on first need (``image_id``: the task's image, which says the OS). A machine
+    installed again under the same host name is the same node, brought up to date; a name held by a hypervisor
+    or bare-metal record gets the task id appended instead (node names are unique). Core statements: the step
+    that ends every task reads one row and writes two, with no ORM objects; a copy of the task or node this
+    session loaded reads them again."""
+    connection = session.connection()
+    row = connection.execute(_RESULT_READ, {"b_task": task_id, "b_image": image_id}).one()
+    if row.result_node_id is not None:
+        return NodeRef(row.result_node_id, row.kept_name)
+    options: dict[str, Any] = {"taskId": task_id}
+    if row.hypervisor_node_id is not None:
+        options["hypervisorNodeId"] = row.hypervisor_node_id
+    values = {"kind": row.os_type or "windows", "os_name": row.image_name, "hostname": row.hostname,
+              "mac_addresses": [row.mac_address] if row.mac_address else [], "options": options, "ip_addresses": []}
+    if row.named_id is not None and row.named_role == MACHINE:
+        ref = NodeRef(row.named_id, row.hostname)
+        connection.execute(update(NODES).where(NODES.c.id == ref.id).values(**values))
+        expire_loaded(session, Node, ref.id)
+    else:
+        name = row.hostname if row.named_id is None else f"{row.hostname} (task {task_id})"
+        ref = NodeRef(connection.execute(insert(NODES).values(name=name, role=MACHINE, **values)
+                                         .returning(NODES.c.id)).scalar_one(), name)
+    connection.execute(update(TASKS).where(TASKS.c.id == task_id).values(result_node_id=ref.id))
+    expire_loaded(session, Task, task_id, ["result_node_id"])
+    return ref
+
+
 def result_node(session: Session, task: Task) -> Node:
-    """The task's node, created on first need. A machine installed again under the same host name
-    is the same node, brought up to date; a name held by a hypervisor or bare-metal record gets the
-    task id appended instead (node names are unique)."""
-    if task.result_node_id is not None:
-        existing = session.get(Node, task.result_node_id)
-        assert existing is not None  # result_node_id is a foreign key to it
-        return existing
-    node = session.scalar(select(Node).where(Node.name == task.hostname))
-    if node is None or node.role != MACHINE:
-        name = task.hostname if node is None else f"{task.hostname} (task {task.id})"
-        node = Node(name=name, role=MACHINE, kind="windows")
-        session.add(node)
-    image = session.get(Image, ((task.config or {}).get("os") or {}).get("imageId"))
-    node.kind = image.os_type if image is not None else "windows"
-    node.os_name = image.name if image is not None else None
-    node.hostname = task.hostname
-    node.mac_addresses = [task.mac_address] if task.mac_address else []
-    options = {"taskId": task.id}
-    if task.hypervisor_node_id is not None:
-        options["hypervisorNodeId"] = task.hypervisor_node_id
-    node.options = options
-    node.ip_addresses = []
-    session.flush()
-    task.result_node_id = node.id
-    return node
+    """The task's node (``ensure_result_node``) as an ORM object, for callers that change it further."""
+    ref = ensure_result_node(session, task.id, ((task.config or {}).get("os") or {}).get("imageId"))
+    return session.get_one(Node, ref.id)
 
 
 def record_facts(session: Session, task_id: int, facts: MachineFacts, *, source: str | None) -> str | None:

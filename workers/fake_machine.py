@@ -39,7 +39,7 @@ from sqlalchemy import select
 from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
-from octoprov.models import TaskStep
+from octoprov.models import Site, Task, TaskStep
 from octoprov.sites import task_site_name
 from octoprov.targets import registry
 from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
@@ -131,11 +131,14 @@ def schedule(progress: Progress) -> None:
 def boot(ctx: TaskContext) -> None:
     """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
-    with ctx.database.session() as session:
-        stages = [(row.name, row.title, row.event) for row in session.execute(
-            select(TaskStep.name, TaskStep.title, TaskStep.event)
-            .where(TaskStep.task_id == ctx.task_id, TaskStep.kind == steps.WAIT).order_by(TaskStep.position))]
-        pool = registry.site_queue(options.machine_pool, task_site_name(session, ctx.task_id))  # its site's
+    site = select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == ctx.task_id).scalar_subquery()
+    with ctx.database.session() as session:  # the stages and the task's site in one read
+        rows = session.execute(
+            select(TaskStep.name, TaskStep.title, TaskStep.event, site.label("site"))
+            .where(TaskStep.task_id == ctx.task_id, TaskStep.kind == steps.WAIT).order_by(TaskStep.position)).all()
+        site_name = rows[0].site if rows else task_site_name(session, ctx.task_id)
+    stages = [(row.name, row.title, row.event) for row in rows]
+    pool = registry.site_queue(options.machine_pool, site_name)  # its site's
     with machine(ctx.data_dir, ctx.task_id) as (path, _):
         progress = Progress(ctx.task_id, 0, 0, time.time() + options.callback_delay_s, pool,
                             stages, ctx.vault.encrypt(ctx.callback_token()), options.fail_at,

@@ -94,10 +94,16 @@ def fake_dir(ctx: TaskContext) -> Path:
     return fake_folder(ctx.data_dir)
 
 
+_made: set[Path] = set()  # the fake folders this process made sure of
+
+
 def fake_folder(data_dir: Path) -> Path:
+    """The fake's folder in ``data_dir``, made with its subfolders the first time this process asks."""
     folder = Path(data_dir) / "fake"
-    (folder / "machines").mkdir(parents=True, exist_ok=True)
-    (folder / "failures").mkdir(parents=True, exist_ok=True)
+    if folder not in _made:
+        (folder / "machines").mkdir(parents=True, exist_ok=True)
+        (folder / "failures").mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
     return folder
 
 
