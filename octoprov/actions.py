@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import BindParameter, Integer, Update, bindparam, select, update
+from sqlalchemy import BindParameter, Integer, Select, Update, bindparam, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import aliased
 
@@ -26,15 +26,23 @@ from octoprov.targets.base import Machine, Target
 Action = Callable[[Target, TaskContext], str]
 
 
+def _mac_holder() -> Select[int]:
+    """The other active task that holds a MAC (``b_mac``) already, if any: built once, read alone when the record
+    below was refused, and the condition of that record itself."""
+    other = aliased(states.TASKS)
+    return select(other.c.id).where(other.c.mac_address == bindparam("b_mac", type_=states.TASKS.c.mac_address.type),
+                                    other.c.id != bindparam("b_task_id", type_=Integer),
+                                    other.c.status.in_(states.ACTIVE))
+
+
+_MAC_HOLDER = _mac_holder()
+
+
 def _record_machine_statement() -> Update:
     """Store a machine on its task unless another active task holds its MAC: one conditional UPDATE."""
     task_id: BindParameter[int] = bindparam("b_task_id", type_=Integer)
-    mac = bindparam("b_mac", type_=states.TASKS.c.mac_address.type)
-    other = aliased(states.TASKS)
-    clash = select(other.c.id).where(other.c.mac_address == mac, other.c.id != task_id,
-                                     other.c.status.in_(states.ACTIVE))
-    return (update(states.TASKS).where(states.TASKS.c.id == task_id, ~clash.exists())
-            .values(machine_ref=bindparam("b_ref"), mac_address=mac).returning(states.TASKS.c.id))
+    return (update(states.TASKS).where(states.TASKS.c.id == task_id, ~_MAC_HOLDER.exists())
+            .values(machine_ref=bindparam("b_ref"), mac_address=bindparam("b_mac")).returning(states.TASKS.c.id))
 
 
 _RECORD_MACHINE = _record_machine_statement()
@@ -43,13 +51,11 @@ _RECORD_MACHINE = _record_machine_statement()
 def record_machine(ctx: TaskContext, machine: Machine) -> None:
     """Store the machine on its task. A MAC belongs to one active task: two tasks booting one
     network card would hand each other's answers out, so the second is refused."""
+    params = {"b_task_id": ctx.task_id, "b_mac": machine.mac_address, "b_ref": machine.ref}
     with ctx.database.session() as session:
-        stored = session.connection().execute(_RECORD_MACHINE, {
-            "b_task_id": ctx.task_id, "b_mac": machine.mac_address, "b_ref": machine.ref}).first()
-        if stored is not None:
+        if session.connection().execute(_RECORD_MACHINE, params).first() is not None:
             return
-        clash = session.scalar(select(Task.id).where(Task.mac_address == machine.mac_address, Task.id != ctx.task_id,
-                                                     Task.status.in_(states.ACTIVE)))
+        clash = session.connection().execute(_MAC_HOLDER, params).scalar()
     if clash is not None:
         raise PermanentError(f"MAC {machine.mac_address} is already registered to task {clash}")
     raise NoResultFound(f"no task {ctx.task_id}")

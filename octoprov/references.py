@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,8 @@ from octoprov.models import Group, Image, Node, Package, Site, Task, Template
 from octoprov.nodes import HYPERVISOR
 from octoprov.settings import Settings
 from octoprov.validation import check_script_name
+
+_Row = TypeVar("_Row")
 
 # postInstall.runScripts names a file of the scripts library (OCTOPROV_SCRIPTS_DIR); its extension
 # says which OS runs it.
@@ -48,24 +50,23 @@ class DbReferences:
         """``scripts_dir``: the scripts library; by default the one the process's environment configures."""
         self.session = session
         self.scripts_dir = scripts_dir
-        self._images: dict[int, Image | None] = {}
-        self._nodes: dict[int, Node | None] = {}
-        self._templates: dict[int, Template | None] = {}
+        self._read: dict[tuple[type[Any], int], Any] = {}  # (model, id) -> the row, or None when there is none
+
+    def _once(self, model: type[_Row], ident: int) -> _Row | None:
+        key = (model, ident)
+        if key not in self._read:
+            self._read[key] = self.session.get(model, ident)
+        found: _Row | None = self._read[key]
+        return found
 
     def image(self, image_id: int) -> Image | None:
-        if image_id not in self._images:
-            self._images[image_id] = self.session.get(Image, image_id)
-        return self._images[image_id]
+        return self._once(Image, image_id)
 
     def node(self, node_id: int) -> Node | None:
-        if node_id not in self._nodes:
-            self._nodes[node_id] = self.session.get(Node, node_id)
-        return self._nodes[node_id]
+        return self._once(Node, node_id)
 
     def template(self, template_id: int) -> Template | None:
-        if template_id not in self._templates:
-            self._templates[template_id] = self.session.get(Template, template_id)
-        return self._templates[template_id]
+        return self._once(Template, template_id)
 
     def image_os_type(self, image_id: int) -> str | None:
         image = self.image(image_id)

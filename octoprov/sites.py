@@ -143,8 +143,13 @@ def site_name(session: Session, site_id: int | None) -> str | None:
     return site.name if site is not None else None
 
 
+def task_site_select(task_id: int) -> Select[str]:
+    """The name of a task's site, as a statement: read alone, or as a column of a larger read."""
+    return select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == task_id)
+
+
 def task_site_name(session: Session, task_id: int) -> str | None:
-    return session.scalar(select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == task_id))
+    return session.scalar(task_site_select(task_id))
 
 
 def node_site_name(session: Session, node_id: int) -> str | None:

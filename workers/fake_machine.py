@@ -39,8 +39,8 @@ from sqlalchemy import select
 from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
-from octoprov.models import Site, Task, TaskStep
-from octoprov.sites import task_site_name
+from octoprov.models import TaskStep
+from octoprov.sites import task_site_name, task_site_select
 from octoprov.targets import registry
 from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
 from workers.app import app
@@ -131,7 +131,7 @@ def schedule(progress: Progress) -> None:
 def boot(ctx: TaskContext) -> None:
     """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
-    site = select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == ctx.task_id).scalar_subquery()
+    site = task_site_select(ctx.task_id).scalar_subquery()
     with ctx.database.session() as session:  # the stages and the task's site in one read
         rows = session.execute(
             select(TaskStep.name, TaskStep.title, TaskStep.event, site.label("site"))
