@@ -140,12 +140,12 @@ _IMAGE = (select(*(_IMAGES.c[name] for name in (*CLOUD_IMAGE_COLUMNS, "signed_ke
 def load_context(session: Session, task_id: int, settings: Settings, database: Database, vault: Vault) -> TaskContext:
     """Read with Core rows, not ORM objects: every step of every task loads one, and the identity map's
     bookkeeping would cost more than the two reads."""
-    task = session.execute(_TASK_WITH_HOST, {"task_id": task_id}).first()
+    task = session.connection().execute(_TASK_WITH_HOST, {"task_id": task_id}).first()
     if task is None:
         raise NoResultFound(f"no task {task_id}")
     config = task.config or {}
     image_id = (config.get("os") or {}).get("imageId")
-    image = session.execute(_IMAGE, {"image_id": image_id}).first() if image_id else None
+    image = session.connection().execute(_IMAGE, {"image_id": image_id}).first() if image_id else None
     os_type = (image.os_type if image is not None else None) or "windows"
     spec = TaskSpec.from_stored(config, vault.decrypt_json(task.secrets_encrypted) or {}, os_type)
     node = None

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 from pydantic import Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from octoprov.errors import InvalidRequest
@@ -151,7 +151,16 @@ def _vendor_matches(vendor: str | None, manufacturer: str) -> bool:
     return False
 
 
-def pack_matches(pack: DriverPack, manufacturer: str | None, product: str | None) -> bool:
+class PackTarget(Protocol):
+    """What matching reads of a pack: a stored pack or a row of ``matching_packs``' read will do."""
+
+    @property
+    def vendor(self) -> str | None: ...
+    @property
+    def model_pattern(self) -> str | None: ...
+
+
+def pack_matches(pack: PackTarget, manufacturer: str | None, product: str | None) -> bool:
     """A pack without vendor or pattern matches every machine; with them, only machines whose
     SMBIOS strings are known and fit."""
     if pack.vendor and (not manufacturer or not _vendor_matches(pack.vendor, manufacturer)):
@@ -183,6 +192,14 @@ def hyperv_model(generation: int) -> tuple[str | None, str | None]:
     return HYPERV_MODEL
 
 
-def matching_packs(session: Session, os_type: str, manufacturer: str | None, product: str | None) -> list[DriverPack]:
-    packs = session.scalars(select(DriverPack).where(DriverPack.os_type == os_type).order_by(DriverPack.id))
+_PACKS = cast(Table, DriverPack.__table__)
+# built once, Core rows: every answer file asks, and building and loading ORM objects cost more than the read
+_PACKS_OF_OS = (select(_PACKS.c.name, _PACKS.c.vendor, _PACKS.c.model_pattern, _PACKS.c.driver_path)
+                .where(_PACKS.c.os_type == bindparam("os_type")).order_by(_PACKS.c.id))
+
+
+def matching_packs(session: Session, os_type: str, manufacturer: str | None,
+                   product: str | None) -> list[Row[str, str | None, str | None, str]]:
+    """The packs for ``os_type`` that fit the machine, oldest first (name, vendor, model_pattern, driver_path)."""
+    packs = session.connection().execute(_PACKS_OF_OS, {"os_type": os_type})
     return [pack for pack in packs if pack_matches(pack, manufacturer, product)]

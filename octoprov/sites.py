@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
-from sqlalchemy import Select, select
+from sqlalchemy import BindParameter, Select, select
 from sqlalchemy.orm import Session
 
 from octoprov import states
@@ -143,8 +143,9 @@ def site_name(session: Session, site_id: int | None) -> str | None:
     return site.name if site is not None else None
 
 
-def task_site_select(task_id: int) -> Select[str]:
-    """The name of a task's site, as a statement: read alone, or as a column of a larger read."""
+def task_site_select(task_id: int | BindParameter[int]) -> Select[str]:
+    """The name of a task's site, as a statement: read alone, or as a column of a larger read (which may
+    name the task by a parameter, to be built once)."""
     return select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == task_id)
 
 

@@ -12,8 +12,12 @@ It behaves like a real machine, so that what a test or a chaos run measures is O
 * a stage Octoprov already recorded ("duplicate": the answer to an earlier try was lost) counts as
   delivered.
 
-Each report is its own short timed task (a countdown, not a sleep), so a machine that takes its time
-holds no worker slot; a machine with no time between its stages reports the next one in the same task.
+A machine plays in a worker of its pool (the node's ``machinePool``). When the worker process that
+powered it on consumes that pool's queue, the machine runs beside it on one thread of that process (the
+machine room): it holds no worker slot and costs no broker message, as a real machine costs Octoprov
+neither. Otherwise (a rehearsal spreading one task over two pools) each report is a timed task on the pool's
+queue (a countdown, not a sleep); a machine with no time between its stages reports the next one in the same
+run.
 What a machine knows it learns at power-on, as a real one does from its answer files: its token (kept
 encrypted in its record), the stages it reports and how its node tells it to behave. So a report reads
 nothing of Octoprov's database, which the machine, being outside Octoprov, could not either.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
 import http.client
 import json
 import logging
@@ -34,7 +39,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from celery.signals import task_postrun
+from sqlalchemy import Integer, bindparam, select
 
 from octoprov import steps
 from octoprov.context import TaskContext, callback_url
@@ -117,8 +123,14 @@ def finish(path: Path) -> None:
         path.unlink()
 
 
-def schedule(progress: Progress) -> None:
-    """Send the report's message; while the broker cannot be reached the clock sends it later."""
+def schedule(progress: Progress, worker: str | None = None) -> None:
+    """Hand the report to this process's machine room when this process is a worker (``worker``, else the one
+    running the current task) that consumes the machine's pool; else send its message (while the broker cannot
+    be reached the clock sends it later)."""
+    worker = worker or _worker_name()
+    if worker is not None and progress.pool in app.amqp.queues.consume_from:
+        _room.add(progress, worker)
+        return
     try:
         app.send_task("octoprov.fake_machine_report", args=(progress.task_id, progress.index), queue=progress.pool,
                       countdown=max(0.0, progress.due - time.time()), ignore_result=True)
@@ -128,14 +140,18 @@ def schedule(progress: Progress) -> None:
         log.warning("fake machine of task %s: report %s left to the clock: %s", progress.task_id, progress.index, exc)
 
 
+_TASK_ID = bindparam("task_id", type_=Integer)
+# what the machine learns at power-on, in one read built once: the stages it reports, and its task's site
+_STAGES = (select(TaskStep.name, TaskStep.title, TaskStep.event,
+                  task_site_select(_TASK_ID).scalar_subquery().label("site"))
+           .where(TaskStep.task_id == _TASK_ID, TaskStep.kind == steps.WAIT).order_by(TaskStep.position))
+
+
 def boot(ctx: TaskContext) -> None:
     """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
-    site = task_site_select(ctx.task_id).scalar_subquery()
-    with ctx.database.session() as session:  # the stages and the task's site in one read
-        rows = session.execute(
-            select(TaskStep.name, TaskStep.title, TaskStep.event, site.label("site"))
-            .where(TaskStep.task_id == ctx.task_id, TaskStep.kind == steps.WAIT).order_by(TaskStep.position)).all()
+    with ctx.database.session() as session:
+        rows = session.connection().execute(_STAGES, {"task_id": ctx.task_id}).all()
         site_name = rows[0].site if rows else task_site_name(session, ctx.task_id)
     stages = [(row.name, row.title, row.event) for row in rows]
     pool = registry.site_queue(options.machine_pool, site_name)  # its site's
@@ -157,6 +173,12 @@ def retry_in(tries: int) -> float:
 @app.task(name="octoprov.fake_machine_report", bind=True)  # type: ignore[untyped-decorator]  # celery: untyped
 def report(self: CeleryTask, task_id: int, index: int) -> str:
     """Send the machine's next report, and the ones after it that are already due."""
+    return deliver(task_id, index, self.request.hostname)
+
+
+def deliver(task_id: int, index: int, worker: str | None) -> str:
+    """The report ``index`` of the task's machine, if that is still the next one, sent as its message or the
+    machine room delivers it (``worker``: the worker playing the machine, for the fake's event log)."""
     runtime = worker_runtime()
     data_dir = runtime.settings.data_dir
     with machine(data_dir, task_id) as (path, progress):
@@ -173,9 +195,9 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
                     "message": f"fake machine: {title}" + (" failed" if status == "failed" else " done")}
             answer = _post(callback_url(runtime.settings), body)
             record_in(data_dir, task_id, "callback", event=event, status=status, answer=answer,
-                      worker=self.request.hostname, attempt=progress.tries + 1)
+                      worker=worker, attempt=progress.tries + 1)
             if _undelivered(answer):
-                return _again(path, progress, f"{event}: {answer}")
+                return _again(path, progress, f"{event}: {answer}", worker)
             if status != "ok" or not (answer.get("accepted") or answer.get("reason") == "duplicate"):
                 finish(path)  # a failure reported, or Octoprov wants no more of it (a cancelled or final task)
                 return f"{event}: {answer}"
@@ -183,7 +205,7 @@ def report(self: CeleryTask, task_id: int, index: int) -> str:
             save(path, progress)
             if progress.delay_s > 0 and progress.index < len(progress.stages):
                 break  # the next stage comes later: its own timed message
-    schedule(progress)
+    schedule(progress, worker)
     return f"{event}: {answer}"
 
 
@@ -195,7 +217,7 @@ def _undelivered(answer: dict[str, Any]) -> bool:
             or answer.get("reason") == "out of order")
 
 
-def _again(path: Path, progress: Progress, why: str) -> str:
+def _again(path: Path, progress: Progress, why: str, worker: str | None) -> str:
     """Schedule the same report again, or give up after as many tries as an answer file makes."""
     tries = progress.tries + 1
     wait_s = retry_in(tries)
@@ -206,7 +228,7 @@ def _again(path: Path, progress: Progress, why: str) -> str:
         return f"gave up: {why}"
     retry = replace(progress, tries=tries, due=time.time() + wait_s)
     save(path, retry)
-    schedule(retry)  # sent under the lock: harmless, the message runs only after its countdown
+    schedule(retry, worker)  # sent under the lock: harmless, it is delivered after its countdown
     return f"retry {tries} in {wait_s} s: {why}"
 
 
@@ -230,6 +252,73 @@ def clock() -> int:
         schedule(progress)
         sent += 1
     return sent
+
+
+def _worker_name() -> str | None:
+    """The worker running the current Celery task, if any (none in the API, a command or a test)."""
+    request = getattr(app.current_task, "request", None)
+    return getattr(request, "hostname", None)
+
+
+class _Room:
+    """The simulated machines this worker process plays: each one's next report, sent by one thread at its
+    time. A report handed in by a running task (the power-on step) waits for that task to end, as a machine
+    starts to boot once it is powered on: by then the step's completion is committed and Octoprov waits for
+    the report. What a report changes lives in the machine's record, so a process that dies with reports
+    still to send loses nothing the clock does not send again (as for a lost message)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, int, str | None]] = []  # (due, task, report index, worker): a heap
+        self._running = threading.local()  # ``held``: what the task running on this thread handed in
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, progress: Progress, worker: str | None) -> None:
+        entry = (progress.due, progress.task_id, progress.index, worker)
+        if threading.current_thread() is not self._thread and _worker_name() is not None:
+            self._running.__dict__.setdefault("held", []).append(entry)
+            return
+        self._start([entry])
+
+    def release(self) -> None:
+        """The running task ended: its machines start."""
+        held = self._running.__dict__.pop("held", None)
+        if held:
+            self._start(held)
+
+    def _start(self, entries: list[tuple[float, int, int, str | None]]) -> None:
+        with self._changed:
+            for entry in entries:
+                heapq.heappush(self._due, entry)
+            if self._thread is None or not self._thread.is_alive():  # first use in this process (pool children fork)
+                self._thread = threading.Thread(target=self._play, name="fake-machine-room", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _next(self) -> tuple[int, int, str | None]:
+        with self._changed:
+            while True:
+                wait_s = self._due[0][0] - time.time() if self._due else None
+                if wait_s is not None and wait_s <= 0:
+                    _, task_id, index, worker = heapq.heappop(self._due)
+                    return task_id, index, worker
+                self._changed.wait(wait_s)
+
+    def _play(self) -> None:
+        while True:
+            task_id, index, worker = self._next()
+            try:
+                deliver(task_id, index, worker)
+            except Exception:  # the record still says what is next: the clock sends it again
+                log.exception("fake machine of task %s: report %s failed", task_id, index)
+
+
+_room = _Room()
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]  # celery: untyped
+def _start_machines(**_: Any) -> None:
+    _room.release()
 
 
 class _Link(threading.local):

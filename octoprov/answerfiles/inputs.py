@@ -100,7 +100,8 @@ class TaskInputs:
     @classmethod
     def from_context(cls, session: Session, ctx: TaskContext) -> TaskInputs:
         """The context's request and node, with what only the answer files need read from ``session``."""
-        row = session.execute(_TASK_AND_IMAGE, {"task_id": ctx.task_id, "image_id": ctx.spec.os.image_id}).one()
+        row = session.connection().execute(_TASK_AND_IMAGE, {"task_id": ctx.task_id,
+                                                              "image_id": ctx.spec.os.image_id}).one()
         image = None if row.id is None else ImageInfo(
             row.id, row.name, row.os_type, row.architecture or "x64", row.image_path, row.image_index or 1,
             tuple(row.editions or ()), row.kernel_args, row.signed_kernel)

@@ -7,9 +7,11 @@ import time
 
 import redis
 
+from octoprov.settings import Settings
 from octoprov.targets.fake import events
 from tests.support.live import serve_again
 from tests.support.stack import flush_redis, start_stack
+from workers.app import make_celery
 
 
 def callbacks(data_dir, task_id: int) -> list[dict]:
@@ -57,3 +59,26 @@ def test_a_report_lost_with_the_broker_queue_is_sent_again_by_the_machine_clock(
         assert done["status"] == "completed", done
     finally:
         stack.stop()
+
+
+def test_the_worker_that_powers_a_machine_on_plays_it_without_broker_messages(tmp_path, postgres_server, redis_url):
+    """A machine of a pool the powering worker consumes reports from that worker's machine room: only once the
+    power-on step is committed (no report comes out of order, even with no time between stages), and without a
+    message through the broker."""
+    flush_redis(redis_url)
+    stack = start_stack(tmp_path, postgres_server, redis_url)
+    try:
+        stack.start_worker(concurrency=2)
+        node, image = stack.fake_node("ROOM", delayS=0, callbackDelayS=0), stack.image()
+        ids = [stack.task(node, image, hostname=f"ROOM-{n:02d}")["id"] for n in range(6)]
+        assert [stack.wait_for(task_id, {"completed", "failed"}, timeout=120)["status"] for task_id in ids] == \
+            ["completed"] * len(ids)
+        stats = make_celery(Settings.from_env(stack.env)).control.inspect(timeout=10).stats() or {}
+    finally:
+        stack.stop()
+    answers = [(event["task"], event["answer"].get("reason")) for task_id in ids
+               for event in callbacks(stack.data_dir, task_id)]
+    assert answers == [(task_id, "step completed") for task_id in ids for _ in range(3)], answers
+    ran = {name for worker in stats.values() for name in worker["total"]}
+    assert "octoprov.step" in ran
+    assert "octoprov.fake_machine_report" not in ran
