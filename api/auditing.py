@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 
 from api.auth import SAFE_METHODS
 from api.outage import UNREACHABLE, reason, unreachable
-from api.runtime import session_scope
+from api.runtime import runtime
 from octoprov import audit
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def _record(response: Response) -> Response:
                     response.status_code)
         return response
     try:
-        with session_scope() as session:
-            audit.record(session, entry)
+        with runtime().database.alone() as connection:  # one statement: no transaction around it
+            audit.record(connection, entry)
     except Exception as exc:  # an answer already given stays given; the failure goes to the server log
         if unreachable(exc) is None:
             log.exception("could not write the audit entry for %s", entry.action)

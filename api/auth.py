@@ -17,7 +17,7 @@ from flask import g, request
 from flask_restx import Resource
 
 from api.docs import ERROR_TEXT, DocNamespace, error_model
-from api.runtime import session_scope
+from api.runtime import runtime, session_scope
 from octoprov import websessions
 from octoprov.roles import Role
 from octoprov.tokens import verify_token
@@ -56,9 +56,9 @@ def bearer_caller() -> Caller | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    with session_scope() as session:
-        found = verify_token(session, token.strip())
-        return None if found is None else Caller(f"token:{found.name}", Role(found.role))
+    with runtime().database.alone() as connection:  # a read, and now and then one write: no transaction
+        found = verify_token(connection, token.strip())
+    return None if found is None else Caller(f"token:{found.name}", Role(found.role))
 
 
 def check_token() -> Refusal | None:

@@ -85,7 +85,7 @@ def _local_token(settings: Settings, database: Database) -> str:
     with database.session() as session:
         if path.exists():
             token = path.read_text().strip()
-            if verify_token(session, token) is not None:
+            if verify_token(session.connection(), token) is not None:
                 return token
         token = create_token(session, "local")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

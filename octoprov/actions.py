@@ -52,10 +52,10 @@ def record_machine(ctx: TaskContext, machine: Machine) -> None:
     """Store the machine on its task. A MAC belongs to one active task: two tasks booting one
     network card would hand each other's answers out, so the second is refused."""
     params = {"b_task_id": ctx.task_id, "b_mac": machine.mac_address, "b_ref": machine.ref}
-    with ctx.database.session() as session:
-        if session.connection().execute(_RECORD_MACHINE, params).first() is not None:
+    with ctx.database.alone() as connection:  # one statement; the refusal's read only names the holder
+        if connection.execute(_RECORD_MACHINE, params).first() is not None:
             return
-        clash = session.connection().execute(_MAC_HOLDER, params).scalar()
+        clash = connection.execute(_MAC_HOLDER, params).scalar()
     if clash is not None:
         raise PermanentError(f"MAC {machine.mac_address} is already registered to task {clash}")
     raise NoResultFound(f"no task {ctx.task_id}")
@@ -79,8 +79,8 @@ def prepare_domain_join(target: Target, ctx: TaskContext) -> str:
 
 
 def render_answers(target: Target, ctx: TaskContext) -> str:
-    with ctx.database.session() as session:
-        return check_task_files(session, ctx)
+    with ctx.database.alone() as connection:  # reads only
+        return check_task_files(connection, ctx)
 
 
 def register_mac(target: Target, ctx: TaskContext) -> str:

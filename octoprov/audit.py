@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, Table, delete, insert, select, text
+from sqlalchemy import Connection, CursorResult, Select, Table, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from octoprov.models import AuditEvent, utcnow
@@ -44,10 +44,10 @@ class AuditEntry:
 _ENTRY = insert(cast(Table, AuditEvent.__table__)).inline()  # built once; inline: no RETURNING of the new id
 
 
-def record(session: Session, entry: AuditEntry) -> None:
+def record(connection: Connection, entry: AuditEntry) -> None:
     """Written at once by a statement, not through the unit of work: every state-changing request writes one, and
-    nothing reads the new row back."""
-    session.connection().execute(_ENTRY, {
+    nothing reads the new row back (a statement of its own: see ``Database.alone``)."""
+    connection.execute(_ENTRY, {
         "actor": entry.actor[:255], "role": entry.role, "source": (entry.source or "")[:64] or None,
         "action": entry.action[:255], "object_type": entry.object_type,
         "object_id": entry.object_id[:255] if entry.object_id else None, "result": entry.result,

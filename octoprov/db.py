@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from octoprov.settings import Settings
 
@@ -78,6 +79,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def idle(dbapi_connection: Any) -> bool:
+    """A psycopg connection outside any transaction (the pool's ping, when it pinged, left one open)."""
+    return bool(dbapi_connection.info.transaction_status == TransactionStatus.IDLE)
+
+
+def transactions_again(connection: PoolProxiedConnection) -> None:
+    """A psycopg connection that ran in autocommit back in transactions before the pool has it; one that cannot
+    be is not pooled again."""
+    try:
+        connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]  # checked out: it is there
+    except Exception as exc:
+        connection.invalidate(exc)
+
+
 class Database:
     """The engine and session factory of one database URL."""
 
@@ -85,6 +100,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommits = self.engine.dialect.driver == "psycopg"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -104,6 +120,26 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def alone(self) -> Iterator[Connection]:
+        """A connection for work that needs no transaction around it: one statement, or reads that need not
+        see one moment together. On PostgreSQL each statement commits as it runs (autocommit), which spares
+        the BEGIN and COMMIT round trips, and the server's work for them, that a transaction of one statement
+        costs. A connection the pool's ping left in a transaction, and SQLite, run the block as one
+        transaction, committed when it ends normally."""
+        with self.engine.connect() as connection:
+            pooled = connection.connection
+            alone = self._autocommits and idle(pooled.dbapi_connection)
+            if alone:
+                pooled.dbapi_connection.autocommit = True  # type: ignore[union-attr]  # checked out: it is there
+            try:
+                yield connection
+                if not alone:
+                    connection.commit()
+            finally:
+                if alone:
+                    transactions_again(pooled)
 
     @contextmanager
     def scratch_session(self) -> Iterator[Session]:

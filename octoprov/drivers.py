@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 from pydantic import Field, field_validator
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Connection, Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from octoprov.errors import InvalidRequest
@@ -198,8 +198,8 @@ _PACKS_OF_OS = (select(_PACKS.c.name, _PACKS.c.vendor, _PACKS.c.model_pattern, _
                 .where(_PACKS.c.os_type == bindparam("os_type")).order_by(_PACKS.c.id))
 
 
-def matching_packs(session: Session, os_type: str, manufacturer: str | None,
+def matching_packs(connection: Connection, os_type: str, manufacturer: str | None,
                    product: str | None) -> list[Row[str, str | None, str | None, str]]:
     """The packs for ``os_type`` that fit the machine, oldest first (name, vendor, model_pattern, driver_path)."""
-    packs = session.connection().execute(_PACKS_OF_OS, {"os_type": os_type})
+    packs = connection.execute(_PACKS_OF_OS, {"os_type": os_type})
     return [pack for pack in packs if pack_matches(pack, manufacturer, product)]

@@ -66,7 +66,7 @@ def _answer_files(session: Session, ctx: TaskContext) -> tuple[dict[str, str], l
     """The files the machine would fetch from its file URL (Autounattend, startnet.cmd, winpeshl.ini;
     kickstart.cfg). What exists only once the task runs stands in as a placeholder, and the notes
     say so: a VM's MAC (a static address is bound to it) and the offline-join blob."""
-    inputs = TaskInputs.from_context(session, ctx)
+    inputs = TaskInputs.from_context(session.connection(), ctx)
     mac_address, blob, notes = inputs.mac_address, inputs.domain_join_blob, []
     if mac_address is None and inputs.spec.network.mode == "static":
         mac_address = PLANNED_MAC

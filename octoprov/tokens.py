@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Integer, Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from octoprov.models import ApiToken, aware, utcnow
@@ -35,14 +36,22 @@ def create_token(session: Session, name: str, role: Role = Role.ADMIN) -> str:
     return token
 
 
-def verify_token(session: Session, token: str) -> ApiToken | None:
-    """The stored token matching ``token``, or None. Marks it as used, to the minute: a busy client's
-    requests do not each write the token's row."""
+_TOKENS = cast(Table, ApiToken.__table__)
+# built once: every API request with a token asks
+_BY_HASH = (select(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.role, _TOKENS.c.last_used_at)
+            .where(_TOKENS.c.token_hash == bindparam("token_hash")))
+_USED = (update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id", type_=Integer))
+         .values(last_used_at=bindparam("now", type_=_TOKENS.c.last_used_at.type)))
+
+
+def verify_token(connection: Connection, token: str) -> Row[int, str, str, datetime | None] | None:
+    """The stored token matching ``token`` (its id, name, role and when it was last used), or None. Marks it as
+    used, to the minute: a busy client's requests do not each write the token's row."""
     if not token.startswith(PREFIX):
         return None
-    found = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    found = connection.execute(_BY_HASH, {"token_hash": token_hash(token)}).first()
     if found is not None:
         now = utcnow()
         if found.last_used_at is None or now - aware(found.last_used_at) >= USE_MARK_S:
-            found.last_used_at = now
+            connection.execute(_USED, {"token_id": found.id, "now": now})
     return found

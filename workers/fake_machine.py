@@ -46,7 +46,7 @@ from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
 from octoprov.models import TaskStep
-from octoprov.sites import task_site_name, task_site_select
+from octoprov.sites import task_site_select
 from octoprov.targets import registry
 from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
 from workers.app import app
@@ -150,9 +150,9 @@ _STAGES = (select(TaskStep.name, TaskStep.title, TaskStep.event,
 def boot(ctx: TaskContext) -> None:
     """Power-on: the machine starts from its first stage (a machine powered on again starts over)."""
     options = options_of(ctx)
-    with ctx.database.session() as session:
-        rows = session.connection().execute(_STAGES, {"task_id": ctx.task_id}).all()
-        site_name = rows[0].site if rows else task_site_name(session, ctx.task_id)
+    with ctx.database.alone() as connection:
+        rows = connection.execute(_STAGES, {"task_id": ctx.task_id}).all()
+        site_name = rows[0].site if rows else connection.execute(task_site_select(ctx.task_id)).scalar()
     stages = [(row.name, row.title, row.event) for row in rows]
     pool = registry.site_queue(options.machine_pool, site_name)  # its site's
     with machine(ctx.data_dir, ctx.task_id) as (path, _):

@@ -50,8 +50,8 @@ def _credentials() -> tuple[str, str]:
 
 
 def _audit(actor: str, role: str | None, action: str, status: int) -> None:
-    with session_scope() as session:
-        audit.record(session, audit.AuditEntry(actor=actor, role=role, source=request.remote_addr, action=action,
+    with runtime().database.alone() as connection:
+        audit.record(connection, audit.AuditEntry(actor=actor, role=role, source=request.remote_addr, action=action,
                                                result=audit.result_of(status), status=status))
 
 

@@ -79,7 +79,7 @@ def for_dvd_install(autounattend: str, endpoints: Endpoints, task_id: int, token
 def dvd_answer_file(ctx: TaskContext) -> str:
     """The task's Autounattend.xml as the network install would serve it, adapted to the DVD."""
     with ctx.database.session() as session:
-        rendered = context_files(session, ctx)
+        rendered = context_files(session.connection(), ctx)
     if "autounattend.xml" not in rendered.files:
         why = rendered.problems.get("autounattend.xml") or "this task's image is not a Windows image"
         raise PermanentError(f"no answer file for the answer ISO: {why}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from octoprov.answerfiles.autounattend import autounattend_for
@@ -66,16 +67,16 @@ def task_files(session: Session, settings: Settings, vault: Vault, task: Task) -
     return render_files(TaskInputs.load(session, settings, vault, task), settings)
 
 
-def context_files(session: Session, ctx: TaskContext) -> Rendered:
+def context_files(connection: Connection, ctx: TaskContext) -> Rendered:
     """For a worker's step, which holds the task's context already: only what the files add is read."""
-    return render_files(TaskInputs.from_context(session, ctx), ctx.settings)
+    return render_files(TaskInputs.from_context(connection, ctx), ctx.settings)
 
 
-def check_task_files(session: Session, ctx: TaskContext) -> str:
+def check_task_files(connection: Connection, ctx: TaskContext) -> str:
     """The ``render_answers`` step: render every file now, so a task that cannot get its answers fails
     here, naming why, rather than when the installer fetches them (which renders them again, fresh).
     A target whose machines fetch no answer files (the fake one) only reports the problems."""
-    rendered = context_files(session, ctx)
+    rendered = context_files(connection, ctx)
     problems = "; ".join(f"{name}: {why}" for name, why in rendered.problems.items())
     if problems and registry.get(ctx.target_type).serves_answers:
         raise PermanentError(problems)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from octoprov import drivers
@@ -98,10 +98,9 @@ class TaskInputs:
         return self.spec.os.image_index or (self.image.image_index if self.image else 1)
 
     @classmethod
-    def from_context(cls, session: Session, ctx: TaskContext) -> TaskInputs:
-        """The context's request and node, with what only the answer files need read from ``session``."""
-        row = session.connection().execute(_TASK_AND_IMAGE, {"task_id": ctx.task_id,
-                                                              "image_id": ctx.spec.os.image_id}).one()
+    def from_context(cls, connection: Connection, ctx: TaskContext) -> TaskInputs:
+        """The context's request and node, with what only the answer files need read on ``connection``."""
+        row = connection.execute(_TASK_AND_IMAGE, {"task_id": ctx.task_id, "image_id": ctx.spec.os.image_id}).one()
         image = None if row.id is None else ImageInfo(
             row.id, row.name, row.os_type, row.architecture or "x64", row.image_path, row.image_index or 1,
             tuple(row.editions or ()), row.kernel_args, row.signed_kernel)
@@ -116,7 +115,7 @@ class TaskInputs:
         os_type = image.os_type if image else "windows"
         manufacturer, product = drivers.machine_model(ctx.target_type, inputs.generation, inputs.hardware)
         packs = []
-        for pack in drivers.matching_packs(session, os_type, manufacturer, product):
+        for pack in drivers.matching_packs(connection, os_type, manufacturer, product):
             folder = _folder(ctx.settings.effective_drivers_dir, pack.driver_path)
             if folder is not None:
                 packs.append(PackInfo(pack.name, pack.driver_path, tuple(drivers.inf_files(folder))))
@@ -126,7 +125,7 @@ class TaskInputs:
     def load(cls, session: Session, settings: Settings, vault: Vault, task: Task) -> TaskInputs:
         """For callers holding a session but no context: the task's context, read in that session."""
         ctx = load_context(session, task.id, settings, _OpenSession(session), vault)
-        return cls.from_context(session, ctx)
+        return cls.from_context(session.connection(), ctx)
 
 
 _TASKS, _IMAGES = cast(Table, Task.__table__), cast(Table, Image.__table__)

@@ -27,14 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
 
 from octoprov import states
 from octoprov.crypto import Vault
-from octoprov.db import Database
+from octoprov.db import Database, idle, transactions_again
 from octoprov.models import Task, TaskEvent
 from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boots
 from octoprov.settings import Settings
@@ -80,19 +78,6 @@ def stamps_of(connection: Connection, macs: list[str]) -> dict[str, Stamp]:
     return {mac: found.get(mac, (0, None)) for mac in macs}
 
 
-def _idle(dbapi_connection: Any) -> bool:
-    """A psycopg connection outside any transaction (the pool's ping, when it pinged, left one open)."""
-    return bool(dbapi_connection.info.transaction_status == TransactionStatus.IDLE)
-
-
-def _transactions_again(connection: PoolProxiedConnection) -> None:
-    """The connection back in transactions before the pool has it; one that cannot be is not pooled again."""
-    try:
-        connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]  # checked out: it is there
-    except Exception as exc:
-        connection.invalidate(exc)
-
-
 class StampReader:
     """One MAC's stamp for the request path: the statement compiled once for the engine's dialect and run on the
     driver's own cursor, a pooled connection checked out as for any statement (pinged if it sat idle: see db).
@@ -121,7 +106,7 @@ class StampReader:
                                       connection_invalidated=dialect.is_disconnect(exc, None, None),
                                       dialect=dialect) from exc
         driver: Any = connection.dbapi_connection
-        alone = self._autocommit and _idle(driver)
+        alone = self._autocommit and idle(driver)
         try:
             if alone:
                 driver.autocommit = True
@@ -134,7 +119,7 @@ class StampReader:
             finally:
                 cursor.close()
                 if alone:
-                    _transactions_again(connection)
+                    transactions_again(connection)
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, connection.dbapi_connection, None)
             if lost and connection.is_valid:
@@ -243,7 +228,7 @@ class BootAnswers:
         renders those that have settled (all of them on the first round) and returns the newest event seen."""
         checked = self._clock.now()  # before the stamps: a commit after it moves the clock on
         now = time.monotonic()
-        with self.database.engine.connect() as connection:
+        with self.database.alone() as connection:  # reads only: no transaction around them
             if newest is None:
                 newest = connection.execute(select(func.max(TaskEvent.id))).scalar() or 0
                 for mac in connection.execute(
@@ -269,7 +254,6 @@ class BootAnswers:
                         self._render(mac, stamp, {}, checked)
             for mac in settled:
                 del changed[mac]
-            connection.commit()  # it only read: a rollback would make psycopg forget the prepared statements
         return newest
 
     def answer(self, mac: str, hardware: Mapping[str, str | None]) -> tuple[BootAnswer, int | None]:

@@ -91,7 +91,7 @@ def _endpoint(ctx: TaskContext) -> Endpoint:
     image's language, hence the task's inputs) and the request's password (never logged)."""
     address, _options = reported(ctx, "WinRM")
     with ctx.database.session() as session:
-        inputs = TaskInputs.from_context(session, ctx)
+        inputs = TaskInputs.from_context(session.connection(), ctx)
     password = ctx.spec.os.admin_password
     if not password:
         raise PermanentError("the task has no os.adminPassword to log on to the machine with")

@@ -98,8 +98,8 @@ def test_get_audit_filters_and_is_for_admins(anonymous, tokens, database):
 
 def test_the_trail_only_grows_but_for_the_retention_job(database):
     with database.session() as session:
-        audit.record(session, audit.AuditEntry(actor="token:old", action="POST /x", result="ok"))
-        audit.record(session, audit.AuditEntry(actor="token:new", action="POST /x", result="ok"))
+        audit.record(session.connection(), audit.AuditEntry(actor="token:old", action="POST /x", result="ok"))
+        audit.record(session.connection(), audit.AuditEntry(actor="token:new", action="POST /x", result="ok"))
     with database.session() as session:
         old = session.query(AuditEvent).filter_by(actor="token:old").one()
         session.execute(text("INSERT INTO audit_events (at, actor, action, result) VALUES (:at, 'token:ancient', "

@@ -142,6 +142,6 @@ def test_render_answers_fails_a_real_task_whose_files_cannot_be_made(client, dat
     context_args = (runtime.settings, runtime.database, runtime.vault)  # what a worker loads a step's context with
     with database.session() as session:
         with pytest.raises(PermanentError, match=r"autounattend\.xml: os\.adminPassword"):
-            check_task_files(session, load_context(session, without, *context_args))
-        detail = check_task_files(session, load_context(session, with_password, *context_args))
+            check_task_files(session.connection(), load_context(session, without, *context_args))
+        detail = check_task_files(session.connection(), load_context(session, with_password, *context_args))
     assert detail.startswith("autounattend.xml, startnet.cmd, winpeshl.ini ready"), detail
