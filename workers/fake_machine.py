@@ -31,6 +31,7 @@ import heapq
 import http.client
 import json
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -48,7 +49,7 @@ from octoprov.errors import is_infrastructure
 from octoprov.models import TaskStep
 from octoprov.sites import task_site_select
 from octoprov.targets import registry
-from octoprov.targets.fake import options_of, record_in, use_machine_scheduler, write_record
+from octoprov.targets.fake import options_of, read_file, record_in, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
 
@@ -85,27 +86,33 @@ def progress_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "fake" / "progress"
 
 
+_made: set[Path] = set()  # the progress folders this process made sure of
+
+
 @contextlib.contextmanager
 def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | None]]:
     """The machine's progress record, locked for the caller: two deliveries of one report never post
     at once, and the clock never resends a report being sent."""
     folder = progress_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder not in _made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
     path = folder / f"task-{task_id}.json"
-    with open(folder / f"task-{task_id}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield path, _read(path)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    lock = os.open(folder / f"task-{task_id}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the descriptor closes
+        yield path, _read(path)
+    finally:
+        os.close(lock)
 
 
 def _read(path: Path) -> Progress | None:
     """The record, or None when there is none (or one this version cannot read: that machine stays silent)."""
-    if not path.exists():
+    stored = read_file(path)
+    if stored is None:
         return None
     try:
-        progress = Progress(**json.loads(path.read_text()))
+        progress = Progress(**json.loads(stored))
     except (TypeError, ValueError):
         return None
     progress.stages = [(name, title, event) for name, title, event in progress.stages]  # JSON keeps them as lists

@@ -46,16 +46,19 @@ class _Renewer:
         self._wake = threading.Condition()
         self._ids = itertools.count()
         self._pid: int | None = None
+        self._wakes_at = 0.0  # monotonic time the thread wakes at next, on its own
 
     def hold(self, lease: _Lease) -> int:
         with self._wake:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._leases.clear()
+                self._wakes_at = 0.0
                 threading.Thread(target=self._run, name="lease-renewer", daemon=True).start()
             key = next(self._ids)
             self._leases[key] = lease
-            self._wake.notify()
+            if lease.due < self._wakes_at:  # else the thread wakes in time anyway: a step of milliseconds wakes nobody
+                self._wake.notify()
             return key
 
     def release(self, key: int) -> None:
@@ -68,8 +71,9 @@ class _Renewer:
                 now = time.monotonic()
                 due = [(key, lease) for key, lease in self._leases.items() if lease.due <= now]
                 if not due:
-                    nearest = min((lease.due for lease in self._leases.values()), default=now + 60)
-                    self._wake.wait(nearest - now)
+                    self._wakes_at = min((lease.due for lease in self._leases.values()), default=now + 60)
+                    self._wake.wait(self._wakes_at - now)
+                    self._wakes_at = 0.0  # awake: whatever is held now is looked at before it sleeps again
                     continue
                 for _, lease in due:
                     lease.due = now + beat_interval_s(lease.lease_s)

@@ -114,8 +114,7 @@ def record(ctx: TaskContext, action: str, **details: Any) -> None:
 def record_in(data_dir: Path, task_id: int, action: str, **details: Any) -> None:
     """One line in the fake's event log, which tests read to count what was done."""
     line = json.dumps({"action": action, "task": task_id, "time": time.time(), **details}) + "\n"
-    with open(fake_folder(data_dir) / "events.jsonl", "a") as handle:  # one write: lines never interleave
-        handle.write(line)
+    write_file(fake_folder(data_dir) / "events.jsonl", line.encode(), os.O_APPEND)  # one write: never interleaved
 
 
 def events(data_dir: Path) -> list[dict[str, Any]]:
@@ -182,24 +181,53 @@ def machine_path(ctx: TaskContext) -> Path:
 
 def power_of(path: Path) -> str | None:
     """The machine's power state: ``on``, ``off``, or None when there is no such machine."""
-    if not path.exists():
+    stored = read_file(path)
+    if stored is None:
         return None
-    state: str | None = json.loads(path.read_text()).get("power")
+    state: str | None = json.loads(stored).get("power")
     return state
 
 
 def set_power(path: Path, state: str) -> None:
     """Store the machine's power state (a removed machine stays removed)."""
-    if not path.exists():
+    stored = read_file(path)
+    if stored is None:
         return
-    write_record(path, {**json.loads(path.read_text()), "power": state})
+    write_record(path, {**json.loads(stored), "power": state})
 
 
 def write_record(path: Path, content: dict[str, Any]) -> None:
     """Replace a JSON record whole: a reader sees the old record or the new one, never half of one."""
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(content))
+    write_file(temporary, json.dumps(content).encode(), os.O_TRUNC)
     os.replace(temporary, path)
+
+
+# The fake's records are small files that simulated machines read and write a few times per task each: opened
+# unbuffered, as the file objects of ``open`` cost a status call, a terminal check and a seek besides.
+
+def read_file(path: Path) -> bytes | None:
+    """A small file's bytes, or None when there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """``data`` written to the file, made if missing (mode 0600), with ``mode`` ``os.O_TRUNC`` or ``os.O_APPEND``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 class FakeCompute(ComputeInterface):
