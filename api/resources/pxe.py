@@ -170,7 +170,8 @@ def boot_config(asked: WerkzeugRequest, answers: BootAnswers, metrics: ApiMetric
     # for iPXE (whose HTTP client always says "User-Agent: iPXE/<version>"): a browser or curl sending a
     # form-encoded query, here or elsewhere, keeps the usual meaning of `+`.
     query = uri_query(asked) if asked.environ.get("HTTP_USER_AGENT", "").startswith("iPXE/") else asked.args
-    hardware = {name: text_value(name, query.get(name)) for name in HARDWARE_ARGS}
+    # only those it sent are looked up: a query's ``get`` of a missing name raises and catches a KeyError inside
+    hardware = {name: text_value(name, query.get(name) if name in query else None) for name in HARDWARE_ARGS}
     answer, task_id = answers.answer(mac, hardware)
     if task_id is not None:  # where the request came from: who else fetched a script with the token
         why = f" ({answer.document['message']})" if answer.document.get("message") else ""
