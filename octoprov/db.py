@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -79,18 +80,23 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def idle(dbapi_connection: Any) -> bool:
-    """A psycopg connection outside any transaction (the pool's ping, when it pinged, left one open)."""
-    return bool(dbapi_connection.info.transaction_status == TransactionStatus.IDLE)
-
-
-def transactions_again(connection: PoolProxiedConnection) -> None:
-    """A psycopg connection that ran in autocommit back in transactions before the pool has it; one that cannot
-    be is not pooled again."""
+@contextmanager
+def autocommit(pooled: PoolProxiedConnection) -> Iterator[bool]:
+    """A checked-out psycopg connection in autocommit for the block, if it is outside any transaction (the pool's
+    ping, when it pinged, left one open); whether it is. It goes back in transactions before the pool has it, and
+    one that cannot is not pooled again. Other drivers (SQLite) are left as they are."""
+    driver: Any = pooled.dbapi_connection
+    alone = isinstance(driver, psycopg.Connection) and driver.info.transaction_status == TransactionStatus.IDLE
+    if alone:
+        driver.autocommit = True
     try:
-        connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]  # checked out: it is there
-    except Exception as exc:
-        connection.invalidate(exc)
+        yield alone
+    finally:
+        if alone:
+            try:
+                driver.autocommit = False
+            except Exception as exc:
+                pooled.invalidate(exc)
 
 
 class Database:
@@ -100,7 +106,6 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommits = self.engine.dialect.driver == "psycopg"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -128,18 +133,10 @@ class Database:
         the BEGIN and COMMIT round trips, and the server's work for them, that a transaction of one statement
         costs. A connection the pool's ping left in a transaction, and SQLite, run the block as one
         transaction, committed when it ends normally."""
-        with self.engine.connect() as connection:
-            pooled = connection.connection
-            alone = self._autocommits and idle(pooled.dbapi_connection)
-            if alone:
-                pooled.dbapi_connection.autocommit = True  # type: ignore[union-attr]  # checked out: it is there
-            try:
-                yield connection
-                if not alone:
-                    connection.commit()
-            finally:
-                if alone:
-                    transactions_again(pooled)
+        with self.engine.connect() as connection, autocommit(connection.connection) as alone:
+            yield connection
+            if not alone:
+                connection.commit()
 
     @contextmanager
     def scratch_session(self) -> Iterator[Session]:

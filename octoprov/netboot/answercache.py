@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from octoprov import states
 from octoprov.crypto import Vault
-from octoprov.db import Database, idle, transactions_again
+from octoprov.db import Database, autocommit
 from octoprov.models import Task, TaskEvent
 from octoprov.netboot.bootconfig import BootAnswer, active_task_for_mac, answer_for, record_boots
 from octoprov.settings import Settings
@@ -91,9 +91,6 @@ class StampReader:
         self.sql = compiled.string
         self._params = compiled.construct_params({"mac": None})
         self._order = compiled.positiontup if engine.dialect.positional else None
-        # psycopg: the read alone, in autocommit: no BEGIN and no ROLLBACK round trips around it, and a rollback
-        # (the pool's reset when a connection comes back) would also forget the statement prepared on the server
-        self._autocommit = engine.dialect.driver == "psycopg"
 
     def __call__(self, mac: str) -> Stamp:
         params = {**self._params, "mac": mac}
@@ -105,21 +102,18 @@ class StampReader:
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=dialect.is_disconnect(exc, None, None),
                                       dialect=dialect) from exc
-        driver: Any = connection.dbapi_connection
-        alone = self._autocommit and idle(driver)
         try:
-            if alone:
-                driver.autocommit = True
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self.sql, args)
-                row = cursor.fetchone()
-                assert row is not None  # an aggregate without GROUP BY has its one row
-                count, newest = row
-            finally:
-                cursor.close()
-                if alone:
-                    transactions_again(connection)
+            # psycopg: the read alone, in autocommit: no BEGIN and no ROLLBACK round trips around it, and a rollback
+            # (the pool's reset when a connection comes back) would also forget the statement prepared on the server
+            with autocommit(connection):
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(self.sql, args)
+                    row = cursor.fetchone()
+                    assert row is not None  # an aggregate without GROUP BY has its one row
+                    count, newest = row
+                finally:
+                    cursor.close()
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, connection.dbapi_connection, None)
             if lost and connection.is_valid:
