@@ -49,7 +49,7 @@ from octoprov.errors import is_infrastructure
 from octoprov.models import TaskStep
 from octoprov.sites import task_site_select
 from octoprov.targets import registry
-from octoprov.targets.fake import options_of, read_file, record_in, use_machine_scheduler, write_record
+from octoprov.targets.fake import made_once, options_of, read_file, record_in, use_machine_scheduler, write_record
 from workers.app import app
 from workers.runtime import worker_runtime
 
@@ -86,17 +86,11 @@ def progress_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "fake" / "progress"
 
 
-_made: set[Path] = set()  # the progress folders this process made sure of
-
-
 @contextlib.contextmanager
 def machine(data_dir: Path, task_id: int) -> Iterator[tuple[Path, Progress | None]]:
     """The machine's progress record, locked for the caller: two deliveries of one report never post
     at once, and the clock never resends a report being sent."""
-    folder = progress_dir(data_dir)
-    if folder not in _made:
-        folder.mkdir(parents=True, exist_ok=True)
-        _made.add(folder)
+    folder = made_once(progress_dir(data_dir))
     path = folder / f"task-{task_id}.json"
     lock = os.open(folder / f"task-{task_id}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

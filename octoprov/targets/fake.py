@@ -94,16 +94,22 @@ def fake_dir(ctx: TaskContext) -> Path:
     return fake_folder(ctx.data_dir)
 
 
-_made: set[Path] = set()  # the fake folders this process made sure of
+_made: set[Path] = set()  # the fake's folders this process made sure of
+
+
+def made_once(folder: Path) -> Path:
+    """``folder``, made with its parents the first time this process asks (simulated machines ask often)."""
+    if folder not in _made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
+    return folder
 
 
 def fake_folder(data_dir: Path) -> Path:
-    """The fake's folder in ``data_dir``, made with its subfolders the first time this process asks."""
+    """The fake's folder in ``data_dir``, with its subfolders."""
     folder = Path(data_dir) / "fake"
-    if folder not in _made:
-        (folder / "machines").mkdir(parents=True, exist_ok=True)
-        (folder / "failures").mkdir(parents=True, exist_ok=True)
-        _made.add(folder)
+    made_once(folder / "machines")
+    made_once(folder / "failures")
     return folder
 
 
@@ -279,9 +285,7 @@ class FakePower(PowerInterface):
 
 class FakeBoot(BootInterface):
     def _config(self, ctx: TaskContext) -> Path:
-        folder = fake_dir(ctx) / "boot"
-        folder.mkdir(exist_ok=True)
-        return folder / f"task-{ctx.task_id}.json"
+        return made_once(fake_dir(ctx) / "boot") / f"task-{ctx.task_id}.json"
 
     def prepare_boot(self, ctx: TaskContext) -> str:
         """Like writing a boot config file: a repeat (its step cut short after the write) finds it in place."""
@@ -298,9 +302,7 @@ class FakeBoot(BootInterface):
 
 class FakeDomain(DomainJoinInterface):
     def _account(self, ctx: TaskContext) -> Path:
-        folder = fake_dir(ctx) / "accounts"
-        folder.mkdir(exist_ok=True)
-        return folder / f"{ctx.spec.domain.name}-{ctx.hostname}.json"
+        return made_once(fake_dir(ctx) / "accounts") / f"{ctx.spec.domain.name}-{ctx.hostname}.json"
 
     def provision_offline_join(self, ctx: TaskContext) -> str:
         """Like ``djoin /provision``: one computer account per name; a repeat returns its blob."""
@@ -319,8 +321,7 @@ class FakePostInstall(PostInstallInterface):
         """The agent finds itself installed on a repeat, as the real agent installers do; anything else (a
         package, a script) runs again."""
         if item.get("type") == "agent":
-            folder = fake_dir(ctx) / "installed"
-            folder.mkdir(exist_ok=True)
+            folder = made_once(fake_dir(ctx) / "installed")
             if claim_record(folder / f"task-{ctx.task_id}-{item['step']}.json", ctx, {}, item["step"]) is not None:
                 return f"Already installed: {item['step']}"
         record(ctx, "post_install", item=item)
