@@ -289,12 +289,14 @@ class _Room:
 
     def _start(self, entries: list[tuple[float, int, int, str | None]]) -> None:
         with self._changed:
+            first = self._due[0] if self._due else None
             for entry in entries:
                 heapq.heappush(self._due, entry)
             if self._thread is None or not self._thread.is_alive():  # first use in this process (pool children fork)
                 self._thread = threading.Thread(target=self._play, name="fake-machine-room", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if self._due[0] is not first:  # else the thread wakes in time anyway, as the lease renewer
+                self._changed.notify()
 
     def _next(self) -> tuple[int, int, str | None]:
         with self._changed:
