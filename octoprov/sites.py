@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
-from sqlalchemy import BindParameter, Select, select
+from sqlalchemy import BindParameter, Connection, Select, select
 from sqlalchemy.orm import Session
 
 from octoprov import states
@@ -149,8 +149,8 @@ def task_site_select(task_id: int | BindParameter[int]) -> Select[str]:
     return select(Site.name).join(Task, Task.site_id == Site.id).where(Task.id == task_id)
 
 
-def task_site_name(session: Session, task_id: int) -> str | None:
-    return session.scalar(task_site_select(task_id))
+def task_site_name(reader: Session | Connection, task_id: int) -> str | None:
+    return reader.scalar(task_site_select(task_id))
 
 
 def node_site_name(session: Session, node_id: int) -> str | None:

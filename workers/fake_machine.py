@@ -47,7 +47,7 @@ from octoprov import steps
 from octoprov.context import TaskContext, callback_url
 from octoprov.errors import is_infrastructure
 from octoprov.models import TaskStep
-from octoprov.sites import task_site_select
+from octoprov.sites import task_site_name, task_site_select
 from octoprov.targets import registry
 from octoprov.targets.fake import made_once, options_of, read_file, record_in, use_machine_scheduler, write_record
 from workers.app import app
@@ -153,7 +153,7 @@ def boot(ctx: TaskContext) -> None:
     options = options_of(ctx)
     with ctx.database.alone() as connection:
         rows = connection.execute(_STAGES, {"task_id": ctx.task_id}).all()
-        site_name = rows[0].site if rows else connection.execute(task_site_select(ctx.task_id)).scalar()
+        site_name = rows[0].site if rows else task_site_name(connection, ctx.task_id)
     stages = [(row.name, row.title, row.event) for row in rows]
     pool = registry.site_queue(options.machine_pool, site_name)  # its site's
     with machine(ctx.data_dir, ctx.task_id) as (path, _):
